@@ -1,0 +1,57 @@
+// Shared by the test files: paths, a scratch directory, running the zoo binary.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace zoo::test {
+
+inline std::string source_dir() { return ZOO_SOURCE_DIR; }
+inline std::string data_root() {
+  const char* env = std::getenv("ZOO_DATA");
+  return (env ? std::string(env) : source_dir() + "/data") + "/fashion-mnist";
+}
+
+/// A fresh, empty directory under the system temp folder.
+inline std::string scratch(const std::string& name) {
+  auto dir = std::filesystem::temp_directory_path() / ("zoo-test-" + name + "-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir.string();
+}
+
+struct Run {
+  int code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+/// Runs a shell command line, returning its exit code and output.
+inline Run run(const std::string& command) {
+  Run r;
+  FILE* p = ::popen((command + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  int status = ::pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+inline std::string zoo_bin() { return ZOO_BINARY; }
+
+/// A small, fast ViT config on real Fashion-MNIST: a tiny model and data subset.
+inline std::string tiny_vit_yaml(int steps) {
+  return "task: vit_fashion_mnist\n"
+         "model: {patch_size: 7, dim: 32, depth: 2, heads: 2, mlp_dim: 64, dropout: 0.1}\n"
+         "data: {root: " + data_root() + ", train_limit: 2000, eval_limit: 500}\n"
+         "train: {device: cpu, threads: 1, seed: 3, batch_size: 32, steps: " + std::to_string(steps) +
+         ", log_every: 2, eval_every: 0, checkpoint_every: 4, keep_last: 2, ema: true, ema_decay: 0.9}\n"
+         "optim: {lr: 0.003, warmup_steps: 2, schedule: cosine}\n";
+}
+
+}  // namespace zoo::test

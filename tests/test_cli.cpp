@@ -1,0 +1,126 @@
+// The zoo command run as a process: exit codes and one-line messages on bad input,
+// and a training run killed with SIGKILL that resumes and finishes.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "helpers.h"
+#include "train/checkpoint.h"
+
+namespace fs = std::filesystem;
+using zoo::test::run;
+using zoo::test::zoo_bin;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string tiny_config(const std::string& dir, int steps) {
+  auto path = dir + "/tiny.yaml";
+  std::ofstream(path) << zoo::test::tiny_vit_yaml(steps);
+  return path;
+}
+
+std::string last_line(const std::string& s) {
+  auto t = s;
+  while (!t.empty() && t.back() == '\n') t.pop_back();
+  auto nl = t.rfind('\n');
+  return nl == std::string::npos ? t : t.substr(nl + 1);
+}
+
+}  // namespace
+
+TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli]") {
+  CHECK(run(zoo_bin()).code == 2);
+  auto help = run(zoo_bin() + " --help");
+  CHECK(help.code == 0);
+  CHECK_THAT(help.output, Contains("train") && Contains("eval") && Contains("list"));
+  CHECK(run(zoo_bin() + " train --help").code == 0);
+  CHECK(run(zoo_bin() + " eval --help").code == 0);
+  auto unknown = run(zoo_bin() + " frobnicate");
+  CHECK(unknown.code == 2);
+  CHECK_THAT(unknown.output, Contains("unknown command 'frobnicate'"));
+  auto noconfig = run(zoo_bin() + " train");
+  CHECK(noconfig.code == 2);
+  CHECK_THAT(noconfig.output, Contains("--config is required"));
+  auto badflag = run(zoo_bin() + " train --config x.yaml --bogus");
+  CHECK(badflag.code == 2);
+  CHECK_THAT(badflag.output, Contains("bogus"));
+  auto list = run("cd " + zoo::test::source_dir() + " && " + zoo_bin() + " list");
+  CHECK(list.code == 0);
+  CHECK_THAT(list.output, Contains("vit_fashion_mnist") && Contains("configs/vit_fashion_mnist.yaml"));
+}
+
+TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
+  auto dir = zoo::test::scratch("cli-config");
+  auto missing = run(zoo_bin() + " train --config " + dir + "/missing.yaml");
+  CHECK(missing.code == 2);
+  CHECK_THAT(missing.output, Contains(dir + "/missing.yaml: cannot read"));
+
+  auto bad = dir + "/bad.yaml";
+  std::ofstream(bad) << "task: vit_fashion_mnist\ntrain:\n  steps: 3\n  batch_sise: 4\n";
+  auto r = run(zoo_bin() + " train --config " + bad);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Contains(bad + ":4: train.batch_sise: unknown key"));
+  CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+
+  auto cfg = tiny_config(dir, 3);
+  auto set = run(zoo_bin() + " train --config " + cfg + " --set train.steps=abc");
+  CHECK(set.code == 2);
+  CHECK_THAT(set.output, Contains("--set train.steps=abc: train.steps: expected an integer"));
+  auto set2 = run(zoo_bin() + " train --config " + cfg + " --set nodot");
+  CHECK(set2.code == 2);
+  auto data = run(zoo_bin() + " train --config " + cfg + " --set data.root=/nonexistent --run-dir " + dir + "/r");
+  CHECK(data.code == 2);
+  CHECK_THAT(data.output, Contains("data.root: /nonexistent/train-images-idx3-ubyte is missing; run scripts/fetch-data"));
+  auto cuda = run(zoo_bin() + " train --config " + cfg + " --set train.device=cuda:7 --run-dir " + dir + "/r");
+  CHECK(cuda.code == 2);
+  CHECK_THAT(cuda.output, Contains("train.device: cuda:7"));
+  auto resume = run(zoo_bin() + " train --config " + cfg + " --resume --run-dir " + dir + "/none");
+  CHECK(resume.code == 2);
+}
+
+TEST_CASE("zoo eval: bad checkpoints exit 2 naming the file", "[cli]") {
+  auto dir = zoo::test::scratch("cli-ckpt");
+  auto r1 = run(zoo_bin() + " eval --checkpoint " + dir + "/nope.pt");
+  CHECK(r1.code == 2);
+  CHECK_THAT(r1.output, Contains(dir + "/nope.pt: no such checkpoint"));
+  std::ofstream(dir + "/junk.pt") << "not a checkpoint";
+  auto r2 = run(zoo_bin() + " eval --checkpoint " + dir + "/junk.pt");
+  CHECK(r2.code == 2);
+  CHECK_THAT(r2.output, Contains(dir + "/junk.pt: not a readable checkpoint"));
+  CHECK_THAT(r2.output, !Contains("Exception raised from"));  // no c10::Error dump
+  auto r3 = run(zoo_bin() + " eval");
+  CHECK(r3.code == 2);
+}
+
+TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finishes", "[cli][resume]") {
+  auto dir = zoo::test::scratch("cli-kill");
+  auto cfg = tiny_config(dir, 400);
+  auto run_dir = dir + "/run";
+  // Start training, wait for its first checkpoint, then SIGKILL it mid-run.
+  auto killed = run("(" + zoo_bin() + " train --config " + cfg + " --run-dir " + run_dir + " > " + dir +
+                    "/first.log 2>&1 & pid=$!; for i in $(seq 1200); do ls " + run_dir +
+                    "/checkpoints/step-*.pt >/dev/null 2>&1 && break; sleep 0.05; done; sleep 0.2; kill -9 $pid; "
+                    "wait $pid; echo killed=$?)");
+  CHECK_THAT(killed.output, Contains("killed=137"));
+  REQUIRE_FALSE(zoo::list_step_checkpoints(run_dir + "/checkpoints").empty());
+  // Every checkpoint left behind loads.
+  for (const auto& c : zoo::list_step_checkpoints(run_dir + "/checkpoints")) CHECK_NOTHROW(zoo::read_checkpoint(c));
+
+  auto resumed = run(zoo_bin() + " train --config " + cfg + " --run-dir " + run_dir + " --resume");
+  INFO(resumed.output);
+  REQUIRE(resumed.code == 0);
+  CHECK_THAT(resumed.output, Contains("resumed from"));
+  auto final_metrics = nlohmann::json::parse(last_line(resumed.output));
+  CHECK(final_metrics["step"] == 400);
+
+  auto eval = run(zoo_bin() + " eval --checkpoint " + run_dir + "/checkpoints/best.pt --split val");
+  INFO(eval.output);
+  REQUIRE(eval.code == 0);
+  auto m = nlohmann::json::parse(last_line(eval.output));
+  CHECK(m["accuracy"].get<double>() > 0.2);
+  CHECK(m["examples"].get<double>() == 500);
+}

@@ -1,0 +1,85 @@
+// Config: every key checked; errors name the key, the file and the line.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "helpers.h"
+#include "train/config.h"
+
+using zoo::Config;
+using zoo::UsageError;
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string write_config(const std::string& name, const std::string& text) {
+  auto path = zoo::test::scratch("config") + "/" + name;
+  std::ofstream(path) << text;
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("shipped ViT config loads with its values", "[config]") {
+  auto cfg = Config::from_file(zoo::test::source_dir() + "/configs/vit_fashion_mnist.yaml");
+  CHECK(cfg.task() == "vit_fashion_mnist");
+  CHECK(cfg.get_int("model.patch_size") == 4);
+  CHECK(cfg.get_string("optim.name") == "adamw");
+  CHECK(cfg.get_bool("train.ema"));
+}
+
+TEST_CASE("unknown key names the key, file and line, with a suggestion", "[config]") {
+  auto path = write_config("bad.yaml", "task: vit_fashion_mnist\ntrain:\n  seed: 1\n  stepz: 10\n");
+  CHECK_THROWS_WITH(Config::from_file(path),
+                    Contains(path + ":4: train.stepz: unknown key") && Contains("did you mean train.steps?"));
+}
+
+TEST_CASE("wrong types and out-of-range values are rejected with the line", "[config]") {
+  auto p1 = write_config("t1.yaml", "task: vit_fashion_mnist\ntrain:\n  steps: ten\n");
+  CHECK_THROWS_WITH(Config::from_file(p1), Contains(p1 + ":3: train.steps: expected an integer, got 'ten'"));
+  auto p2 = write_config("t2.yaml", "task: vit_fashion_mnist\noptim:\n  lr: -1\n");
+  CHECK_THROWS_WITH(Config::from_file(p2), Contains(p2 + ":3: optim.lr: must be at least 0"));
+  auto p3 = write_config("t3.yaml", "task: vit_fashion_mnist\ntrain:\n  ema: maybe\n");
+  CHECK_THROWS_WITH(Config::from_file(p3), Contains("train.ema: expected true or false"));
+  auto p4 = write_config("t4.yaml", "task: vit_fashion_mnist\noptim:\n  name: lion\n");
+  CHECK_THROWS_WITH(Config::from_file(p4), Contains("optim.name: must be one of adamw adam sgd"));
+  auto p5 = write_config("t5.yaml", "task: vit_fashion_mnist\ntrain:\n  steps: [1, 2]\n");
+  CHECK_THROWS_WITH(Config::from_file(p5), Contains("train.steps: expected an integer, got a list"));
+  auto p6 = write_config("t6.yaml", "task: vit_fashion_mnist\ntrain:\n  device: gpu\n");
+  CHECK_THROWS_WITH(Config::from_file(p6), Contains("train.device: must be auto, cpu, cuda or cuda:N"));
+  auto p7 = write_config("t7.yaml", "task: vit_fashion_mnist\ntrain:\n  threads: many\n");
+  CHECK_THROWS_WITH(Config::from_file(p7), Contains("train.threads: must be 'auto' or a thread count"));
+}
+
+TEST_CASE("missing file, unknown task, unknown section, bad YAML", "[config]") {
+  CHECK_THROWS_WITH(Config::from_file("/nonexistent/x.yaml"), Contains("/nonexistent/x.yaml: cannot read"));
+  auto p1 = write_config("task.yaml", "task: gpt5\n");
+  CHECK_THROWS_WITH(Config::from_file(p1), Contains(p1 + ":1: task: unknown task 'gpt5'"));
+  auto p2 = write_config("notask.yaml", "train: {steps: 3}\n");
+  CHECK_THROWS_WITH(Config::from_file(p2), Contains("task: missing"));
+  auto p3 = write_config("section.yaml", "task: vit_fashion_mnist\ntrian:\n  steps: 3\n");
+  CHECK_THROWS_WITH(Config::from_file(p3), Contains(p3 + ":2: trian: unknown section"));
+  auto p4 = write_config("yaml.yaml", "task: vit_fashion_mnist\ntrain: {steps: 3\n");
+  CHECK_THROWS_WITH(Config::from_file(p4), Contains("not valid YAML"));
+}
+
+TEST_CASE("set overrides (--set) any key and is checked like the file", "[config]") {
+  auto path = zoo::test::source_dir() + "/configs/vit_fashion_mnist.yaml";
+  auto cfg = Config::from_file(path, {"train.steps=7", "optim.lr=0.5", "data.hflip=false", "train.device=cpu"});
+  CHECK(cfg.get_int("train.steps") == 7);
+  CHECK(cfg.get_float("optim.lr") == 0.5);
+  CHECK_FALSE(cfg.get_bool("data.hflip"));
+  CHECK_THROWS_WITH(Config::from_file(path, {"train.steps"}), Contains("expected section.key=value"));
+  CHECK_THROWS_WITH(Config::from_file(path, {"train.stepz=3"}), Contains("unknown key 'train.stepz'"));
+  CHECK_THROWS_WITH(Config::from_file(path, {"train.steps=-3"}), Contains("train.steps: must be at least 1"));
+  CHECK_THROWS_WITH(Config::from_file(path, {"task=other"}), Contains("can't be overridden"));
+}
+
+TEST_CASE("the resolved config round-trips through YAML", "[config]") {
+  auto path = zoo::test::source_dir() + "/configs/vit_fashion_mnist.yaml";
+  auto a = Config::from_file(path, {"optim.lr=0.00123", "data.root=/some where/x"});
+  auto b = Config::from_yaml(a.to_yaml(), "resolved");
+  CHECK(a.to_yaml() == b.to_yaml());
+  CHECK(b.get_float("optim.lr") == 0.00123);
+  CHECK(b.get_string("data.root") == "/some where/x");
+}

@@ -1,0 +1,113 @@
+// Model contracts: shapes, who attends to whom, masks, and agreement with LibTorch's
+// own multi-head attention (an independent implementation) on the same weights.
+#include <catch2/catch.hpp>
+
+#include <limits>
+
+#include "models/common/attention.h"
+#include "models/vit.h"
+
+namespace {
+
+zoo::ViT tiny_vit(int64_t depth = 2) {
+  torch::manual_seed(0);
+  auto vit = zoo::ViT(zoo::ViTOptions().patch_size(7).dim(32).depth(depth).heads(4).mlp_dim(64).num_classes(10));
+  vit->eval();
+  // A zero head would give zero gradients; use a random one for the tests.
+  torch::NoGradGuard no_grad;
+  vit->head->weight.normal_();
+  return vit;
+}
+
+}  // namespace
+
+TEST_CASE("ViT shapes: patches, [CLS], logits", "[vit]") {
+  auto vit = tiny_vit();
+  auto x = torch::rand({5, 1, 28, 28});
+  CHECK(vit->num_patches() == 16);
+  CHECK(vit->embed(x).sizes() == torch::IntArrayRef({5, 17, 32}));
+  CHECK(vit->forward(x).sizes() == torch::IntArrayRef({5, 10}));
+  CHECK(vit->position_embedding.sizes() == torch::IntArrayRef({1, 17, 32}));
+  CHECK_THROWS(vit->forward(torch::rand({5, 3, 28, 28})));
+  auto features = zoo::ViT(zoo::ViTOptions().patch_size(7).dim(32).depth(1).heads(4).num_classes(0));
+  CHECK(features->forward(x).sizes() == torch::IntArrayRef({5, 32}));
+}
+
+TEST_CASE("ViT: every token attends to every other token", "[vit]") {
+  auto vit = tiny_vit(/*depth=*/1);
+  auto tokens = vit->embed(torch::rand({1, 1, 28, 28})).detach().requires_grad_(true);  // (1, 17, 32)
+  auto out = vit->encode(tokens);
+  const auto t = tokens.size(1);
+  auto probe = torch::randn({32});  // a plain sum of a layer-normed vector has zero gradient
+  for (int64_t i = 0; i < t; ++i) {
+    auto grad = torch::autograd::grad({(out.select(1, i) * probe).sum()}, {tokens}, {}, /*retain_graph=*/true)[0];
+    auto per_token = grad.abs().sum(-1).squeeze(0);  // (17): influence of each input token on output i
+    INFO("output token " << i);
+    CHECK((per_token > 0).all().item<bool>());
+  }
+}
+
+TEST_CASE("ViT: a patch changes the [CLS] output, and the prediction depends on the image", "[vit]") {
+  auto vit = tiny_vit();
+  auto x = torch::rand({1, 1, 28, 28});
+  auto y = x.clone();
+  y.index_put_({0, 0, torch::indexing::Slice(21, 28), torch::indexing::Slice(21, 28)}, 0.0);  // last patch
+  CHECK_FALSE(torch::allclose(vit->forward(x), vit->forward(y)));
+}
+
+TEST_CASE("attention equals LibTorch's multi_head_attention_forward on the same weights", "[attention]") {
+  torch::manual_seed(1);
+  zoo::MultiheadAttention mha(zoo::MultiheadAttentionOptions(16, 4));
+  mha->eval();
+  auto x = torch::randn({3, 7, 16});  // (B, T, C)
+  auto ours = mha->forward(x);
+  namespace F = torch::nn::functional;
+  auto xt = x.transpose(0, 1);  // (T, B, C)
+  auto ref = std::get<0>(F::multi_head_attention_forward(
+      xt, xt, xt,
+      F::MultiheadAttentionForwardFuncOptions(16, 4, mha->qkv->weight, mha->qkv->bias, {}, {}, false, 0.0,
+                                              mha->proj->weight, mha->proj->bias)
+          .training(false)));
+  CHECK(torch::allclose(ours, ref.transpose(0, 1), 1e-5, 1e-6));
+
+  // Cross-attention and a key-padding mask against the same reference.
+  auto ctx = torch::randn({3, 5, 16});
+  auto pad = torch::zeros({3, 5}, torch::kBool);
+  pad.index_put_({1, torch::indexing::Slice(3, 5)}, true);
+  auto ours_x = mha->forward_cross(x, ctx, zoo::padding_mask(pad));
+  auto ct = ctx.transpose(0, 1);
+  auto ref_x = std::get<0>(F::multi_head_attention_forward(
+      xt, ct, ct,
+      F::MultiheadAttentionForwardFuncOptions(16, 4, mha->qkv->weight, mha->qkv->bias, {}, {}, false, 0.0,
+                                              mha->proj->weight, mha->proj->bias)
+          .training(false)
+          .key_padding_mask(pad)));
+  CHECK(torch::allclose(ours_x, ref_x.transpose(0, 1), 1e-5, 1e-6));
+}
+
+TEST_CASE("causal mask: output t does not change when tokens after t change", "[attention]") {
+  torch::manual_seed(2);
+  zoo::MultiheadAttention mha(zoo::MultiheadAttentionOptions(16, 2));
+  mha->eval();
+  auto x = torch::randn({2, 6, 16});
+  auto mask = zoo::causal_mask(6);
+  auto y = x.clone();
+  y.narrow(1, 4, 2).normal_();  // change tokens 4 and 5
+  auto a = mha->forward(x, mask), b = mha->forward(y, mask);
+  CHECK(torch::allclose(a.narrow(1, 0, 4), b.narrow(1, 0, 4)));
+  CHECK_FALSE(torch::allclose(a.narrow(1, 4, 2), b.narrow(1, 4, 2)));
+  CHECK(mask[0][1].item<float>() == -std::numeric_limits<float>::infinity());
+  CHECK(mask[1][0].item<float>() == 0.0f);
+}
+
+TEST_CASE("padding mask: padded keys do not change the real tokens' outputs", "[attention]") {
+  torch::manual_seed(3);
+  zoo::MultiheadAttention mha(zoo::MultiheadAttentionOptions(16, 2));
+  mha->eval();
+  auto real = torch::randn({1, 4, 16});
+  auto padded = torch::cat({real, torch::randn({1, 3, 16})}, 1);  // 3 junk tokens after the real ones
+  auto pad = torch::tensor({false, false, false, false, true, true, true}).view({1, 7});
+  auto a = mha->forward(real);
+  auto b = mha->forward(padded, zoo::padding_mask(pad)).narrow(1, 0, 4);
+  CHECK(torch::allclose(a, b, 1e-5, 1e-6));
+}

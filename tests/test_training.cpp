@@ -1,0 +1,183 @@
+// Trainer and checkpoints on real Fashion-MNIST: round trip, atomicity, resume
+// equivalence, bad files, and a short run that must clearly learn.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "helpers.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "models/vit.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+using Catch::Matchers::Contains;
+
+namespace {
+
+zoo::Config tiny(int steps, std::vector<std::string> sets = {}) {
+  return zoo::Config::from_yaml(zoo::test::tiny_vit_yaml(steps), "tiny config", sets);
+}
+
+/// The train rows of a run's metrics.jsonl: (step, loss) pairs.
+std::vector<std::pair<int64_t, double>> train_losses(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, double>> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto row = nlohmann::json::parse(line);
+    if (row["split"] == "train") out.emplace_back(row["step"].get<int64_t>(), row["loss"].get<double>());
+  }
+  return out;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+TEST_CASE("learning-rate schedule: linear warmup, then cosine to min_lr", "[trainer]") {
+  auto cfg = tiny(10, {"optim.lr=1.0", "optim.min_lr=0.1", "optim.warmup_steps=2"});
+  CHECK(zoo::learning_rate(cfg, 1) == Approx(0.5));
+  CHECK(zoo::learning_rate(cfg, 2) == Approx(1.0));
+  CHECK(zoo::learning_rate(cfg, 6) == Approx(0.1 + 0.9 * 0.5));  // halfway through the cosine
+  CHECK(zoo::learning_rate(cfg, 10) == Approx(0.1));
+  cfg.set("optim.schedule", "constant");
+  CHECK(zoo::learning_rate(cfg, 7) == Approx(1.0));
+}
+
+TEST_CASE("EMA follows theta_ema <- d theta_ema + (1 - d) theta and swaps in and out", "[trainer]") {
+  torch::nn::Linear lin(2, 1);
+  zoo::EMA ema(*lin, 0.5);
+  auto w0 = lin->weight.detach().clone();
+  {
+    torch::NoGradGuard g;
+    lin->weight.add_(2.0);
+  }
+  ema.update();
+  ema.swap();
+  CHECK(torch::allclose(lin->weight, w0 + 1.0));
+  ema.swap();
+  CHECK(torch::allclose(lin->weight, w0 + 2.0));
+}
+
+TEST_CASE("checkpoint round trip rebuilds the model from the file alone", "[checkpoint]") {
+  auto dir = zoo::test::scratch("roundtrip");
+  zoo::Trainer trainer(tiny(4, {"train.ema=false"}), {dir});
+  trainer.run();
+  auto path = dir + "/checkpoints/" + zoo::step_checkpoint_name(4);
+  REQUIRE(fs::exists(path));
+  REQUIRE(fs::exists(dir + "/checkpoints/best.pt"));
+  REQUIRE(fs::exists(dir + "/config.yaml"));
+  auto task = zoo::load_task(path, {});
+  auto x = torch::rand({3, 1, 28, 28});
+  trainer.task().model().eval();
+  torch::NoGradGuard g;
+  auto a = trainer.task().model().as<zoo::ViTImpl>()->forward(x);
+  auto b = task->model().as<zoo::ViTImpl>()->forward(x);
+  CHECK(torch::equal(a, b));
+  auto archive = zoo::read_checkpoint(path);
+  CHECK(zoo::checkpoint_step(archive) == 4);
+  CHECK_THAT(zoo::checkpoint_config(archive, path), Contains("task: vit_fashion_mnist"));
+  // keep_last = 2: only the two newest step checkpoints stay.
+  CHECK(zoo::list_step_checkpoints(dir + "/checkpoints").size() <= 2);
+}
+
+TEST_CASE("truncated, foreign and missing checkpoints are UsageErrors naming the path", "[checkpoint]") {
+  auto dir = zoo::test::scratch("badckpt");
+  zoo::Trainer trainer(tiny(4), {dir});
+  trainer.run();
+  auto good = read_file(dir + "/checkpoints/" + zoo::step_checkpoint_name(4));
+  auto truncated = dir + "/truncated.pt";
+  std::ofstream(truncated, std::ios::binary) << good.substr(0, good.size() / 2);
+  CHECK_THROWS_AS(zoo::read_checkpoint(truncated), zoo::UsageError);
+  CHECK_THROWS_WITH(zoo::read_checkpoint(truncated), Contains(truncated));
+  auto text = dir + "/notes.pt";
+  std::ofstream(text) << "hello";
+  CHECK_THROWS_WITH(zoo::read_checkpoint(text), Contains(text + ": not a readable checkpoint"));
+  auto foreign = dir + "/foreign.pt";
+  torch::save(torch::nn::Linear(2, 2), foreign);
+  CHECK_THROWS_WITH(zoo::read_checkpoint(foreign), Contains("not a zoo checkpoint"));
+  CHECK_THROWS_WITH(zoo::read_checkpoint(dir + "/nope.pt"), Contains("no such checkpoint"));
+  // Weights that do not fit the model the config describes.
+  CHECK_THROWS_WITH(zoo::load_task(dir + "/checkpoints/" + zoo::step_checkpoint_name(4), {"model.dim=64"}),
+                    Contains("has shape"));
+}
+
+TEST_CASE("atomic_write: a kill at any instant leaves the old or the new file, whole", "[checkpoint]") {
+  auto dir = zoo::test::scratch("atomic");
+  auto path = dir + "/ckpt.bin";
+  const std::string old_bytes(3 << 20, 'a'), new_bytes(5 << 20, 'b');
+  zoo::atomic_write(path, old_bytes);
+  for (int trial = 0; trial < 12; ++trial) {
+    pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      for (;;) {
+        zoo::atomic_write(path, new_bytes);
+        zoo::atomic_write(path, old_bytes);
+      }
+    }
+    ::usleep(1000 * (1 + trial * 7));
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    auto now = read_file(path);
+    INFO("trial " << trial << ": " << now.size() << " bytes");
+    CHECK((now == old_bytes || now == new_bytes));
+  }
+}
+
+TEST_CASE("an interrupted-and-resumed run logs the same losses as an uninterrupted one", "[checkpoint][resume]") {
+  auto full = zoo::test::scratch("full"), split = zoo::test::scratch("split");
+  {
+    zoo::Trainer t(tiny(12), {full});
+    t.run();
+  }
+  {
+    zoo::TrainerOptions o{split};
+    o.stop_after = 6;  // stops after step 6 with a checkpoint, as Ctrl-C would
+    zoo::Trainer t(tiny(12), o);
+    t.run();
+  }
+  {
+    std::ofstream(split + "/metrics.jsonl", std::ios::app) << R"({"step": 7, "split": "train", "loss": 99})" << "\n";
+    zoo::TrainerOptions o{split};
+    o.resume = true;
+    zoo::Trainer t(tiny(12), o);
+    t.run();
+  }
+  auto a = train_losses(full), b = train_losses(split);
+  REQUIRE(a.size() == 6);
+  REQUIRE(b.size() == a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << a[i].first);
+    CHECK(a[i].first == b[i].first);
+    CHECK(a[i].second == b[i].second);  // bit-identical on CPU with a fixed seed
+  }
+}
+
+TEST_CASE("a short run on real Fashion-MNIST clearly learns", "[trainer][learn]") {
+  auto dir = zoo::test::scratch("learn");
+  auto cfg = tiny(200, {"train.eval_every=0", "train.log_every=25", "optim.warmup_steps=10", "data.eval_limit=1000",
+                        "train.threads=2", "train.batch_size=64", "model.dim=64", "model.mlp_dim=128",
+                        "model.heads=4", "data.crop_padding=0", "data.hflip=false"});
+  zoo::Trainer t(cfg, {dir});
+  auto test = t.run();
+  auto losses = train_losses(dir);
+  INFO("test accuracy " << test["accuracy"] << ", first loss " << losses.front().second << ", last "
+                        << losses.back().second);
+  CHECK(test["accuracy"] > 0.65);  // chance is 0.10
+  CHECK(losses.back().second < 0.6 * losses.front().second);
+  CHECK(fs::exists(dir + "/samples/predictions.png"));
+}

@@ -1,0 +1,40 @@
+// Self-describing, atomically written checkpoints (a torch::serialize archive).
+// Layout: "zoo/format" = "zoo-checkpoint", "zoo/version", "config" (resolved YAML),
+// "step", "model/...", "ema/...", "optim/N/...", "rng/...", "task/..." (data position).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace zoo {
+
+constexpr int64_t kCheckpointVersion = 1;
+constexpr const char* kCheckpointFormat = "zoo-checkpoint";
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder,
+/// fsync, rename over `path`, fsync of the folder. A kill at any instant leaves
+/// either the old file or the new one.
+void atomic_write(const std::string& path, const std::string& bytes);
+
+/// Stamps format and version into `archive` and writes it atomically to each path.
+void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vector<std::string>& paths);
+
+/// Opens a zoo checkpoint. UsageError (exit 2) naming the path for a missing,
+/// truncated, foreign or newer-format file.
+torch::serialize::InputArchive read_checkpoint(const std::string& path);
+
+/// The resolved config YAML stored in a checkpoint.
+std::string checkpoint_config(torch::serialize::InputArchive& archive, const std::string& path);
+int64_t checkpoint_step(torch::serialize::InputArchive& archive);
+
+/// Step checkpoints in `dir` (step-NNNNNNNN.pt), oldest first.
+std::vector<std::string> list_step_checkpoints(const std::string& dir);
+std::string step_checkpoint_name(int64_t step);
+
+/// Loads a module's parameters and buffers from archive[key]; UsageError on mismatch.
+void load_module(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& key,
+                 const std::string& path);
+
+}  // namespace zoo

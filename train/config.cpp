@@ -1,0 +1,302 @@
+#include "train/config.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <yaml-cpp/yaml.h>
+
+#include "train/tasks/task.h"
+
+namespace zoo {
+namespace {
+
+const char* kind_name(Kind k) {
+  switch (k) {
+    case Kind::kBool: return "true or false";
+    case Kind::kInt: return "an integer";
+    case Kind::kFloat: return "a number";
+    case Kind::kString: return "a string";
+  }
+  return "?";
+}
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] != b[j - 1] ? 1u : 0u)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::string suggestion(const Schema& schema, const std::string& key) {
+  std::string best;
+  size_t best_d = 4;
+  for (const auto& k : schema.keys()) {
+    auto d = edit_distance(key, k.key);
+    if (d < best_d) best_d = d, best = k.key;
+  }
+  return best.empty() ? "" : " (did you mean " + best + "?)";
+}
+
+/// Parses a YAML scalar's text into the key's kind; empty optional + message on failure.
+std::optional<Value> parse_scalar(const KeySpec& spec, const std::string& text, std::string& why) {
+  switch (spec.kind) {
+    case Kind::kBool: {
+      std::string t = text;
+      std::transform(t.begin(), t.end(), t.begin(), ::tolower);
+      if (t == "true" || t == "yes" || t == "on") return Value(true);
+      if (t == "false" || t == "no" || t == "off") return Value(false);
+      break;
+    }
+    case Kind::kInt: {
+      char* end = nullptr;
+      errno = 0;
+      long long v = std::strtoll(text.c_str(), &end, 10);
+      if (!text.empty() && *end == '\0' && errno == 0) return Value(static_cast<int64_t>(v));
+      break;
+    }
+    case Kind::kFloat: {
+      char* end = nullptr;
+      double v = std::strtod(text.c_str(), &end);
+      if (!text.empty() && *end == '\0' && std::isfinite(v)) return Value(v);
+      break;
+    }
+    case Kind::kString:
+      return Value(text);
+  }
+  why = std::string("expected ") + kind_name(spec.kind) + ", got '" + text + "'";
+  return std::nullopt;
+}
+
+/// Range, choice and custom checks; returns the problem or "".
+std::string check_value(const KeySpec& spec, const Value& v) {
+  auto num = [&]() -> std::optional<double> {
+    if (auto* i = std::get_if<int64_t>(&v)) return static_cast<double>(*i);
+    if (auto* d = std::get_if<double>(&v)) return *d;
+    return std::nullopt;
+  }();
+  std::ostringstream os;
+  if (num && spec.min && *num < *spec.min) {
+    os << "must be at least " << *spec.min << ", got " << *num;
+    return os.str();
+  }
+  if (num && spec.max && *num > *spec.max) {
+    os << "must be at most " << *spec.max << ", got " << *num;
+    return os.str();
+  }
+  if (!spec.choices.empty()) {
+    const auto& s = std::get<std::string>(v);
+    if (std::find(spec.choices.begin(), spec.choices.end(), s) == spec.choices.end()) {
+      os << "must be one of";
+      for (const auto& c : spec.choices) os << " " << c;
+      os << ", got '" << s << "'";
+      return os.str();
+    }
+  }
+  if (spec.check) return spec.check(v);
+  return "";
+}
+
+struct Located {
+  std::string origin;
+  int line = 0;  // 1-based; 0 when unknown
+  std::string where() const { return line > 0 ? origin + ":" + std::to_string(line) : origin; }
+};
+
+[[noreturn]] void fail(const Located& at, const std::string& key, const std::string& what) {
+  throw UsageError(at.where() + ": " + key + ": " + what);
+}
+
+std::string threads_check(const Value& v) {
+  const auto& s = std::get<std::string>(v);
+  if (s == "auto") return "";
+  char* end = nullptr;
+  long n = std::strtol(s.c_str(), &end, 10);
+  if (!s.empty() && *end == '\0' && n >= 1 && n <= 1024) return "";
+  return "must be 'auto' or a thread count from 1 to 1024, got '" + s + "'";
+}
+
+std::string device_check(const Value& v) {
+  const auto& s = std::get<std::string>(v);
+  if (s == "auto" || s == "cpu" || s == "cuda") return "";
+  if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.find_first_not_of("0123456789", 5) == std::string::npos) return "";
+  return "must be auto, cpu, cuda or cuda:N, got '" + s + "'";
+}
+
+}  // namespace
+
+Schema& Schema::add_bool(const std::string& key, bool def, std::string help) {
+  keys_.push_back({key, Kind::kBool, def, std::move(help), {}, {}, {}, nullptr});
+  return *this;
+}
+Schema& Schema::add_int(const std::string& key, int64_t def, std::string help, std::optional<double> min,
+                        std::optional<double> max) {
+  keys_.push_back({key, Kind::kInt, def, std::move(help), min, max, {}, nullptr});
+  return *this;
+}
+Schema& Schema::add_float(const std::string& key, double def, std::string help, std::optional<double> min,
+                          std::optional<double> max) {
+  keys_.push_back({key, Kind::kFloat, def, std::move(help), min, max, {}, nullptr});
+  return *this;
+}
+Schema& Schema::add_string(const std::string& key, std::string def, std::string help,
+                           std::vector<std::string> choices, std::function<std::string(const Value&)> check) {
+  keys_.push_back({key, Kind::kString, std::move(def), std::move(help), {}, {}, std::move(choices), std::move(check)});
+  return *this;
+}
+const KeySpec* Schema::find(const std::string& key) const {
+  for (const auto& k : keys_)
+    if (k.key == key) return &k;
+  return nullptr;
+}
+
+void add_common_keys(Schema& s) {
+  s.add_string("train.device", "auto", "auto (cuda when present), cpu, cuda or cuda:N", {}, device_check)
+      .add_string("train.threads", "auto", "intra-op CPU threads: auto (every core) or a count", {}, threads_check)
+      .add_int("train.seed", 0, "seed of every random choice (weights, data order, augmentation, dropout)", 0)
+      .add_bool("train.deterministic", false, "use deterministic algorithms only (slower on CUDA)")
+      .add_int("train.steps", 1000, "optimizer steps in the run", 1)
+      .add_int("train.batch_size", 128, "examples per micro-batch on each process", 1)
+      .add_int("train.accumulate", 1, "micro-batches accumulated into one optimizer step", 1, 1024)
+      .add_float("train.grad_clip", 1.0, "clip the global gradient norm to this (0 = off)", 0.0)
+      .add_string("train.precision", "auto", "fp32, bf16 or fp16 (autocast, CUDA only); auto = bf16 on CUDA, fp32 on CPU",
+                  {"auto", "fp32", "bf16", "fp16"})
+      .add_bool("train.ema", false, "keep an exponential moving average of the weights, used for eval and sampling")
+      .add_float("train.ema_decay", 0.999, "EMA decay per step", 0.0, 1.0)
+      .add_int("train.log_every", 50, "steps between progress lines and metrics.jsonl rows", 1)
+      .add_int("train.eval_every", 1000, "steps between evaluations on the validation split (0 = only at the end)", 0)
+      .add_int("train.checkpoint_every", 500, "steps between checkpoints", 1)
+      .add_int("train.keep_last", 3, "step checkpoints to keep (best.pt is kept besides)", 1)
+      .add_string("optim.name", "adamw", "optimizer", {"adamw", "adam", "sgd"})
+      .add_float("optim.lr", 1e-3, "peak learning rate", 0.0)
+      .add_float("optim.weight_decay", 0.0, "decoupled weight decay (adamw) or L2 penalty (adam, sgd)", 0.0)
+      .add_float("optim.beta1", 0.9, "Adam beta1", 0.0, 1.0)
+      .add_float("optim.beta2", 0.999, "Adam beta2", 0.0, 1.0)
+      .add_float("optim.eps", 1e-8, "Adam epsilon", 0.0)
+      .add_float("optim.momentum", 0.9, "SGD momentum", 0.0, 1.0)
+      .add_string("optim.schedule", "cosine", "learning-rate schedule after warmup", {"cosine", "constant"})
+      .add_int("optim.warmup_steps", 0, "linear warmup from 0 to optim.lr over this many steps", 0)
+      .add_float("optim.min_lr", 0.0, "floor of the cosine schedule", 0.0);
+}
+
+Config Config::from_file(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path);
+  if (!in) throw UsageError(path + ": cannot read the config file (check the path; `zoo list` shows the shipped configs)");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return from_yaml(ss.str(), path, overrides);
+}
+
+Config Config::from_yaml(const std::string& yaml, const std::string& origin, const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    throw UsageError(Located{origin, e.mark.line + 1}.where() + ": not valid YAML: " + e.msg);
+  }
+  if (!root.IsMap()) throw UsageError(origin + ": expected a YAML mapping with a 'task' key and sections");
+  auto task_node = root["task"];
+  if (!task_node || !task_node.IsScalar())
+    throw UsageError(origin + ": task: missing; add e.g. 'task: vit_fashion_mnist' (`zoo list` shows the tasks)");
+  Config cfg;
+  try {
+    cfg.task_ = find_task(task_node.Scalar()).name;
+  } catch (const UsageError& e) {
+    fail({origin, task_node.Mark().line + 1}, "task", e.what());
+  }
+  add_common_keys(cfg.schema_);
+  find_task(cfg.task_).add_keys(cfg.schema_);
+  for (const auto& k : cfg.schema_.keys()) cfg.values_[k.key] = k.default_value;
+
+  for (const auto& section : root) {
+    const auto name = section.first.Scalar();
+    Located at{origin, section.first.Mark().line + 1};
+    if (name == "task") continue;
+    bool known_section = false;
+    for (const auto& k : cfg.schema_.keys()) known_section |= k.key.rfind(name + ".", 0) == 0;
+    if (!known_section) fail(at, name, "unknown section (sections: train, optim, and the task's own: see `zoo list`)");
+    if (!section.second.IsMap()) fail(at, name, "expected a mapping of keys");
+    for (const auto& kv : section.second) {
+      const auto key = name + "." + kv.first.Scalar();
+      Located kat{origin, kv.first.Mark().line + 1};
+      const auto* spec = cfg.schema_.find(key);
+      if (!spec) fail(kat, key, "unknown key" + suggestion(cfg.schema_, key));
+      if (!kv.second.IsScalar()) fail(kat, key, std::string("expected ") + kind_name(spec->kind) + ", got a list or mapping");
+      std::string why;
+      auto v = parse_scalar(*spec, kv.second.Scalar(), why);
+      if (!v) fail(kat, key, why);
+      if (auto problem = check_value(*spec, *v); !problem.empty()) fail(kat, key, problem);
+      cfg.values_[key] = *v;
+    }
+  }
+  for (const auto& o : overrides) {
+    auto eq = o.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw UsageError("--set " + o + ": expected section.key=value, e.g. --set train.steps=100");
+    cfg.set(o.substr(0, eq), o.substr(eq + 1), "--set " + o);
+  }
+  return cfg;
+}
+
+void Config::set(const std::string& key, const std::string& text, const std::string& source) {
+  const auto* spec = schema_.find(key);
+  if (key == "task") throw UsageError(source + ": the task comes from the config file and can't be overridden");
+  if (!spec) throw UsageError(source + ": unknown key '" + key + "'" + suggestion(schema_, key));
+  std::string scalar = text;
+  try {  // accept YAML quoting: --set data.root='"a b"'
+    auto node = YAML::Load(text);
+    if (node.IsScalar()) scalar = node.Scalar();
+  } catch (const YAML::Exception&) {
+  }
+  std::string why;
+  auto v = parse_scalar(*spec, scalar, why);
+  if (!v) throw UsageError(source + ": " + key + ": " + why);
+  if (auto problem = check_value(*spec, *v); !problem.empty()) throw UsageError(source + ": " + key + ": " + problem);
+  values_[key] = *v;
+}
+
+const Value& Config::get(const std::string& key, Kind kind) const {
+  const auto* spec = schema_.find(key);
+  TORCH_CHECK(spec && spec->kind == kind, "zoo: config key ", key, " is not declared with that type (a bug)");
+  return values_.at(key);
+}
+bool Config::get_bool(const std::string& key) const { return std::get<bool>(get(key, Kind::kBool)); }
+int64_t Config::get_int(const std::string& key) const { return std::get<int64_t>(get(key, Kind::kInt)); }
+double Config::get_float(const std::string& key) const { return std::get<double>(get(key, Kind::kFloat)); }
+const std::string& Config::get_string(const std::string& key) const {
+  return std::get<std::string>(get(key, Kind::kString));
+}
+
+std::string Config::to_yaml() const {
+  YAML::Emitter out;
+  out << YAML::BeginMap << YAML::Key << "task" << YAML::Value << task_;
+  std::vector<std::string> sections;  // in order of first appearance
+  for (const auto& spec : schema_.keys()) {
+    auto section = spec.key.substr(0, spec.key.find('.'));
+    if (std::find(sections.begin(), sections.end(), section) == sections.end()) sections.push_back(section);
+  }
+  for (const auto& section : sections) {
+    out << YAML::Key << section << YAML::Value << YAML::BeginMap;
+    for (const auto& spec : schema_.keys()) {
+      if (spec.key.rfind(section + ".", 0) != 0) continue;
+      out << YAML::Key << spec.key.substr(section.size() + 1) << YAML::Value;
+      const auto& v = values_.at(spec.key);
+      if (auto* b = std::get_if<bool>(&v)) out << *b;
+      else if (auto* i = std::get_if<int64_t>(&v)) out << *i;
+      else if (auto* d = std::get_if<double>(&v)) out << YAML::Precision(17) << *d;
+      else out << YAML::DoubleQuoted << std::get<std::string>(v);
+    }
+    out << YAML::EndMap;
+  }
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace zoo

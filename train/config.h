@@ -1,0 +1,83 @@
+// Typed, validated configuration: YAML file -> Config. Every key is declared in a
+// Schema (type, default, range, help); anything else is an error that names the
+// key, the file and the line.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace zoo {
+
+/// Bad usage or input (config, CLI argument, data file, checkpoint): exit code 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+using Value = std::variant<bool, int64_t, double, std::string>;
+enum class Kind { kBool, kInt, kFloat, kString };
+
+struct KeySpec {
+  std::string key;  // "section.name"
+  Kind kind = Kind::kString;
+  Value default_value;
+  std::string help;
+  std::optional<double> min, max;           // numeric bounds, inclusive
+  std::vector<std::string> choices;         // allowed strings
+  std::function<std::string(const Value&)> check;  // extra check: empty string = fine
+};
+
+class Schema {
+ public:
+  Schema& add_bool(const std::string& key, bool def, std::string help);
+  Schema& add_int(const std::string& key, int64_t def, std::string help,
+                  std::optional<double> min = std::nullopt, std::optional<double> max = std::nullopt);
+  Schema& add_float(const std::string& key, double def, std::string help,
+                    std::optional<double> min = std::nullopt, std::optional<double> max = std::nullopt);
+  Schema& add_string(const std::string& key, std::string def, std::string help,
+                     std::vector<std::string> choices = {},
+                     std::function<std::string(const Value&)> check = nullptr);
+  const KeySpec* find(const std::string& key) const;
+  const std::vector<KeySpec>& keys() const { return keys_; }
+
+ private:
+  std::vector<KeySpec> keys_;
+};
+
+class Config {
+ public:
+  /// Reads `path`, picks the task named by its `task:` key, validates every key
+  /// against that task's schema, then applies `overrides` ("section.key=value").
+  static Config from_file(const std::string& path, const std::vector<std::string>& overrides = {});
+  /// The same from YAML text (`origin` names it in messages, e.g. a checkpoint path).
+  static Config from_yaml(const std::string& yaml, const std::string& origin,
+                          const std::vector<std::string>& overrides = {});
+
+  const std::string& task() const { return task_; }
+  bool get_bool(const std::string& key) const;
+  int64_t get_int(const std::string& key) const;
+  double get_float(const std::string& key) const;
+  const std::string& get_string(const std::string& key) const;
+  /// Sets a key from text as --set does ("--set" names the source in messages).
+  void set(const std::string& key, const std::string& text, const std::string& source = "--set");
+
+  /// Every key, resolved, as YAML grouped by section: reloading it gives the same Config.
+  std::string to_yaml() const;
+  const Schema& schema() const { return schema_; }
+
+ private:
+  const Value& get(const std::string& key, Kind kind) const;
+  std::string task_;
+  Schema schema_;
+  std::map<std::string, Value> values_;
+};
+
+/// The keys every task has: train.* (device, threads, seed, steps, ...) and optim.*.
+void add_common_keys(Schema& schema);
+
+}  // namespace zoo

@@ -1,0 +1,67 @@
+#include "train/data/fashion_mnist.h"
+
+#include <filesystem>
+
+#include "train/config.h"
+
+namespace fs = std::filesystem;
+
+namespace zoo {
+
+ImageSet load_fashion_mnist(const std::string& root, const std::string& split, int64_t val_size, int64_t limit) {
+  const bool test = split == "test";
+  if (!test && split != "train" && split != "val")
+    throw UsageError("split '" + split + "': expected train, val or test");
+  const auto prefix = test ? "t10k" : "train";
+  for (auto suffix : {"-images-idx3-ubyte", "-labels-idx1-ubyte"}) {
+    auto f = fs::path(root) / (std::string(prefix) + suffix);
+    if (!fs::is_regular_file(f))
+      throw UsageError("data.root: " + f.string() + " is missing; run scripts/fetch-data (or set data.root)");
+  }
+  ImageSet set;
+  try {
+    torch::data::datasets::MNIST ds(root, test ? torch::data::datasets::MNIST::Mode::kTest
+                                               : torch::data::datasets::MNIST::Mode::kTrain);
+    set.images = ds.images();
+    set.labels = ds.targets().to(torch::kLong);
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw UsageError("data.root: " + root + ": not valid Fashion-MNIST IDX files (" + what.substr(0, what.find('\n')) +
+                     "); delete the folder and run scripts/fetch-data");
+  }
+  if (!test) {
+    const int64_t n = set.size();
+    if (val_size < 0 || val_size >= n) throw UsageError("data.val_size: must be in [0, " + std::to_string(n) + ")");
+    const auto lo = split == "train" ? 0 : n - val_size, hi = split == "train" ? n - val_size : n;
+    set.images = set.images.slice(0, lo, hi);
+    set.labels = set.labels.slice(0, lo, hi);
+  }
+  if (limit > 0 && limit < set.size()) {
+    set.images = set.images.slice(0, 0, limit);
+    set.labels = set.labels.slice(0, 0, limit);
+  }
+  set.images = set.images.contiguous();
+  set.labels = set.labels.contiguous();
+  return set;
+}
+
+torch::Tensor augment_crop_flip(const torch::Tensor& images, int64_t padding, bool hflip) {
+  auto x = images;
+  const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  if (padding > 0) {
+    // Offsets come from the CPU generator on every device, so runs repeat and resume exactly.
+    auto offsets = torch::randint(0, 2 * padding + 1, {b, 2}, torch::kLong).to(x.device());
+    auto padded = torch::constant_pad_nd(x, {padding, padding, padding, padding}, 0.0);  // (B, C, H+2p, W+2p)
+    auto ar = [&](int64_t n) { return torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(x.device())); };
+    auto rows = (offsets.select(1, 0).unsqueeze(1) + ar(h)).view({b, 1, h, 1}).expand({b, c, h, w + 2 * padding});
+    auto cols = (offsets.select(1, 1).unsqueeze(1) + ar(w)).view({b, 1, 1, w}).expand({b, c, h, w});
+    x = padded.gather(2, rows).gather(3, cols);  // (B, C, H, W)
+  }
+  if (hflip) {
+    auto flip = (torch::rand({b}) < 0.5).view({b, 1, 1, 1}).to(x.device());
+    x = torch::where(flip, x.flip({3}), x);
+  }
+  return x;
+}
+
+}  // namespace zoo

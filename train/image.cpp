@@ -1,0 +1,42 @@
+#include "train/image.h"
+
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_STATIC
+#include <stb_image_write.h>
+
+#include "train/checkpoint.h"
+
+namespace zoo {
+
+torch::Tensor make_grid(const torch::Tensor& images, int64_t columns, int64_t padding, int64_t scale) {
+  TORCH_CHECK(images.dim() == 4, "make_grid expects (N, C, H, W), got ", images.sizes());
+  auto x = images.detach().to(torch::kCPU, torch::kFloat).clamp(0, 1);
+  if (scale > 1) x = x.repeat_interleave(scale, 2).repeat_interleave(scale, 3);
+  const auto n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+  columns = std::max<int64_t>(1, std::min(columns, n));
+  const auto rows = (n + columns - 1) / columns;
+  auto grid = torch::ones({c, rows * (h + padding) + padding, columns * (w + padding) + padding});
+  for (int64_t i = 0; i < n; ++i) {
+    const auto r = i / columns, col = i % columns;
+    grid.narrow(1, padding + r * (h + padding), h).narrow(2, padding + col * (w + padding), w).copy_(x[i]);
+  }
+  return grid;
+}
+
+void write_png(const std::string& path, const torch::Tensor& image) {
+  TORCH_CHECK(image.dim() == 3 && (image.size(0) == 1 || image.size(0) == 3), "write_png expects (1|3, H, W)");
+  auto bytes = (image.detach().to(torch::kCPU, torch::kFloat).clamp(0, 1) * 255.0)
+                   .round()
+                   .to(torch::kUInt8)
+                   .permute({1, 2, 0})
+                   .contiguous();
+  const int h = static_cast<int>(bytes.size(0)), w = static_cast<int>(bytes.size(1)), c = static_cast<int>(bytes.size(2));
+  std::string out;
+  stbi_write_png_to_func(
+      [](void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size); },
+      &out, w, h, c, bytes.data_ptr<uint8_t>(), w * c);
+  TORCH_CHECK(!out.empty(), "PNG encoding failed for ", path);
+  atomic_write(path, out);
+}
+
+}  // namespace zoo

@@ -1,0 +1,17 @@
+// PNG output: image grids a person can look at.
+#pragma once
+
+#include <string>
+
+#include <torch/torch.h>
+
+namespace zoo {
+
+/// Tiles images (N, C, H, W), values in [0, 1] (C = 1 or 3), into a grid of `columns`
+/// columns with `padding` pixels between tiles, each pixel drawn `scale` x `scale`.
+torch::Tensor make_grid(const torch::Tensor& images, int64_t columns, int64_t padding = 2, int64_t scale = 1);
+
+/// Writes an image (C, H, W) in [0, 1] as PNG, atomically.
+void write_png(const std::string& path, const torch::Tensor& image);
+
+}  // namespace zoo

@@ -1,0 +1,20 @@
+#include "train/tasks/task.h"
+
+namespace zoo {
+
+TaskInfo vit_fashion_mnist_task();
+
+const std::vector<TaskInfo>& task_registry() {
+  static const std::vector<TaskInfo> tasks{vit_fashion_mnist_task()};
+  return tasks;
+}
+
+const TaskInfo& find_task(const std::string& name) {
+  for (const auto& t : task_registry())
+    if (t.name == name) return t;
+  std::string known;
+  for (const auto& t : task_registry()) known += (known.empty() ? "" : ", ") + t.name;
+  throw UsageError("unknown task '" + name + "' (known: " + known + ")");
+}
+
+}  // namespace zoo

@@ -1,0 +1,82 @@
+// What the trainer needs from a training job. The trainer knows no paper: a task
+// owns its model, data and loss; the trainer owns optimizers, schedules, precision,
+// EMA, checkpoints and logging (the split of minGPT's trainer).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "train/config.h"
+
+namespace zoo {
+
+using Scalars = std::map<std::string, double>;
+
+/// What a task's train_step may ask of the trainer. Implemented by Trainer.
+class StepContext {
+ public:
+  virtual ~StepContext() = default;
+  /// The step being taken, counting from 1.
+  virtual int64_t step() const = 0;
+  /// Micro-batches to accumulate into one optimizer step (train.accumulate).
+  virtual int64_t accumulation() const = 0;
+  virtual torch::Device device() const = 0;
+  /// Whether the forward pass should run under autocast (see Autocast in trainer.h).
+  virtual bool mixed_precision() const = 0;
+  /// loss.backward(), divided by the accumulation count and scaled for fp16.
+  virtual void backward(const torch::Tensor& loss, size_t optimizer = 0) = 0;
+  /// Unscale, clip, step and zero the gradients of optimizer `optimizer`.
+  /// Returns false when fp16 loss scaling skipped the step (non-finite gradients).
+  virtual bool step_optimizer(size_t optimizer = 0) = 0;
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  /// The network that is checkpointed as "model", averaged by EMA and evaluated.
+  virtual torch::nn::Module& model() = 0;
+  /// Other networks to checkpoint beside model() (a GAN's discriminator), by name.
+  virtual std::vector<std::pair<std::string, torch::nn::Module*>> extra_modules() { return {}; }
+  /// Parameters of each optimizer the trainer makes: one entry for most tasks, two for a GAN.
+  virtual std::vector<std::vector<torch::Tensor>> optimizer_params() { return {model().parameters()}; }
+  /// One optimizer step of work (ctx.accumulation() micro-batches). Returns what to log; "loss" at least.
+  virtual Scalars train_step(StepContext& ctx) = 0;
+  /// Metrics on `split` ("val" or "test") with the weights now in model().
+  virtual Scalars evaluate(const std::string& split) = 0;
+  /// The metric that picks best.pt, and whether higher is better.
+  virtual std::pair<std::string, bool> best_metric() const = 0;
+  /// Examples per optimizer step on this process (for the throughput figure).
+  virtual int64_t examples_per_step() const = 0;
+  /// Outputs a person can look at (a sample grid, predictions), written into `dir`.
+  virtual void write_outputs(const std::string& dir) { (void)dir; }
+  /// The data position, so that --resume continues where the run left off.
+  virtual void save_state(torch::serialize::OutputArchive& archive) { (void)archive; }
+  virtual void load_state(torch::serialize::InputArchive& archive) { (void)archive; }
+};
+
+/// Where a task runs: device, and for data-parallel training its rank among world_size.
+struct TaskContext {
+  torch::Device device = torch::kCPU;
+  int64_t rank = 0;
+  int64_t world_size = 1;
+};
+
+struct TaskInfo {
+  std::string name;
+  std::string description;
+  /// Adds the task's own keys (model.*, data.*, ...) to the common ones.
+  std::function<void(Schema&)> add_keys;
+  std::function<std::unique_ptr<Task>(const Config&, const TaskContext&)> make;
+};
+
+/// Every task zoo knows, in the order `zoo list` shows them.
+const std::vector<TaskInfo>& task_registry();
+/// The task called `name`; UsageError naming the known ones otherwise.
+const TaskInfo& find_task(const std::string& name);
+
+}  // namespace zoo

@@ -1,0 +1,505 @@
+#include "train/trainer.h"
+
+#include <ATen/autocast_mode.h>
+#include <csignal>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "train/checkpoint.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace zoo {
+namespace {
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) {
+  g_signal = sig;
+  std::signal(sig, SIG_DFL);  // a second Ctrl-C kills at once
+}
+
+std::string format_duration(double s) {
+  if (!std::isfinite(s) || s < 0) return "?";
+  auto t = static_cast<int64_t>(s);
+  std::ostringstream os;
+  if (t >= 3600) os << t / 3600 << "h" << (t % 3600) / 60 << "m";
+  else if (t >= 60) os << t / 60 << "m" << t % 60 << "s";
+  else os << t << "s";
+  return os.str();
+}
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, std::vector<torch::Tensor> params) {
+  const auto name = cfg.get_string("optim.name");
+  const double lr = cfg.get_float("optim.lr"), wd = cfg.get_float("optim.weight_decay");
+  const auto betas = std::make_tuple(cfg.get_float("optim.beta1"), cfg.get_float("optim.beta2"));
+  if (name == "adamw")
+    return std::make_unique<torch::optim::AdamW>(
+        params, torch::optim::AdamWOptions(lr).betas(betas).eps(cfg.get_float("optim.eps")).weight_decay(wd));
+  if (name == "adam")
+    return std::make_unique<torch::optim::Adam>(
+        params, torch::optim::AdamOptions(lr).betas(betas).eps(cfg.get_float("optim.eps")).weight_decay(wd));
+  return std::make_unique<torch::optim::SGD>(
+      params, torch::optim::SGDOptions(lr).momentum(cfg.get_float("optim.momentum")).weight_decay(wd));
+}
+
+at::ScalarType precision_dtype(const Config& cfg, const torch::Device& device, bool* enabled) {
+  auto p = cfg.get_string("train.precision");
+  if (p == "auto") p = device.is_cuda() ? "bf16" : "fp32";
+  if (p != "fp32" && !device.is_cuda())
+    throw UsageError("train.precision: " + p + " needs a CUDA device (train.device is " + device.str() +
+                     "); use fp32 or auto");
+  *enabled = p != "fp32";
+  return p == "fp16" ? at::kHalf : at::kBFloat16;
+}
+
+}  // namespace
+
+torch::Device resolve_device(const std::string& spec) {
+  if (spec == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (spec == "cpu") return torch::kCPU;
+  const int64_t index = spec == "cuda" ? 0 : std::stoll(spec.substr(5));
+  const auto count = static_cast<int64_t>(torch::cuda::device_count());
+  if (!torch::cuda::is_available() || index >= count)
+    throw UsageError("train.device: " + spec + " requested but this LibTorch sees " + std::to_string(count) +
+                     " CUDA device(s); use train.device=cpu or auto");
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+void apply_runtime(const Config& cfg) {
+  const auto& threads = cfg.get_string("train.threads");
+  const int n = threads == "auto" ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
+                                  : std::stoi(threads);
+  torch::set_num_threads(n);
+  torch::manual_seed(static_cast<uint64_t>(cfg.get_int("train.seed")));
+  const bool det = cfg.get_bool("train.deterministic");
+  at::globalContext().setDeterministicAlgorithms(det, /*warn_only=*/false);
+  at::globalContext().setBenchmarkCuDNN(!det);
+}
+
+double learning_rate(const Config& cfg, int64_t step) {
+  const double peak = cfg.get_float("optim.lr"), floor = cfg.get_float("optim.min_lr");
+  const int64_t warmup = cfg.get_int("optim.warmup_steps"), total = cfg.get_int("train.steps");
+  if (warmup > 0 && step <= warmup) return peak * static_cast<double>(step) / static_cast<double>(warmup);
+  if (cfg.get_string("optim.schedule") == "constant" || total <= warmup) return peak;
+  const double progress = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(total - warmup));
+  return floor + (peak - floor) * 0.5 * (1.0 + std::cos(M_PI * progress));
+}
+
+// ---------------------------------------------------------------- Autocast
+Autocast::Autocast(bool enabled, at::ScalarType dtype) : enabled_(enabled) {
+  if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
+  prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+  prev_enabled_ = at::autocast::is_enabled();
+  prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
+  at::autocast::set_enabled(true);
+  at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+  at::autocast::increment_nesting();
+}
+
+Autocast::~Autocast() {
+  if (!enabled_) return;
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
+  at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
+#else
+  at::autocast::set_enabled(prev_enabled_);
+  at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+#endif
+}
+
+// ---------------------------------------------------------------- EMA
+EMA::EMA(torch::nn::Module& module, double decay) : decay_(decay) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : module.named_parameters()) {
+    names_.push_back(p.key());
+    live_.push_back(p.value());
+  }
+  for (auto& b : module.named_buffers()) {
+    if (!b.value().is_floating_point()) continue;
+    names_.push_back(b.key());
+    live_.push_back(b.value());
+  }
+  for (auto& t : live_) shadow_.push_back(t.detach().clone());
+}
+
+void EMA::update() {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < live_.size(); ++i) shadow_[i].lerp_(live_[i], 1.0 - decay_);
+}
+
+void EMA::swap() {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < live_.size(); ++i) {
+    auto tmp = live_[i].clone();
+    live_[i].copy_(shadow_[i]);
+    shadow_[i].copy_(tmp);
+  }
+}
+
+void EMA::save(torch::serialize::OutputArchive& archive) const {
+  torch::serialize::OutputArchive sub;
+  std::string names;
+  for (size_t i = 0; i < shadow_.size(); ++i) {
+    sub.write("t" + std::to_string(i), shadow_[i], /*is_buffer=*/true);
+    names += names_[i] + "\n";
+  }
+  sub.write("names", c10::IValue(names));
+  archive.write("ema", sub);
+}
+
+void EMA::load(torch::serialize::InputArchive& archive, const std::string& path) {
+  torch::serialize::InputArchive sub;
+  if (!archive.try_read("ema", sub)) throw UsageError(path + ": train.ema is on but the checkpoint holds no EMA weights");
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < shadow_.size(); ++i) {
+    torch::Tensor t;
+    if (!sub.try_read("t" + std::to_string(i), t, true) || t.sizes() != shadow_[i].sizes())
+      throw UsageError(path + ": EMA weight " + names_[i] + " is missing or has the wrong shape");
+    shadow_[i].copy_(t);
+  }
+}
+
+// ---------------------------------------------------------------- step context
+class Trainer::Context : public StepContext {
+ public:
+  Context(Trainer& t, bool amp, at::ScalarType dtype) : t_(t), amp_(amp), dtype_(dtype) {}
+  int64_t step() const override { return step_; }
+  int64_t accumulation() const override { return t_.cfg_.get_int("train.accumulate"); }
+  torch::Device device() const override { return t_.device_; }
+  bool mixed_precision() const override { return amp_; }
+  at::ScalarType dtype() const { return dtype_; }
+
+  void backward(const torch::Tensor& loss, size_t) override {
+    auto l = loss / static_cast<double>(accumulation());
+    if (fp16()) l = l * scale_;
+    l.backward();
+  }
+
+  bool step_optimizer(size_t index) override {
+    TORCH_CHECK(index < t_.optimizers_.size(), "task asked for optimizer ", index, " of ", t_.optimizers_.size());
+    auto& opt = *t_.optimizers_[index];
+    std::vector<torch::Tensor> params;
+    for (auto& g : opt.param_groups())
+      for (auto& p : g.params())
+        if (p.grad().defined()) params.push_back(p);
+    if (fp16()) {  // dynamic loss scaling (Micikevicius et al. 2018)
+      torch::NoGradGuard no_grad;
+      auto finite = torch::ones({}, torch::kBool).to(t_.device_);
+      for (auto& p : params) {
+        p.mutable_grad().div_(scale_);
+        finite = finite & torch::isfinite(p.grad()).all();
+      }
+      if (!finite.item<bool>()) {
+        opt.zero_grad();
+        scale_ /= 2;
+        good_steps_ = 0;
+        return false;
+      }
+      if (++good_steps_ % 2000 == 0) scale_ *= 2;
+    }
+    const double clip = t_.cfg_.get_float("train.grad_clip");
+    if (clip > 0 && !params.empty()) torch::nn::utils::clip_grad_norm_(params, clip);
+    opt.step();
+    opt.zero_grad();
+    return true;
+  }
+
+  bool fp16() const { return amp_ && dtype_ == at::kHalf; }
+  int64_t step_ = 0;
+  double scale_ = 65536.0;
+  int64_t good_steps_ = 0;
+
+ private:
+  Trainer& t_;
+  bool amp_;
+  at::ScalarType dtype_;
+};
+
+// ---------------------------------------------------------------- trainer
+Trainer::Trainer(Config cfg, TrainerOptions options) : cfg_(std::move(cfg)), opt_(std::move(options)) {
+  device_ = resolve_device(cfg_.get_string("train.device"));
+  bool amp = false;
+  auto dtype = precision_dtype(cfg_, device_, &amp);
+  apply_runtime(cfg_);
+  const auto& info = find_task(cfg_.task());
+  task_ = info.make(cfg_, TaskContext{device_, opt_.rank, opt_.world_size});
+  for (auto& params : task_->optimizer_params()) optimizers_.push_back(make_optimizer(cfg_, params));
+  if (cfg_.get_bool("train.ema")) ema_ = std::make_unique<EMA>(task_->model(), cfg_.get_float("train.ema_decay"));
+  ctx_ = std::make_unique<Context>(*this, amp, dtype);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::log_row(const std::string& line) {
+  if (opt_.rank != 0) return;
+  std::ofstream out(fs::path(opt_.run_dir) / "metrics.jsonl", std::ios::app);
+  out << line << "\n";
+}
+
+void Trainer::save(int64_t step, bool best) {
+  if (opt_.rank != 0) return;
+  torch::serialize::OutputArchive archive;
+  archive.write("config", c10::IValue(cfg_.to_yaml()));
+  archive.write("step", c10::IValue(step));
+  archive.write("lr", c10::IValue(learning_rate(cfg_, std::max<int64_t>(step, 1))));
+  archive.write("window", c10::IValue(window_json_));
+  archive.write("best", c10::IValue(has_best_ ? best_ : std::nan("")));
+  {
+    torch::serialize::OutputArchive m;
+    task_->model().save(m);
+    archive.write("model", m);
+  }
+  for (auto& [name, module] : task_->extra_modules()) {
+    torch::serialize::OutputArchive m;
+    module->save(m);
+    archive.write("modules/" + name, m);
+  }
+  for (size_t i = 0; i < optimizers_.size(); ++i) {
+    torch::serialize::OutputArchive o;
+    optimizers_[i]->save(o);
+    archive.write("optim/" + std::to_string(i), o);
+  }
+  if (ema_) ema_->save(archive);
+  archive.write("rng/cpu", at::detail::getDefaultCPUGenerator().get_state(), /*is_buffer=*/true);
+  if (device_.is_cuda())
+    archive.write("rng/cuda", at::globalContext().defaultGenerator(device_).get_state(), /*is_buffer=*/true);
+  archive.write("amp/scale", c10::IValue(ctx_->scale_));
+  {
+    torch::serialize::OutputArchive t;
+    task_->save_state(t);
+    archive.write("task", t);
+  }
+  const auto dir = fs::path(opt_.run_dir) / "checkpoints";
+  std::vector<std::string> paths{(dir / step_checkpoint_name(step)).string()};
+  if (best) paths.push_back((dir / "best.pt").string());
+  write_checkpoint(archive, paths);
+  auto all = list_step_checkpoints(dir.string());
+  const auto keep = static_cast<size_t>(cfg_.get_int("train.keep_last"));
+  for (size_t i = 0; i + keep < all.size(); ++i) fs::remove(all[i]);
+}
+
+int64_t Trainer::restore() {
+  const auto dir = (fs::path(opt_.run_dir) / "checkpoints").string();
+  auto all = list_step_checkpoints(dir);
+  if (all.empty())
+    throw UsageError(opt_.run_dir + ": --resume found no checkpoints/step-*.pt; start without --resume or pass the "
+                                    "run's --run-dir");
+  // Newest first; a file that can't be read (it can't be half-written, but it may be foreign) is skipped.
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    const auto& path = *it;
+    torch::serialize::InputArchive archive;
+    try {
+      archive = read_checkpoint(path);
+    } catch (const UsageError& e) {
+      spdlog::warn("skipping {}", e.what());
+      continue;
+    }
+    load_module(task_->model(), archive, "model", path);
+    for (auto& [name, module] : task_->extra_modules()) load_module(*module, archive, "modules/" + name, path);
+    for (size_t i = 0; i < optimizers_.size(); ++i) {
+      torch::serialize::InputArchive o;
+      if (!archive.try_read("optim/" + std::to_string(i), o)) throw UsageError(path + ": optimizer state missing");
+      try {
+        optimizers_[i]->load(o);
+      } catch (const c10::Error& e) {
+        throw UsageError(path + ": optimizer state does not fit this config (optim.name changed?)");
+      }
+    }
+    if (ema_) ema_->load(archive, path);
+    torch::Tensor rng;
+    archive.read("rng/cpu", rng, true);
+    at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+    cpu_gen.set_state(rng);
+    if (device_.is_cuda() && archive.try_read("rng/cuda", rng, true)) {
+      at::Generator cuda_gen = at::globalContext().defaultGenerator(device_);
+      cuda_gen.set_state(rng);
+    }
+    c10::IValue v;
+    if (archive.try_read("amp/scale", v)) ctx_->scale_ = v.toDouble();
+    if (archive.try_read("window", v)) window_json_ = v.toStringRef();
+    if (archive.try_read("best", v) && !std::isnan(v.toDouble())) has_best_ = true, best_ = v.toDouble();
+    torch::serialize::InputArchive t;
+    if (archive.try_read("task", t)) task_->load_state(t);
+    const auto step = checkpoint_step(archive);
+    spdlog::info("resumed from {} (step {})", path, step);
+    return step;
+  }
+  throw UsageError(dir + ": no loadable checkpoint to resume from");
+}
+
+Scalars Trainer::run() {
+  const bool main = opt_.rank == 0;
+  fs::create_directories(fs::path(opt_.run_dir) / "checkpoints");
+  fs::create_directories(fs::path(opt_.run_dir) / "samples");
+  if (main) atomic_write((fs::path(opt_.run_dir) / "config.yaml").string(), cfg_.to_yaml());
+
+  int64_t start = 0;
+  const auto metrics_path = fs::path(opt_.run_dir) / "metrics.jsonl";
+  if (opt_.resume) {
+    start = restore();
+    // Drop rows the interrupted run logged after its last checkpoint: they are logged again.
+    if (main && fs::exists(metrics_path)) {
+      std::ifstream in(metrics_path);
+      std::string line, kept;
+      while (std::getline(in, line)) {
+        auto row = json::parse(line, nullptr, /*allow_exceptions=*/false);
+        if (!row.is_discarded() && row.value("step", int64_t{0}) <= start) kept += line + "\n";
+      }
+      atomic_write(metrics_path.string(), kept);
+    }
+  } else if (main) {
+    std::ofstream(metrics_path, std::ios::trunc);
+  }
+
+  const int64_t total = cfg_.get_int("train.steps");
+  const int64_t last = opt_.stop_after ? std::min(total, *opt_.stop_after) : total;
+  const int64_t log_every = cfg_.get_int("train.log_every"), eval_every = cfg_.get_int("train.eval_every");
+  const int64_t ckpt_every = cfg_.get_int("train.checkpoint_every");
+  const auto [best_key, higher_better] = task_->best_metric();
+
+  g_signal = 0;
+  auto old_int = std::signal(SIGINT, on_signal);
+  auto old_term = std::signal(SIGTERM, on_signal);
+
+  auto evaluate = [&](const std::string& split, int64_t step) {
+    task_->model().eval();
+    if (ema_) ema_->swap();
+    Scalars m;
+    {
+      torch::NoGradGuard no_grad;
+      m = task_->evaluate(split);
+    }
+    if (main) task_->write_outputs((fs::path(opt_.run_dir) / "samples").string());
+    if (ema_) ema_->swap();
+    task_->model().train();
+    json row{{"step", step}, {"split", split}};
+    std::string line;
+    for (auto& [k, v] : m) {
+      row[k] = v;
+      line += fmt::format("  {} {:.4f}", k, v);
+    }
+    if (main) spdlog::info("eval {} @ step {}:{}", split, step, line);
+    log_row(row.dump());
+    return m;
+  };
+
+  json window = json::parse(window_json_);
+  auto t_window = std::chrono::steady_clock::now();
+  const auto t_start = t_window;
+  int64_t window_steps = 0;
+  task_->model().train();
+  if (main) spdlog::info("training {} on {} for {} steps (from step {}) -> {}", cfg_.task(), device_.str(), total,
+                         start, opt_.run_dir);
+
+  int64_t step = start;
+  while (step < last) {
+    ++step;
+    ctx_->step_ = step;
+    const double lr = learning_rate(cfg_, step);
+    for (auto& o : optimizers_)
+      for (auto& g : o->param_groups()) g.options().set_lr(lr);
+    Scalars s;
+    {
+      Autocast amp(ctx_->mixed_precision(), ctx_->dtype());
+      s = task_->train_step(*ctx_);
+    }
+    if (ema_) ema_->update();
+    for (auto& [k, v] : s) window[k] = window.value(k, 0.0) + v;
+    window["_n"] = window.value("_n", 0) + 1;
+    ++window_steps;
+
+    if (step % log_every == 0 || step == last) {
+      const auto now = std::chrono::steady_clock::now();
+      const double secs = std::chrono::duration<double>(now - t_window).count();
+      const double its = window_steps / std::max(secs, 1e-9);
+      const double n = window["_n"].get<double>();
+      json row{{"step", step}, {"split", "train"}, {"lr", lr}};
+      std::string line;
+      for (auto& [k, v] : window.items()) {
+        if (k == "_n") continue;
+        row[k] = v.get<double>() / n;
+        line += fmt::format("  {} {:.4f}", k, v.get<double>() / n);
+      }
+      row["it_per_s"] = its;
+      row["examples_per_s"] = its * task_->examples_per_step() * opt_.world_size;
+      row["elapsed_s"] = std::chrono::duration<double>(now - t_start).count();
+      log_row(row.dump());
+      if (main)
+        spdlog::info("step {}/{}{}  lr {:.2e}  {:.2f} it/s  {:.0f} ex/s  ETA {}", step, total, line, lr, its,
+                     its * task_->examples_per_step() * opt_.world_size, format_duration((total - step) / its));
+      window = json::object();
+      window_steps = 0;
+      t_window = std::chrono::steady_clock::now();
+    }
+    window_json_ = window.dump();
+
+    bool best = false;
+    if (eval_every > 0 && step % eval_every == 0 && step != total) {
+      auto m = evaluate("val", step);
+      t_window = std::chrono::steady_clock::now();  // evaluation time is not training throughput
+      if (m.count(best_key)) {
+        const double v = m[best_key];
+        best = !has_best_ || (higher_better ? v > best_ : v < best_);
+        if (best) best_ = v, has_best_ = true;
+      }
+    }
+    if (g_signal != 0) {
+      save(step, best);
+      interrupted_ = true;
+      if (main) spdlog::warn("interrupted at step {}: checkpoint saved; continue with --resume --run-dir {}", step,
+                             opt_.run_dir);
+      break;
+    }
+    if (step % ckpt_every == 0 || best || step == last) save(step, best);
+  }
+  std::signal(SIGINT, old_int);
+  std::signal(SIGTERM, old_term);
+  if (interrupted_ || step < total) return {};
+
+  // The end of the run: validation picks best.pt, then the test figure is reported once.
+  auto val = evaluate("val", step);
+  if (val.count(best_key)) {
+    const double v = val[best_key];
+    if (!has_best_ || (higher_better ? v > best_ : v < best_)) {
+      best_ = v, has_best_ = true;
+      save(step, true);
+    }
+  }
+  return evaluate("test", step);
+}
+
+std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
+                                Config* config_out) {
+  auto archive = read_checkpoint(checkpoint);
+  auto cfg = Config::from_yaml(checkpoint_config(archive, checkpoint), checkpoint + " (stored config)", overrides);
+  const auto device = resolve_device(cfg.get_string("train.device"));
+  apply_runtime(cfg);
+  auto task = find_task(cfg.task()).make(cfg, TaskContext{device, 0, 1});
+  load_module(task->model(), archive, "model", checkpoint);
+  for (auto& [name, module] : task->extra_modules()) load_module(*module, archive, "modules/" + name, checkpoint);
+  if (cfg.get_bool("train.ema")) {
+    EMA ema(task->model(), cfg.get_float("train.ema_decay"));
+    ema.load(archive, checkpoint);
+    ema.swap();  // the model now holds the averaged weights
+  }
+  task->model().eval();
+  if (config_out) *config_out = cfg;
+  return task;
+}
+
+}  // namespace zoo

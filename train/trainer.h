@@ -1,0 +1,100 @@
+// The training loop: one for every task. See tasks/task.h for the split of work.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "train/config.h"
+#include "train/tasks/task.h"
+
+namespace zoo {
+
+/// "auto" -> cuda when available, else cpu; "cuda:N" checked against the devices present.
+torch::Device resolve_device(const std::string& spec);
+/// Applies train.threads, train.seed and train.deterministic to this process.
+void apply_runtime(const Config& cfg);
+/// Learning rate at `step` (1-based): linear warmup, then cosine to optim.min_lr or constant.
+double learning_rate(const Config& cfg, int64_t step);
+
+/// RAII autocast scope for CUDA (bf16 or fp16). A no-op when disabled.
+class Autocast {
+ public:
+  Autocast(bool enabled, at::ScalarType dtype);
+  ~Autocast();
+  Autocast(const Autocast&) = delete;
+  Autocast& operator=(const Autocast&) = delete;
+
+ private:
+  bool enabled_;
+  bool prev_enabled_ = false;
+  at::ScalarType prev_dtype_ = at::kHalf;
+};
+
+/// Exponential moving average of a module's parameters and floating buffers
+/// (theta_ema <- d * theta_ema + (1 - d) * theta).
+class EMA {
+ public:
+  EMA(torch::nn::Module& module, double decay);
+  void update();
+  /// Swaps the averaged weights into the module (and back on the second call).
+  void swap();
+  void save(torch::serialize::OutputArchive& archive) const;
+  void load(torch::serialize::InputArchive& archive, const std::string& path);
+
+ private:
+  std::vector<torch::Tensor> live_, shadow_;
+  std::vector<std::string> names_;
+  double decay_;
+};
+
+struct TrainerOptions {
+  /// Run directory: config.yaml, metrics.jsonl, checkpoints/, samples/.
+  std::string run_dir;
+  /// Continue from the newest loadable checkpoint in run_dir/checkpoints.
+  bool resume = false;
+  /// Stop (with a checkpoint) after this step even if train.steps is larger; for tests.
+  std::optional<int64_t> stop_after;
+  /// Data-parallel position (c10d slots in here); only rank 0 logs and checkpoints.
+  int64_t rank = 0;
+  int64_t world_size = 1;
+};
+
+class Trainer {
+ public:
+  Trainer(Config cfg, TrainerOptions options);
+  ~Trainer();
+  /// Trains to train.steps (or stop_after), then evaluates on the test split.
+  /// Returns the final test metrics. Ctrl-C / SIGTERM: checkpoint, then interrupted() is true.
+  Scalars run();
+  bool interrupted() const { return interrupted_; }
+  Task& task() { return *task_; }
+
+ private:
+  class Context;
+  void save(int64_t step, bool best);
+  int64_t restore();
+  void log_row(const std::string& json_line);
+
+  Config cfg_;
+  TrainerOptions opt_;
+  torch::Device device_ = torch::kCPU;
+  std::unique_ptr<Task> task_;
+  std::vector<std::unique_ptr<torch::optim::Optimizer>> optimizers_;
+  std::unique_ptr<EMA> ema_;
+  std::unique_ptr<Context> ctx_;
+  std::string window_json_ = "{}";  // running sums of the logging window, checkpointed
+  double best_ = 0;
+  bool has_best_ = false;
+  bool interrupted_ = false;
+};
+
+/// Rebuilds a checkpoint's task and loads its weights (EMA weights when the run kept them).
+/// `overrides` are --set pairs applied to the stored config (e.g. data.root, train.device).
+std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
+                                Config* config_out = nullptr);
+
+}  // namespace zoo
