@@ -172,6 +172,7 @@ void add_common_keys(Schema& s) {
       .add_float("train.ema_decay", 0.999, "EMA decay per step", 0.0, 1.0)
       .add_int("train.log_every", 50, "steps between progress lines and metrics.jsonl rows", 1)
       .add_int("train.eval_every", 1000, "steps between evaluations on the validation split (0 = only at the end)", 0)
+      .add_int("train.sample_every", 0, "steps between writes of samples/ outputs (0 = at each evaluation)", 0)
       .add_int("train.checkpoint_every", 500, "steps between checkpoints", 1)
       .add_int("train.keep_last", 3, "step checkpoints to keep (best.pt is kept besides)", 1)
       .add_string("optim.name", "adamw", "optimizer", {"adamw", "adam", "sgd"})

@@ -2,6 +2,7 @@
 
 #include <ATen/autocast_mode.h>
 #include <csignal>
+#include <functional>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -376,17 +377,25 @@ Scalars Trainer::run() {
   auto old_int = std::signal(SIGINT, on_signal);
   auto old_term = std::signal(SIGTERM, on_signal);
 
-  auto evaluate = [&](const std::string& split, int64_t step) {
+  // Evaluation and outputs see the EMA weights when the run keeps them.
+  auto with_eval_weights = [&](const std::function<void()>& fn) {
     task_->model().eval();
     if (ema_) ema_->swap();
-    Scalars m;
     {
       torch::NoGradGuard no_grad;
-      m = task_->evaluate(split);
+      fn();
     }
-    if (main) task_->write_outputs((fs::path(opt_.run_dir) / "samples").string());
     if (ema_) ema_->swap();
     task_->model().train();
+  };
+  const int64_t sample_every = cfg_.get_int("train.sample_every");
+  auto write_outputs = [&] {
+    if (main) with_eval_weights([&] { task_->write_outputs((fs::path(opt_.run_dir) / "samples").string()); });
+  };
+  auto evaluate = [&](const std::string& split, int64_t step) {
+    Scalars m;
+    with_eval_weights([&] { m = task_->evaluate(split); });
+    if (sample_every == 0) write_outputs();
     json row{{"step", step}, {"split", split}};
     std::string line;
     for (auto& [k, v] : m) {
@@ -458,6 +467,7 @@ Scalars Trainer::run() {
         if (best) best_ = v, has_best_ = true;
       }
     }
+    if (sample_every > 0 && step % sample_every == 0) write_outputs();
     if (g_signal != 0) {
       save(step, best);
       interrupted_ = true;
@@ -471,15 +481,12 @@ Scalars Trainer::run() {
   std::signal(SIGTERM, old_term);
   if (interrupted_ || step < total) return {};
 
-  // The end of the run: validation picks best.pt, then the test figure is reported once.
+  // The end of the run: validation picks best.pt (the last weights when the task has no
+  // metric to pick by), then the test figure is reported once.
   auto val = evaluate("val", step);
-  if (val.count(best_key)) {
-    const double v = val[best_key];
-    if (!has_best_ || (higher_better ? v > best_ : v < best_)) {
-      best_ = v, has_best_ = true;
-      save(step, true);
-    }
-  }
+  const bool better = val.count(best_key) && (!has_best_ || (higher_better ? val[best_key] > best_ : val[best_key] < best_));
+  if (better) best_ = val[best_key], has_best_ = true;
+  if (better || !fs::exists(fs::path(opt_.run_dir) / "checkpoints" / "best.pt")) save(step, true);
   return evaluate("test", step);
 }
 

@@ -13,6 +13,7 @@
 
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/image.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -28,6 +29,7 @@ usage: zoo <command> [options]
 commands:
   train   --config F [--set section.key=value]... [--run-dir D] [--resume]
   eval    --checkpoint C [--split test|val] [--set section.key=value]...
+  sample  {vae,gan,ddpm,ddim} --checkpoint C [--n N] [--seed S] [--out grid.png] [--steps S] [--eta E]
   list    the tasks and the shipped configs
 
 `zoo <command> --help` describes a command's options.
@@ -131,6 +133,103 @@ int cmd_eval(int argc, char** argv) {
   return kExitOk;
 }
 
+/// The newest checkpoint of a run of a task whose name starts with `prefix`: best.pt, else the newest step.
+std::string newest_checkpoint(const std::string& prefix) {
+  std::string best_path;
+  fs::file_time_type best_time{};
+  if (!fs::is_directory("runs")) return best_path;
+  for (const auto& e : fs::directory_iterator("runs")) {
+    auto ckpts = zoo::list_step_checkpoints((e.path() / "checkpoints").string());
+    if (ckpts.empty()) continue;
+    std::string task;
+    try {
+      auto archive = zoo::read_checkpoint(ckpts.back());
+      task = zoo::Config::from_yaml(zoo::checkpoint_config(archive, ckpts.back()), ckpts.back()).task();
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (task.rfind(prefix, 0) != 0) continue;
+    auto t = fs::last_write_time(ckpts.back());
+    if (best_path.empty() || t > best_time) {
+      best_time = t;
+      auto best = e.path() / "checkpoints" / "best.pt";
+      best_path = fs::exists(best) ? best.string() : ckpts.back();
+    }
+  }
+  return best_path;
+}
+
+int cmd_sample(int argc, char** argv) {
+  cxxopts::Options o("zoo sample", "Sample a grid of images from a generative checkpoint and write it as PNG.\n"
+                                   "  zoo sample vae|gan|ddpm|ddim --checkpoint C [--n 64] [--seed 0] [--out grid.png]\n"
+                                   "ddpm and ddim both sample a DDPM checkpoint; without --checkpoint, ddpm and ddim take\n"
+                                   "the newest DDPM run under runs/.");
+  o.add_options()("model", "vae, gan, ddpm or ddim", cxxopts::value<std::string>())(
+      "checkpoint", "checkpoint file", cxxopts::value<std::string>())(
+      "n", "number of samples", cxxopts::value<int64_t>()->default_value("64"))(
+      "seed", "random seed", cxxopts::value<int64_t>()->default_value("0"))(
+      "out", "output PNG", cxxopts::value<std::string>()->default_value("grid.png"))(
+      "columns", "images per row of the grid", cxxopts::value<int64_t>()->default_value("8"))(
+      "steps", "ddim: sampling steps S", cxxopts::value<int64_t>())(
+      "eta", "ddim: eta in [0, 1]", cxxopts::value<double>())(
+      "spacing", "ddim: linspace, leading or trailing", cxxopts::value<std::string>())(
+      "variance", "ddpm: beta or beta_tilde", cxxopts::value<std::string>())(
+      "s,set", "override a stored key, e.g. train.device=cpu", cxxopts::value<std::vector<std::string>>());
+  o.parse_positional({"model"});
+  std::vector<std::string> args(argv, argv + argc);  // cxxopts reads one-letter names as short options: --n -> -n
+  std::vector<char*> argp;
+  for (auto& a : args) {
+    if (a == "--n") a = "-n";
+    else if (a.rfind("--n=", 0) == 0) a = "-n" + a.substr(4);
+    argp.push_back(a.data());
+  }
+  auto r = parse(o, argc, argp.data());
+  if (!r.count("model")) throw zoo::UsageError("zoo sample: name the model: vae, gan, ddpm or ddim");
+  const auto model = r["model"].as<std::string>();
+  std::string family;
+  if (model == "vae") family = "vae_";
+  else if (model == "gan") family = "gan_";
+  else if (model == "ddpm" || model == "ddim") family = "ddpm_";
+  else throw zoo::UsageError("zoo sample: unknown model '" + model + "' (vae, gan, ddpm or ddim)");
+  const auto n = r["n"].as<int64_t>();
+  if (n < 1 || n > 4096) throw zoo::UsageError("--n " + std::to_string(n) + ": expected 1 to 4096 samples");
+
+  std::string checkpoint;
+  if (r.count("checkpoint")) {
+    checkpoint = r["checkpoint"].as<std::string>();
+  } else if (family == "ddpm_") {
+    checkpoint = newest_checkpoint(family);
+    if (checkpoint.empty())
+      throw zoo::UsageError("zoo sample " + model + ": no DDPM run with checkpoints under runs/; train one with "
+                            "`zoo train --config configs/ddpm_fashion_mnist.yaml` or pass --checkpoint");
+    std::cerr << "zoo sample: using " << checkpoint << "\n";
+  } else {
+    throw zoo::UsageError("zoo sample " + model + ": --checkpoint is required");
+  }
+  auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  {  // the checkpoint must hold the model asked for
+    auto archive = zoo::read_checkpoint(checkpoint);
+    auto task = zoo::Config::from_yaml(zoo::checkpoint_config(archive, checkpoint), checkpoint).task();
+    if (task.rfind(family, 0) != 0)
+      throw zoo::UsageError(checkpoint + ": holds a " + task + " run, not " + model +
+                            " (zoo sample takes vae, gan, ddpm or ddim to match the checkpoint)");
+  }
+  if (family == "ddpm_") sets.insert(sets.begin(), "sample.sampler=" + model);
+  if (r.count("steps")) sets.push_back("sample.steps=" + std::to_string(r["steps"].as<int64_t>()));
+  if (r.count("eta")) sets.push_back("sample.eta=" + std::to_string(r["eta"].as<double>()));
+  if (r.count("spacing")) sets.push_back("sample.spacing=" + r["spacing"].as<std::string>());
+  if (r.count("variance")) sets.push_back("sample.variance=" + r["variance"].as<std::string>());
+  if (family != "ddpm_" && (r.count("steps") || r.count("eta") || r.count("spacing") || r.count("variance")))
+    throw zoo::UsageError("--steps, --eta, --spacing and --variance are for ddpm and ddim");
+  auto task = zoo::load_task(checkpoint, sets);
+  torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
+  auto images = task->sample(n);
+  const auto out = r["out"].as<std::string>();
+  zoo::write_png(out, zoo::make_grid(images, r["columns"].as<int64_t>(), 2, 2));
+  std::cout << "wrote " << n << " samples to " << out << "\n";
+  return kExitOk;
+}
+
 int cmd_list(int argc, char** argv) {
   cxxopts::Options o("zoo list", "List the tasks and the configs under ./configs.");
   parse(o, argc, argv);
@@ -171,8 +270,9 @@ int main(int argc, char** argv) {
     }
     if (cmd == "train") return cmd_train(argc - 1, argv + 1);
     if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
+    if (cmd == "sample") return cmd_sample(argc - 1, argv + 1);
     if (cmd == "list") return cmd_list(argc - 1, argv + 1);
-    std::cerr << "zoo: unknown command '" << cmd << "' (commands: train, eval, list; see zoo --help)\n";
+    std::cerr << "zoo: unknown command '" << cmd << "' (commands: train, eval, sample, list; see zoo --help)\n";
     return kExitUsage;
   } catch (const zoo::UsageError& e) {
     std::cerr << "zoo: error: " << e.what() << "\n";

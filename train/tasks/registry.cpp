@@ -3,9 +3,13 @@
 namespace zoo {
 
 TaskInfo vit_fashion_mnist_task();
+TaskInfo vae_fashion_mnist_task();
+TaskInfo gan_fashion_mnist_task();
+TaskInfo ddpm_fashion_mnist_task();
 
 const std::vector<TaskInfo>& task_registry() {
-  static const std::vector<TaskInfo> tasks{vit_fashion_mnist_task()};
+  static const std::vector<TaskInfo> tasks{vit_fashion_mnist_task(), vae_fashion_mnist_task(), gan_fashion_mnist_task(),
+                                              ddpm_fashion_mnist_task()};
   return tasks;
 }
 

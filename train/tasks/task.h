@@ -52,6 +52,12 @@ class Task {
   virtual std::pair<std::string, bool> best_metric() const = 0;
   /// Examples per optimizer step on this process (for the throughput figure).
   virtual int64_t examples_per_step() const = 0;
+  /// n samples from a generative model, images (n, C, H, W) in [0, 1], using the config's
+  /// sample.* keys. The global RNG (seeded by the caller) drives it.
+  virtual torch::Tensor sample(int64_t n) {
+    (void)n;
+    throw UsageError("this task does not sample; zoo sample takes vae, gan, ddpm or ddim checkpoints");
+  }
   /// Outputs a person can look at (a sample grid, predictions), written into `dir`.
   virtual void write_outputs(const std::string& dir) { (void)dir; }
   /// The data position, so that --resume continues where the run left off.

@@ -1,0 +1,276 @@
+// Generative models and samplers. The samplers are checked without a trained network:
+// for Gaussian data x0 ~ N(mu, diag(s^2)) the ideal noise predictor is known in closed form,
+// E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) mu) / (ab s^2 + 1 - ab), so DDPM and DDIM
+// driven by it must reproduce the data's mean and variance.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "helpers.h"
+#include "models/ddim.h"
+#include "models/ddpm.h"
+#include "models/gan.h"
+#include "models/unet.h"
+#include "models/vae.h"
+#include "train/checkpoint.h"
+
+using namespace zoo;
+using Catch::Matchers::Contains;
+
+namespace {
+
+const auto kMu = torch::tensor({0.5, -0.3, 0.0}, torch::kFloat);
+const auto kStd = torch::tensor({0.4, 0.8, 1.5}, torch::kFloat);
+
+/// The ideal denoiser for x0 ~ N(kMu, kStd^2), returning the prediction type asked for.
+Denoiser ideal(const NoiseScheduleImpl& schedule, Prediction prediction) {
+  return [&schedule, prediction](const torch::Tensor& x, const torch::Tensor& t) {
+    auto ab = schedule.alpha_bar(t, x);
+    auto eps = (1 - ab).sqrt() * (x - ab.sqrt() * kMu) / (ab * kStd.pow(2) + 1 - ab);
+    auto x0 = (x - (1 - ab).sqrt() * eps) / ab.sqrt();
+    if (prediction == Prediction::kX0) return x0;
+    if (prediction == Prediction::kV) return ab.sqrt() * eps - (1 - ab).sqrt() * x0;
+    return eps;
+  };
+}
+
+void check_moments(const torch::Tensor& x, double tol_mean, double tol_std_rel) {
+  auto mean = x.mean(0), std = x.std(0);
+  INFO("mean " << mean << " std " << std);
+  CHECK((mean - kMu).abs().max().item<double>() < tol_mean);
+  CHECK(((std - kStd).abs() / kStd).max().item<double>() < tol_std_rel);
+}
+
+}  // namespace
+
+TEST_CASE("noise schedules: alpha-bar decreases from ~1 to ~0; buffers are registered", "[diffusion]") {
+  for (const char* kind : {"linear", "cosine"}) {
+    NoiseSchedule s(NoiseScheduleOptions().kind(kind));
+    INFO(kind);
+    auto ab = s->alphas_cumprod;
+    CHECK((ab.slice(0, 1) < ab.slice(0, 0, -1)).all().item<bool>());
+    CHECK(ab[0].item<double>() > 0.99);
+    CHECK(ab[-1].item<double>() < 0.01);
+    CHECK((s->betas > 0).all().item<bool>());
+    CHECK(s->named_buffers().size() == 4);
+    // beta-tilde_t = beta_t (1 - ab_{t-1}) / (1 - ab_t) <= beta_t
+    CHECK((s->posterior_variance <= s->betas + 1e-12).all().item<bool>());
+  }
+  NoiseSchedule linear;
+  CHECK(linear->betas[0].item<double>() == Approx(1e-4));
+  CHECK(linear->betas[999].item<double>() == Approx(0.02));
+}
+
+TEST_CASE("q(x_t | x0) has mean sqrt(ab) x0 and variance 1 - ab", "[diffusion]") {
+  NoiseSchedule s;
+  torch::manual_seed(0);
+  const int64_t n = 200000;
+  auto x0 = torch::full({n, 1}, 0.7);
+  for (int64_t t : {0, 100, 500, 999}) {
+    auto tt = torch::full({n}, t, torch::kLong);
+    auto xt = s->q_sample(x0, tt, torch::randn({n, 1}));
+    const double ab = s->alphas_cumprod[t].item<double>();
+    INFO("t = " << t);
+    CHECK(xt.mean().item<double>() == Approx(std::sqrt(ab) * 0.7).margin(0.01));
+    CHECK(xt.var().item<double>() == Approx(1 - ab).margin(0.01));
+  }
+}
+
+TEST_CASE("prediction types convert to the same x0 and eps", "[diffusion]") {
+  NoiseSchedule s;
+  torch::manual_seed(1);
+  auto x0 = torch::randn({8, 3}), noise = torch::randn({8, 3});
+  auto t = torch::randint(0, 1000, {8}, torch::kLong);
+  auto xt = s->q_sample(x0, t, noise);
+  for (auto p : {Prediction::kEpsilon, Prediction::kV, Prediction::kX0}) {
+    auto target = s->target(x0, noise, t, p);  // a perfect network outputs its target
+    CHECK(torch::allclose(s->predict_x0(xt, t, target, p), x0, 1e-3, 1e-3));
+    CHECK(torch::allclose(s->predict_eps(xt, t, target, p), noise, 1e-3, 1e-3));
+  }
+}
+
+TEST_CASE("DDPM ancestral sampling with the ideal predictor reproduces the data's moments", "[diffusion][sampler]") {
+  NoiseSchedule s;
+  torch::NoGradGuard g;
+  for (bool variance_beta : {false, true}) {
+    torch::manual_seed(2);
+    auto x = ddpm_sample(*s, ideal(*s, Prediction::kEpsilon), torch::randn({20000, 3}),
+                         DDPMSamplerOptions().clip_x0(false).variance_beta(variance_beta));
+    INFO("variance " << (variance_beta ? "beta" : "beta-tilde"));
+    check_moments(x, 0.04, 0.06);
+  }
+}
+
+TEST_CASE("DDIM with the ideal predictor reproduces the data's moments for any eta and prediction", "[diffusion][sampler]") {
+  NoiseSchedule s;
+  torch::NoGradGuard g;
+  for (auto [eta, pred] : std::vector<std::pair<double, Prediction>>{
+           {0.0, Prediction::kEpsilon}, {0.5, Prediction::kEpsilon}, {1.0, Prediction::kEpsilon},
+           {0.0, Prediction::kV}, {0.5, Prediction::kX0}}) {
+    torch::manual_seed(3);
+    auto x = ddim_sample(*s, ideal(*s, pred), torch::randn({20000, 3}),
+                         DDIMSamplerOptions().steps(250).eta(eta).prediction(pred).clip_x0(false));
+    INFO("S = 250, eta = " << eta << ", prediction " << static_cast<int>(pred));
+    check_moments(x, 0.04, 0.06);
+  }
+}
+
+TEST_CASE("DDIM's error in the variance shrinks as S grows (a first-order ODE solver)", "[diffusion][sampler]") {
+  NoiseSchedule s;
+  torch::NoGradGuard g;
+  auto std_error = [&](int64_t steps) {
+    torch::manual_seed(3);
+    auto x = ddim_sample(*s, ideal(*s, Prediction::kEpsilon), torch::randn({20000, 3}),
+                         DDIMSamplerOptions().steps(steps).clip_x0(false));
+    return ((x.std(0) - kStd).abs() / kStd).max().item<double>();
+  };
+  const double e10 = std_error(10), e50 = std_error(50), e250 = std_error(250);
+  INFO("relative std error: S=10 " << e10 << ", S=50 " << e50 << ", S=250 " << e250);
+  CHECK(e10 > e50);
+  CHECK(e50 > e250);
+  CHECK(e50 < 0.10);
+}
+
+TEST_CASE("DDIM with eta = 1 and S = T is DDPM with beta-tilde (Eq. 16)", "[diffusion][sampler]") {
+  NoiseSchedule s;
+  torch::manual_seed(4);
+  auto xt = torch::randn({16, 3}), out = torch::randn({16, 3}), noise = torch::randn({16, 3});
+  for (int64_t t : {999, 500, 1}) {
+    auto a = ddim_step(*s, out, t, t - 1, xt, noise, 1.0, Prediction::kEpsilon, false).prev_sample;
+    auto b = ddpm_step(*s, out, t, xt, noise, DDPMSamplerOptions().clip_x0(false)).prev_sample;
+    INFO("t = " << t);
+    CHECK(torch::allclose(a, b, 1e-4, 1e-5));
+  }
+}
+
+TEST_CASE("DDIM with eta = 0 is bit-identical for the same seed", "[diffusion][sampler]") {
+  NoiseSchedule s;
+  torch::NoGradGuard g;
+  auto run = [&](double eta) {
+    torch::manual_seed(5);
+    return ddim_sample(*s, ideal(*s, Prediction::kEpsilon), torch::randn({64, 3}),
+                       DDIMSamplerOptions().steps(25).eta(eta).clip_x0(false));
+  };
+  CHECK(torch::equal(run(0.0), run(0.0)));
+  CHECK(torch::equal(run(0.7), run(0.7)));
+  torch::manual_seed(5);
+  auto x_T = torch::randn({64, 3});
+  auto a = ddim_sample(*s, ideal(*s, Prediction::kEpsilon), x_T, DDIMSamplerOptions().steps(25).clip_x0(false));
+  torch::manual_seed(99);  // eta = 0 uses no noise: the result depends on x_T alone
+  auto b = ddim_sample(*s, ideal(*s, Prediction::kEpsilon), x_T, DDIMSamplerOptions().steps(25).clip_x0(false));
+  CHECK(torch::equal(a, b));
+}
+
+TEST_CASE("DDIM inversion then sampling returns to the start", "[diffusion][sampler]") {
+  NoiseSchedule s;
+  torch::NoGradGuard g;
+  torch::manual_seed(6);
+  auto x0 = kMu + kStd * torch::randn({512, 3});
+  auto opts = DDIMSamplerOptions().steps(200).clip_x0(false);
+  auto x_T = ddim_invert(*s, ideal(*s, Prediction::kEpsilon), x0, opts);
+  // x_T should look like N(0, I): the inversion maps the data distribution to the prior.
+  CHECK(x_T.mean().abs().item<double>() < 0.1);
+  CHECK(x_T.std().item<double>() == Approx(1.0).margin(0.1));
+  auto back = ddim_sample(*s, ideal(*s, Prediction::kEpsilon), x_T, opts);
+  auto err = (back - x0).abs().mean().item<double>();
+  INFO("mean abs error " << err);
+  CHECK(err < 0.025);  // x0 has a spread of 0.4 to 1.5 per dimension
+}
+
+TEST_CASE("DDIM timestep spacings", "[diffusion]") {
+  CHECK(ddim_timesteps(1000, 10, Spacing::kLinspace) ==
+        std::vector<int64_t>{999, 888, 777, 666, 555, 444, 333, 222, 111, 0});
+  CHECK(ddim_timesteps(1000, 10, Spacing::kLeading) == std::vector<int64_t>{900, 800, 700, 600, 500, 400, 300, 200, 100, 0});
+  CHECK(ddim_timesteps(1000, 10, Spacing::kTrailing) == std::vector<int64_t>{999, 899, 799, 699, 599, 499, 399, 299, 199, 99});
+  CHECK(ddim_timesteps(1000, 1000, Spacing::kLinspace).size() == 1000);
+  CHECK_THROWS(ddim_timesteps(1000, 0, Spacing::kLinspace));
+}
+
+TEST_CASE("slerp keeps the norm of unit-norm endpoints and hits them at 0 and 1", "[diffusion]") {
+  torch::manual_seed(7);
+  auto a = torch::randn({2, 784}), b = torch::randn({2, 784});
+  a = a / a.norm(2, 1, true), b = b / b.norm(2, 1, true);
+  CHECK(torch::allclose(slerp(a, b, 0.0), a, 1e-5, 1e-5));
+  CHECK(torch::allclose(slerp(a, b, 1.0), b, 1e-5, 1e-5));
+  CHECK(slerp(a, b, 0.5).norm(2, 1).sub(1).abs().max().item<double>() < 1e-4);
+}
+
+TEST_CASE("VAE: the closed-form KL agrees with a Monte-Carlo estimate", "[vae]") {
+  torch::manual_seed(8);
+  auto mu = torch::randn({4, 5}), logvar = torch::randn({4, 5}) * 0.5;
+  auto closed = gaussian_kl(mu, logvar);
+  const int64_t n = 400000;
+  auto z = mu + torch::exp(0.5 * logvar) * torch::randn({n, 4, 5});
+  auto log_q = (-0.5 * ((z - mu).pow(2) / logvar.exp() + logvar + std::log(2 * M_PI))).sum(-1);
+  auto log_p = (-0.5 * (z.pow(2) + std::log(2 * M_PI))).sum(-1);
+  auto mc = (log_q - log_p).mean(0);
+  INFO("closed " << closed << " mc " << mc);
+  CHECK(torch::allclose(closed, mc, 0.02, 0.05));
+}
+
+TEST_CASE("VAE: shapes, and the importance-weighted log p(x) is at least the ELBO", "[vae]") {
+  torch::manual_seed(9);
+  VAE vae;
+  auto x = torch::rand({6, 1, 28, 28});
+  auto out = vae->forward(x);
+  CHECK(out.logits.sizes() == torch::IntArrayRef({6, 784}));
+  CHECK(out.mu.sizes() == torch::IntArrayRef({6, 20}));
+  torch::NoGradGuard g;
+  auto elbo = torch::zeros({6});
+  for (int i = 0; i < 50; ++i) elbo -= VAEImpl::elbo(x, vae->forward(x)).neg_elbo() / 50;
+  auto log_px = vae->log_likelihood(x, 1000);
+  INFO("elbo " << elbo << " log p(x) " << log_px);
+  CHECK((log_px >= elbo).all().item<bool>());
+}
+
+TEST_CASE("DCGAN and U-Net shapes", "[gan][unet]") {
+  Generator g;
+  Discriminator d;
+  auto img = g->forward(torch::randn({3, 100}));
+  CHECK(img.sizes() == torch::IntArrayRef({3, 1, 28, 28}));
+  CHECK((img.abs() <= 1).all().item<bool>());
+  CHECK(d->forward(img).sizes() == torch::IntArrayRef({3}));
+  UNet unet(UNetOptions().base_channels(16).res_blocks(1).attention_resolutions({14, 7}));
+  auto x = torch::randn({2, 1, 28, 28});
+  CHECK(unet->forward(x, torch::tensor({0, 999})).sizes() == x.sizes());
+  CHECK(timestep_embedding(torch::tensor({0, 5}), 32).sizes() == torch::IntArrayRef({2, 32}));
+}
+
+TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM; bad checkpoints exit 2", "[cli][diffusion]") {
+  auto dir = test::scratch("sample");
+  auto cfg = dir + "/ddpm.yaml";
+  std::ofstream(cfg) << "task: ddpm_fashion_mnist\n"
+                        "model: {base_channels: 8, channel_mults: \"1,2\", res_blocks: 1, attention_resolutions: \"14\", heads: 2}\n"
+                        "diffusion: {timesteps: 40}\n"
+                        "sample: {grid: 4, steps: 4}\n"
+                        "data: {root: " + test::data_root() + ", train_limit: 256, eval_limit: 64}\n"
+                        "train: {device: cpu, threads: 1, batch_size: 16, steps: 3, log_every: 1, eval_every: 0, ema: true}\n";
+  auto train = test::run("cd " + dir + " && " + test::zoo_bin() + " train --config " + cfg + " --run-dir runs/ddpm_tiny");
+  INFO(train.output);
+  REQUIRE(train.code == 0);
+  auto ckpt = dir + "/runs/ddpm_tiny/checkpoints/best.pt";
+  auto ddim = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 5 --eta 0 --n 4 --out " + dir + "/a.png");
+  INFO(ddim.output);
+  CHECK(ddim.code == 0);
+  CHECK(std::filesystem::file_size(dir + "/a.png") > 100);
+  CHECK(test::run(test::zoo_bin() + " sample ddpm --checkpoint " + ckpt + " --n 2 --out " + dir + "/b.png").code == 0);
+  // Without --checkpoint, ddim takes the newest DDPM run under runs/.
+  auto newest = test::run("cd " + dir + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out c.png");
+  CHECK(newest.code == 0);
+  CHECK_THAT(newest.output, Contains("runs/ddpm_tiny"));
+  auto none = test::run("cd /tmp && mkdir -p " + dir + "/empty && cd " + dir + "/empty && " + test::zoo_bin() + " sample ddim");
+  CHECK(none.code == 2);
+  CHECK_THAT(none.output, Contains("zoo train --config configs/ddpm_fashion_mnist.yaml"));
+  // A checkpoint of another model, a corrupt file, a bad option.
+  auto wrong = test::run(test::zoo_bin() + " sample vae --checkpoint " + ckpt);
+  CHECK(wrong.code == 2);
+  CHECK_THAT(wrong.output, Contains("holds a ddpm_fashion_mnist run, not vae"));
+  std::ofstream(dir + "/bad.pt") << "PK\x03\x04 garbage";
+  auto bad = test::run(test::zoo_bin() + " sample ddim --checkpoint " + dir + "/bad.pt");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.output, Contains(dir + "/bad.pt"));
+  auto steps = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 500");
+  CHECK(steps.code == 2);
+  CHECK_THAT(steps.output, Contains("sample.steps"));
+}

@@ -1,0 +1,439 @@
+// Tasks: the generative image models on Fashion-MNIST. VAE (Kingma and Welling 2013),
+// DCGAN (Radford et al. 2015), and DDPM (Ho et al. 2020) whose checkpoint DDIM (Song et
+// al. 2020) also samples. They share the data handling; each owns its step and outputs.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <sstream>
+
+#include "models/ddim.h"
+#include "models/ddpm.h"
+#include "models/gan.h"
+#include "models/unet.h"
+#include "models/vae.h"
+#include "train/data/fashion_mnist.h"
+#include "train/data/sampler.h"
+#include "train/image.h"
+#include "train/tasks/task.h"
+
+namespace fs = std::filesystem;
+
+namespace zoo {
+namespace {
+
+std::vector<int64_t> parse_int_list(const std::string& key, const std::string& text) {
+  std::vector<int64_t> out;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    char* end = nullptr;
+    long long v = std::strtoll(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || v < 1) throw UsageError(key + ": expected comma-separated positive integers, got '" + text + "'");
+    out.push_back(v);
+  }
+  if (out.empty()) throw UsageError(key + ": expected at least one integer");
+  return out;
+}
+
+/// Progress of a sampler on stderr: a bar redrawn in place on a terminal, a line per 10% otherwise.
+Progress progress_bar(const std::string& what) {
+  const bool tty = ::isatty(2);
+  return [what, tty](int64_t done, int64_t total) {
+    const int width = 30, filled = static_cast<int>(width * done / total);
+    if (tty) {
+      std::fprintf(stderr, "\r%s [%s%s] %lld/%lld", what.c_str(), std::string(filled, '#').c_str(),
+                   std::string(width - filled, '.').c_str(), static_cast<long long>(done), static_cast<long long>(total));
+      if (done == total) std::fprintf(stderr, "\n");
+    } else if (done == total || (done * 10 / total) != ((done - 1) * 10 / total)) {
+      std::fprintf(stderr, "%s %lld/%lld\n", what.c_str(), static_cast<long long>(done), static_cast<long long>(total));
+    }
+  };
+}
+
+/// The data side shared by the three tasks: Fashion-MNIST in [0, 1], shuffled batches, resumable.
+class ImageGenerationTask : public Task {
+ public:
+  ImageGenerationTask(const Config& cfg, const TaskContext& ctx)
+      : device_(ctx.device),
+        root_(cfg.get_string("data.root")),
+        val_size_(cfg.get_int("data.val_size")),
+        eval_limit_(cfg.get_int("data.eval_limit")),
+        train_limit_(cfg.get_int("data.train_limit")),
+        batch_(cfg.get_int("train.batch_size")),
+        accumulate_(cfg.get_int("train.accumulate")),
+        hflip_(cfg.get_bool("data.hflip")),
+        seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))),
+        rank_(ctx.rank),
+        world_(ctx.world_size) {}
+
+  int64_t examples_per_step() const override { return batch_ * accumulate_; }
+  void save_state(torch::serialize::OutputArchive& a) override { sampler().save(a); }
+  void load_state(torch::serialize::InputArchive& a) override { sampler().load(a); }
+
+ protected:
+  /// The next training batch (B, 1, 28, 28) in [0, 1] on the device.
+  torch::Tensor next_batch() {
+    auto idx = sampler().next().to(device_);
+    return augment_crop_flip(train_.images.index_select(0, idx), /*padding=*/0, hflip_);
+  }
+  const ImageSet& eval_set(const std::string& split) {
+    auto& set = split == "test" ? test_ : val_;
+    if (!set.images.defined()) {
+      set = load_fashion_mnist(root_, split, val_size_, eval_limit_);
+      if (set.size() == 0) throw UsageError("data.val_size: is 0, so there is no val split; evaluate on test");
+      set.images = set.images.to(device_);
+    }
+    return set;
+  }
+  void write_grid(const std::string& dir, const std::string& name, const torch::Tensor& images, int64_t columns = 8) {
+    write_png((fs::path(dir) / name).string(), make_grid(images, columns, 2, 3));
+  }
+
+  torch::Device device_;
+  std::string root_;
+  int64_t val_size_, eval_limit_, train_limit_, batch_, accumulate_;
+  bool hflip_;
+  uint64_t seed_;
+  int64_t rank_, world_;
+
+ private:
+  EpochSampler& sampler() {
+    if (!sampler_) {
+      train_ = load_fashion_mnist(root_, "train", val_size_, train_limit_);
+      train_.images = train_.images.to(device_);
+      sampler_ = std::make_unique<EpochSampler>(train_.size(), batch_, seed_, rank_, world_);
+    }
+    return *sampler_;
+  }
+  ImageSet train_, val_, test_;
+  std::unique_ptr<EpochSampler> sampler_;
+};
+
+void add_data_keys(Schema& s, bool hflip, int64_t eval_limit) {
+  s.add_string("data.root", "data/fashion-mnist", "folder with the four IDX files (scripts/fetch-data)")
+      .add_int("data.val_size", 5000, "last training images held out for validation", 0, 59999)
+      .add_int("data.train_limit", 0, "use only the first N training images (0 = all)", 0)
+      .add_int("data.eval_limit", eval_limit, "evaluate on the first N images of a split (0 = all)", 0)
+      .add_bool("data.hflip", hflip, "random horizontal flips");
+}
+
+// ------------------------------------------------------------------------------- VAE
+class VAETask : public ImageGenerationTask {
+ public:
+  VAETask(const Config& cfg, const TaskContext& ctx)
+      : ImageGenerationTask(cfg, ctx), iw_samples_(cfg.get_int("eval.iw_samples")), iw_images_(cfg.get_int("eval.iw_images")) {
+    model_ = VAE(VAEOptions().hidden_dim(cfg.get_int("model.hidden_dim")).latent_dim(cfg.get_int("model.latent_dim")));
+    model_->to(device_);
+  }
+  torch::nn::Module& model() override { return *model_; }
+
+  Scalars train_step(StepContext& ctx) override {
+    double loss = 0, rec = 0, kl = 0;
+    for (int64_t m = 0; m < ctx.accumulation(); ++m) {
+      auto x = next_batch();
+      auto terms = VAEImpl::elbo(x, model_->forward(x));
+      auto l = terms.neg_elbo().mean();
+      ctx.backward(l);
+      loss += l.item<double>(), rec += terms.reconstruction.mean().item<double>(), kl += terms.kl.mean().item<double>();
+    }
+    ctx.step_optimizer();
+    const double n = static_cast<double>(ctx.accumulation());
+    return {{"loss", loss / n}, {"reconstruction", rec / n}, {"kl", kl / n}};
+  }
+
+  /// elbo: mean ELBO in nats per image over the split; log_px: the importance-weighted
+  /// estimate of log p(x) (eval.iw_samples samples) over its first eval.iw_images images.
+  Scalars evaluate(const std::string& split) override {
+    const auto& set = eval_set(split);
+    double elbo = 0, rec = 0, kl = 0;
+    for (int64_t i = 0; i < set.size(); i += 1000) {
+      auto x = set.images.slice(0, i, std::min(set.size(), i + 1000));
+      auto t = VAEImpl::elbo(x, model_->forward(x));
+      elbo -= t.neg_elbo().sum().item<double>(), rec += t.reconstruction.sum().item<double>(), kl += t.kl.sum().item<double>();
+    }
+    const double n = static_cast<double>(set.size());
+    Scalars m{{"elbo", elbo / n}, {"reconstruction", rec / n}, {"kl", kl / n}, {"examples", n}};
+    if (iw_images_ > 0) {
+      const auto k = std::min(iw_images_, set.size());
+      double log_px = 0, elbo_k = 0;
+      for (int64_t i = 0; i < k; i += 50) {
+        auto x = set.images.slice(0, i, std::min(k, i + 50));
+        log_px += model_->log_likelihood(x, iw_samples_).sum().item<double>();
+        elbo_k -= VAEImpl::elbo(x, model_->forward(x)).neg_elbo().sum().item<double>();
+      }
+      m["log_px"] = log_px / static_cast<double>(k);
+      m["elbo_on_log_px_images"] = elbo_k / static_cast<double>(k);
+      m["iw_samples"] = static_cast<double>(iw_samples_);
+      m["iw_images"] = static_cast<double>(k);
+    }
+    return m;
+  }
+  std::pair<std::string, bool> best_metric() const override { return {"elbo", true}; }
+
+  torch::Tensor sample(int64_t n) override {
+    torch::NoGradGuard no_grad;
+    auto z = torch::randn({n, model_->options.latent_dim()}, torch::TensorOptions().device(device_));
+    return torch::sigmoid(model_->decode(z)).view({n, 1, 28, 28});  // the Bernoulli means
+  }
+
+  void write_outputs(const std::string& dir) override {
+    write_grid(dir, "samples.png", sample(64));
+    const auto& set = eval_set("test");
+    auto x = set.images.slice(0, 0, 32);
+    auto rec = torch::sigmoid(model_->decode(model_->encode(x).first)).view_as(x);
+    write_grid(dir, "reconstructions.png", torch::stack({x, rec}, 1).view({64, 1, 28, 28}));  // pairs: image, reconstruction
+  }
+
+ private:
+  VAE model_{nullptr};
+  int64_t iw_samples_, iw_images_;
+};
+
+// ------------------------------------------------------------------------------- DCGAN
+class GANTask : public ImageGenerationTask {
+ public:
+  GANTask(const Config& cfg, const TaskContext& ctx) : ImageGenerationTask(cfg, ctx) {
+    if (accumulate_ != 1) throw UsageError("train.accumulate: the GAN takes one batch per step; set it to 1");
+    auto opts = DCGANOptions()
+                    .latent_dim(cfg.get_int("model.latent_dim"))
+                    .generator_features(cfg.get_int("model.generator_features"))
+                    .discriminator_features(cfg.get_int("model.discriminator_features"));
+    generator_ = Generator(opts);
+    discriminator_ = Discriminator(opts);
+    generator_->to(device_);
+    discriminator_->to(device_);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ + 7);
+    fixed_z_ = torch::randn({64, opts.latent_dim()}, gen).to(device_);  // the same z for every progress grid
+  }
+  torch::nn::Module& model() override { return *generator_; }
+  std::vector<std::pair<std::string, torch::nn::Module*>> extra_modules() override {
+    return {{"discriminator", discriminator_.ptr().get()}};
+  }
+  /// Optimizer 0 updates G, optimizer 1 updates D (Adam(2e-4, beta1 = 0.5) in the shipped config).
+  std::vector<std::vector<torch::Tensor>> optimizer_params() override {
+    return {generator_->parameters(), discriminator_->parameters()};
+  }
+
+  Scalars train_step(StepContext& ctx) override {
+    namespace F = torch::nn::functional;
+    auto real = next_batch() * 2 - 1;  // [-1, 1], as the generator's tanh
+    const auto b = real.size(0);
+    auto z = torch::randn({b, generator_->options.latent_dim()}, real.options());
+    auto fake = generator_->forward(z);
+    auto ones = torch::ones({b}, real.options()), zeros = torch::zeros({b}, real.options());
+    // D step: maximize log D(x) + log(1 - D(G(z))).
+    discriminator_->zero_grad();  // drop what the last G step left in D
+    auto d_real = discriminator_->forward(real), d_fake = discriminator_->forward(fake.detach());
+    auto loss_d = F::binary_cross_entropy_with_logits(d_real, ones) + F::binary_cross_entropy_with_logits(d_fake, zeros);
+    ctx.backward(loss_d, 1);
+    ctx.step_optimizer(1);
+    // G step, non-saturating: maximize log D(G(z)) (Goodfellow et al. 2014, Sec. 3).
+    auto loss_g = F::binary_cross_entropy_with_logits(discriminator_->forward(fake), ones);
+    ctx.backward(loss_g, 0);
+    ctx.step_optimizer(0);
+    const double ld = loss_d.item<double>(), lg = loss_g.item<double>();
+    return {{"loss", ld + lg}, {"loss_d", ld}, {"loss_g", lg},
+            {"d_real", torch::sigmoid(d_real).mean().item<double>()},
+            {"d_fake", torch::sigmoid(d_fake).mean().item<double>()}};
+  }
+
+  /// The discriminator's view of held-out real images and of fresh samples.
+  Scalars evaluate(const std::string& split) override {
+    const auto& set = eval_set(split);
+    const auto n = std::min<int64_t>(set.size(), 1000);
+    auto real = set.images.slice(0, 0, n) * 2 - 1;
+    auto fake = generator_->forward(torch::randn({n, generator_->options.latent_dim()}, real.options()));
+    return {{"d_real", torch::sigmoid(discriminator_->forward(real)).mean().item<double>()},
+            {"d_fake", torch::sigmoid(discriminator_->forward(fake)).mean().item<double>()},
+            {"examples", static_cast<double>(n)}};
+  }
+  std::pair<std::string, bool> best_metric() const override { return {"", true}; }  // best.pt = the last
+
+  torch::Tensor sample(int64_t n) override {
+    torch::NoGradGuard no_grad;
+    auto z = torch::randn({n, generator_->options.latent_dim()}, torch::TensorOptions().device(device_));
+    return (generator_->forward(z) + 1) / 2;
+  }
+  void write_outputs(const std::string& dir) override {
+    torch::NoGradGuard no_grad;
+    write_grid(dir, "samples.png", (generator_->forward(fixed_z_) + 1) / 2);
+  }
+
+ private:
+  Generator generator_{nullptr};
+  Discriminator discriminator_{nullptr};
+  torch::Tensor fixed_z_;
+};
+
+// ------------------------------------------------------------------------------- DDPM
+/// The U-Net and its noise schedule in one module, so the schedule's buffers travel with
+/// the weights (to(), checkpoints) while the samplers stay apart from the network.
+class DiffusionModelImpl : public torch::nn::Module {
+ public:
+  DiffusionModelImpl(const UNetOptions& unet_options, const NoiseScheduleOptions& schedule_options)
+      : unet(register_module("unet", UNet(unet_options))),
+        schedule(register_module("schedule", NoiseSchedule(schedule_options))) {}
+  UNet unet;
+  NoiseSchedule schedule;
+};
+TORCH_MODULE(DiffusionModel);
+
+class DDPMTask : public ImageGenerationTask {
+ public:
+  DDPMTask(const Config& cfg, const TaskContext& ctx)
+      : ImageGenerationTask(cfg, ctx),
+        prediction_(parse_prediction(cfg.get_string("diffusion.prediction"))),
+        sampler_name_(cfg.get_string("sample.sampler")),
+        steps_(cfg.get_int("sample.steps")),
+        eta_(cfg.get_float("sample.eta")),
+        spacing_(parse_spacing(cfg.get_string("sample.spacing"))),
+        variance_beta_(cfg.get_string("sample.variance") == "beta"),
+        clip_(cfg.get_bool("sample.clip")),
+        grid_n_(cfg.get_int("sample.grid")) {
+    const auto T = cfg.get_int("diffusion.timesteps");
+    if (steps_ > T) throw UsageError("sample.steps: " + std::to_string(steps_) + " is more than diffusion.timesteps " + std::to_string(T));
+    auto unet = UNetOptions()
+                    .base_channels(cfg.get_int("model.base_channels"))
+                    .channel_mults(parse_int_list("model.channel_mults", cfg.get_string("model.channel_mults")))
+                    .res_blocks(cfg.get_int("model.res_blocks"))
+                    .attention_resolutions(parse_int_list("model.attention_resolutions", cfg.get_string("model.attention_resolutions")))
+                    .dropout(cfg.get_float("model.dropout"))
+                    .heads(cfg.get_int("model.heads"));
+    if (28 % (1 << (unet.channel_mults().size() - 1)) != 0)
+      throw UsageError("model.channel_mults: " + std::to_string(unet.channel_mults().size()) + " levels halve 28 too often (at most 3 levels)");
+    for (auto m : unet.channel_mults())
+      if ((unet.base_channels() * m) % unet.heads() != 0) throw UsageError("model.heads: must divide every level's channels");
+    model_ = DiffusionModel(unet, NoiseScheduleOptions()
+                                      .timesteps(T)
+                                      .kind(cfg.get_string("diffusion.schedule"))
+                                      .beta_start(cfg.get_float("diffusion.beta_start"))
+                                      .beta_end(cfg.get_float("diffusion.beta_end")));
+    model_->to(device_);
+  }
+  torch::nn::Module& model() override { return *model_; }
+  std::vector<std::vector<torch::Tensor>> optimizer_params() override { return {model_->unet->parameters()}; }
+
+  /// The simple loss (Ho et al., Eq. 14): || target - net(x_t, t) ||^2, t ~ U{0..T-1}.
+  torch::Tensor loss(const torch::Tensor& x0, const torch::Generator& gen = {}) {
+    const auto b = x0.size(0);
+    auto t = torch::randint(0, model_->schedule->timesteps(), {b}, gen, torch::kLong).to(device_);
+    auto noise = torch::randn(x0.sizes(), gen, torch::kFloat).to(device_);
+    auto x_t = model_->schedule->q_sample(x0, t, noise);
+    auto out = model_->unet->forward(x_t, t);
+    return torch::mse_loss(out.to(torch::kFloat), model_->schedule->target(x0, noise, t, prediction_));
+  }
+
+  Scalars train_step(StepContext& ctx) override {
+    double total = 0;
+    for (int64_t m = 0; m < ctx.accumulation(); ++m) {
+      auto l = loss(next_batch() * 2 - 1);
+      ctx.backward(l);
+      total += l.item<double>();
+    }
+    ctx.step_optimizer();
+    return {{"loss", total / static_cast<double>(ctx.accumulation())}};
+  }
+
+  /// The simple loss on held-out images, with t and noise drawn from a fixed seed.
+  Scalars evaluate(const std::string& split) override {
+    const auto& set = eval_set(split);
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(1234);
+    double total = 0;
+    for (int64_t i = 0; i < set.size(); i += 250) {
+      auto x = set.images.slice(0, i, std::min(set.size(), i + 250)) * 2 - 1;
+      total += loss(x, gen).item<double>() * static_cast<double>(x.size(0));
+    }
+    return {{"loss", total / static_cast<double>(set.size())}, {"examples", static_cast<double>(set.size())}};
+  }
+  std::pair<std::string, bool> best_metric() const override { return {"loss", false}; }
+
+  torch::Tensor sample(int64_t n) override {
+    torch::NoGradGuard no_grad;
+    auto& unet = model_->unet;
+    Denoiser net = [&](const torch::Tensor& x, const torch::Tensor& t) { return unet->forward(x, t).to(torch::kFloat); };
+    auto x_T = torch::randn({n, 1, 28, 28}, torch::TensorOptions().device(device_));
+    torch::Tensor x0;
+    if (sampler_name_ == "ddpm") {
+      x0 = ddpm_sample(*model_->schedule, net, x_T,
+                       DDPMSamplerOptions().prediction(prediction_).variance_beta(variance_beta_).clip_x0(clip_),
+                       progress_bar("ddpm " + std::to_string(model_->schedule->timesteps()) + " steps"));
+    } else {
+      x0 = ddim_sample(*model_->schedule, net, x_T,
+                       DDIMSamplerOptions().steps(steps_).eta(eta_).spacing(spacing_).prediction(prediction_).clip_x0(clip_),
+                       progress_bar("ddim " + std::to_string(steps_) + " steps"));
+    }
+    return ((x0 + 1) / 2).clamp(0, 1);
+  }
+  void write_outputs(const std::string& dir) override {
+    if (grid_n_ > 0) write_grid(dir, "samples.png", sample(grid_n_));
+  }
+
+ private:
+  DiffusionModel model_{nullptr};
+  Prediction prediction_;
+  std::string sampler_name_;
+  int64_t steps_;
+  double eta_;
+  Spacing spacing_;
+  bool variance_beta_, clip_;
+  int64_t grid_n_;
+};
+
+template <class T>
+std::function<std::unique_ptr<Task>(const Config&, const TaskContext&)> maker() {
+  return [](const Config& cfg, const TaskContext& ctx) -> std::unique_ptr<Task> { return std::make_unique<T>(cfg, ctx); };
+}
+
+}  // namespace
+
+TaskInfo vae_fashion_mnist_task() {
+  return {"vae_fashion_mnist", "VAE (Kingma and Welling 2013), Bernoulli decoder, on Fashion-MNIST",
+          [](Schema& s) {
+            s.add_int("model.hidden_dim", 400, "hidden width of the encoder and decoder MLPs", 1)
+                .add_int("model.latent_dim", 20, "dimension of z", 1)
+                .add_int("eval.iw_samples", 1000, "importance samples k for the log p(x) estimate", 1)
+                .add_int("eval.iw_images", 1000, "images of the split given the log p(x) estimate (0 = none)", 0);
+            add_data_keys(s, false, 0);
+          },
+          maker<VAETask>()};
+}
+
+TaskInfo gan_fashion_mnist_task() {
+  return {"gan_fashion_mnist", "DCGAN (Radford et al. 2015) on Fashion-MNIST",
+          [](Schema& s) {
+            s.add_int("model.latent_dim", 100, "dimension of z", 1)
+                .add_int("model.generator_features", 256, "feature maps of G at 7x7 (halved at 14x14)", 2)
+                .add_int("model.discriminator_features", 128, "feature maps of D at 7x7 (halved at 14x14)", 2);
+            add_data_keys(s, false, 0);
+          },
+          maker<GANTask>()};
+}
+
+TaskInfo ddpm_fashion_mnist_task() {
+  return {"ddpm_fashion_mnist", "DDPM (Ho et al. 2020) U-Net on Fashion-MNIST; sampled by DDPM or DDIM",
+          [](Schema& s) {
+            s.add_int("model.base_channels", 32, "U-Net feature maps at 28x28", 8)
+                .add_string("model.channel_mults", "1,2,2", "feature-map multipliers per level (each level halves the side)")
+                .add_int("model.res_blocks", 2, "residual blocks per level", 1, 8)
+                .add_string("model.attention_resolutions", "7", "sides at which self-attention follows the blocks, e.g. 14,7")
+                .add_float("model.dropout", 0.1, "dropout in the residual blocks", 0.0, 0.9)
+                .add_int("model.heads", 4, "attention heads", 1)
+                .add_int("diffusion.timesteps", 1000, "diffusion steps T", 2)
+                .add_string("diffusion.schedule", "linear", "noise schedule", {"linear", "cosine"})
+                .add_float("diffusion.beta_start", 1e-4, "linear schedule: beta_1", 0.0, 1.0)
+                .add_float("diffusion.beta_end", 0.02, "linear schedule: beta_T", 0.0, 1.0)
+                .add_string("diffusion.prediction", "epsilon", "what the network predicts", {"epsilon", "v", "x0"})
+                .add_string("sample.sampler", "ddim", "sampler for outputs and zoo sample", {"ddpm", "ddim"})
+                .add_int("sample.steps", 50, "DDIM steps S", 1)
+                .add_float("sample.eta", 0.0, "DDIM eta (0 deterministic, 1 DDPM-like)", 0.0, 1.0)
+                .add_string("sample.spacing", "linspace", "DDIM timestep spacing", {"linspace", "leading", "trailing"})
+                .add_string("sample.variance", "beta_tilde", "DDPM sampling variance", {"beta", "beta_tilde"})
+                .add_bool("sample.clip", true, "clip predicted x0 to [-1, 1]")
+                .add_int("sample.grid", 64, "samples in the training-time grid (0 = none)", 0);
+            add_data_keys(s, true, 2000);
+          },
+          maker<DDPMTask>()};
+}
+
+}  // namespace zoo
