@@ -44,7 +44,7 @@ void check_moments(const torch::Tensor& x, double tol_mean, double tol_std_rel) 
 
 }  // namespace
 
-TEST_CASE("noise schedules: alpha-bar decreases from ~1 to ~0; buffers are registered", "[diffusion]") {
+TEST_CASE("noise schedules: alpha-bar decreases from ~1 to ~0 and buffers are registered", "[diffusion]") {
   for (const char* kind : {"linear", "cosine"}) {
     NoiseSchedule s(NoiseScheduleOptions().kind(kind));
     INFO(kind);
@@ -237,7 +237,7 @@ TEST_CASE("DCGAN and U-Net shapes", "[gan][unet]") {
   CHECK(timestep_embedding(torch::tensor({0, 5}), 32).sizes() == torch::IntArrayRef({2, 32}));
 }
 
-TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM; bad checkpoints exit 2", "[cli][diffusion]") {
+TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad checkpoints exit 2", "[cli][diffusion]") {
   auto dir = test::scratch("sample");
   auto cfg = dir + "/ddpm.yaml";
   std::ofstream(cfg) << "task: ddpm_fashion_mnist\n"
