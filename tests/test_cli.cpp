@@ -124,3 +124,20 @@ TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finish
   CHECK(m["accuracy"].get<double>() > 0.2);
   CHECK(m["examples"].get<double>() == 500);
 }
+
+TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume]") {
+  auto dir = zoo::test::scratch("cli-int");
+  auto cfg = tiny_config(dir, 100000);
+  auto run_dir = dir + "/run";
+  auto r = run("(" + zoo_bin() + " train --config " + cfg + " --run-dir " + run_dir + " > " + dir +
+               "/log 2>&1 & pid=$!; for i in $(seq 1200); do ls " + run_dir +
+               "/checkpoints/step-*.pt >/dev/null 2>&1 && break; sleep 0.05; done; kill -INT $pid; wait $pid; "
+               "echo code=$?; cat " + dir + "/log)");
+  INFO(r.output);
+  CHECK_THAT(r.output, Contains("code=130"));
+  CHECK_THAT(r.output, Contains("interrupted at step") && Contains("--resume"));
+  auto ckpts = zoo::list_step_checkpoints(run_dir + "/checkpoints");
+  REQUIRE_FALSE(ckpts.empty());
+  auto archive = zoo::read_checkpoint(ckpts.back());
+  CHECK(zoo::checkpoint_step(archive) > 0);
+}
