@@ -14,6 +14,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "train/checkpoint.h"
+#include "train/fid.h"
 
 using namespace zoo;
 using Catch::Matchers::Contains;
@@ -256,6 +257,18 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   CHECK(std::filesystem::file_size(dir + "/a.png") > 100);
   CHECK(test::run(test::zoo_bin() + " sample ddpm --checkpoint " + ckpt + " --n 2 --out " + dir + "/b.png").code == 0);
   // Without --checkpoint, ddim takes the newest DDPM run under runs/.
+  // FID against real images through a (tiny, briefly trained) ViT classifier's features.
+  auto vit_cfg = dir + "/vit.yaml";
+  std::ofstream(vit_cfg) << test::tiny_vit_yaml(2);
+  REQUIRE(test::run(test::zoo_bin() + " train --config " + vit_cfg + " --run-dir " + dir + "/vit").code == 0);
+  auto fid = test::run(test::zoo_bin() + " eval --checkpoint " + ckpt + " --split test --set eval.fid_classifier=" + dir +
+                       "/vit/checkpoints/best.pt --set eval.fid_samples=64 --set eval.fid_floor=true --set sample.steps=3");
+  INFO(fid.output);
+  REQUIRE(fid.code == 0);
+  CHECK_THAT(fid.output, Contains("\"fid\":") && Contains("\"fid_floor_train_vs_test\":") && Contains("\"fid_samples\":64"));
+  auto fid_wrong = test::run(test::zoo_bin() + " eval --checkpoint " + ckpt + " --set eval.fid_classifier=" + ckpt);
+  CHECK(fid_wrong.code == 2);
+  CHECK_THAT(fid_wrong.output, Contains("FID needs a vit_fashion_mnist checkpoint"));
   auto newest = test::run("cd " + dir + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out c.png");
   CHECK(newest.code == 0);
   CHECK_THAT(newest.output, Contains("runs/ddpm_tiny"));
@@ -273,4 +286,19 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto steps = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 500");
   CHECK(steps.code == 2);
   CHECK_THAT(steps.output, Contains("sample.steps"));
+}
+
+TEST_CASE("FID: Gaussians with known moments, symmetry, zero for the same set", "[fid]") {
+  torch::manual_seed(10);
+  const int64_t n = 200000;
+  auto mu_a = torch::tensor({0.0, 1.0, -2.0}), mu_b = torch::tensor({0.5, 1.0, -1.0});
+  auto s_a = torch::tensor({1.0, 2.0, 0.5}), s_b = torch::tensor({1.5, 1.0, 0.5});
+  auto a = mu_a + s_a * torch::randn({n, 3}), b = mu_b + s_b * torch::randn({n, 3});
+  // Diagonal covariances commute: FID = |mu_a - mu_b|^2 + sum (s_a - s_b)^2 = 1.25 + 1.25.
+  CHECK(frechet_distance(a, b) == Approx(2.5).margin(0.05));
+  CHECK(frechet_distance(a, b) == Approx(frechet_distance(b, a)).epsilon(1e-6));
+  CHECK(frechet_distance(a, a) == Approx(0.0).margin(1e-6));
+  // A rotated covariance: the distance is invariant to rotating both sets together.
+  auto q = std::get<0>(torch::linalg::qr(torch::randn({3, 3})));
+  CHECK(frechet_distance(a.mm(q), b.mm(q)) == Approx(frechet_distance(a, b)).epsilon(1e-4));
 }

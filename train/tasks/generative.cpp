@@ -14,6 +14,7 @@
 #include "models/vae.h"
 #include "train/data/fashion_mnist.h"
 #include "train/data/sampler.h"
+#include "train/fid.h"
 #include "train/image.h"
 #include "train/tasks/task.h"
 
@@ -65,7 +66,10 @@ class ImageGenerationTask : public Task {
         hflip_(cfg.get_bool("data.hflip")),
         seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))),
         rank_(ctx.rank),
-        world_(ctx.world_size) {}
+        world_(ctx.world_size),
+        fid_classifier_(cfg.get_string("eval.fid_classifier")),
+        fid_samples_(cfg.get_int("eval.fid_samples")),
+        fid_floor_(cfg.get_bool("eval.fid_floor")) {}
 
   int64_t examples_per_step() const override { return batch_ * accumulate_; }
   void save_state(torch::serialize::OutputArchive& a) override { sampler().save(a); }
@@ -86,6 +90,24 @@ class ImageGenerationTask : public Task {
     }
     return set;
   }
+  /// FID of eval.fid_samples samples against as many real images of `split` (when
+  /// eval.fid_classifier names a ViT checkpoint); with eval.fid_floor also the FID of real
+  /// training images against the same real images, the floor a perfect model would reach.
+  void add_fid(const std::string& split, Scalars& m) {
+    if (fid_classifier_.empty() || fid_samples_ == 0) return;
+    if (!fid_) fid_ = std::make_unique<FeatureExtractor>(fid_classifier_, device_);
+    auto real = load_fashion_mnist(root_, split, val_size_, fid_samples_).images;
+    const auto n = real.size(0);
+    std::vector<torch::Tensor> fake;
+    for (int64_t done = 0; done < n; done += 500) fake.push_back(sample(std::min<int64_t>(500, n - done)).cpu());
+    auto real_f = fid_->features(real);
+    m["fid"] = frechet_distance(fid_->features(torch::cat(fake, 0)), real_f);
+    m["fid_samples"] = static_cast<double>(n);
+    if (fid_floor_) {
+      auto train = load_fashion_mnist(root_, "train", val_size_, n).images;
+      m["fid_floor_train_vs_" + split] = frechet_distance(fid_->features(train), real_f);
+    }
+  }
   void write_grid(const std::string& dir, const std::string& name, const torch::Tensor& images, int64_t columns = 8) {
     write_png((fs::path(dir) / name).string(), make_grid(images, columns, 2, 3));
   }
@@ -96,6 +118,10 @@ class ImageGenerationTask : public Task {
   bool hflip_;
   uint64_t seed_;
   int64_t rank_, world_;
+  std::string fid_classifier_;
+  int64_t fid_samples_;
+  bool fid_floor_;
+  std::unique_ptr<FeatureExtractor> fid_;
 
  private:
   EpochSampler& sampler() {
@@ -115,7 +141,10 @@ void add_data_keys(Schema& s, bool hflip, int64_t eval_limit) {
       .add_int("data.val_size", 5000, "last training images held out for validation", 0, 59999)
       .add_int("data.train_limit", 0, "use only the first N training images (0 = all)", 0)
       .add_int("data.eval_limit", eval_limit, "evaluate on the first N images of a split (0 = all)", 0)
-      .add_bool("data.hflip", hflip, "random horizontal flips");
+      .add_bool("data.hflip", hflip, "random horizontal flips")
+      .add_string("eval.fid_classifier", "", "vit_fashion_mnist checkpoint whose [CLS] features FID uses (empty = no FID)")
+      .add_int("eval.fid_samples", 1000, "samples (and real images) for FID", 0)
+      .add_bool("eval.fid_floor", false, "also report FID of real training images against the split");
 }
 
 // ------------------------------------------------------------------------------- VAE
@@ -167,6 +196,7 @@ class VAETask : public ImageGenerationTask {
       m["iw_samples"] = static_cast<double>(iw_samples_);
       m["iw_images"] = static_cast<double>(k);
     }
+    add_fid(split, m);
     return m;
   }
   std::pair<std::string, bool> best_metric() const override { return {"elbo", true}; }
@@ -244,9 +274,11 @@ class GANTask : public ImageGenerationTask {
     const auto n = std::min<int64_t>(set.size(), 1000);
     auto real = set.images.slice(0, 0, n) * 2 - 1;
     auto fake = generator_->forward(torch::randn({n, generator_->options.latent_dim()}, real.options()));
-    return {{"d_real", torch::sigmoid(discriminator_->forward(real)).mean().item<double>()},
-            {"d_fake", torch::sigmoid(discriminator_->forward(fake)).mean().item<double>()},
-            {"examples", static_cast<double>(n)}};
+    Scalars m{{"d_real", torch::sigmoid(discriminator_->forward(real)).mean().item<double>()},
+              {"d_fake", torch::sigmoid(discriminator_->forward(fake)).mean().item<double>()},
+              {"examples", static_cast<double>(n)}};
+    add_fid(split, m);
+    return m;
   }
   std::pair<std::string, bool> best_metric() const override { return {"", true}; }  // best.pt = the last
 
@@ -344,7 +376,9 @@ class DDPMTask : public ImageGenerationTask {
       auto x = set.images.slice(0, i, std::min(set.size(), i + 250)) * 2 - 1;
       total += loss(x, gen).item<double>() * static_cast<double>(x.size(0));
     }
-    return {{"loss", total / static_cast<double>(set.size())}, {"examples", static_cast<double>(set.size())}};
+    Scalars m{{"loss", total / static_cast<double>(set.size())}, {"examples", static_cast<double>(set.size())}};
+    add_fid(split, m);
+    return m;
   }
   std::pair<std::string, bool> best_metric() const override { return {"loss", false}; }
 
