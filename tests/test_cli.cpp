@@ -30,6 +30,16 @@ std::string last_line(const std::string& s) {
   return nl == std::string::npos ? t : t.substr(nl + 1);
 }
 
+/// Starts `zoo train` in the background, waits for its first step checkpoint, sends `signal`,
+/// and returns "code=<exit code>" followed by the run's log.
+zoo::test::Run train_then_signal(const std::string& cfg, const std::string& run_dir, const std::string& signal) {
+  const auto log = run_dir + ".log";
+  return run("(" + zoo_bin() + " train --config " + cfg + " --run-dir " + run_dir + " > " + log +
+             " 2>&1 & pid=$!; for i in $(seq 1200); do ls " + run_dir +
+             "/checkpoints/step-*.pt >/dev/null 2>&1 && break; sleep 0.05; done; sleep 0.2; kill -" + signal +
+             " $pid; wait $pid; echo code=$?; cat " + log + ")");
+}
+
 }  // namespace
 
 TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli]") {
@@ -100,12 +110,8 @@ TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finish
   auto dir = zoo::test::scratch("cli-kill");
   auto cfg = tiny_config(dir, 400);
   auto run_dir = dir + "/run";
-  // Start training, wait for its first checkpoint, then SIGKILL it mid-run.
-  auto killed = run("(" + zoo_bin() + " train --config " + cfg + " --run-dir " + run_dir + " > " + dir +
-                    "/first.log 2>&1 & pid=$!; for i in $(seq 1200); do ls " + run_dir +
-                    "/checkpoints/step-*.pt >/dev/null 2>&1 && break; sleep 0.05; done; sleep 0.2; kill -9 $pid; "
-                    "wait $pid; echo killed=$?)");
-  CHECK_THAT(killed.output, Contains("killed=137"));
+  auto killed = train_then_signal(cfg, run_dir, "KILL");  // mid-run, after its first checkpoint
+  CHECK_THAT(killed.output, Contains("code=137"));
   REQUIRE_FALSE(zoo::list_step_checkpoints(run_dir + "/checkpoints").empty());
   // Every checkpoint left behind loads.
   for (const auto& c : zoo::list_step_checkpoints(run_dir + "/checkpoints")) CHECK_NOTHROW(zoo::read_checkpoint(c));
@@ -129,10 +135,7 @@ TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume
   auto dir = zoo::test::scratch("cli-int");
   auto cfg = tiny_config(dir, 100000);
   auto run_dir = dir + "/run";
-  auto r = run("(" + zoo_bin() + " train --config " + cfg + " --run-dir " + run_dir + " > " + dir +
-               "/log 2>&1 & pid=$!; for i in $(seq 1200); do ls " + run_dir +
-               "/checkpoints/step-*.pt >/dev/null 2>&1 && break; sleep 0.05; done; kill -INT $pid; wait $pid; "
-               "echo code=$?; cat " + dir + "/log)");
+  auto r = train_then_signal(cfg, run_dir, "INT");
   INFO(r.output);
   CHECK_THAT(r.output, Contains("code=130"));
   CHECK_THAT(r.output, Contains("interrupted at step") && Contains("--resume"));

@@ -12,11 +12,9 @@
 #include "models/gan.h"
 #include "models/unet.h"
 #include "models/vae.h"
-#include "train/data/fashion_mnist.h"
-#include "train/data/sampler.h"
 #include "train/fid.h"
 #include "train/image.h"
-#include "train/tasks/task.h"
+#include "train/tasks/fashion_mnist_task.h"
 
 namespace fs = std::filesystem;
 
@@ -52,44 +50,19 @@ Progress progress_bar(const std::string& what) {
   };
 }
 
-/// The data side shared by the three tasks: Fashion-MNIST in [0, 1], shuffled batches, resumable.
-class ImageGenerationTask : public Task {
+/// What the three generative tasks add to the shared data side: FID, and PNG grids.
+class ImageGenerationTask : public FashionMnistTask {
  public:
   ImageGenerationTask(const Config& cfg, const TaskContext& ctx)
-      : device_(ctx.device),
-        root_(cfg.get_string("data.root")),
-        val_size_(cfg.get_int("data.val_size")),
-        eval_limit_(cfg.get_int("data.eval_limit")),
-        train_limit_(cfg.get_int("data.train_limit")),
-        batch_(cfg.get_int("train.batch_size")),
-        accumulate_(cfg.get_int("train.accumulate")),
-        hflip_(cfg.get_bool("data.hflip")),
-        seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))),
-        rank_(ctx.rank),
-        world_(ctx.world_size),
+      : FashionMnistTask(cfg, ctx),
         fid_classifier_(cfg.get_string("eval.fid_classifier")),
         fid_samples_(cfg.get_int("eval.fid_samples")),
         fid_floor_(cfg.get_bool("eval.fid_floor")) {}
 
-  int64_t examples_per_step() const override { return batch_ * accumulate_; }
-  void save_state(torch::serialize::OutputArchive& a) override { sampler().save(a); }
-  void load_state(torch::serialize::InputArchive& a) override { sampler().load(a); }
-
  protected:
-  /// The next training batch (B, 1, 28, 28) in [0, 1] on the device.
-  torch::Tensor next_batch() {
-    auto idx = sampler().next().to(device_);
-    return augment_crop_flip(train_.images.index_select(0, idx), /*padding=*/0, hflip_);
-  }
-  const ImageSet& eval_set(const std::string& split) {
-    auto& set = split == "test" ? test_ : val_;
-    if (!set.images.defined()) {
-      set = load_fashion_mnist(root_, split, val_size_, eval_limit_);
-      if (set.size() == 0) throw UsageError("data.val_size: is 0, so there is no val split; evaluate on test");
-      set.images = set.images.to(device_);
-    }
-    return set;
-  }
+  /// The next training images alone, (B, 1, 28, 28) in [0, 1].
+  torch::Tensor next_images() { return next_batch().first; }
+
   /// FID of eval.fid_samples samples against as many real images of `split` (when
   /// eval.fid_classifier names a ViT checkpoint); with eval.fid_floor also the FID of real
   /// training images against the same real images, the floor a perfect model would reach.
@@ -112,37 +85,15 @@ class ImageGenerationTask : public Task {
     write_png((fs::path(dir) / name).string(), make_grid(images, columns, 2, 3));
   }
 
-  torch::Device device_;
-  std::string root_;
-  int64_t val_size_, eval_limit_, train_limit_, batch_, accumulate_;
-  bool hflip_;
-  uint64_t seed_;
-  int64_t rank_, world_;
   std::string fid_classifier_;
   int64_t fid_samples_;
   bool fid_floor_;
   std::unique_ptr<FeatureExtractor> fid_;
-
- private:
-  EpochSampler& sampler() {
-    if (!sampler_) {
-      train_ = load_fashion_mnist(root_, "train", val_size_, train_limit_);
-      train_.images = train_.images.to(device_);
-      sampler_ = std::make_unique<EpochSampler>(train_.size(), batch_, seed_, rank_, world_);
-    }
-    return *sampler_;
-  }
-  ImageSet train_, val_, test_;
-  std::unique_ptr<EpochSampler> sampler_;
 };
 
-void add_data_keys(Schema& s, bool hflip, int64_t eval_limit) {
-  s.add_string("data.root", "data/fashion-mnist", "folder with the four IDX files (scripts/fetch-data)")
-      .add_int("data.val_size", 5000, "last training images held out for validation", 0, 59999)
-      .add_int("data.train_limit", 0, "use only the first N training images (0 = all)", 0)
-      .add_int("data.eval_limit", eval_limit, "evaluate on the first N images of a split (0 = all)", 0)
-      .add_bool("data.hflip", hflip, "random horizontal flips")
-      .add_string("eval.fid_classifier", "", "vit_fashion_mnist checkpoint whose [CLS] features FID uses (empty = no FID)")
+void add_generative_keys(Schema& s, bool hflip, int64_t eval_limit) {
+  add_fashion_mnist_keys(s, hflip, eval_limit);
+  s.add_string("eval.fid_classifier", "", "vit_fashion_mnist checkpoint whose [CLS] features FID uses (empty = no FID)")
       .add_int("eval.fid_samples", 1000, "samples (and real images) for FID", 0)
       .add_bool("eval.fid_floor", false, "also report FID of real training images against the split");
 }
@@ -160,7 +111,7 @@ class VAETask : public ImageGenerationTask {
   Scalars train_step(StepContext& ctx) override {
     double loss = 0, rec = 0, kl = 0;
     for (int64_t m = 0; m < ctx.accumulation(); ++m) {
-      auto x = next_batch();
+      auto x = next_images();
       auto terms = VAEImpl::elbo(x, model_->forward(x));
       auto l = terms.neg_elbo().mean();
       ctx.backward(l);
@@ -247,7 +198,7 @@ class GANTask : public ImageGenerationTask {
 
   Scalars train_step(StepContext& ctx) override {
     namespace F = torch::nn::functional;
-    auto real = next_batch() * 2 - 1;  // [-1, 1], as the generator's tanh
+    auto real = next_images() * 2 - 1;  // [-1, 1], as the generator's tanh
     const auto b = real.size(0);
     auto z = torch::randn({b, generator_->options.latent_dim()}, real.options());
     auto fake = generator_->forward(z);
@@ -359,7 +310,7 @@ class DDPMTask : public ImageGenerationTask {
   Scalars train_step(StepContext& ctx) override {
     double total = 0;
     for (int64_t m = 0; m < ctx.accumulation(); ++m) {
-      auto l = loss(next_batch() * 2 - 1);
+      auto l = loss(next_images() * 2 - 1);
       ctx.backward(l);
       total += l.item<double>();
     }
@@ -428,7 +379,7 @@ TaskInfo vae_fashion_mnist_task() {
                 .add_int("model.latent_dim", 20, "dimension of z", 1)
                 .add_int("eval.iw_samples", 1000, "importance samples k for the log p(x) estimate", 1)
                 .add_int("eval.iw_images", 1000, "images of the split given the log p(x) estimate (0 = none)", 0);
-            add_data_keys(s, false, 0);
+            add_generative_keys(s, false, 0);
           },
           maker<VAETask>()};
 }
@@ -439,7 +390,7 @@ TaskInfo gan_fashion_mnist_task() {
             s.add_int("model.latent_dim", 100, "dimension of z", 1)
                 .add_int("model.generator_features", 256, "feature maps of G at 7x7 (halved at 14x14)", 2)
                 .add_int("model.discriminator_features", 128, "feature maps of D at 7x7 (halved at 14x14)", 2);
-            add_data_keys(s, false, 0);
+            add_generative_keys(s, false, 0);
           },
           maker<GANTask>()};
 }
@@ -465,7 +416,7 @@ TaskInfo ddpm_fashion_mnist_task() {
                 .add_string("sample.variance", "beta_tilde", "DDPM sampling variance", {"beta", "beta_tilde"})
                 .add_bool("sample.clip", true, "clip predicted x0 to [-1, 1]")
                 .add_int("sample.grid", 64, "samples in the training-time grid (0 = none)", 0);
-            add_data_keys(s, true, 2000);
+            add_generative_keys(s, true, 2000);
           },
           maker<DDPMTask>()};
 }

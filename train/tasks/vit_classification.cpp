@@ -3,28 +3,18 @@
 #include <fstream>
 
 #include "models/vit.h"
-#include "train/data/fashion_mnist.h"
-#include "train/data/sampler.h"
 #include "train/image.h"
-#include "train/tasks/task.h"
+#include "train/tasks/fashion_mnist_task.h"
 
 namespace fs = std::filesystem;
 
 namespace zoo {
 namespace {
 
-class ViTClassification : public Task {
+class ViTClassification : public FashionMnistTask {
  public:
   ViTClassification(const Config& cfg, const TaskContext& ctx)
-      : device_(ctx.device),
-        root_(cfg.get_string("data.root")),
-        val_size_(cfg.get_int("data.val_size")),
-        eval_limit_(cfg.get_int("data.eval_limit")),
-        batch_(cfg.get_int("train.batch_size")),
-        accumulate_(cfg.get_int("train.accumulate")),
-        padding_(cfg.get_int("data.crop_padding")),
-        hflip_(cfg.get_bool("data.hflip")),
-        smoothing_(cfg.get_float("loss.label_smoothing")) {
+      : FashionMnistTask(cfg, ctx, cfg.get_int("data.crop_padding")), smoothing_(cfg.get_float("loss.label_smoothing")) {
     model_ = ViT(ViTOptions()
                      .image_size(28)
                      .in_channels(1)
@@ -37,21 +27,14 @@ class ViTClassification : public Task {
                      .dropout(cfg.get_float("model.dropout"))
                      .attention_dropout(cfg.get_float("model.attention_dropout")));
     model_->to(device_);
-    train_limit_ = cfg.get_int("data.train_limit");
-    seed_ = static_cast<uint64_t>(cfg.get_int("train.seed"));
-    rank_ = ctx.rank;
-    world_ = ctx.world_size;
   }
 
   torch::nn::Module& model() override { return *model_; }
 
   Scalars train_step(StepContext& ctx) override {
-    ensure_train_data();
     double loss_sum = 0, correct = 0, seen = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
-      auto idx = sampler_->next().to(device_);
-      auto x = augment_crop_flip(train_.images.index_select(0, idx), padding_, hflip_);
-      auto y = train_.labels.index_select(0, idx);
+      auto [x, y] = next_batch();
       auto logits = model_->forward(normalize(x));
       auto loss = torch::nn::functional::cross_entropy(
           logits.to(torch::kFloat), y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(smoothing_));
@@ -69,8 +52,8 @@ class ViTClassification : public Task {
     double loss_sum = 0, correct = 0;
     for (int64_t i = 0; i < set.size(); i += 500) {
       const auto n = std::min<int64_t>(500, set.size() - i);
-      auto x = set.images.slice(0, i, i + n).to(device_);
-      auto y = set.labels.slice(0, i, i + n).to(device_);
+      auto x = set.images.slice(0, i, i + n);
+      auto y = set.labels.slice(0, i, i + n);
       auto logits = model_->forward(normalize(x)).to(torch::kFloat);
       loss_sum += torch::nn::functional::cross_entropy(
                       logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
@@ -82,14 +65,13 @@ class ViTClassification : public Task {
   }
 
   std::pair<std::string, bool> best_metric() const override { return {"accuracy", true}; }
-  int64_t examples_per_step() const override { return batch_ * accumulate_; }
 
   /// predictions.png: 64 test images, green frame = right, red = wrong; predictions.txt names the classes.
   void write_outputs(const std::string& dir) override {
     const auto& set = eval_set("test");
     const int64_t n = std::min<int64_t>(64, set.size());
-    auto x = set.images.slice(0, 0, n);
-    auto y = set.labels.slice(0, 0, n);
+    auto x = set.images.slice(0, 0, n).cpu();
+    auto y = set.labels.slice(0, 0, n).cpu();
     torch::Tensor pred;
     {
       torch::NoGradGuard no_grad;
@@ -112,48 +94,15 @@ class ViTClassification : public Task {
           << ")" << (pred[i].item<int64_t>() == y[i].item<int64_t>() ? "" : "  WRONG") << "\n";
   }
 
-  void save_state(torch::serialize::OutputArchive& a) override {
-    ensure_train_data();
-    sampler_->save(a);
-  }
-  void load_state(torch::serialize::InputArchive& a) override {
-    ensure_train_data();
-    sampler_->load(a);
-  }
-
  private:
   torch::Tensor normalize(const torch::Tensor& x) const { return (x - kFashionMnistMean) / kFashionMnistStd; }
 
-  void ensure_train_data() {
-    if (sampler_) return;
-    train_ = load_fashion_mnist(root_, "train", val_size_, train_limit_);
-    train_.images = train_.images.to(device_);
-    train_.labels = train_.labels.to(device_);
-    sampler_ = std::make_unique<EpochSampler>(train_.size(), batch_, seed_, rank_, world_);
-  }
-
-  const ImageSet& eval_set(const std::string& split) {
-    auto& set = split == "test" ? test_ : val_;
-    if (!set.images.defined()) {
-      set = load_fashion_mnist(root_, split, val_size_, eval_limit_);
-      if (set.size() == 0) throw UsageError("data.val_size: is 0, so there is no val split; evaluate on test");
-    }
-    return set;
-  }
-
-  torch::Device device_;
   ViT model_{nullptr};
-  std::string root_;
-  int64_t val_size_, eval_limit_, batch_, accumulate_, padding_;
-  bool hflip_;
   double smoothing_;
-  int64_t train_limit_ = 0, rank_ = 0, world_ = 1;
-  uint64_t seed_ = 0;
-  ImageSet train_, val_, test_;
-  std::unique_ptr<EpochSampler> sampler_;
 };
 
 void add_keys(Schema& s) {
+  add_fashion_mnist_keys(s, /*hflip=*/true, /*eval_limit=*/0);
   s.add_int("model.patch_size", 4, "patch side in pixels (must divide 28)", 1, 28)
       .add_int("model.dim", 128, "token width D", 8)
       .add_int("model.depth", 6, "encoder blocks", 1, 48)
@@ -161,12 +110,7 @@ void add_keys(Schema& s) {
       .add_int("model.mlp_dim", 256, "hidden width of each block's MLP", 1)
       .add_float("model.dropout", 0.0, "dropout after embeddings, attention and in the MLP", 0.0, 0.9)
       .add_float("model.attention_dropout", 0.0, "dropout on attention probabilities", 0.0, 0.9)
-      .add_string("data.root", "data/fashion-mnist", "folder with the four IDX files (scripts/fetch-data)")
-      .add_int("data.val_size", 5000, "last training images held out for validation", 0, 59999)
-      .add_int("data.train_limit", 0, "use only the first N training images (0 = all)", 0)
-      .add_int("data.eval_limit", 0, "evaluate on the first N images of a split (0 = all)", 0)
       .add_int("data.crop_padding", 2, "random-crop padding in pixels (0 = no crop)", 0, 14)
-      .add_bool("data.hflip", true, "random horizontal flips")
       .add_float("loss.label_smoothing", 0.0, "label smoothing of the cross-entropy", 0.0, 0.5);
 }
 

@@ -1,0 +1,85 @@
+// The data side that the Fashion-MNIST tasks share: the train/val/test splits, shuffled and
+// sharded training batches whose position is checkpointed, and the common data.* keys.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "train/data/fashion_mnist.h"
+#include "train/data/sampler.h"
+#include "train/tasks/task.h"
+
+namespace zoo {
+
+/// data.root, data.val_size, data.train_limit, data.eval_limit, data.hflip.
+inline void add_fashion_mnist_keys(Schema& s, bool hflip, int64_t eval_limit) {
+  s.add_string("data.root", "data/fashion-mnist", "folder with the four IDX files (scripts/fetch-data)")
+      .add_int("data.val_size", 5000, "last training images held out for validation", 0, 59999)
+      .add_int("data.train_limit", 0, "use only the first N training images (0 = all)", 0)
+      .add_int("data.eval_limit", eval_limit, "evaluate on the first N images of a split (0 = all)", 0)
+      .add_bool("data.hflip", hflip, "random horizontal flips");
+}
+
+class FashionMnistTask : public Task {
+ public:
+  /// `crop_padding` > 0 adds random crops with that much zero padding to the training batches.
+  FashionMnistTask(const Config& cfg, const TaskContext& ctx, int64_t crop_padding = 0)
+      : device_(ctx.device),
+        root_(cfg.get_string("data.root")),
+        val_size_(cfg.get_int("data.val_size")),
+        eval_limit_(cfg.get_int("data.eval_limit")),
+        train_limit_(cfg.get_int("data.train_limit")),
+        batch_(cfg.get_int("train.batch_size")),
+        accumulate_(cfg.get_int("train.accumulate")),
+        crop_padding_(crop_padding),
+        hflip_(cfg.get_bool("data.hflip")),
+        seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))),
+        rank_(ctx.rank),
+        world_(ctx.world_size) {}
+
+  int64_t examples_per_step() const override { return batch_ * accumulate_; }
+  void save_state(torch::serialize::OutputArchive& a) override { sampler().save(a); }
+  void load_state(torch::serialize::InputArchive& a) override { sampler().load(a); }
+
+ protected:
+  /// The next training batch on the device: images (B, 1, 28, 28) in [0, 1], augmented, and labels (B).
+  std::pair<torch::Tensor, torch::Tensor> next_batch() {
+    auto idx = sampler().next().to(device_);
+    return {augment_crop_flip(train_.images.index_select(0, idx), crop_padding_, hflip_),
+            train_.labels.index_select(0, idx)};
+  }
+  /// The first data.eval_limit images of "val" or "test", on the device, loaded once.
+  const ImageSet& eval_set(const std::string& split) {
+    auto& set = split == "test" ? test_ : val_;
+    if (!set.images.defined()) {
+      set = load_fashion_mnist(root_, split, val_size_, eval_limit_);
+      if (set.size() == 0) throw UsageError("data.val_size: is 0, so there is no val split; evaluate on test");
+      set.images = set.images.to(device_);
+      set.labels = set.labels.to(device_);
+    }
+    return set;
+  }
+
+  torch::Device device_;
+  std::string root_;
+  int64_t val_size_, eval_limit_, train_limit_, batch_, accumulate_, crop_padding_;
+  bool hflip_;
+  uint64_t seed_;
+  int64_t rank_, world_;
+
+ private:
+  EpochSampler& sampler() {
+    if (!sampler_) {
+      train_ = load_fashion_mnist(root_, "train", val_size_, train_limit_);
+      train_.images = train_.images.to(device_);
+      train_.labels = train_.labels.to(device_);
+      sampler_ = std::make_unique<EpochSampler>(train_.size(), batch_, seed_, rank_, world_);
+    }
+    return *sampler_;
+  }
+  ImageSet train_, val_, test_;
+  std::unique_ptr<EpochSampler> sampler_;
+};
+
+}  // namespace zoo
