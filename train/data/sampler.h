@@ -3,6 +3,7 @@
 // exactly. With world_size > 1 each rank takes every world_size-th example (sharding).
 #pragma once
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 namespace zoo {
