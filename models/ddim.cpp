@@ -37,12 +37,9 @@ StepOutput ddim_step(const NoiseScheduleImpl& schedule, const torch::Tensor& mod
   auto tt = torch::full({x_t.size(0)}, t, torch::TensorOptions().dtype(torch::kLong).device(x_t.device()));
   auto x0 = schedule.predict_x0(x_t, tt, model_out, prediction);
   if (clip_x0) x0 = x0.clamp(-1, 1);
-  auto eps = schedule.predict_eps(x_t, tt, model_out, prediction);
-  if (clip_x0) {  // keep eps consistent with the clipped x0 (Eq. 12 needs both to describe x_t)
-    const double ab = schedule.alphas_cumprod[t].item<double>();
-    eps = (x_t - std::sqrt(ab) * x0) / std::sqrt(1 - ab);
-  }
   const double ab = schedule.alphas_cumprod[t].item<double>();
+  // With clipping, eps is re-derived from the clipped x0 so that both still describe x_t (Eq. 12).
+  auto eps = clip_x0 ? (x_t - std::sqrt(ab) * x0) / std::sqrt(1 - ab) : schedule.predict_eps(x_t, tt, model_out, prediction);
   const double ab_prev = t_prev >= 0 ? schedule.alphas_cumprod[t_prev].item<double>() : 1.0;
   const double sigma = eta * std::sqrt((1 - ab_prev) / (1 - ab)) * std::sqrt(1 - ab / ab_prev);
   auto prev = std::sqrt(ab_prev) * x0 + std::sqrt(std::max(0.0, 1 - ab_prev - sigma * sigma)) * eps;

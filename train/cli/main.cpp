@@ -51,15 +51,22 @@ std::string timestamp() {
   return os.str();
 }
 
-/// The newest run directory under runs/ whose name starts with `prefix` and that has checkpoints.
-std::string newest_run(const std::string& prefix) {
+/// The run directory under runs/ with the newest step checkpoint whose stored task name
+/// starts with `task_prefix`; "" when there is none.
+std::string newest_run(const std::string& task_prefix) {
   std::string best;
   fs::file_time_type best_time{};
   if (!fs::is_directory("runs")) return best;
   for (const auto& e : fs::directory_iterator("runs")) {
-    if (!e.is_directory() || e.path().filename().string().rfind(prefix, 0) != 0) continue;
     auto ckpts = zoo::list_step_checkpoints((e.path() / "checkpoints").string());
     if (ckpts.empty()) continue;
+    try {
+      auto archive = zoo::read_checkpoint(ckpts.back());
+      if (zoo::Config::from_yaml(zoo::checkpoint_config(archive, ckpts.back()), ckpts.back()).task().rfind(task_prefix, 0) != 0)
+        continue;
+    } catch (const std::exception&) {
+      continue;  // not a run of a task this zoo knows
+    }
     auto t = fs::last_write_time(ckpts.back());
     if (best.empty() || t > best_time) best = e.path().string(), best_time = t;
   }
@@ -96,7 +103,7 @@ int cmd_train(int argc, char** argv) {
   if (r.count("run-dir")) {
     opt.run_dir = r["run-dir"].as<std::string>();
   } else if (opt.resume) {
-    opt.run_dir = newest_run(cfg.task() + "-");
+    opt.run_dir = newest_run(cfg.task());
     if (opt.run_dir.empty())
       throw zoo::UsageError("--resume: no run of " + cfg.task() + " with checkpoints under runs/; pass --run-dir");
   } else {
@@ -131,32 +138,6 @@ int cmd_eval(int argc, char** argv) {
   }
   std::cout << json_line(m) << std::endl;
   return kExitOk;
-}
-
-/// The newest checkpoint of a run of a task whose name starts with `prefix`: best.pt, else the newest step.
-std::string newest_checkpoint(const std::string& prefix) {
-  std::string best_path;
-  fs::file_time_type best_time{};
-  if (!fs::is_directory("runs")) return best_path;
-  for (const auto& e : fs::directory_iterator("runs")) {
-    auto ckpts = zoo::list_step_checkpoints((e.path() / "checkpoints").string());
-    if (ckpts.empty()) continue;
-    std::string task;
-    try {
-      auto archive = zoo::read_checkpoint(ckpts.back());
-      task = zoo::Config::from_yaml(zoo::checkpoint_config(archive, ckpts.back()), ckpts.back()).task();
-    } catch (const std::exception&) {
-      continue;
-    }
-    if (task.rfind(prefix, 0) != 0) continue;
-    auto t = fs::last_write_time(ckpts.back());
-    if (best_path.empty() || t > best_time) {
-      best_time = t;
-      auto best = e.path() / "checkpoints" / "best.pt";
-      best_path = fs::exists(best) ? best.string() : ckpts.back();
-    }
-  }
-  return best_path;
 }
 
 int cmd_sample(int argc, char** argv) {
@@ -198,7 +179,11 @@ int cmd_sample(int argc, char** argv) {
   if (r.count("checkpoint")) {
     checkpoint = r["checkpoint"].as<std::string>();
   } else if (family == "ddpm_") {
-    checkpoint = newest_checkpoint(family);
+    const auto run = newest_run(family);
+    if (!run.empty()) {  // its best.pt, else its newest step checkpoint
+      const auto best = fs::path(run) / "checkpoints" / "best.pt";
+      checkpoint = fs::exists(best) ? best.string() : zoo::list_step_checkpoints((fs::path(run) / "checkpoints").string()).back();
+    }
     if (checkpoint.empty())
       throw zoo::UsageError("zoo sample " + model + ": no DDPM run with checkpoints under runs/; train one with "
                             "`zoo train --config configs/ddpm_fashion_mnist.yaml` or pass --checkpoint");
