@@ -182,7 +182,9 @@ void add_common_keys(Schema& s) {
       .add_float("optim.beta2", 0.999, "Adam beta2", 0.0, 1.0)
       .add_float("optim.eps", 1e-8, "Adam epsilon", 0.0)
       .add_float("optim.momentum", 0.9, "SGD momentum", 0.0, 1.0)
-      .add_string("optim.schedule", "cosine", "learning-rate schedule after warmup", {"cosine", "constant"})
+      .add_string("optim.schedule", "cosine",
+                  "learning-rate schedule after warmup: cosine, constant, or inverse_sqrt (Vaswani et al. Eq. 3)",
+                  {"cosine", "constant", "inverse_sqrt"})
       .add_int("optim.warmup_steps", 0, "linear warmup from 0 to optim.lr over this many steps", 0)
       .add_float("optim.min_lr", 0.0, "floor of the cosine schedule", 0.0);
 }

@@ -89,7 +89,11 @@ double learning_rate(const Config& cfg, int64_t step) {
   const double peak = cfg.get_float("optim.lr"), floor = cfg.get_float("optim.min_lr");
   const int64_t warmup = cfg.get_int("optim.warmup_steps"), total = cfg.get_int("train.steps");
   if (warmup > 0 && step <= warmup) return peak * static_cast<double>(step) / static_cast<double>(warmup);
-  if (cfg.get_string("optim.schedule") == "constant" || total <= warmup) return peak;
+  const auto& schedule = cfg.get_string("optim.schedule");
+  // Vaswani et al. Eq. 3, d^-0.5 min(step^-0.5, step warmup^-1.5), is this with peak = (d warmup)^-0.5.
+  if (schedule == "inverse_sqrt")
+    return peak * std::sqrt(static_cast<double>(std::max<int64_t>(warmup, 1)) / static_cast<double>(step));
+  if (schedule == "constant" || total <= warmup) return peak;
   const double progress = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(total - warmup));
   return floor + (peak - floor) * 0.5 * (1.0 + std::cos(M_PI * progress));
 }

@@ -17,7 +17,8 @@ namespace zoo {
 torch::Device resolve_device(const std::string& spec);
 /// Applies train.threads, train.seed and train.deterministic to this process.
 void apply_runtime(const Config& cfg);
-/// Learning rate at `step` (1-based): linear warmup, then cosine to optim.min_lr or constant.
+/// Learning rate at `step` (1-based): linear warmup, then cosine to optim.min_lr, constant, or
+/// inverse square root (peak * sqrt(warmup / step)).
 double learning_rate(const Config& cfg, int64_t step);
 
 /// RAII autocast scope for CUDA (bf16 or fp16). A no-op when disabled.

@@ -36,34 +36,51 @@ void MultiheadAttentionImpl::reset() {
       "proj", torch::nn::Linear(torch::nn::LinearOptions(options.dim(), options.dim()).bias(options.bias())));
 }
 
+torch::Tensor MultiheadAttentionImpl::split_heads(const torch::Tensor& x) const {
+  const auto h = options.heads();
+  return x.view({x.size(0), x.size(1), h, options.dim() / h}).transpose(1, 2);
+}
+
 torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& q, const torch::Tensor& k,
                                              const torch::Tensor& v, const torch::Tensor& mask) {
-  const auto b = q.size(0), tq = q.size(1), tk = k.size(1);
-  const auto h = options.heads(), dh = options.dim() / h;
-  // (B, T, C) -> (B, H, T, Dh)
-  auto split = [&](const torch::Tensor& x, int64_t t) { return x.view({b, t, h, dh}).transpose(1, 2); };
-  auto y = scaled_dot_product_attention(split(q, tq), split(k, tk), split(v, tk), mask,
-                                        is_training() ? options.dropout() : 0.0);
-  y = y.transpose(1, 2).reshape({b, tq, options.dim()});  // (B, Tq, C)
+  auto y = scaled_dot_product_attention(q, k, v, mask, is_training() ? options.dropout() : 0.0);  // (B, H, Tq, Dh)
+  y = y.transpose(1, 2).reshape({q.size(0), q.size(2), options.dim()});                            // (B, Tq, C)
   return proj(y);
 }
 
-torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask, KVCache* cache) {
   auto qkv_out = qkv(x).chunk(3, /*dim=*/-1);
-  return attend(qkv_out[0], qkv_out[1], qkv_out[2], mask);
+  auto q = split_heads(qkv_out[0]), k = split_heads(qkv_out[1]), v = split_heads(qkv_out[2]);
+  if (cache) {
+    if (cache->k.defined()) {
+      k = torch::cat({cache->k, k}, /*dim=*/2);
+      v = torch::cat({cache->v, v}, /*dim=*/2);
+    }
+    cache->k = k;
+    cache->v = v;
+  }
+  return attend(q, k, v, mask);
 }
 
 torch::Tensor MultiheadAttentionImpl::forward_cross(const torch::Tensor& x, const torch::Tensor& context,
-                                                    const torch::Tensor& mask) {
+                                                    const torch::Tensor& mask, KVCache* cache) {
   // Same weights, split: W_q from the first C rows, W_k and W_v from the rest.
   const auto c = options.dim();
-  auto w = qkv->weight;
-  auto bias = qkv->bias;
-  auto q = torch::nn::functional::linear(x, w.narrow(0, 0, c), bias.defined() ? bias.narrow(0, 0, c) : bias);
-  auto kv = torch::nn::functional::linear(context, w.narrow(0, c, 2 * c),
-                                          bias.defined() ? bias.narrow(0, c, 2 * c) : bias)
-                .chunk(2, /*dim=*/-1);
-  return attend(q, kv[0], kv[1], mask);
+  const auto& w = qkv->weight;
+  const auto& bias = qkv->bias;
+  auto q = split_heads(
+      torch::nn::functional::linear(x, w.narrow(0, 0, c), bias.defined() ? bias.narrow(0, 0, c) : bias));
+  torch::Tensor k, v;
+  if (cache && cache->k.defined()) {
+    k = cache->k, v = cache->v;
+  } else {
+    auto kv = torch::nn::functional::linear(context, w.narrow(0, c, 2 * c),
+                                            bias.defined() ? bias.narrow(0, c, 2 * c) : bias)
+                  .chunk(2, /*dim=*/-1);
+    k = split_heads(kv[0]), v = split_heads(kv[1]);
+    if (cache) cache->k = k, cache->v = v;
+  }
+  return attend(q, k, v, mask);
 }
 
 torch::Tensor causal_mask(int64_t t, const torch::TensorOptions& options) {

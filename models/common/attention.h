@@ -1,5 +1,5 @@
 // Multi-head scaled dot-product attention (Vaswani et al. 2017, Sec. 3.2),
-// shared by ViT, and later the Transformer, BERT and CLIP.
+// shared by ViT, the Transformer and CLIP's text encoder.
 #pragma once
 
 #include <torch/torch.h>
@@ -26,22 +26,40 @@ torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::
                                            const torch::Tensor& v, const torch::Tensor& mask,
                                            double dropout_p);
 
+/// Keys and values already computed for a sequence, (B, H, T, Dh) each: what incremental
+/// decoding keeps so that step t attends over steps < t without recomputing them.
+struct KVCache {
+  torch::Tensor k, v;
+  int64_t length() const { return k.defined() ? k.size(2) : 0; }
+  /// Keeps batch rows `index` (B') in that order: beam search's reordering.
+  void reorder(const torch::Tensor& index) {
+    if (!k.defined()) return;
+    k = k.index_select(0, index);
+    v = v.index_select(0, index);
+  }
+};
+
 class MultiheadAttentionImpl : public torch::nn::Cloneable<MultiheadAttentionImpl> {
  public:
   explicit MultiheadAttentionImpl(const MultiheadAttentionOptions& options);
   void reset() override;
 
-  /// Self-attention: x (B, T, C) -> (B, T, C).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {});
-  /// Attention of x (B, Tq, C) over `context` (B, Tk, C) -> (B, Tq, C).
+  /// Self-attention: x (B, T, C) -> (B, T, C). With a cache, x holds the new positions
+  /// only: their keys and values are appended to the cache and x attends over all of them.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {}, KVCache* cache = nullptr);
+  /// Attention of x (B, Tq, C) over `context` (B, Tk, C) -> (B, Tq, C). With a cache, the
+  /// context's keys and values are computed on the first call and reused after it.
   torch::Tensor forward_cross(const torch::Tensor& x, const torch::Tensor& context,
-                              const torch::Tensor& mask = {});
+                              const torch::Tensor& mask = {}, KVCache* cache = nullptr);
 
   MultiheadAttentionOptions options;
   torch::nn::Linear qkv{nullptr};  // (C -> 3C): [q | k | v]
   torch::nn::Linear proj{nullptr};
 
  private:
+  /// (B, T, C) -> (B, H, T, Dh)
+  torch::Tensor split_heads(const torch::Tensor& x) const;
+  /// q, k, v split into heads -> projected output (B, Tq, C).
   torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                        const torch::Tensor& mask);
 };

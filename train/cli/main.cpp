@@ -14,6 +14,7 @@
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/image.h"
+#include "train/tasks/g2p.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -30,6 +31,7 @@ commands:
   train   --config F [--set section.key=value]... [--run-dir D] [--resume]
   eval    --checkpoint C [--split test|val] [--set section.key=value]...
   sample  {vae,gan,ddpm,ddim} --checkpoint C [--n N] [--seed S] [--out grid.png] [--steps S] [--eta E]
+  g2p     --checkpoint C [WORD]...   pronunciations (words from standard input when none are given)
   list    the tasks and the shipped configs
 
 `zoo <command> --help` describes a command's options.
@@ -215,6 +217,49 @@ int cmd_sample(int argc, char** argv) {
   return kExitOk;
 }
 
+/// Loads `checkpoint` and checks that its task is a T; UsageError naming what it holds otherwise.
+template <class T>
+std::pair<std::unique_ptr<zoo::Task>, T*> load_as(const std::string& checkpoint, const std::vector<std::string>& sets,
+                                                  const std::string& wanted) {
+  zoo::Config cfg;
+  auto task = zoo::load_task(checkpoint, sets, &cfg);
+  auto* typed = dynamic_cast<T*>(task.get());
+  if (!typed) throw zoo::UsageError(checkpoint + ": holds a " + cfg.task() + " run, not " + wanted);
+  return {std::move(task), typed};
+}
+
+int cmd_g2p(int argc, char** argv) {
+  cxxopts::Options o("zoo g2p", "Print the pronunciation (ARPAbet, CMUdict style) of each word with a transformer_g2p "
+                                "checkpoint.\n  zoo g2p --checkpoint C WORD...\n  echo ZOOLOGY | zoo g2p --checkpoint C");
+  o.add_options()("checkpoint", "transformer_g2p checkpoint", cxxopts::value<std::string>())(
+      "words", "words (default: whitespace-separated words read from standard input)",
+      cxxopts::value<std::vector<std::string>>())(
+      "s,set", "override a stored key, e.g. decode.beam_size=1 or train.device=cpu",
+      cxxopts::value<std::vector<std::string>>());
+  o.parse_positional({"words"});
+  auto r = parse(o, argc, argv);
+  if (!r.count("checkpoint")) throw zoo::UsageError("zoo g2p: --checkpoint is required (a transformer_g2p run's best.pt)");
+  auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  std::vector<std::string> words;
+  if (r.count("words")) {
+    words = r["words"].as<std::vector<std::string>>();
+  } else {
+    for (std::string w; std::cin >> w;) words.push_back(w);
+    if (words.empty()) throw zoo::UsageError("zoo g2p: no words given (pass them as arguments or on standard input)");
+  }
+  auto [task, g2p] = load_as<zoo::G2PTask>(r["checkpoint"].as<std::string>(), sets, "a G2P model (transformer_g2p)");
+  torch::NoGradGuard no_grad;
+  auto prons = g2p->pronounce(words);
+  for (size_t i = 0; i < words.size(); ++i) {
+    std::string upper = words[i];
+    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    std::cout << upper << " ";
+    for (const auto& p : prons[i]) std::cout << " " << p;
+    std::cout << "\n";
+  }
+  return kExitOk;
+}
+
 int cmd_list(int argc, char** argv) {
   cxxopts::Options o("zoo list", "List the tasks and the configs under ./configs.");
   parse(o, argc, argv);
@@ -257,7 +302,8 @@ int main(int argc, char** argv) {
     if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
     if (cmd == "sample") return cmd_sample(argc - 1, argv + 1);
     if (cmd == "list") return cmd_list(argc - 1, argv + 1);
-    std::cerr << "zoo: unknown command '" << cmd << "' (commands: train, eval, sample, list; see zoo --help)\n";
+    if (cmd == "g2p") return cmd_g2p(argc - 1, argv + 1);
+    std::cerr << "zoo: unknown command '" << cmd << "' (commands: train, eval, sample, g2p, list; see zoo --help)\n";
     return kExitUsage;
   } catch (const zoo::UsageError& e) {
     std::cerr << "zoo: error: " << e.what() << "\n";

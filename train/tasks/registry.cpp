@@ -6,10 +6,11 @@ TaskInfo vit_fashion_mnist_task();
 TaskInfo vae_fashion_mnist_task();
 TaskInfo gan_fashion_mnist_task();
 TaskInfo ddpm_fashion_mnist_task();
+TaskInfo transformer_g2p_task();
 
 const std::vector<TaskInfo>& task_registry() {
   static const std::vector<TaskInfo> tasks{vit_fashion_mnist_task(), vae_fashion_mnist_task(), gan_fashion_mnist_task(),
-                                              ddpm_fashion_mnist_task()};
+                                              ddpm_fashion_mnist_task(), transformer_g2p_task()};
   return tasks;
 }
 

