@@ -495,12 +495,21 @@ Scalars Trainer::run() {
 }
 
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
-                                Config* config_out) {
+                                Config* config_out, bool runtime) {
   auto archive = read_checkpoint(checkpoint);
   auto cfg = Config::from_yaml(checkpoint_config(archive, checkpoint), checkpoint + " (stored config)", overrides);
   const auto device = resolve_device(cfg.get_string("train.device"));
-  apply_runtime(cfg);
-  auto task = find_task(cfg.task()).make(cfg, TaskContext{device, 0, 1});
+  if (runtime) apply_runtime(cfg);
+  torch::serialize::InputArchive state;
+  const bool has_state = archive.try_read("task", state);
+  std::unique_ptr<Task> task;
+  try {
+    task = find_task(cfg.task()).make(cfg, TaskContext{device, 0, 1, has_state ? &state : nullptr});
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    throw UsageError(checkpoint + ": its task state can't be read (" + what.substr(0, what.find('\n')) +
+                     "); the file is damaged or from another version of zoo");
+  }
   load_module(task->model(), archive, "model", checkpoint);
   for (auto& [name, module] : task->extra_modules()) load_module(*module, archive, "modules/" + name, checkpoint);
   if (cfg.get_bool("train.ema")) {

@@ -95,7 +95,9 @@ class Trainer {
 
 /// Rebuilds a checkpoint's task and loads its weights (EMA weights when the run kept them).
 /// `overrides` are --set pairs applied to the stored config (e.g. data.root, train.device).
+/// `runtime` applies the stored train.threads and train.seed to this process (false when a
+/// task loads another run's checkpoint inside its own run, as fine-tuning does).
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
-                                Config* config_out = nullptr);
+                                Config* config_out = nullptr, bool runtime = true);
 
 }  // namespace zoo

@@ -14,6 +14,7 @@
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/image.h"
+#include "train/tasks/bert.h"
 #include "train/tasks/g2p.h"
 #include "train/trainer.h"
 
@@ -32,6 +33,7 @@ commands:
   eval    --checkpoint C [--split test|val] [--set section.key=value]...
   sample  {vae,gan,ddpm,ddim} --checkpoint C [--n N] [--seed S] [--out grid.png] [--steps S] [--eta E]
   g2p     --checkpoint C [WORD]...   pronunciations (words from standard input when none are given)
+  fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
   list    the tasks and the shipped configs
 
 `zoo <command> --help` describes a command's options.
@@ -260,6 +262,33 @@ int cmd_g2p(int argc, char** argv) {
   return kExitOk;
 }
 
+int cmd_fill_mask(int argc, char** argv) {
+  cxxopts::Options o("zoo fill-mask", "Print the most probable tokens for each [MASK] in a text with a bert_mlm "
+                                      "checkpoint.\n  zoo fill-mask --checkpoint C \"The [MASK] is barking loudly.\"");
+  o.add_options()("checkpoint", "bert_mlm checkpoint", cxxopts::value<std::string>())(
+      "text", "text with one or more [MASK] tokens", cxxopts::value<std::vector<std::string>>())(
+      "top", "tokens shown per [MASK]", cxxopts::value<int64_t>()->default_value("5"))(
+      "s,set", "override a stored key, e.g. train.device=cpu", cxxopts::value<std::vector<std::string>>());
+  o.parse_positional({"text"});
+  auto r = parse(o, argc, argv);
+  if (!r.count("checkpoint")) throw zoo::UsageError("zoo fill-mask: --checkpoint is required (a bert_mlm run's best.pt)");
+  if (!r.count("text")) throw zoo::UsageError("zoo fill-mask: give a text with [MASK], e.g. \"The [MASK] is barking.\"");
+  const auto k = r["top"].as<int64_t>();
+  if (k < 1) throw zoo::UsageError("--top " + std::to_string(k) + ": expected at least 1");
+  std::string text;
+  for (const auto& t : r["text"].as<std::vector<std::string>>()) text += (text.empty() ? "" : " ") + t;
+  auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  auto [task, mlm] = load_as<zoo::MaskedLanguageModelTask>(r["checkpoint"].as<std::string>(), sets,
+                                                           "a masked language model (bert_mlm)");
+  auto fills = mlm->fill_mask(text, k);
+  for (size_t m = 0; m < fills.size(); ++m) {
+    std::cout << "[MASK] " << m + 1 << ":";
+    for (const auto& [token, p] : fills[m]) std::cout << "  " << token << " " << std::fixed << std::setprecision(3) << p;
+    std::cout << "\n";
+  }
+  return kExitOk;
+}
+
 int cmd_list(int argc, char** argv) {
   cxxopts::Options o("zoo list", "List the tasks and the configs under ./configs.");
   parse(o, argc, argv);
@@ -303,7 +332,9 @@ int main(int argc, char** argv) {
     if (cmd == "sample") return cmd_sample(argc - 1, argv + 1);
     if (cmd == "list") return cmd_list(argc - 1, argv + 1);
     if (cmd == "g2p") return cmd_g2p(argc - 1, argv + 1);
-    std::cerr << "zoo: unknown command '" << cmd << "' (commands: train, eval, sample, g2p, list; see zoo --help)\n";
+    if (cmd == "fill-mask") return cmd_fill_mask(argc - 1, argv + 1);
+    std::cerr << "zoo: unknown command '" << cmd
+              << "' (commands: train, eval, sample, g2p, fill-mask, list; see zoo --help)\n";
     return kExitUsage;
   } catch (const zoo::UsageError& e) {
     std::cerr << "zoo: error: " << e.what() << "\n";

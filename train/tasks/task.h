@@ -70,6 +70,10 @@ struct TaskContext {
   torch::Device device = torch::kCPU;
   int64_t rank = 0;
   int64_t world_size = 1;
+  /// When a checkpoint is being loaded (zoo eval, sample, g2p, ...): the state its task saved
+  /// with save_state. A task whose shape depends on what it was trained from (a vocabulary, a
+  /// pretrained model's sizes) rebuilds itself from this, without those files. Null when training.
+  torch::serialize::InputArchive* state = nullptr;
 };
 
 struct TaskInfo {

@@ -1,0 +1,330 @@
+// BERT (Devlin et al. 2018): the WordPiece tokenizer, the pretraining data pipeline (exact
+// and statistical checks on real Brown documents), the encoder's contracts, and the
+// pretrain -> fine-tune path end to end.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "helpers.h"
+#include "models/bert.h"
+#include "models/wordpiece.h"
+#include "train/data/bert_pretraining.h"
+#include "train/data/brown.h"
+#include "train/data/spamassassin.h"
+#include "train/trainer.h"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+std::string data_dir(const std::string& name) {
+  const char* env = std::getenv("ZOO_DATA");
+  return (env ? std::string(env) : zoo::test::source_dir() + "/data") + "/" + name;
+}
+
+/// A small vocab.txt in the layout of Google's BERT vocabularies (specials not first).
+zoo::WordPiece small_vocab() {
+  auto dir = zoo::test::scratch("vocab");
+  auto path = dir + "/vocab.txt";
+  std::ofstream(path) << "[PAD]\n[unused0]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nthe\ndog\nis\nbark\n##ing\nun\n##aff\n##able\n"
+                         "cafe\n.\n,\n!\nplay\n##ed\n##s\na\n##b\n##c\nb\nc\n";
+  return zoo::WordPiece::load(path);
+}
+
+/// Brown's training documents as WordPiece ids, with a vocabulary built from them (once).
+struct BrownFixture {
+  zoo::WordPiece vocab;
+  std::vector<zoo::TokenizedDocument> docs;
+  static const BrownFixture& get() {
+    static const BrownFixture f = [] {
+      BrownFixture b;
+      auto brown = zoo::load_brown(data_dir("brown"), "train");
+      std::vector<std::string> texts;
+      for (const auto& d : brown)
+        for (const auto& s : d.sentences) {
+          std::string t;
+          for (const auto& w : s.words) t += w + " ";
+          texts.push_back(t);
+        }
+      zoo::WordPieceTrainOptions o;
+      o.vocab_size = 3000;
+      b.vocab = zoo::WordPiece::train(texts, o);
+      for (size_t d = 0; d < brown.size(); ++d) {
+        zoo::TokenizedDocument doc;
+        for (const auto& s : brown[d].sentences) {
+          std::vector<int64_t> ids;
+          for (const auto& w : s.words)
+            for (auto id : b.vocab.encode(w)) ids.push_back(id);
+          if (!ids.empty()) doc.push_back(ids);
+        }
+        b.docs.push_back(doc);
+      }
+      return b;
+    }();
+    return f;
+  }
+};
+
+zoo::BertModel tiny_bert() {
+  torch::manual_seed(0);
+  auto m = zoo::BertModel(zoo::BertOptions(50).hidden_size(32).num_layers(2).num_heads(4).intermediate_size(64));
+  m->eval();
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("WordPiece: a BERT vocab.txt, greedy longest-match-first with ## continuations", "[bert][tokenizer]") {
+  auto v = small_vocab();
+  CHECK(v.size() == 26);
+  CHECK(v.unk_id() == 2);
+  CHECK(v.mask_id() == 5);
+  CHECK(v.tokenize("unaffable") == std::vector<std::string>{"un", "##aff", "##able"});
+  CHECK(v.tokenize("The dog is barking!") == std::vector<std::string>{"the", "dog", "is", "bark", "##ing", "!"});
+  CHECK(v.tokenize("The [MASK] is barking.") == std::vector<std::string>{"the", "[MASK]", "is", "bark", "##ing", "."});
+  CHECK(v.tokenize("CAFÉ, Café") == std::vector<std::string>{"cafe", ",", "cafe"});  // lower-case, accents stripped
+  CHECK(v.tokenize("played plays") == std::vector<std::string>{"play", "##ed", "play", "##s"});
+  CHECK(v.tokenize("abc cab") == std::vector<std::string>{"a", "##b", "##c", "[UNK]"});  // "cab": no "##a", so all of it
+  CHECK(v.tokenize("xyz") == std::vector<std::string>{"[UNK]"});
+  CHECK(v.encode("the dog") == std::vector<int64_t>{6, 7});
+  CHECK(v.decode(v.encode("the dog is barking.")) == "the dog is barking .");
+  CHECK(v.decode({3, 6, 7, 4}) == "the dog");  // specials skipped
+}
+
+TEST_CASE("WordPiece: empty and invalid UTF-8 input have defined results", "[bert][tokenizer]") {
+  auto v = small_vocab();
+  CHECK(v.tokenize("").empty());
+  CHECK(v.tokenize("   \t\n").empty());
+  // Invalid bytes (a lone continuation, a truncated sequence, an overlong '/', a surrogate) are dropped.
+  CHECK(v.tokenize("the\x80 dog\xc3") == std::vector<std::string>{"the", "dog"});
+  CHECK(v.tokenize("\xc0\xaf\xed\xa0\x80the") == std::vector<std::string>{"the"});
+  CHECK(v.tokenize(std::string("the\0dog", 7)) == std::vector<std::string>{"[UNK]"});  // NUL dropped: "thedog"
+  std::string noise;
+  for (int i = 0; i < 4096; ++i) noise.push_back(static_cast<char>((i * 7919) & 0xFF));
+  CHECK_NOTHROW(v.tokenize(noise));
+  CHECK(v.tokenize(std::string(300, 'a')) == std::vector<std::string>{"[UNK]"});  // longer than 100 characters
+  CHECK_THROWS_WITH(zoo::WordPiece::load("/nonexistent/vocab.txt"), Contains("/nonexistent/vocab.txt"));
+}
+
+TEST_CASE("WordPiece: a vocabulary built from a corpus covers it and is deterministic", "[bert][tokenizer]") {
+  std::vector<std::string> texts;
+  for (int i = 0; i < 50; ++i) texts.push_back("the quick brown fox jumps over the lazy dog; the dogs were jumping");
+  texts.push_back("zebra");
+  zoo::WordPieceTrainOptions o;
+  o.vocab_size = 60;
+  auto a = zoo::WordPiece::train(texts, o), b = zoo::WordPiece::train(texts, o);
+  CHECK(a.to_text() == b.to_text());
+  CHECK(a.size() <= 60);
+  CHECK(a.token(0) == "[PAD]");
+  CHECK(a.contains("the"));   // frequent words become single tokens
+  CHECK(a.contains("z"));     // every character of the corpus is there
+  CHECK(a.contains("##z"));
+  for (const auto& t : a.tokenize("the zebra jumps")) CHECK(t != "[UNK]");
+  CHECK(a.decode(a.encode("the lazy dogs were jumping")) == "the lazy dogs were jumping");
+}
+
+TEST_CASE("Brown: documents split by id, universal tags mapped", "[bert][data]") {
+  auto all = zoo::load_brown(data_dir("brown"), "all");
+  REQUIRE(all.size() == 500);
+  std::map<std::string, int> n;
+  for (const auto& d : all) ++n[zoo::brown_split(d.id)];
+  CHECK(n["train"] + n["val"] + n["test"] == 500);
+  CHECK(n["val"] >= 35);
+  CHECK(n["test"] >= 35);
+  CHECK(all[0].id == "ca01");
+  CHECK(all[0].genre == "news");
+  CHECK(all[0].sentences[0].words[0] == "The");
+  CHECK(all[0].sentences[0].tags[1] == "np-tl");
+  CHECK(zoo::universal_tag("np-tl") == "NOUN");
+  CHECK(zoo::universal_tag("vbd") == "VERB");
+  CHECK(zoo::universal_tag("ppss+bem") == "PRON");
+  CHECK(zoo::universal_tag("bez*") == "VERB");
+  CHECK(zoo::universal_tag("*") == "ADV");
+  CHECK(zoo::universal_tag("``") == ".");
+  CHECK(zoo::universal_tag("(-hl") == ".");
+  CHECK(zoo::universal_tag("fw-nn") == "X");
+  CHECK(zoo::universal_tag("at") == "DET");
+  CHECK(zoo::universal_tag("in-tl") == "ADP");
+  CHECK(zoo::universal_tag("pp$$") == "PRON");
+  CHECK(zoo::universal_tag("to") == "PRT");
+  std::set<std::string> seen;
+  for (const auto& d : all)
+    for (const auto& s : d.sentences)
+      for (const auto& t : s.tags) seen.insert(zoo::universal_tag(t));
+  CHECK(seen.size() == 12);  // every universal tag occurs, and nothing else
+}
+
+TEST_CASE("pretraining data: [CLS] A [SEP] B [SEP], IsNext pairs consecutive, NotNext from another document",
+          "[bert][data]") {
+  const auto& f = BrownFixture::get();
+  zoo::PretrainingOptions o;
+  auto ex = zoo::make_pretraining_examples(f.docs, f.vocab, o, /*seed=*/7);
+  REQUIRE(ex.size() > 5000);
+  int64_t is_next = 0;
+  for (const auto& e : ex) {
+    REQUIRE(static_cast<int64_t>(e.input_ids.size()) <= o.max_length);
+    REQUIRE(e.input_ids.front() == f.vocab.cls_id());
+    REQUIRE(e.input_ids.back() == f.vocab.sep_id());
+    const auto first_sep = std::find(e.input_ids.begin() + 1, e.input_ids.end(), f.vocab.sep_id()) - e.input_ids.begin();
+    for (size_t i = 0; i < e.token_type_ids.size(); ++i) REQUIRE(e.token_type_ids[i] == (static_cast<int64_t>(i) > first_sep ? 1 : 0));
+    if (e.next_sentence_label == 0) {
+      ++is_next;
+      REQUIRE(e.b_doc == e.a_doc);
+      REQUIRE(e.b_begin == e.a_end);  // B starts with the sentence that follows A
+      REQUIRE(e.b_end > e.b_begin);
+    } else {
+      REQUIRE(e.b_doc != e.a_doc);
+    }
+  }
+  const double p = static_cast<double>(is_next) / static_cast<double>(ex.size());
+  INFO(ex.size() << " examples, IsNext " << p);
+  CHECK(p == Approx(0.5).margin(0.03));
+  // The same seed gives the same examples; another seed other ones.
+  auto again = zoo::make_pretraining_examples(f.docs, f.vocab, o, 7);
+  CHECK(again[100].input_ids == ex[100].input_ids);
+  auto other = zoo::make_pretraining_examples(f.docs, f.vocab, o, 8);
+  CHECK(other[100].input_ids != ex[100].input_ids);
+}
+
+TEST_CASE("masked LM: 15% of non-special tokens, 80/10/10, specials never masked", "[bert][data]") {
+  const auto& f = BrownFixture::get();
+  zoo::PretrainingOptions o;
+  auto ex = zoo::make_pretraining_examples(f.docs, f.vocab, o, /*seed=*/11);
+  double candidates = 0, picked = 0, masked = 0, random = 0, kept = 0;
+  for (const auto& e : ex) {
+    for (size_t i = 0; i < e.input_ids.size(); ++i) {
+      const auto kind = e.mask_kind[i];
+      const auto label = e.mlm_labels[i];
+      const auto original = label == zoo::kIgnoreLabel ? e.input_ids[i] : label;
+      if (f.vocab.is_special(original) && original != f.vocab.unk_id()) {
+        REQUIRE(kind == zoo::MaskKind::kNone);  // [CLS], [SEP] are never picked
+        REQUIRE(label == zoo::kIgnoreLabel);
+        continue;
+      }
+      candidates += 1;
+      if (kind == zoo::MaskKind::kNone) {
+        REQUIRE(label == zoo::kIgnoreLabel);
+        continue;
+      }
+      picked += 1;
+      REQUIRE(label != zoo::kIgnoreLabel);
+      if (kind == zoo::MaskKind::kMask) {
+        masked += 1;
+        REQUIRE(e.input_ids[i] == f.vocab.mask_id());
+      } else if (kind == zoo::MaskKind::kKeep) {
+        kept += 1;
+        REQUIRE(e.input_ids[i] == label);
+      } else {
+        random += 1;
+        REQUIRE_FALSE(f.vocab.is_special(e.input_ids[i]));
+      }
+    }
+  }
+  INFO("picked " << picked << " of " << candidates);
+  CHECK(picked / candidates == Approx(0.15).margin(0.005));
+  CHECK(masked / picked == Approx(0.8).margin(0.01));
+  CHECK(random / picked == Approx(0.1).margin(0.01));
+  CHECK(kept / picked == Approx(0.1).margin(0.01));
+}
+
+TEST_CASE("BERT encoder: outputs depend on both sides, padding leaves real tokens unchanged", "[bert]") {
+  auto m = tiny_bert();
+  torch::NoGradGuard g;
+  auto ids = torch::randint(5, 50, {1, 9}, torch::kLong);
+  auto base = m->forward(ids).sequence;
+  for (int64_t j : {0, 8}) {
+    auto changed = ids.clone();
+    changed[0][j] = ids[0][j].item<int64_t>() == 5 ? 6 : 5;
+    INFO("changed position " << j);
+    CHECK_FALSE(torch::allclose(base.select(1, 4), m->forward(changed).sequence.select(1, 4)));
+  }
+  auto padded = torch::cat({ids, torch::zeros({1, 4}, torch::kLong)}, 1);
+  auto mask = torch::cat({torch::ones({1, 9}, torch::kLong), torch::zeros({1, 4}, torch::kLong)}, 1);
+  auto out = m->forward(padded, torch::zeros_like(padded), mask);
+  CHECK(torch::allclose(base, out.sequence.narrow(1, 0, 9), 1e-5, 1e-6));
+  CHECK(torch::allclose(m->forward(ids).pooled, out.pooled, 1e-5, 1e-6));
+  // Segment ids matter.
+  auto seg = torch::cat({torch::zeros({1, 5}, torch::kLong), torch::ones({1, 4}, torch::kLong)}, 1);
+  CHECK_FALSE(torch::allclose(base, m->forward(ids, seg).sequence));
+}
+
+TEST_CASE("BERT parameters follow the usual layout; the MLM decoder is the word embedding", "[bert]") {
+  auto m = zoo::BertForPreTraining(zoo::BertOptions::preset("tiny", 100));
+  auto p = m->named_parameters();
+  for (const char* name : {"bert.embeddings.word_embeddings.weight", "bert.embeddings.position_embeddings.weight",
+                           "bert.embeddings.token_type_embeddings.weight", "bert.embeddings.LayerNorm.weight",
+                           "bert.encoder.layer.0.attention.self.query.weight", "bert.encoder.layer.1.attention.self.value.bias",
+                           "bert.encoder.layer.0.attention.output.dense.weight",
+                           "bert.encoder.layer.0.attention.output.LayerNorm.bias", "bert.encoder.layer.0.intermediate.dense.weight",
+                           "bert.encoder.layer.0.output.dense.weight", "bert.encoder.layer.0.output.LayerNorm.weight",
+                           "bert.pooler.dense.weight", "cls.predictions.transform.dense.weight",
+                           "cls.predictions.transform.LayerNorm.weight", "cls.predictions.bias", "cls.seq_relationship.weight"}) {
+    INFO(name);
+    CHECK(p.contains(name));
+  }
+  CHECK(m->cls->predictions->decoder->weight.data_ptr() == m->bert->embeddings->word_embeddings->weight.data_ptr());
+  CHECK(m->bert->options.hidden_size() == 128);
+  CHECK(m->bert->options.num_layers() == 2);
+  CHECK(zoo::BertOptions::preset("base", 30522).num_heads() == 12);
+  CHECK_THROWS(zoo::BertOptions::preset("huge", 10));
+}
+
+TEST_CASE("SpamAssassin: subject and body, quoted-printable decoded, split by message digest", "[bert][data]") {
+  const std::string raw =
+      "From: a@b.c\nSubject: Cheap\n  offers\nContent-Type: text/html\nContent-Transfer-Encoding: quoted-printable\n\n"
+      "<p>Buy =3D now</p>=\nlater";
+  CHECK(zoo::email_text(raw) == "Subject: Cheap offers\n Buy = now later");
+  auto test = zoo::load_spamassassin(data_dir("spamassassin"), "test");
+  auto train = zoo::load_spamassassin(data_dir("spamassassin"), "train");
+  CHECK(test.size() + train.size() + zoo::load_spamassassin(data_dir("spamassassin"), "val").size() == 6046);
+  int spam = 0;
+  for (const auto& m : test) spam += m.spam;
+  CHECK(spam > 100);
+  CHECK(spam < static_cast<int>(test.size()) - 200);
+}
+
+TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from it", "[bert][learn]") {
+  auto dir = zoo::test::scratch("bert");
+  const auto brown = data_dir("brown");
+  const std::string common =
+      "train: {device: cpu, threads: 2, seed: 1, batch_size: 32, log_every: 10, eval_every: 0, checkpoint_every: 1000}\n";
+  std::ofstream(dir + "/mlm.yaml") << "task: bert_mlm\n" << common
+                                   << "model: {size: tiny, dropout: 0.0, attention_dropout: 0.0}\n"
+                                   << "data: {root: " + brown + ", vocab_corpus: " + brown +
+                                          ", vocab_size: 2000, eval_limit: 200}\n"
+                                      "optim: {lr: 0.002, warmup_steps: 10}\n";
+  auto cfg = zoo::Config::from_file(dir + "/mlm.yaml", {"train.steps=60"});
+  zoo::Trainer pre(cfg, {dir + "/mlm"});
+  auto m = pre.run();
+  INFO("MLM loss " << m["mlm_loss"] << ", accuracy " << m["mlm_accuracy"] << ", NSP accuracy " << m["nsp_accuracy"]);
+  CHECK(m["mlm_loss"] < 7.0);  // below ln 2000 = 7.6, a uniform guess: it has learned at least the token frequencies
+  const auto ckpt = dir + "/mlm/checkpoints/best.pt";
+
+  auto fill = zoo::test::run(zoo::test::zoo_bin() + " fill-mask --checkpoint " + ckpt + " 'He went to [MASK] store.' --top 3");
+  CHECK(fill.code == 0);
+  CHECK_THAT(fill.output, Contains("[MASK] 1:"));
+  auto none = zoo::test::run(zoo::test::zoo_bin() + " fill-mask --checkpoint " + ckpt + " 'no mask here'");
+  CHECK(none.code == 2);
+  CHECK_THAT(none.output, Contains("no [MASK]"));
+
+  std::ofstream(dir + "/pos.yaml") << "task: bert_pos\n" << common
+                                   << "model: {pretrained: " + ckpt + ", dropout: 0.0, attention_dropout: 0.0}\n"
+                                      "data: {root: " + brown + ", train_limit: 40, eval_limit: 300}\n"
+                                      "optim: {lr: 0.002, warmup_steps: 10}\n";
+  auto pos_cfg = zoo::Config::from_file(dir + "/pos.yaml", {"train.steps=60"});
+  zoo::Trainer pos(pos_cfg, {dir + "/pos"});
+  auto p = pos.run();
+  INFO("POS accuracy " << p["accuracy"]);
+  CHECK(p["accuracy"] > 0.6);  // 12 tags; the most frequent, NOUN, is about a quarter
+  // The fine-tuned checkpoint rebuilds itself without the pretrained file.
+  std::filesystem::rename(ckpt, ckpt + ".moved");
+  auto eval = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + dir + "/pos/checkpoints/best.pt --set data.eval_limit=50");
+  CHECK(eval.code == 0);
+  CHECK_THAT(eval.output, Contains("\"accuracy\""));
+  // A non-BERT checkpoint as model.pretrained is refused with its path.
+  CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/pos.yaml", {"model.pretrained=" + dir + "/pos/checkpoints/best.pt"}),
+                                 {dir + "/pos2"}),
+                    Contains("not a pretrained BERT"));
+}

