@@ -3,6 +3,13 @@
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #define STB_IMAGE_WRITE_STATIC
 #include <stb_image_write.h>
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_STATIC
+#include <stb_image.h>
+
+#include <memory>
+
+#include "train/config.h"
 
 #include "train/checkpoint.h"
 
@@ -37,6 +44,29 @@ void write_png(const std::string& path, const torch::Tensor& image) {
       &out, w, h, c, bytes.data_ptr<uint8_t>(), w * c);
   TORCH_CHECK(!out.empty(), "PNG encoding failed for ", path);
   atomic_write(path, out);
+}
+
+torch::Tensor read_image_gray(const std::string& path, int64_t size) {
+  int w = 0, h = 0, c = 0;
+  std::unique_ptr<unsigned char, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &c, 0), stbi_image_free);
+  if (!pixels) {
+    const char* why = stbi_failure_reason();
+    throw UsageError(path + ": not an image that can be read (" + (why ? why : "unknown reason") +
+                     "); give a PNG, JPEG, BMP or GIF file");
+  }
+  auto img = torch::from_blob(pixels.get(), {h, w, c}, torch::kUInt8).to(torch::kFloat).div(255.0);  // (H, W, C)
+  torch::Tensor grey;
+  if (c >= 3) grey = img.select(2, 0) * 0.299 + img.select(2, 1) * 0.587 + img.select(2, 2) * 0.114;
+  else grey = img.select(2, 0);
+  if (c == 2 || c == 4) grey = grey * img.select(2, c - 1);  // over black
+  auto x = grey.view({1, 1, h, w});
+  namespace F = torch::nn::functional;
+  if (h != size || w != size) {
+    auto opts = F::InterpolateFuncOptions().size(std::vector<int64_t>{size, size});
+    x = (h >= size && w >= size) ? F::interpolate(x, opts.mode(torch::kArea))
+                                 : F::interpolate(x, opts.mode(torch::kBilinear).align_corners(false));
+  }
+  return x.clamp(0, 1).contiguous();
 }
 
 }  // namespace zoo

@@ -14,4 +14,10 @@ torch::Tensor make_grid(const torch::Tensor& images, int64_t columns, int64_t pa
 /// Writes an image (C, H, W) in [0, 1] as PNG, atomically.
 void write_png(const std::string& path, const torch::Tensor& image);
 
+/// Reads an image file (PNG, JPEG, BMP, GIF, ...; any size, 1 to 4 channels) as one grey
+/// image (1, 1, size, size) in [0, 1]: colour becomes luminance (ITU-R BT.601 weights), an
+/// alpha channel is composited over black, and the image is resized (area averaging when
+/// shrinking, bilinear when growing). UsageError naming the file when it can't be read.
+torch::Tensor read_image_gray(const std::string& path, int64_t size);
+
 }  // namespace zoo

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
+#include <numeric>
 #include <sstream>
 
 #include <cxxopts.hpp>
@@ -15,6 +16,7 @@
 #include "train/config.h"
 #include "train/image.h"
 #include "train/tasks/bert.h"
+#include "train/tasks/clip.h"
 #include "train/tasks/g2p.h"
 #include "train/trainer.h"
 
@@ -34,6 +36,7 @@ commands:
   sample  {vae,gan,ddpm,ddim} --checkpoint C [--n N] [--seed S] [--out grid.png] [--steps S] [--eta E]
   g2p     --checkpoint C [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
+  zero-shot --checkpoint C --image FILE --labels "sneaker,bag,coat"
   list    the tasks and the shipped configs
 
 `zoo <command> --help` describes a command's options.
@@ -289,6 +292,38 @@ int cmd_fill_mask(int argc, char** argv) {
   return kExitOk;
 }
 
+int cmd_zero_shot(int argc, char** argv) {
+  cxxopts::Options o("zoo zero-shot", "Classify an image by text labels alone with a clip_fashion_mnist checkpoint: "
+                                      "each label's probability.\n  zoo zero-shot --checkpoint C --image shoe.png "
+                                      "--labels \"sneaker,bag,coat\"\nThe image (PNG, JPEG, BMP, GIF; any size and "
+                                      "channels) is made grey and 28x28; like Fashion-MNIST, a light item on a dark ground.");
+  o.add_options()("checkpoint", "clip_fashion_mnist checkpoint", cxxopts::value<std::string>())(
+      "image", "image file", cxxopts::value<std::string>())(
+      "labels", "comma-separated labels", cxxopts::value<std::string>())(
+      "s,set", "override a stored key, e.g. train.device=cpu", cxxopts::value<std::vector<std::string>>());
+  auto r = parse(o, argc, argv);
+  if (!r.count("checkpoint")) throw zoo::UsageError("zoo zero-shot: --checkpoint is required (a clip_fashion_mnist run's best.pt)");
+  if (!r.count("image")) throw zoo::UsageError("zoo zero-shot: --image is required");
+  if (!r.count("labels")) throw zoo::UsageError("zoo zero-shot: --labels is required, e.g. --labels \"sneaker,bag,coat\"");
+  std::vector<std::string> labels;
+  std::stringstream ss(r["labels"].as<std::string>());
+  for (std::string l; std::getline(ss, l, ',');) {
+    const auto b = l.find_first_not_of(" \t"), e = l.find_last_not_of(" \t");
+    if (b != std::string::npos) labels.push_back(l.substr(b, e - b + 1));
+  }
+  if (labels.size() < 2) throw zoo::UsageError("--labels: give at least two comma-separated labels");
+  auto image = zoo::read_image_gray(r["image"].as<std::string>(), 28);
+  auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  auto [task, clip] = load_as<zoo::ZeroShotClassifier>(r["checkpoint"].as<std::string>(), sets,
+                                                       "a CLIP model (clip_fashion_mnist)");
+  auto p = clip->zero_shot(image, labels);
+  std::vector<size_t> order(labels.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+  for (auto i : order) std::cout << std::fixed << std::setprecision(4) << p[i] << "  " << labels[i] << "\n";
+  return kExitOk;
+}
+
 int cmd_list(int argc, char** argv) {
   cxxopts::Options o("zoo list", "List the tasks and the configs under ./configs.");
   parse(o, argc, argv);
@@ -333,8 +368,9 @@ int main(int argc, char** argv) {
     if (cmd == "list") return cmd_list(argc - 1, argv + 1);
     if (cmd == "g2p") return cmd_g2p(argc - 1, argv + 1);
     if (cmd == "fill-mask") return cmd_fill_mask(argc - 1, argv + 1);
+    if (cmd == "zero-shot") return cmd_zero_shot(argc - 1, argv + 1);
     std::cerr << "zoo: unknown command '" << cmd
-              << "' (commands: train, eval, sample, g2p, fill-mask, list; see zoo --help)\n";
+              << "' (commands: train, eval, sample, g2p, fill-mask, zero-shot, list; see zoo --help)\n";
     return kExitUsage;
   } catch (const zoo::UsageError& e) {
     std::cerr << "zoo: error: " << e.what() << "\n";

@@ -10,11 +10,12 @@ TaskInfo transformer_g2p_task();
 TaskInfo bert_mlm_task();
 TaskInfo bert_pos_task();
 TaskInfo bert_spam_task();
+TaskInfo clip_fashion_mnist_task();
 
 const std::vector<TaskInfo>& task_registry() {
   static const std::vector<TaskInfo> tasks{vit_fashion_mnist_task(), vae_fashion_mnist_task(), gan_fashion_mnist_task(),
                                               ddpm_fashion_mnist_task(), transformer_g2p_task(), bert_mlm_task(),
-                                              bert_pos_task(),           bert_spam_task()};
+                                              bert_pos_task(),           bert_spam_task(),           clip_fashion_mnist_task()};
   return tasks;
 }
 

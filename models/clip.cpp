@@ -1,0 +1,84 @@
+#include "models/clip.h"
+
+#include <cmath>
+
+namespace zoo {
+
+TextTransformerImpl::TextTransformerImpl(const TextTransformerOptions& options_) : options(options_) { reset(); }
+
+void TextTransformerImpl::reset() {
+  const auto d = options.dim();
+  token_embedding = register_module("token_embedding", torch::nn::Embedding(options.vocab_size(), d));
+  position_embedding = register_parameter("position_embedding", torch::randn({options.context_length(), d}) * 0.01);
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < options.depth(); ++i)
+    blocks->push_back(EncoderBlock(EncoderBlockOptions(d, options.heads(), options.mlp_dim()).dropout(options.dropout())));
+  ln_final = register_module("ln_final", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  torch::NoGradGuard no_grad;
+  token_embedding->weight.normal_(0.0, 0.02);  // as in CLIP's initialisation
+}
+
+torch::Tensor TextTransformerImpl::encode(const torch::Tensor& tokens) {
+  const auto t = tokens.size(1);
+  TORCH_CHECK(t <= options.context_length(), "text of ", t, " tokens is longer than the context length ",
+              options.context_length());
+  auto x = token_embedding(tokens) + position_embedding.slice(0, 0, t);  // (B, T, D)
+  auto mask = causal_mask(t, torch::TensorOptions().device(tokens.device()));
+  for (auto& block : *blocks) x = block->as<EncoderBlock>()->forward(x, mask);
+  return ln_final(x);
+}
+
+torch::Tensor TextTransformerImpl::forward(const torch::Tensor& tokens) {
+  auto is_eot = tokens.eq(options.eot_id());
+  TORCH_CHECK(is_eot.any(1).all().item<bool>(), "every text must hold the end-of-text token ", options.eot_id());
+  auto position = is_eot.to(torch::kLong).argmax(1);  // the first end-of-text token of each row
+  auto out = encode(tokens);
+  return out.index({torch::arange(tokens.size(0), position.options()), position});  // (B, D)
+}
+
+CLIPImpl::CLIPImpl(const CLIPOptions& options_) : options(options_) { reset(); }
+
+void CLIPImpl::reset() {
+  auto vision = options.vision();
+  vision.num_classes(0);
+  visual = register_module("visual", ViT(vision));
+  text = register_module("text", TextTransformer(options.text()));
+  visual_projection =
+      register_module("visual_projection", torch::nn::Linear(torch::nn::LinearOptions(vision.dim(), options.embed_dim()).bias(false)));
+  text_projection = register_module(
+      "text_projection", torch::nn::Linear(torch::nn::LinearOptions(options.text().dim(), options.embed_dim()).bias(false)));
+  logit_scale = register_parameter("logit_scale", torch::full({}, std::log(1.0 / options.init_temperature())));
+}
+
+torch::Tensor CLIPImpl::image_features(const torch::Tensor& images) { return visual(images); }
+
+torch::Tensor CLIPImpl::encode_image(const torch::Tensor& images) {
+  return torch::nn::functional::normalize(visual_projection(visual(images)),
+                                          torch::nn::functional::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor CLIPImpl::encode_text(const torch::Tensor& tokens) {
+  return torch::nn::functional::normalize(text_projection(text(tokens)),
+                                          torch::nn::functional::NormalizeFuncOptions().dim(-1));
+}
+
+torch::Tensor CLIPImpl::scale() { return logit_scale.exp().clamp_max(options.max_logit_scale()); }
+
+void CLIPImpl::clamp_logit_scale_() {
+  torch::NoGradGuard no_grad;
+  logit_scale.clamp_(0.0, std::log(options.max_logit_scale()));
+}
+
+CLIPOutput CLIPImpl::forward(const torch::Tensor& images, const torch::Tensor& tokens) {
+  auto img = encode_image(images), txt = encode_text(tokens);
+  auto logits = scale() * torch::matmul(img, txt.t());  // (B, B): scaled cosine similarities
+  return {logits, logits.t(), img, txt};
+}
+
+torch::Tensor clip_loss(const torch::Tensor& logits_per_image) {
+  auto labels = torch::arange(logits_per_image.size(0), logits_per_image.options().dtype(torch::kLong));
+  auto l = logits_per_image.to(torch::kFloat);
+  return (torch::nn::functional::cross_entropy(l, labels) + torch::nn::functional::cross_entropy(l.t(), labels)) / 2.0;
+}
+
+}  // namespace zoo

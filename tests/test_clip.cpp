@@ -1,0 +1,171 @@
+// CLIP (Radford et al. 2021): the symmetric loss, the temperature clamp, end-of-text pooling,
+// a toy case that must learn to match, and zoo zero-shot on real PNG files.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+
+#include "helpers.h"
+#include "models/clip.h"
+#include "train/image.h"
+#include "train/trainer.h"
+
+using Catch::Matchers::Contains;
+
+namespace {
+
+zoo::CLIP tiny_clip(int64_t vocab = 12) {
+  torch::manual_seed(0);
+  auto m = zoo::CLIP(zoo::CLIPOptions(zoo::ViTOptions().patch_size(7).dim(32).depth(1).heads(2).mlp_dim(64),
+                                      zoo::TextTransformerOptions(vocab).context_length(8).dim(32).depth(2).heads(2).mlp_dim(64).eot_id(3))
+                         .embed_dim(16));
+  m->eval();
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("CLIP loss: symmetric, and equal to its formula on a hand-made similarity matrix", "[clip]") {
+  auto logits = torch::tensor({{2.0, 0.5, -1.0}, {0.0, 1.0, 0.3}, {-0.5, 0.2, 3.0}});
+  auto ce_rows = [](const std::vector<std::vector<double>>& m) {
+    double sum = 0;
+    for (size_t i = 0; i < m.size(); ++i) {
+      double z = 0;
+      for (double v : m[i]) z += std::exp(v);
+      sum += -(m[i][i] - std::log(z));
+    }
+    return sum / static_cast<double>(m.size());
+  };
+  std::vector<std::vector<double>> l{{2.0, 0.5, -1.0}, {0.0, 1.0, 0.3}, {-0.5, 0.2, 3.0}}, lt(3, std::vector<double>(3));
+  for (int i = 0; i < 3; ++i)
+    for (int j = 0; j < 3; ++j) lt[i][j] = l[j][i];
+  const double expected = (ce_rows(l) + ce_rows(lt)) / 2.0;  // images -> texts and texts -> images
+  CHECK(zoo::clip_loss(logits).item<double>() == Approx(expected).epsilon(1e-6));
+  CHECK(zoo::clip_loss(logits.t()).item<double>() == Approx(expected).epsilon(1e-6));  // symmetric
+  // A perfectly separated matrix has a loss near 0; a uniform one has log B.
+  CHECK(zoo::clip_loss(torch::eye(4) * 100).item<double>() < 1e-6);
+  CHECK(zoo::clip_loss(torch::zeros({4, 4})).item<double>() == Approx(std::log(4.0)));
+}
+
+TEST_CASE("CLIP temperature: starts at 0.07 and the logit scale never exceeds 100", "[clip]") {
+  auto m = tiny_clip();
+  CHECK(m->scale().item<double>() == Approx(1.0 / 0.07).epsilon(1e-5));
+  {
+    torch::NoGradGuard g;
+    m->logit_scale.fill_(10.0);  // exp(10) = 22026
+  }
+  CHECK(m->scale().item<double>() == Approx(100.0));
+  auto images = torch::rand({3, 1, 28, 28});
+  auto tokens = torch::tensor({{2, 5, 3}, {2, 6, 3}, {2, 7, 3}}, torch::kLong);
+  auto out = m->forward(images, tokens);
+  CHECK(out.logits_per_image.abs().max().item<double>() <= 100.0 + 1e-4);
+  CHECK(torch::allclose(out.logits_per_text, out.logits_per_image.t()));
+  CHECK(torch::allclose(out.image_embeds.norm(2, 1), torch::ones({3}), 1e-5, 1e-5));  // L2-normalised
+  m->clamp_logit_scale_();
+  CHECK(m->logit_scale.item<double>() == Approx(std::log(100.0)));
+}
+
+TEST_CASE("CLIP text features come from the end-of-text token and ignore padding after it", "[clip]") {
+  auto m = tiny_clip();
+  torch::NoGradGuard g;
+  auto a = torch::tensor({{2, 5, 6, 3}}, torch::kLong);
+  auto padded = torch::tensor({{2, 5, 6, 3, 0, 0, 0}}, torch::kLong);
+  auto after = torch::tensor({{2, 5, 6, 3, 9, 8, 7}}, torch::kLong);  // anything after [SEP]
+  auto before = torch::tensor({{2, 5, 7, 3, 0, 0, 0}}, torch::kLong);
+  auto f = m->text(a);
+  CHECK(torch::allclose(f, m->text(padded), 1e-5, 1e-6));
+  CHECK(torch::allclose(f, m->text(after), 1e-5, 1e-6));
+  CHECK_FALSE(torch::allclose(f, m->text(before)));
+  // The feature is exactly the encoder's output at the [SEP] position.
+  CHECK(torch::allclose(f[0], m->text->encode(a)[0][3]));
+  // In a batch of different lengths each row is pooled at its own end-of-text token.
+  auto batch = torch::tensor({{2, 5, 6, 3, 0}, {2, 7, 8, 9, 3}}, torch::kLong);
+  CHECK(torch::allclose(m->text(batch)[0], f[0], 1e-5, 1e-6));
+  CHECK_THROWS(m->text(torch::tensor({{2, 5, 6}}, torch::kLong)));  // no end-of-text token
+}
+
+TEST_CASE("CLIP on a toy case learns to rank the matching caption first", "[clip][learn]") {
+  // Images bright in the top half go with "[CLS] top [SEP]", bottom half with "[CLS] bottom [SEP]".
+  torch::manual_seed(0);
+  auto m = tiny_clip(8);
+  m->train();
+  auto make = [](int64_t n, torch::Tensor& labels) {
+    labels = torch::randint(2, {n}, torch::kLong);
+    auto x = torch::rand({n, 1, 28, 28}) * 0.3;
+    for (int64_t i = 0; i < n; ++i) x[i][0].narrow(0, labels[i].item<int64_t>() == 0 ? 0 : 14, 14).add_(0.7);
+    return x;
+  };
+  auto caption = [](const torch::Tensor& labels) {
+    return torch::stack({torch::full_like(labels, 2), labels + 5, torch::full_like(labels, 3)}, 1);  // 5 top, 6 bottom
+  };
+  torch::optim::Adam opt(m->parameters(), torch::optim::AdamOptions(3e-3));
+  for (int step = 0; step < 60; ++step) {
+    torch::Tensor y;
+    auto x = make(32, y);
+    auto loss = zoo::clip_loss(m->forward(x, caption(y)).logits_per_image);
+    opt.zero_grad();
+    loss.backward();
+    opt.step();
+    m->clamp_logit_scale_();
+  }
+  m->eval();
+  torch::NoGradGuard g;
+  torch::Tensor y;
+  auto x = make(200, y);
+  auto texts = torch::tensor({{2, 5, 3}, {2, 6, 3}}, torch::kLong);
+  auto logits = m->forward(x, texts).logits_per_image;  // (200, 2)
+  const double right = logits.argmax(1).eq(y).to(torch::kDouble).mean().item<double>();
+  INFO("zero-shot accuracy on the toy case " << right);
+  CHECK(right > 0.95);
+}
+
+TEST_CASE("read_image_gray: any size and channel count becomes grey 28x28; other files are refused", "[clip]") {
+  auto dir = zoo::test::scratch("png");
+  auto rgb = torch::zeros({3, 56, 56});
+  rgb[0].fill_(1.0);  // pure red: luminance 0.299
+  zoo::write_png(dir + "/red.png", rgb);
+  auto x = zoo::read_image_gray(dir + "/red.png", 28);
+  CHECK(x.sizes() == torch::IntArrayRef({1, 1, 28, 28}));
+  CHECK(x.mean().item<double>() == Approx(0.299).margin(0.003));
+  auto grey = torch::full({1, 10, 14}, 0.5);
+  zoo::write_png(dir + "/small.png", grey);
+  CHECK(zoo::read_image_gray(dir + "/small.png", 28).mean().item<double>() == Approx(0.5).margin(0.01));
+  std::ofstream(dir + "/notes.png") << "not an image";
+  CHECK_THROWS_AS(zoo::read_image_gray(dir + "/notes.png", 28), zoo::UsageError);
+  CHECK_THROWS_WITH(zoo::read_image_gray(dir + "/missing.png", 28), Contains(dir + "/missing.png"));
+}
+
+TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities out; bad files exit 2", "[clip][cli]") {
+  auto dir = zoo::test::scratch("clip");
+  std::ofstream(dir + "/clip.yaml")
+      << "task: clip_fashion_mnist\n"
+         "model: {patch_size: 7, vision_dim: 32, vision_depth: 1, vision_heads: 2, vision_mlp_dim: 64, text_dim: 32, "
+         "text_depth: 1, text_heads: 2, text_mlp_dim: 64, embed_dim: 32}\n"
+         "data: {root: " + zoo::test::data_root() + ", train_limit: 1000, eval_limit: 300}\n"
+         "eval: {linear_probe: true, probe_train_limit: 500, retrieval_size: 100}\n"
+         "train: {device: cpu, threads: 2, seed: 0, batch_size: 32, steps: 30, log_every: 10, eval_every: 0, "
+         "checkpoint_every: 100}\n"
+         "optim: {lr: 0.002, warmup_steps: 5}\n";
+  zoo::Trainer t(zoo::Config::from_file(dir + "/clip.yaml"), {dir + "/run"});
+  auto m = t.run();
+  for (const char* k : {"zero_shot_accuracy", "seen_prompt_accuracy", "linear_probe_accuracy", "image_to_text_r1",
+                        "image_to_text_r5", "text_to_image_r1", "text_to_image_r5"}) {
+    INFO(k);
+    CHECK(m.count(k) == 1);
+  }
+  CHECK(m["image_to_text_r5"] >= m["image_to_text_r1"]);
+  const auto ckpt = dir + "/run/checkpoints/best.pt";
+  const auto image = dir + "/run/samples/test_images/7-sneaker.png";
+  REQUIRE(std::filesystem::exists(image));
+  auto ok = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image +
+                           " --labels 'sneaker, bag,coat'");
+  CHECK(ok.code == 0);
+  CHECK_THAT(ok.output, Contains("sneaker") && Contains("bag") && Contains("coat"));
+  std::ofstream(dir + "/notes.txt") << "hello";
+  auto bad = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + dir +
+                            "/notes.txt --labels a,b");
+  CHECK(bad.code == 2);
+  CHECK_THAT(bad.output, Contains("notes.txt: not an image"));
+  auto one = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image + " --labels a");
+  CHECK(one.code == 2);
+}

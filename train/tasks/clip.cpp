@@ -1,0 +1,316 @@
+// Task: CLIP (Radford et al. 2021) on Fashion-MNIST images paired with captions written from
+// templates and class names (train/data/fashion_captions.h). Evaluation: zero-shot
+// classification from held-out prompts (prompt ensembling), class-level image-text retrieval,
+// and a linear probe on the frozen image features.
+#include "train/tasks/clip.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "models/clip.h"
+#include "models/wordpiece.h"
+#include "train/data/fashion_captions.h"
+#include "train/image.h"
+#include "train/tasks/fashion_mnist_task.h"
+
+namespace fs = std::filesystem;
+
+namespace zoo {
+namespace {
+
+namespace F = torch::nn::functional;
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) out.push_back(line);
+  return out;
+}
+
+/// Multinomial logistic regression on standardised features, fitted by L-BFGS (as the CLIP
+/// paper's linear probes): returns the accuracy on (test_x, test_y).
+double linear_probe(torch::Tensor train_x, const torch::Tensor& train_y, torch::Tensor test_x, const torch::Tensor& test_y,
+                    double l2) {
+  auto mean = train_x.mean(0, true), std = train_x.std(0, /*unbiased=*/true, /*keepdim=*/true) + 1e-6;
+  train_x = (train_x - mean) / std;
+  test_x = (test_x - mean) / std;
+  const int64_t d = train_x.size(1), k = 10;
+  auto w = torch::zeros({d, k}, torch::requires_grad());
+  auto b = torch::zeros({k}, torch::requires_grad());
+  torch::optim::LBFGS opt({w, b}, torch::optim::LBFGSOptions(1.0).max_iter(300).line_search_fn("strong_wolfe"));
+  torch::AutoGradMode grad(true);
+  opt.step([&] {
+    opt.zero_grad();
+    auto loss = F::cross_entropy(torch::matmul(train_x, w) + b, train_y) + l2 * w.pow(2).sum();
+    loss.backward();
+    return loss;
+  });
+  torch::NoGradGuard no_grad;
+  return (torch::matmul(test_x, w) + b).argmax(1).eq(test_y).to(torch::kDouble).mean().item<double>();
+}
+
+class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
+ public:
+  CLIPTask(const Config& cfg, const TaskContext& ctx)
+      : FashionMnistTask(cfg, ctx, cfg.get_int("data.crop_padding")),
+        linear_probe_(cfg.get_bool("eval.linear_probe")),
+        probe_limit_(cfg.get_int("eval.probe_train_limit")),
+        retrieval_size_(cfg.get_int("eval.retrieval_size")) {
+    if (ctx.state) {
+      c10::IValue v;
+      if (!ctx.state->try_read("vocab", v) || !v.isString()) throw UsageError("the checkpoint's task state has no vocabulary");
+      vocab_ = WordPiece(lines_of(v.toStringRef()));
+    } else {
+      std::vector<std::string> texts;
+      for (int c = 0; c < 10; ++c)
+        for (auto& p : train_prompts(c)) texts.push_back(p);
+      WordPieceTrainOptions o;
+      o.vocab_size = cfg.get_int("data.vocab_size");
+      vocab_ = WordPiece::train(texts, o);
+    }
+    auto vision = ViTOptions()
+                      .image_size(28)
+                      .in_channels(1)
+                      .num_classes(0)
+                      .patch_size(cfg.get_int("model.patch_size"))
+                      .dim(cfg.get_int("model.vision_dim"))
+                      .depth(cfg.get_int("model.vision_depth"))
+                      .heads(cfg.get_int("model.vision_heads"))
+                      .mlp_dim(cfg.get_int("model.vision_mlp_dim"))
+                      .dropout(cfg.get_float("model.dropout"));
+    auto text = TextTransformerOptions(vocab_.size())
+                    .context_length(cfg.get_int("model.context_length"))
+                    .dim(cfg.get_int("model.text_dim"))
+                    .depth(cfg.get_int("model.text_depth"))
+                    .heads(cfg.get_int("model.text_heads"))
+                    .mlp_dim(cfg.get_int("model.text_mlp_dim"))
+                    .dropout(cfg.get_float("model.dropout"))
+                    .eot_id(vocab_.sep_id());
+    model_ = CLIP(CLIPOptions(vision, text).embed_dim(cfg.get_int("model.embed_dim")));
+    model_->to(device_);
+    for (int c = 0; c < 10; ++c) {
+      std::vector<std::vector<int64_t>> ids;
+      for (const auto& p : train_prompts(c)) ids.push_back(tokens_of(p));
+      train_captions_.push_back(std::move(ids));
+    }
+  }
+
+  torch::nn::Module& model() override { return *model_; }
+  std::pair<std::string, bool> best_metric() const override { return {"zero_shot_accuracy", true}; }
+
+  Scalars train_step(StepContext& ctx) override {
+    double loss_sum = 0, correct = 0, seen = 0;
+    for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
+      auto [x, y] = next_batch();
+      // Each image gets a caption of its class: a random training template and name.
+      auto labels = y.cpu();
+      std::vector<const std::vector<int64_t>*> captions;
+      for (int64_t i = 0; i < labels.size(0); ++i) {
+        const auto& pool = train_captions_[static_cast<size_t>(labels[i].item<int64_t>())];
+        captions.push_back(&pool[static_cast<size_t>(torch::randint(static_cast<int64_t>(pool.size()), {1}).item<int64_t>())]);
+      }
+      auto out = model_->forward(normalize(x), pad(captions));
+      auto loss = clip_loss(out.logits_per_image);
+      ctx.backward(loss);
+      loss_sum += loss.item<double>();
+      // In-batch retrieval: is the best-matching caption one of the image's class?
+      auto best = out.logits_per_image.argmax(1);
+      correct += y.index_select(0, best).eq(y).sum().item<double>();
+      seen += static_cast<double>(y.size(0));
+    }
+    ctx.step_optimizer();
+    model_->clamp_logit_scale_();
+    return {{"loss", loss_sum / static_cast<double>(ctx.accumulation())},
+            {"batch_class_accuracy", correct / seen},
+            {"logit_scale", model_->scale().item<double>()}};
+  }
+
+  Scalars evaluate(const std::string& split) override {
+    const auto& set = eval_set(split);
+    auto images = embed_images(set.images, /*projected=*/true);  // (N, E)
+    const auto& y = set.labels;
+    Scalars m{{"images", static_cast<double>(y.size(0))}};
+    // Zero-shot: each class's held-out prompts, embedded, averaged and re-normalised.
+    auto heldout = class_embeddings(/*heldout=*/true), seen = class_embeddings(/*heldout=*/false);
+    m["zero_shot_accuracy"] = torch::matmul(images, heldout.t()).argmax(1).eq(y).to(torch::kDouble).mean().item<double>();
+    m["seen_prompt_accuracy"] = torch::matmul(images, seen.t()).argmax(1).eq(y).to(torch::kDouble).mean().item<double>();
+    // Retrieval among the first retrieval_size images, each captioned with one held-out prompt
+    // of its class; a hit is a neighbour of the same class.
+    const auto n = std::min<int64_t>(retrieval_size_, y.size(0));
+    if (n > 0) {
+      std::vector<const std::vector<int64_t>*> captions;
+      std::vector<std::vector<int64_t>> store;
+      store.reserve(static_cast<size_t>(n));
+      auto yc = y.slice(0, 0, n).cpu();
+      for (int64_t i = 0; i < n; ++i) {
+        const auto prompts = heldout_prompts(static_cast<int>(yc[i].item<int64_t>()));
+        store.push_back(tokens_of(prompts[static_cast<size_t>(i) % prompts.size()]));
+      }
+      for (auto& s : store) captions.push_back(&s);
+      auto texts = model_->encode_text(pad(captions));  // (n, E)
+      auto sim = torch::matmul(images.slice(0, 0, n), texts.t());
+      auto yn = y.slice(0, 0, n);
+      for (int64_t k : {1, 5}) {
+        auto i2t = yn.index({std::get<1>(sim.topk(k, 1))}).eq(yn.unsqueeze(1)).any(1);  // (n)
+        auto t2i = yn.index({std::get<1>(sim.t().topk(k, 1))}).eq(yn.unsqueeze(1)).any(1);
+        m["image_to_text_r" + std::to_string(k)] = i2t.to(torch::kDouble).mean().item<double>();
+        m["text_to_image_r" + std::to_string(k)] = t2i.to(torch::kDouble).mean().item<double>();
+      }
+    }
+    if (linear_probe_) {
+      auto train = load_fashion_mnist(root_, "train", val_size_, probe_limit_);
+      auto train_f = embed_images(train.images.to(device_), /*projected=*/false).cpu();
+      auto test_f = embed_images(set.images, /*projected=*/false).cpu();
+      m["linear_probe_accuracy"] = linear_probe(train_f, train.labels, test_f, y.cpu(), 1e-4);
+    }
+    return m;
+  }
+
+  std::vector<double> zero_shot(const torch::Tensor& image, const std::vector<std::string>& labels) override {
+    torch::NoGradGuard no_grad;
+    const bool was_training = model_->is_training();
+    model_->eval();
+    auto img = model_->encode_image(normalize(image.to(device_)));  // (1, E)
+    std::vector<torch::Tensor> classes;
+    const auto& k = fashion_captions();
+    for (const auto& label : labels) {
+      std::vector<std::vector<int64_t>> store;
+      for (const auto* templates : {&k.train_templates, &k.heldout_templates})
+        for (const auto& t : *templates) store.push_back(tokens_of(fill_template(t, label)));
+      std::vector<const std::vector<int64_t>*> ptrs;
+      for (auto& s : store) ptrs.push_back(&s);
+      classes.push_back(F::normalize(model_->encode_text(pad(ptrs)).mean(0), F::NormalizeFuncOptions().dim(0)));
+    }
+    auto probs = torch::softmax(model_->scale() * torch::matmul(img, torch::stack(classes).t()), -1)[0].cpu();
+    model_->train(was_training);
+    std::vector<double> out;
+    for (int64_t i = 0; i < probs.size(0); ++i) out.push_back(probs[i].item<double>());
+    return out;
+  }
+
+  /// test_images/: the first test image of each class as PNG (to try `zoo zero-shot` on), and
+  /// zero_shot.txt: what the model says of each, over the ten first class names.
+  void write_outputs(const std::string& dir) override {
+    const auto& set = eval_set("test");
+    auto labels = set.labels.cpu();
+    const auto& k = fashion_captions();
+    std::vector<std::string> names;
+    for (const auto& n : k.train_names) names.push_back(n.front());
+    fs::create_directories(fs::path(dir) / "test_images");
+    std::ofstream txt(fs::path(dir) / "zero_shot.txt");
+    txt << "# the first test image of each class: file, true class, zero-shot prediction (probability)\n";
+    for (int c = 0; c < 10; ++c) {
+      int64_t i = 0;
+      while (i < labels.size(0) && labels[i].item<int64_t>() != c) ++i;
+      if (i == labels.size(0)) continue;
+      auto image = set.images[i].cpu();  // (1, 28, 28)
+      std::string file = names[static_cast<size_t>(c)];
+      for (auto& ch : file)
+        if (ch == ' ' || ch == '-') ch = '_';
+      file = "test_images/" + std::to_string(c) + "-" + file + ".png";
+      write_png((fs::path(dir) / file).string(), image);
+      auto p = zero_shot(image.unsqueeze(0), names);
+      const auto best = std::max_element(p.begin(), p.end()) - p.begin();
+      txt << file << "\t" << names[static_cast<size_t>(c)] << "\t" << names[static_cast<size_t>(best)] << " (" << std::fixed
+          << std::setprecision(3) << p[static_cast<size_t>(best)] << ")\n";
+    }
+  }
+
+  void save_state(torch::serialize::OutputArchive& a) override {
+    FashionMnistTask::save_state(a);
+    a.write("vocab", c10::IValue(vocab_.to_text()));
+  }
+
+ private:
+  torch::Tensor normalize(const torch::Tensor& x) const { return (x - kFashionMnistMean) / kFashionMnistStd; }
+
+  std::vector<int64_t> tokens_of(const std::string& text) const {
+    std::vector<int64_t> ids{vocab_.cls_id()};
+    const auto max = model_->text->options.context_length() - 1;
+    for (auto id : vocab_.encode(text))
+      if (static_cast<int64_t>(ids.size()) < max) ids.push_back(id);
+    ids.push_back(vocab_.sep_id());  // end of text
+    return ids;
+  }
+
+  torch::Tensor pad(const std::vector<const std::vector<int64_t>*>& rows) const {
+    size_t len = 0;
+    for (auto* r : rows) len = std::max(len, r->size());
+    auto out = torch::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(len)}, vocab_.pad_id(), torch::kLong);
+    auto* p = out.data_ptr<int64_t>();
+    for (size_t i = 0; i < rows.size(); ++i) std::copy(rows[i]->begin(), rows[i]->end(), p + i * len);
+    return out.to(device_);
+  }
+
+  /// Unit-length joint-space embeddings (projected) or the encoder's features, in batches of 500.
+  torch::Tensor embed_images(const torch::Tensor& images, bool projected) {
+    std::vector<torch::Tensor> out;
+    for (int64_t i = 0; i < images.size(0); i += 500) {
+      auto x = normalize(images.slice(0, i, std::min(images.size(0), i + 500)).to(device_));
+      out.push_back(projected ? model_->encode_image(x) : model_->image_features(x));
+    }
+    return torch::cat(out, 0);
+  }
+
+  /// (10, E): per class, the normalised mean of its prompts' embeddings.
+  torch::Tensor class_embeddings(bool heldout) {
+    std::vector<torch::Tensor> rows;
+    for (int c = 0; c < 10; ++c) {
+      std::vector<std::vector<int64_t>> store;
+      for (const auto& p : heldout ? heldout_prompts(c) : train_prompts(c)) store.push_back(tokens_of(p));
+      std::vector<const std::vector<int64_t>*> ptrs;
+      for (auto& s : store) ptrs.push_back(&s);
+      rows.push_back(F::normalize(model_->encode_text(pad(ptrs)).mean(0), F::NormalizeFuncOptions().dim(0)));
+    }
+    return torch::stack(rows);
+  }
+
+  bool linear_probe_;
+  int64_t probe_limit_, retrieval_size_;
+  WordPiece vocab_;
+  CLIP model_{nullptr};
+  std::vector<std::vector<std::vector<int64_t>>> train_captions_;  // class -> prompt -> token ids
+};
+
+void add_keys(Schema& s) {
+  add_fashion_mnist_keys(s, /*hflip=*/true, /*eval_limit=*/0);
+  s.add_int("model.patch_size", 4, "image patch side (must divide 28)", 1, 28)
+      .add_int("model.vision_dim", 128, "image encoder width", 8)
+      .add_int("model.vision_depth", 4, "image encoder blocks", 1, 48)
+      .add_int("model.vision_heads", 4, "image encoder heads (must divide model.vision_dim)", 1)
+      .add_int("model.vision_mlp_dim", 256, "image encoder MLP width", 1)
+      .add_int("model.text_dim", 128, "text encoder width", 8)
+      .add_int("model.text_depth", 3, "text encoder blocks", 1, 48)
+      .add_int("model.text_heads", 4, "text encoder heads (must divide model.text_dim)", 1)
+      .add_int("model.text_mlp_dim", 256, "text encoder MLP width", 1)
+      .add_int("model.context_length", 24, "most tokens per caption, [CLS] and [SEP] included", 4, 512)
+      .add_int("model.embed_dim", 128, "joint embedding width", 1)
+      .add_float("model.dropout", 0.0, "dropout in both encoders", 0.0, 0.9)
+      .add_int("data.crop_padding", 2, "random-crop padding in pixels (0 = no crop)", 0, 14)
+      .add_int("data.vocab_size", 512, "size of the WordPiece vocabulary built from the training captions", 16, 100000)
+      .add_bool("eval.linear_probe", true, "fit a logistic-regression probe on frozen image features at each evaluation")
+      .add_int("eval.probe_train_limit", 0, "training images the probe is fitted on (0 = all)", 0)
+      .add_int("eval.retrieval_size", 1000, "images (and captions) in the retrieval evaluation", 0);
+}
+
+}  // namespace
+
+TaskInfo clip_fashion_mnist_task() {
+  return {"clip_fashion_mnist", "CLIP (Radford et al. 2021): Fashion-MNIST images and captions, zero-shot", add_keys,
+          [](const Config& cfg, const TaskContext& ctx) -> std::unique_ptr<Task> {
+            for (const auto* side : {"vision", "text"}) {
+              const auto dim = cfg.get_int(std::string("model.") + side + "_dim");
+              const auto heads = cfg.get_int(std::string("model.") + side + "_heads");
+              if (dim % heads != 0)
+                throw UsageError(std::string("model.") + side + "_heads: " + std::to_string(heads) + " does not divide model." +
+                                 side + "_dim " + std::to_string(dim));
+            }
+            if (28 % cfg.get_int("model.patch_size") != 0)
+              throw UsageError("model.patch_size: must divide the image side 28 (1, 2, 4, 7, 14 or 28)");
+            return std::make_unique<CLIPTask>(cfg, ctx);
+          }};
+}
+
+}  // namespace zoo
