@@ -1,0 +1,155 @@
+// Training-step throughput of zoo's models in C++, on fixed random batches of each task's
+// shape, for scripts/bench to set beside the same architecture in PyTorch Python
+// (bench/<model>_peer.py). Prints one JSON line:
+//   {"impl": "zoo", "model": ..., "items_per_s": ..., "unit": ..., "peak_rss_mib": ..., "params": ..., "threads": ...}
+//
+//   zoo_bench --model vit|transformer|bert|clip [--threads N] [--steps N] [--warmup N] [--batch N]
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+
+#include "models/bert.h"
+#include "models/clip.h"
+#include "models/transformer.h"
+#include "models/vit.h"
+
+namespace {
+
+struct Bench {
+  std::function<void()> step;  // one optimizer step
+  double items_per_step = 0;
+  std::string unit;
+  int64_t params = 0;
+};
+
+int64_t count(const std::vector<torch::Tensor>& ps) {
+  int64_t n = 0;
+  for (const auto& p : ps) n += p.numel();
+  return n;
+}
+
+/// AdamW step with gradient clipping at 1, as zoo's trainer takes it.
+std::function<void(const torch::Tensor&)> optimizer_step(std::shared_ptr<torch::optim::Optimizer> opt,
+                                                        std::vector<torch::Tensor> params) {
+  return [opt, params](const torch::Tensor& loss) {
+    opt->zero_grad();
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(params, 1.0);
+    opt->step();
+  };
+}
+
+// ViT on Fashion-MNIST: the vit_fashion_mnist recipe's sizes.
+Bench vit(int64_t batch) {
+  auto m = zoo::ViT(zoo::ViTOptions().image_size(28).patch_size(4).dim(128).depth(6).heads(4).mlp_dim(256).dropout(0.1));
+  m->train();
+  auto opt = std::make_shared<torch::optim::AdamW>(m->parameters(), torch::optim::AdamWOptions(1e-3).weight_decay(0.05));
+  auto update = optimizer_step(opt, m->parameters());
+  auto x = torch::rand({batch, 1, 28, 28});
+  auto y = torch::randint(0, 10, {batch}, torch::kLong);
+  return {[=]() mutable { update(torch::nn::functional::cross_entropy(m->forward(x), y)); }, static_cast<double>(batch),
+          "images", count(m->parameters())};
+}
+
+// Transformer G2P: configs/transformer_g2p.yaml's sizes, words of 8 letters + EOS in,
+// BOS + 8 phones (+ EOS) out; label-smoothed loss; Adam(0.9, 0.98).
+Bench transformer(int64_t batch) {
+  const int64_t src_vocab = 31, tgt_vocab = 73, s = 9, t = 10;
+  auto m = zoo::Transformer(zoo::TransformerOptions(src_vocab, tgt_vocab)
+                                .d_model(256).heads(4).ff_dim(512).encoder_layers(3).decoder_layers(3).dropout(0.1)
+                                .attention_dropout(0.1));  // as nn.Transformer, whose one dropout covers both
+  m->train();
+  auto opt = std::make_shared<torch::optim::Adam>(m->parameters(),
+                                                  torch::optim::AdamOptions(1e-4).betas({0.9, 0.98}).eps(1e-9));
+  auto update = optimizer_step(opt, m->parameters());
+  auto src = torch::randint(4, src_vocab, {batch, s}, torch::kLong);
+  auto tgt = torch::randint(4, tgt_vocab, {batch, t}, torch::kLong);
+  return {[=]() mutable {
+            auto logits = m->forward(src, tgt.slice(1, 0, -1));
+            update(zoo::label_smoothed_cross_entropy(logits.reshape({-1, tgt_vocab}), tgt.slice(1, 1).reshape({-1}), 0.1, 0));
+          },
+          static_cast<double>(batch * (s + t - 1)), "tokens", count(m->parameters())};
+}
+
+// BERT-mini pretraining step: 128 tokens, 15% of them predicted, NSP; vocabulary of 8,192.
+Bench bert(int64_t batch) {
+  const int64_t vocab = 8192, len = 128, picks = 19;
+  auto m = zoo::BertForPreTraining(zoo::BertOptions::preset("mini", vocab));
+  m->train();
+  auto opt = std::make_shared<torch::optim::AdamW>(m->parameters(), torch::optim::AdamWOptions(1e-4).weight_decay(0.01));
+  auto update = optimizer_step(opt, m->parameters());
+  auto ids = torch::randint(5, vocab, {batch, len}, torch::kLong);
+  auto types = torch::cat({torch::zeros({batch, len / 2}, torch::kLong), torch::ones({batch, len / 2}, torch::kLong)}, 1);
+  auto mask = torch::ones({batch, len}, torch::kLong);
+  auto rows = torch::arange(batch).repeat_interleave(picks);
+  auto cols = torch::randint(1, len - 1, {batch * picks}, torch::kLong);
+  auto positions = torch::stack({rows, cols}, 1);
+  auto targets = torch::randint(5, vocab, {batch * picks}, torch::kLong);
+  auto nsp = torch::randint(0, 2, {batch}, torch::kLong);
+  return {[=]() mutable {
+            auto out = m->forward(ids, types, mask, positions);
+            update(torch::nn::functional::cross_entropy(out.mlm_logits, targets) +
+                   torch::nn::functional::cross_entropy(out.nsp_logits, nsp));
+          },
+          static_cast<double>(batch * len), "tokens", count(m->parameters())};
+}
+
+// CLIP: configs/clip_fashion_mnist.yaml's sizes, captions of 12 tokens, vocabulary of 512.
+Bench clip(int64_t batch) {
+  const int64_t vocab = 512, len = 12;
+  auto m = zoo::CLIP(zoo::CLIPOptions(zoo::ViTOptions().patch_size(4).dim(128).depth(4).heads(4).mlp_dim(256),
+                                      zoo::TextTransformerOptions(vocab).context_length(24).dim(128).depth(3).heads(4).mlp_dim(256).eot_id(3))
+                         .embed_dim(128));
+  m->train();
+  auto opt = std::make_shared<torch::optim::AdamW>(m->parameters(), torch::optim::AdamWOptions(1e-3).weight_decay(0.05));
+  auto update = optimizer_step(opt, m->parameters());
+  auto x = torch::rand({batch, 1, 28, 28});
+  auto tokens = torch::randint(5, vocab, {batch, len}, torch::kLong);
+  tokens.select(1, 0).fill_(2);
+  tokens.select(1, len - 1).fill_(3);
+  return {[=]() mutable { update(zoo::clip_loss(m->forward(x, tokens).logits_per_image)); }, static_cast<double>(batch),
+          "images", count(m->parameters())};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2, steps = 20, warmup = 3;
+  int64_t batch = 0;
+  std::string model;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i];
+    if (k == "--model") model = argv[i + 1];
+    else if (k == "--threads") threads = std::atoi(argv[i + 1]);
+    else if (k == "--steps") steps = std::atoi(argv[i + 1]);
+    else if (k == "--warmup") warmup = std::atoi(argv[i + 1]);
+    else if (k == "--batch") batch = std::atoll(argv[i + 1]);
+    else model.clear(), i = argc;
+  }
+  Bench b;
+  torch::set_num_threads(threads);
+  torch::manual_seed(0);
+  if (model == "vit") b = vit(batch ? batch : 128);
+  else if (model == "transformer") b = transformer(batch ? batch : 256);
+  else if (model == "bert") b = bert(batch ? batch : 32);
+  else if (model == "clip") b = clip(batch ? batch : 128);
+  else {
+    std::fprintf(stderr, "usage: zoo_bench --model vit|transformer|bert|clip [--threads N] [--steps N] [--warmup N] [--batch N]\n");
+    return 2;
+  }
+  for (int i = 0; i < warmup; ++i) b.step();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) b.step();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  std::printf("{\"impl\": \"zoo\", \"model\": \"%s\", \"items_per_s\": %.2f, \"unit\": \"%s\", \"peak_rss_mib\": %.1f, "
+              "\"params\": %lld, \"threads\": %d}\n",
+              model.c_str(), steps * b.items_per_step / secs, b.unit.c_str(), ru.ru_maxrss / 1024.0,
+              static_cast<long long>(b.params), threads);
+  return 0;
+}

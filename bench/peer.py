@@ -1,0 +1,44 @@
+"""What the PyTorch Python peers share: arguments, timing, and the JSON line that
+scripts/bench reads beside zoo_bench's. Run with Debian's /usr/bin/python3 (torch 1.13)."""
+import argparse
+import json
+import resource
+import time
+
+import torch
+
+
+def args(default_batch):
+    p = argparse.ArgumentParser()
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--batch", type=int, default=0)
+    a = p.parse_args()
+    a.batch = a.batch or default_batch
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    return a
+
+
+def optimizer_step(opt, params):
+    """AdamW/Adam step with gradient clipping at 1, as zoo's trainer takes it."""
+    def update(loss):
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+    return update
+
+
+def run(a, model, step, items_per_step, unit, params):
+    for _ in range(a.warmup):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        step()
+    secs = time.perf_counter() - t0
+    print(json.dumps({"impl": "pytorch", "model": model, "items_per_s": round(a.steps * items_per_step / secs, 2),
+                      "unit": unit,
+                      "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                      "params": sum(p.numel() for p in params), "threads": a.threads}))
