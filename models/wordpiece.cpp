@@ -142,16 +142,23 @@ WordPiece::WordPiece(std::vector<std::string> tokens, bool lower_case)
   pad_ = need(kPad), unk_ = need(kUnk), cls_ = need(kCls), sep_ = need(kSep), mask_ = need(kMask);
 }
 
-WordPiece WordPiece::load(const std::string& path, bool lower_case) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(path + ": cannot read the vocabulary file");
+WordPiece WordPiece::from_text(const std::string& text, bool lower_case) {
   std::vector<std::string> tokens;
+  std::istringstream in(text);
   for (std::string line; std::getline(in, line);) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     tokens.push_back(line);
   }
+  return WordPiece(std::move(tokens), lower_case);
+}
+
+WordPiece WordPiece::load(const std::string& path, bool lower_case) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path + ": cannot read the vocabulary file");
+  std::stringstream text;
+  text << in.rdbuf();
   try {
-    return WordPiece(std::move(tokens), lower_case);
+    return from_text(text.str(), lower_case);
   } catch (const std::runtime_error& e) {
     throw std::runtime_error(path + ": " + e.what() + " (expected a BERT vocab.txt)");
   }

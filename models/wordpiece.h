@@ -45,8 +45,9 @@ class WordPiece {
   /// "##" continuation), then merged pieces in order of frequency.
   static WordPiece train(const std::vector<std::string>& texts, const WordPieceTrainOptions& options = {});
 
-  /// The vocabulary as vocab.txt text (one token per line).
+  /// The vocabulary as vocab.txt text (one token per line), and back.
   std::string to_text() const;
+  static WordPiece from_text(const std::string& text, bool lower_case = true);
   void save(const std::string& path) const;
 
   /// Clean, lower-case, strip accents, split on white space and punctuation. The special

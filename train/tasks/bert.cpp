@@ -11,6 +11,7 @@
 #include "train/data/bert_pretraining.h"
 #include "train/data/brown.h"
 #include "train/data/sampler.h"
+#include "train/data/sequences.h"
 #include "train/data/spamassassin.h"
 #include "train/trainer.h"
 
@@ -26,7 +27,7 @@ std::string read_text(torch::serialize::InputArchive& a, const std::string& key)
   return v.toStringRef();
 }
 
-std::vector<std::string> lines_of(const std::string& text) {
+std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);
   for (std::string line; std::getline(in, line);) out.push_back(line);
@@ -94,17 +95,6 @@ WordPiece make_vocab(const Config& cfg) {
   return WordPiece::train(brown_texts(cfg.get_string("data.vocab_corpus")), o);
 }
 
-/// Sequences padded into tensors: ids (B, T) with [PAD], attention mask (B, T), and rows of
-/// per-token values padded with `fill` (segments, labels).
-torch::Tensor pad_rows(const std::vector<const std::vector<int64_t>*>& rows, int64_t fill, const torch::Device& device) {
-  size_t len = 0;
-  for (auto* r : rows) len = std::max(len, r->size());
-  auto out = torch::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(len)}, fill, torch::kLong);
-  auto* p = out.data_ptr<int64_t>();
-  for (size_t i = 0; i < rows.size(); ++i) std::copy(rows[i]->begin(), rows[i]->end(), p + i * len);
-  return out.to(device);
-}
-
 /// Copies every parameter and buffer of `from` into the same-named one of `to`.
 void copy_weights(torch::nn::Module& from, torch::nn::Module& to, const std::string& source) {
   torch::NoGradGuard no_grad;
@@ -136,7 +126,7 @@ class BertMLMTask : public MaskedLanguageModelTask {
     data_.mask_prob = cfg.get_float("data.mask_prob");
     data_.max_predictions = cfg.get_int("data.max_predictions");
     data_.short_seq_prob = cfg.get_float("data.short_seq_prob");
-    vocab_ = ctx.state ? WordPiece(lines_of(read_text(*ctx.state, "vocab"))) : make_vocab(cfg);
+    vocab_ = ctx.state ? WordPiece::from_text(read_text(*ctx.state, "vocab")) : make_vocab(cfg);
     auto o = BertOptions::preset(cfg.get_string("model.size"), vocab_.size())
                  .dropout(cfg.get_float("model.dropout"))
                  .attention_dropout(cfg.get_float("model.attention_dropout"))
@@ -250,9 +240,9 @@ class BertMLMTask : public MaskedLanguageModelTask {
       ids.push_back(&e->input_ids), types.push_back(&e->token_type_ids), labels.push_back(&e->mlm_labels);
       nsp.push_back(e->next_sentence_label);
     }
-    auto input = pad_rows(ids, vocab_.pad_id(), device_);
-    auto segments = pad_rows(types, 0, device_);
-    auto mlm = pad_rows(labels, kIgnoreLabel, device_);
+    auto input = pad_sequences(ids, vocab_.pad_id(), device_);
+    auto segments = pad_sequences(types, 0, device_);
+    auto mlm = pad_sequences(labels, kIgnoreLabel, device_);
     auto attention = input.ne(vocab_.pad_id()).to(torch::kLong);
     auto positions = mlm.ne(kIgnoreLabel).nonzero();  // (N, 2)
     auto targets = mlm.index({positions.select(1, 0), positions.select(1, 1)});
@@ -364,7 +354,7 @@ class BertFineTuneTask : public Task {
         world_(ctx.world_size),
         pretrained_(cfg.get_string("model.pretrained")) {
     if (ctx.state) {
-      vocab_ = WordPiece(lines_of(read_text(*ctx.state, "vocab")));
+      vocab_ = WordPiece::from_text(read_text(*ctx.state, "vocab"));
       torch::Tensor shape;
       if (!ctx.state->try_read("bert_shape", shape)) throw UsageError("the checkpoint's task state has no BERT shape");
       options_ = options_from_shape(shape);
@@ -457,7 +447,7 @@ class BertPOSTask : public BertFineTuneTask {
   BertPOSTask(const Config& cfg, const TaskContext& ctx)
       : BertFineTuneTask(cfg, ctx), root_(cfg.get_string("data.root")), full_(cfg.get_string("data.tagset") == "full") {
     if (!full_) labels_ = universal_tags();
-    else if (ctx.state) labels_ = lines_of(read_text(*ctx.state, "labels"));
+    else if (ctx.state) labels_ = split_lines(read_text(*ctx.state, "labels"));
     else labels_ = full_tagset(load_brown(root_, "train"));
     model_ = BertForTokenClassification(options_, static_cast<int64_t>(labels_.size()));
     init_encoder(model_->bert);
@@ -473,8 +463,8 @@ class BertPOSTask : public BertFineTuneTask {
       auto idx = sampler().next();
       std::vector<const std::vector<int64_t>*> ids, labels;
       for (auto i : idx) ids.push_back(&train_ids_[static_cast<size_t>(i)]), labels.push_back(&train_labels_[static_cast<size_t>(i)]);
-      auto input = pad_rows(ids, vocab_.pad_id(), device_);
-      auto target = pad_rows(labels, kIgnoreLabel, device_);
+      auto input = pad_sequences(ids, vocab_.pad_id(), device_);
+      auto target = pad_sequences(labels, kIgnoreLabel, device_);
       auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong));
       auto loss = F::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat), target.reshape({-1}),
                                    F::CrossEntropyFuncOptions().ignore_index(kIgnoreLabel));
@@ -495,8 +485,8 @@ class BertPOSTask : public BertFineTuneTask {
       std::vector<const std::vector<int64_t>*> ids, labels;
       const size_t end = std::min(examples.size(), i + 64);
       for (size_t j = i; j < end; ++j) ids.push_back(&examples[j].ids), labels.push_back(&examples[j].labels);
-      auto input = pad_rows(ids, vocab_.pad_id(), device_);
-      auto target = pad_rows(labels, kIgnoreLabel, device_);
+      auto input = pad_sequences(ids, vocab_.pad_id(), device_);
+      auto target = pad_sequences(labels, kIgnoreLabel, device_);
       auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong)).to(torch::kFloat);
       auto known = target.ge(0);
       auto loss = F::cross_entropy(logits.reshape({-1, logits.size(-1)}), target.masked_fill(~known, kIgnoreLabel).reshape({-1}),
@@ -640,7 +630,7 @@ class BertSpamTask : public BertFineTuneTask {
       std::vector<const std::vector<int64_t>*> ids;
       std::vector<int64_t> labels;
       for (auto i : idx) ids.push_back(&train_ids_[static_cast<size_t>(i)]), labels.push_back(train_spam_[static_cast<size_t>(i)]);
-      auto input = pad_rows(ids, vocab_.pad_id(), device_);
+      auto input = pad_sequences(ids, vocab_.pad_id(), device_);
       auto target = torch::tensor(labels, torch::kLong).to(device_);
       auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong));
       auto loss = F::cross_entropy(logits.to(torch::kFloat), target);
@@ -660,7 +650,7 @@ class BertSpamTask : public BertFineTuneTask {
       std::vector<const std::vector<int64_t>*> rows;
       std::vector<int64_t> labels;
       for (size_t j = i; j < std::min(ids.size(), i + 64); ++j) rows.push_back(&ids[j]), labels.push_back(spam[j]);
-      auto input = pad_rows(rows, vocab_.pad_id(), device_);
+      auto input = pad_sequences(rows, vocab_.pad_id(), device_);
       auto target = torch::tensor(labels, torch::kLong).to(device_);
       auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong)).to(torch::kFloat);
       loss_sum += F::cross_entropy(logits, target, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
-#include <sstream>
 
 #include "models/clip.h"
 #include "models/wordpiece.h"
 #include "train/data/fashion_captions.h"
+#include "train/data/sequences.h"
 #include "train/image.h"
 #include "train/tasks/fashion_mnist_task.h"
 
@@ -21,13 +21,6 @@ namespace zoo {
 namespace {
 
 namespace F = torch::nn::functional;
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);) out.push_back(line);
-  return out;
-}
 
 /// Multinomial logistic regression on standardised features, fitted by L-BFGS (as the CLIP
 /// paper's linear probes): returns the accuracy on (test_x, test_y).
@@ -61,7 +54,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
     if (ctx.state) {
       c10::IValue v;
       if (!ctx.state->try_read("vocab", v) || !v.isString()) throw UsageError("the checkpoint's task state has no vocabulary");
-      vocab_ = WordPiece(lines_of(v.toStringRef()));
+      vocab_ = WordPiece::from_text(v.toStringRef());
     } else {
       std::vector<std::string> texts;
       for (int c = 0; c < 10; ++c)
@@ -236,12 +229,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
   }
 
   torch::Tensor pad(const std::vector<const std::vector<int64_t>*>& rows) const {
-    size_t len = 0;
-    for (auto* r : rows) len = std::max(len, r->size());
-    auto out = torch::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(len)}, vocab_.pad_id(), torch::kLong);
-    auto* p = out.data_ptr<int64_t>();
-    for (size_t i = 0; i < rows.size(); ++i) std::copy(rows[i]->begin(), rows[i]->end(), p + i * len);
-    return out.to(device_);
+    return pad_sequences(rows, vocab_.pad_id(), device_);
   }
 
   /// Unit-length joint-space embeddings (projected) or the encoder's features, in batches of 500.

@@ -13,6 +13,7 @@
 #include "models/transformer.h"
 #include "train/data/cmudict.h"
 #include "train/data/sampler.h"
+#include "train/data/sequences.h"
 
 namespace fs = std::filesystem;
 
@@ -264,15 +265,9 @@ class TransformerG2P : public G2PTask {
 
   /// Rows `idx` of `seqs`, padded with kPad to the longest: (B, L) on the device.
   torch::Tensor pad(const std::vector<int64_t>& idx, const std::vector<std::vector<int64_t>>& seqs) const {
-    size_t len = 0;
-    for (auto i : idx) len = std::max(len, seqs[static_cast<size_t>(i)].size());
-    auto out = torch::full({static_cast<int64_t>(idx.size()), static_cast<int64_t>(len)}, kPad, torch::kLong);
-    auto* p = out.data_ptr<int64_t>();
-    for (size_t r = 0; r < idx.size(); ++r) {
-      const auto& s = seqs[static_cast<size_t>(idx[r])];
-      std::copy(s.begin(), s.end(), p + r * len);
-    }
-    return out.to(device_);
+    std::vector<const std::vector<int64_t>*> rows;
+    for (auto i : idx) rows.push_back(&seqs[static_cast<size_t>(i)]);
+    return pad_sequences(rows, kPad, device_);
   }
 
   std::pair<torch::Tensor, torch::Tensor> make_batch(const std::vector<int64_t>& idx,
