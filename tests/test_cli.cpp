@@ -90,6 +90,20 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   CHECK_THAT(cuda.output, Contains("train.device: cuda:7"));
   auto resume = run(zoo_bin() + " train --config " + cfg + " --resume --run-dir " + dir + "/none");
   CHECK(resume.code == 2);
+  // Data and pretrained checkpoints the text tasks need, missing.
+  const auto configs = zoo::test::source_dir() + "/configs/";
+  auto pre = run(zoo_bin() + " train --config " + configs + "bert_pos.yaml --set model.pretrained=" + dir +
+                 "/none.pt --run-dir " + dir + "/r");
+  CHECK(pre.code == 2);
+  CHECK_THAT(pre.output, Contains(dir + "/none.pt: no such checkpoint"));
+  auto cmu = run(zoo_bin() + " train --config " + configs + "transformer_g2p.yaml --set data.root=" + dir +
+                 " --run-dir " + dir + "/r");
+  CHECK(cmu.code == 2);
+  CHECK_THAT(cmu.output, Contains("data/dict.txt is missing; run scripts/fetch-data cmudict"));
+  auto vocab = run(zoo_bin() + " train --config " + configs + "bert_mlm.yaml --set data.vocab=" + dir +
+                   "/vocab.txt --run-dir " + dir + "/r");
+  CHECK(vocab.code == 2);
+  CHECK_THAT(vocab.output, Contains("data.vocab: " + dir + "/vocab.txt: cannot read"));
 }
 
 TEST_CASE("zoo eval: bad checkpoints exit 2 naming the file", "[cli]") {

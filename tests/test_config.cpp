@@ -1,6 +1,7 @@
 // Config: every key checked; errors name the key, the file and the line.
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <fstream>
 
 #include "helpers.h"
@@ -19,6 +20,18 @@ std::string write_config(const std::string& name, const std::string& text) {
 }
 
 }  // namespace
+
+TEST_CASE("every shipped config is valid and names a known task", "[config]") {
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(zoo::test::source_dir() + "/configs")) {
+    if (e.path().extension() != ".yaml") continue;
+    INFO(e.path());
+    auto cfg = Config::from_file(e.path().string());
+    CHECK(e.path().stem().string().rfind(cfg.task().substr(0, cfg.task().find('_')), 0) == 0);
+    ++n;
+  }
+  CHECK(n >= 9);
+}
 
 TEST_CASE("shipped ViT config loads with its values", "[config]") {
   auto cfg = Config::from_file(zoo::test::source_dir() + "/configs/vit_fashion_mnist.yaml");
