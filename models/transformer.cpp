@@ -1,5 +1,6 @@
 #include "models/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -176,60 +177,90 @@ DecoderCache TransformerImpl::make_cache() const {
 std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& src, const DecodeOptions& o) {
   torch::NoGradGuard no_grad;
   const int64_t b = src.size(0), k = o.beam_size(), v = model.options.tgt_vocab();
+  TORCH_CHECK(o.max_len() < model.options.max_len(), "generate: max_len ", o.max_len(),
+              " must be below the model's max_len ", model.options.max_len());
   const auto dev = src.device();
   const double neg_inf = -std::numeric_limits<double>::infinity();
-  // Every source row is repeated k times: row r * k + j is hypothesis j of source r.
+  auto lp = [&](int64_t length) { return std::pow((5.0 + static_cast<double>(length)) / 6.0, o.length_penalty()); };
+
+  // Row r * k + j holds live hypothesis j of source r. A hypothesis that emits EOS leaves the
+  // beam for its source's finished list, scored log p / lp(|Y|) (Wu et al. 2016), and the beam
+  // is refilled from the next best candidates; so k hypotheses stay live until the source is done.
   auto src_k = src.repeat_interleave(k, /*dim=*/0);
   auto memory = model.encode(src).repeat_interleave(k, /*dim=*/0);  // (B*K, S, D)
   auto tokens = torch::full({b * k, 1}, o.bos_id(), torch::TensorOptions().dtype(torch::kLong).device(dev));
-  // Only hypothesis 0 of each source is live at the start, so the first step picks k distinct tokens.
-  auto scores = torch::full({b, k}, neg_inf, torch::TensorOptions().dtype(torch::kDouble).device(dev));
-  scores.select(1, 0).zero_();
-  auto finished = torch::zeros({b * k}, torch::TensorOptions().dtype(torch::kBool).device(dev));
-  auto lengths = torch::zeros({b * k}, torch::TensorOptions().dtype(torch::kLong).device(dev));
+  std::vector<double> live(static_cast<size_t>(b * k), neg_inf);  // log p of each live row
+  for (int64_t r = 0; r < b; ++r) live[static_cast<size_t>(r * k)] = 0.0;  // one live hypothesis at the start
+  std::vector<std::vector<Hypothesis>> finished(static_cast<size_t>(b));
+  std::vector<bool> done(static_cast<size_t>(b), false);
   auto cache = model.make_cache();
-  auto base = torch::arange(b, torch::TensorOptions().dtype(torch::kLong).device(dev)).unsqueeze(1) * k;  // (B, 1)
+  // Never generated: padding and the start token.
+  auto banned = torch::zeros({v}, torch::TensorOptions().dtype(torch::kDouble).device(dev));
+  banned[model.options.pad_id()] = neg_inf;
+  banned[o.bos_id()] = neg_inf;
 
-  for (int64_t step = 0; step < o.max_len(); ++step) {
-    auto logits = o.use_cache() ? model.decode(tokens.slice(1, step, step + 1), memory, src_k, &cache)
+  auto tokens_of = [&](const torch::Tensor& row_tokens, int64_t last) {
+    std::vector<int64_t> out(row_tokens.data_ptr<int64_t>() + 1, row_tokens.data_ptr<int64_t>() + row_tokens.size(0));
+    if (last >= 0) out.push_back(last);
+    return out;
+  };
+
+  for (int64_t step = 1; step <= o.max_len(); ++step) {
+    auto logits = o.use_cache() ? model.decode(tokens.slice(1, step - 1, step), memory, src_k, &cache)
                                 : model.decode(tokens, memory, src_k);
-    auto logp = torch::log_softmax(logits.select(1, -1).to(torch::kDouble), /*dim=*/-1);  // (B*K, V)
-    // A finished hypothesis stays as it is: it may only be extended by EOS, at no cost.
-    auto stay = torch::full({v}, neg_inf, logp.options());
-    stay[o.eos_id()] = 0.0;
-    logp = torch::where(finished.unsqueeze(1), stay.unsqueeze(0), logp);
-    auto cand = (scores.view({b * k, 1}) + logp).view({b, k * v});
-    auto top = cand.topk(k, /*dim=*/1);
-    scores = std::get<0>(top);
-    auto idx = std::get<1>(top);
-    auto rows = (base + idx.div(v, /*rounding_mode=*/"floor")).view({b * k});  // origin hypothesis
-    auto next = idx.remainder(v).view({b * k, 1});
-    tokens = torch::cat({tokens.index_select(0, rows), next}, /*dim=*/1);
-    if (o.use_cache()) cache.reorder(rows);
-    auto was_finished = finished.index_select(0, rows);
-    lengths = lengths.index_select(0, rows) + (~was_finished).to(torch::kLong);
-    finished = was_finished | next.view({b * k}).eq(o.eos_id());
-    if (finished.all().item<bool>()) break;
+    auto logp = torch::log_softmax(logits.select(1, -1).to(torch::kDouble), /*dim=*/-1) + banned;  // (B*K, V)
+    auto base = torch::tensor(live, torch::TensorOptions().dtype(torch::kDouble)).to(dev).view({b * k, 1});
+    auto top = (base + logp).view({b, k * v}).topk(std::min(2 * k, k * v), /*dim=*/1);  // 2k: enough after EOS leave
+    auto top_scores = std::get<0>(top).cpu().contiguous(), top_index = std::get<1>(top).cpu().contiguous();
+    auto tokens_cpu = tokens.cpu();
+    const auto sa = top_scores.accessor<double, 2>();
+    const auto ia = top_index.accessor<int64_t, 2>();
+    std::vector<int64_t> rows(static_cast<size_t>(b * k)), next(static_cast<size_t>(b * k), o.eos_id());
+    std::vector<double> next_live(static_cast<size_t>(b * k), neg_inf);
+    for (int64_t r = 0; r < b; ++r) {
+      int64_t filled = 0;
+      for (int64_t c = 0; c < top_scores.size(1) && !done[static_cast<size_t>(r)] && filled < k; ++c) {
+        const double score = sa[r][c];
+        if (score == neg_inf) break;
+        const int64_t origin = r * k + ia[r][c] / v, token = ia[r][c] % v;
+        if (token == o.eos_id() || step == o.max_len()) {  // finished (at max_len, with or without EOS)
+          auto seq = tokens_of(tokens_cpu[origin], token == o.eos_id() ? -1 : token);
+          finished[static_cast<size_t>(r)].push_back({seq, score, score / lp(step)});
+        } else {
+          rows[static_cast<size_t>(r * k + filled)] = origin;
+          next[static_cast<size_t>(r * k + filled)] = token;
+          next_live[static_cast<size_t>(r * k + filled)] = score;
+          ++filled;
+        }
+      }
+      for (int64_t j = filled; j < k; ++j) rows[static_cast<size_t>(r * k + j)] = r * k;  // dead rows: any origin
+      // Done when k hypotheses have finished, or no live one can still beat the best finished
+      // one (log p only falls and lp is largest at max_len).
+      auto& f = finished[static_cast<size_t>(r)];
+      if (!done[static_cast<size_t>(r)] && !f.empty()) {
+        double best = neg_inf;
+        for (const auto& h : f) best = std::max(best, h.score);
+        const double bound = next_live[static_cast<size_t>(r * k)] / lp(o.max_len());
+        if (static_cast<int64_t>(f.size()) >= k || filled == 0 || bound <= best) done[static_cast<size_t>(r)] = true;
+      }
+      if (done[static_cast<size_t>(r)])
+        for (int64_t j = 0; j < k; ++j) next_live[static_cast<size_t>(r * k + j)] = neg_inf;
+    }
+    live = std::move(next_live);
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; })) break;
+    auto index = torch::tensor(rows, torch::kLong).to(dev);
+    tokens = torch::cat({tokens.index_select(0, index), torch::tensor(next, torch::kLong).to(dev).view({b * k, 1})}, 1);
+    // The K rows of a source share one encoder output, so only the self-attention cache moves.
+    if (o.use_cache())
+      for (auto& c : cache.self) c.reorder(index);
   }
 
-  // GNMT length penalty lp(Y) = ((5 + |Y|) / 6)^alpha; the best normalised score wins.
-  auto lp = torch::pow((5.0 + lengths.to(torch::kDouble)) / 6.0, o.length_penalty()).view({b, k});
-  auto normalised = scores / lp;
-  auto best = normalised.argmax(/*dim=*/1);  // (B)
-  auto tokens_cpu = tokens.cpu();
-  auto best_cpu = best.cpu(), scores_cpu = scores.cpu(), norm_cpu = normalised.cpu();
   std::vector<Hypothesis> out(static_cast<size_t>(b));
   for (int64_t r = 0; r < b; ++r) {
-    const auto j = best_cpu[r].item<int64_t>();
-    auto row = tokens_cpu[r * k + j];
-    auto& h = out[static_cast<size_t>(r)];
-    for (int64_t i = 1; i < row.size(0); ++i) {
-      const auto tok = row[i].item<int64_t>();
-      if (tok == o.eos_id()) break;
-      h.tokens.push_back(tok);
-    }
-    h.log_prob = scores_cpu[r][j].item<double>();
-    h.score = norm_cpu[r][j].item<double>();
+    const auto& f = finished[static_cast<size_t>(r)];
+    TORCH_CHECK(!f.empty(), "generate: no hypothesis finished for source ", r);
+    out[static_cast<size_t>(r)] =
+        *std::max_element(f.begin(), f.end(), [](const Hypothesis& a, const Hypothesis& c) { return a.score < c.score; });
   }
   return out;
 }

@@ -129,7 +129,7 @@ struct DecodeOptions {
   /// alpha of the length penalty ((5 + |Y|) / 6)^alpha that divides a finished hypothesis'
   /// log-probability (Wu et al. 2016); 0 compares raw log-probabilities.
   TORCH_ARG(double, length_penalty) = 0.6;
-  /// Most tokens to generate, the end-of-sequence token included.
+  /// Most tokens to generate, the end-of-sequence token included; below the model's max_len.
   TORCH_ARG(int64_t, max_len) = 64;
   TORCH_ARG(int64_t, bos_id) = 1;
   TORCH_ARG(int64_t, eos_id) = 2;
@@ -144,7 +144,9 @@ struct Hypothesis {
 };
 
 /// The best hypothesis for each source row of src (B, S) by beam search (greedy for beam 1).
-/// Runs under NoGradGuard; switch the model to eval() first.
+/// Live hypotheses that emit EOS move to a finished list scored by log p / lp(|Y|); a source is
+/// done when beam_size hypotheses have finished or no live one can beat the best finished one.
+/// Padding and BOS are never generated. Runs under NoGradGuard; switch the model to eval() first.
 std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& src, const DecodeOptions& options);
 
 /// Cross-entropy against label-smoothed targets q = (1 - eps) one_hot(y) + eps / V (Szegedy et

@@ -302,22 +302,32 @@ WordPiece WordPiece::train(const std::vector<std::string>& texts, const WordPiec
   };
   std::vector<std::pair<std::string, int64_t>> sorted(word_counts.begin(), word_counts.end());
   std::sort(sorted.begin(), sorted.end());
-  std::vector<Word> words;
-  std::vector<std::string> alphabet;
-  for (const auto& [w, n] : sorted) {
-    Word word{{}, n};
-    bool skip = false;
-    const auto chars = decode_utf8(w);
-    if (chars.size() > kMaxWordChars) continue;
-    for (size_t i = 0; i < chars.size(); ++i) {
-      if (char_counts[chars[i]] < options.min_char_frequency) skip = true;
-      auto s = (i ? "##" : "") + encode_utf8(std::u32string(1, chars[i]));
-      word.syms.push_back(intern(s));
-    }
-    if (!skip) words.push_back(std::move(word));
+  // Every character seen often enough, as a word start and as a "##" continuation, so that any
+  // word made of them can be covered; then the words made only of those characters.
+  std::vector<std::pair<char32_t, int64_t>> chars(char_counts.begin(), char_counts.end());
+  std::sort(chars.begin(), chars.end());
+  for (const auto& [c, n] : chars) {
+    if (n < options.min_char_frequency) continue;
+    const auto s = encode_utf8(std::u32string(1, c));
+    intern(s);
+    intern("##" + s);
   }
-  alphabet = symbols;
+  std::vector<std::string> alphabet = symbols;
   std::sort(alphabet.begin(), alphabet.end());
+  std::vector<Word> words;
+  for (const auto& [w, n] : sorted) {
+    const auto word_chars = decode_utf8(w);
+    if (word_chars.size() > kMaxWordChars) continue;
+    Word word{{}, n};
+    bool keep = true;
+    for (size_t i = 0; i < word_chars.size() && keep; ++i) {
+      const auto s = (i ? "##" : "") + encode_utf8(std::u32string(1, word_chars[i]));
+      auto it = symbol_id.find(s);
+      if (it == symbol_id.end()) keep = false;
+      else word.syms.push_back(it->second);
+    }
+    if (keep) words.push_back(std::move(word));
+  }
 
   std::vector<std::string> vocab{kPad, kUnk, kCls, kSep, kMask};
   std::unordered_set<std::string> in_vocab(vocab.begin(), vocab.end());
@@ -335,10 +345,12 @@ WordPiece WordPiece::train(const std::vector<std::string>& texts, const WordPiec
       pair_words[key(s[i], s[i + 1])].insert(wi);
     }
   }
-  using Entry = std::tuple<int64_t, std::string, uint64_t>;  // count, merged piece (ties: smallest first), pair
+  // count, merged piece, pair: the most frequent first; ties by the piece, then by the pair.
+  using Entry = std::tuple<int64_t, std::string, uint64_t>;
   auto cmp = [](const Entry& a, const Entry& b) {
     if (std::get<0>(a) != std::get<0>(b)) return std::get<0>(a) < std::get<0>(b);
-    return std::get<1>(a) > std::get<1>(b);
+    if (std::get<1>(a) != std::get<1>(b)) return std::get<1>(a) > std::get<1>(b);
+    return std::get<2>(a) > std::get<2>(b);
   };
   std::priority_queue<Entry, std::vector<Entry>, decltype(cmp)> heap(cmp);
   auto merged_piece = [&](uint64_t k) {

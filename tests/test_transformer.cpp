@@ -144,6 +144,7 @@ TEST_CASE("cached incremental decoding equals full decoding", "[transformer]") {
 
 TEST_CASE("beam search finds the most probable sequence when the beam holds every prefix", "[transformer]") {
   // Vocabulary of 5 (PAD, BOS, EOS, UNK and one word token); sequences of at most 3 tokens.
+  // With the length penalty off, the best finished hypothesis is the most probable sequence.
   const int64_t v = 5, max_len = 3;
   auto m = tiny_transformer(false, v);
   torch::NoGradGuard g;
@@ -160,7 +161,7 @@ TEST_CASE("beam search finds the most probable sequence when the beam holds ever
     std::vector<int64_t> ids{1};
     ids.insert(ids.end(), prefix.begin(), prefix.end());
     auto logp = torch::log_softmax(m->decode(torch::tensor(ids).view({1, -1}), memory, src).select(1, -1), -1)[0];
-    for (int64_t tok = 0; tok < v; ++tok) {
+    for (int64_t tok = 2; tok < v; ++tok) {  // padding (0) and BOS (1) are never generated
       const double l = lp + logp[tok].item<double>();
       auto seq = prefix;
       seq.push_back(tok);

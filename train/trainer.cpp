@@ -505,10 +505,8 @@ std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector
   std::unique_ptr<Task> task;
   try {
     task = find_task(cfg.task()).make(cfg, TaskContext{device, 0, 1, has_state ? &state : nullptr});
-  } catch (const c10::Error& e) {
-    std::string what = e.what_without_backtrace();
-    throw UsageError(checkpoint + ": its task state can't be read (" + what.substr(0, what.find('\n')) +
-                     "); the file is damaged or from another version of zoo");
+  } catch (const UsageError& e) {
+    throw UsageError(checkpoint + ": " + e.what());
   }
   load_module(task->model(), archive, "model", checkpoint);
   for (auto& [name, module] : task->extra_modules()) load_module(*module, archive, "modules/" + name, checkpoint);

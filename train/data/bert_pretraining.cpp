@@ -54,6 +54,9 @@ std::vector<PretrainingExample> make_pretraining_examples(const std::vector<Toke
                                                           uint64_t seed) {
   SplitMix64 rng(seed);
   const int64_t max_tokens = o.max_length - 3;  // [CLS], [SEP], [SEP]
+  if (max_tokens < 2) throw std::invalid_argument("pretraining examples need max_length >= 5");
+  for (const auto& d : docs)
+    if (d.empty()) throw std::invalid_argument("pretraining documents need at least one sentence each");
   std::vector<PretrainingExample> out;
   const auto n_docs = static_cast<int64_t>(docs.size());
   for (int64_t d = 0; d < n_docs; ++d) {

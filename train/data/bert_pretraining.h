@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <vector>
 
 #include "models/wordpiece.h"
@@ -33,8 +34,9 @@ class SplitMix64 {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
   }
-  /// Uniform in [0, n).
+  /// Uniform in [0, n); n > 0.
   uint64_t below(uint64_t n) {
+    if (n == 0) throw std::invalid_argument("SplitMix64::below(0)");
     const uint64_t limit = UINT64_MAX - UINT64_MAX % n;
     for (;;)
       if (auto x = next(); x < limit) return x % n;
@@ -69,7 +71,7 @@ struct PretrainingExample {
 /// A document: its sentences as WordPiece ids.
 using TokenizedDocument = std::vector<std::vector<int64_t>>;
 
-/// Examples from every document, in document order.
+/// Examples from every document, in document order. Each document must hold a sentence.
 std::vector<PretrainingExample> make_pretraining_examples(const std::vector<TokenizedDocument>& docs,
                                                           const WordPiece& vocab, const PretrainingOptions& options,
                                                           uint64_t seed);

@@ -8,6 +8,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
+#include "train/config.h"
+
 namespace zoo {
 
 class EpochSampler {
@@ -67,8 +69,10 @@ class BucketSampler {
   BucketSampler(std::vector<int64_t> lengths, int64_t batch_size, uint64_t seed, int64_t rank = 0,
                 int64_t world_size = 1, int64_t pool = 64)
       : lengths_(std::move(lengths)), batch_(batch_size), seed_(seed), rank_(rank), world_(world_size), pool_(pool) {
-    TORCH_CHECK(static_cast<int64_t>(lengths_.size()) >= batch_ * world_, "dataset of ", lengths_.size(),
-                " examples is smaller than one batch of ", batch_, " x ", world_, " ranks");
+    if (static_cast<int64_t>(lengths_.size()) < batch_ * world_)
+      throw UsageError("train.batch_size: " + std::to_string(batch_) + " x " + std::to_string(world_) +
+                       " ranks is more than the " + std::to_string(lengths_.size()) +
+                       " training examples (data.train_limit too small?)");
   }
 
   /// Indices of the next batch (its last incomplete batch of an epoch is dropped).
@@ -108,8 +112,9 @@ class BucketSampler {
     }
     auto order = torch::randperm(static_cast<int64_t>(all.size()), gen, torch::kLong);
     batches_.clear();
+    const auto* o = order.data_ptr<int64_t>();
     for (int64_t i = rank_; i + (world_ - rank_ - 1) < order.size(0); i += world_)
-      batches_.push_back(std::move(all[static_cast<size_t>(order[i].item<int64_t>())]));
+      batches_.push_back(std::move(all[static_cast<size_t>(o[i])]));
     cursor_ = 0;
   }
 

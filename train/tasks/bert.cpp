@@ -27,6 +27,14 @@ std::string read_text(torch::serialize::InputArchive& a, const std::string& key)
   return v.toStringRef();
 }
 
+WordPiece read_vocab(torch::serialize::InputArchive& a) {
+  try {
+    return WordPiece::from_text(read_text(a, "vocab"));
+  } catch (const std::runtime_error& e) {
+    throw UsageError(std::string("the checkpoint's vocabulary is damaged (") + e.what() + ")");
+  }
+}
+
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);
@@ -126,7 +134,7 @@ class BertMLMTask : public MaskedLanguageModelTask {
     data_.mask_prob = cfg.get_float("data.mask_prob");
     data_.max_predictions = cfg.get_int("data.max_predictions");
     data_.short_seq_prob = cfg.get_float("data.short_seq_prob");
-    vocab_ = ctx.state ? WordPiece::from_text(read_text(*ctx.state, "vocab")) : make_vocab(cfg);
+    vocab_ = ctx.state ? read_vocab(*ctx.state) : make_vocab(cfg);
     auto o = BertOptions::preset(cfg.get_string("model.size"), vocab_.size())
                  .dropout(cfg.get_float("model.dropout"))
                  .attention_dropout(cfg.get_float("model.attention_dropout"))
@@ -288,8 +296,9 @@ class BertMLMTask : public MaskedLanguageModelTask {
         auto gen = at::make_generator<at::CPUGeneratorImpl>(s);
         const auto n = static_cast<int64_t>(train_examples_.size());
         order_ = torch::randperm(n, gen, torch::kLong).slice(0, rank_, n, world_).contiguous();
-        TORCH_CHECK(order_.size(0) >= batch_, "the Brown training documents give ", order_.size(0),
-                    " examples, fewer than one batch of ", batch_);
+        if (order_.size(0) < batch_)
+          throw UsageError("train.batch_size: " + std::to_string(batch_) + " is more than the " +
+                           std::to_string(order_.size(0)) + " examples the Brown training documents give");
       }
       if (cursor_ + batch_ <= order_.size(0)) break;
       ++epoch_, cursor_ = 0, order_ = torch::Tensor();
@@ -354,7 +363,7 @@ class BertFineTuneTask : public Task {
         world_(ctx.world_size),
         pretrained_(cfg.get_string("model.pretrained")) {
     if (ctx.state) {
-      vocab_ = WordPiece::from_text(read_text(*ctx.state, "vocab"));
+      vocab_ = read_vocab(*ctx.state);
       torch::Tensor shape;
       if (!ctx.state->try_read("bert_shape", shape)) throw UsageError("the checkpoint's task state has no BERT shape");
       options_ = options_from_shape(shape);
@@ -493,15 +502,17 @@ class BertPOSTask : public BertFineTuneTask {
                                    F::CrossEntropyFuncOptions().ignore_index(kIgnoreLabel).reduction(torch::kSum));
       loss_sum += loss.item<double>();
       loss_n += known.sum().item<double>();
-      auto pred = logits.argmax(-1).cpu();
-      auto tgt = target.cpu();
+      auto pred_t = logits.argmax(-1).cpu().contiguous();
+      auto tgt_t = target.cpu().contiguous();
+      const auto pred = pred_t.accessor<int64_t, 2>();
+      const auto tgt = tgt_t.accessor<int64_t, 2>();
       for (size_t j = i; j < end; ++j) {
         const auto row = static_cast<int64_t>(j - i);
         size_t w = 0;
-        for (int64_t t = 0; t < tgt.size(1); ++t) {
-          const auto gold = tgt[row][t].item<int64_t>();
+        for (int64_t t = 0; t < tgt_t.size(1); ++t) {
+          const auto gold = tgt[row][t];
           if (gold == kIgnoreLabel) continue;
-          const auto p = pred[row][t].item<int64_t>();
+          const auto p = pred[row][t];
           words += 1;
           correct += gold == p;
           const auto& uni = universal_tags();
@@ -654,9 +665,10 @@ class BertSpamTask : public BertFineTuneTask {
       auto target = torch::tensor(labels, torch::kLong).to(device_);
       auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong)).to(torch::kFloat);
       loss_sum += F::cross_entropy(logits, target, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
-      auto pred = logits.argmax(-1).cpu();
+      auto pred_t = logits.argmax(-1).cpu().contiguous();
+      const auto* pred = pred_t.data_ptr<int64_t>();
       for (size_t k = 0; k < labels.size(); ++k) {
-        const bool p = pred[static_cast<int64_t>(k)].item<int64_t>() == 1, y = labels[k] == 1;
+        const bool p = pred[k] == 1, y = labels[k] == 1;
         tp += p && y, fp += p && !y, fn += !p && y, tn += !p && !y;
       }
     }
@@ -674,7 +686,8 @@ class BertSpamTask : public BertFineTuneTask {
  private:
   std::vector<int64_t> encode(const std::string& text) const {
     std::vector<int64_t> ids{vocab_.cls_id()};
-    for (auto id : vocab_.encode(text)) {
+    // A token is rarely longer than 16 bytes: tokenize only the head of a long message.
+    for (auto id : vocab_.encode(text.substr(0, static_cast<size_t>(16 * max_length_)))) {
       if (static_cast<int64_t>(ids.size()) >= max_length_ - 1) break;
       ids.push_back(id);
     }

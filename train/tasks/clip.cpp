@@ -54,7 +54,11 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
     if (ctx.state) {
       c10::IValue v;
       if (!ctx.state->try_read("vocab", v) || !v.isString()) throw UsageError("the checkpoint's task state has no vocabulary");
-      vocab_ = WordPiece::from_text(v.toStringRef());
+      try {
+        vocab_ = WordPiece::from_text(v.toStringRef());
+      } catch (const std::runtime_error& e) {
+        throw UsageError(std::string("the checkpoint's vocabulary is damaged (") + e.what() + ")");
+      }
     } else {
       std::vector<std::string> texts;
       for (int c = 0; c < 10; ++c)
@@ -98,12 +102,12 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto [x, y] = next_batch();
       // Each image gets a caption of its class: a random training template and name.
-      auto labels = y.cpu();
+      auto labels = y.cpu().contiguous();
+      auto picks = torch::randint(static_cast<int64_t>(train_captions_[0].size()), {labels.size(0)}, torch::kLong);
       std::vector<const std::vector<int64_t>*> captions;
-      for (int64_t i = 0; i < labels.size(0); ++i) {
-        const auto& pool = train_captions_[static_cast<size_t>(labels[i].item<int64_t>())];
-        captions.push_back(&pool[static_cast<size_t>(torch::randint(static_cast<int64_t>(pool.size()), {1}).item<int64_t>())]);
-      }
+      for (int64_t i = 0; i < labels.size(0); ++i)
+        captions.push_back(&train_captions_[static_cast<size_t>(labels.data_ptr<int64_t>()[i])]
+                                           [static_cast<size_t>(picks.data_ptr<int64_t>()[i])]);
       auto out = model_->forward(normalize(x), pad(captions));
       auto loss = clip_loss(out.logits_per_image);
       ctx.backward(loss);

@@ -22,6 +22,8 @@ namespace {
 
 constexpr int64_t kPad = 0, kBos = 1, kEos = 2, kUnk = 3, kSpecials = 4;
 constexpr int64_t kMaxWordLength = 48;
+/// Positions the model has: a word of kMaxWordLength letters + EOS, or decode.max_len phones + BOS.
+constexpr int64_t kPositions = kMaxWordLength + 2;
 
 /// Letters: ids 4..29 for A..Z, 30 for the apostrophe.
 int64_t letter_id(char c) { return c == '\'' ? kSpecials + 26 : kSpecials + (c - 'A'); }
@@ -116,7 +118,7 @@ class TransformerG2P : public G2PTask {
                              .attention_dropout(cfg.get_float("model.attention_dropout"))
                              .pre_norm(cfg.get_bool("model.pre_norm"))
                              .tie_embeddings(cfg.get_bool("model.tie_embeddings"))
-                             .max_len(std::max<int64_t>(kMaxWordLength + 2, decode_.max_len() + 1))
+                             .max_len(kPositions)
                              .pad_id(kPad));
     model_->to(device_);
   }
@@ -324,7 +326,7 @@ void add_keys(Schema& s) {
       .add_float("loss.label_smoothing", 0.1, "label smoothing eps (the paper's 0.1)", 0.0, 0.9)
       .add_int("decode.beam_size", 4, "beam width for evaluation and zoo g2p (1 = greedy)", 1, 64)
       .add_float("decode.length_penalty", 0.6, "alpha of the GNMT length penalty", 0.0, 5.0)
-      .add_int("decode.max_len", 40, "most phones to generate, end of word included", 2, 200)
+      .add_int("decode.max_len", 40, "most phones to generate, end of word included", 2, kPositions - 1)
       .add_int("decode.batch_size", 256, "words decoded (and scored) together", 1);
 }
 
