@@ -3,7 +3,8 @@
 // (bench/<model>_peer.py). Prints one JSON line:
 //   {"impl": "zoo", "model": ..., "items_per_s": ..., "unit": ..., "peak_rss_mib": ..., "params": ..., "threads": ...}
 //
-//   zoo_bench --model vit|transformer|bert|clip [--threads N] [--steps N] [--warmup N] [--batch N]
+//   zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim [--threads N] [--steps N] [--warmup N] [--batch N]
+// ddim times sampling, not training: a batch through 50 DDIM steps (eta 0) per "step".
 #include <sys/resource.h>
 
 #include <chrono>
@@ -14,7 +15,11 @@
 
 #include "models/bert.h"
 #include "models/clip.h"
+#include "models/ddim.h"
+#include "models/gan.h"
 #include "models/transformer.h"
+#include "models/unet.h"
+#include "models/vae.h"
 #include "models/vit.h"
 
 namespace {
@@ -115,6 +120,81 @@ Bench clip(int64_t batch) {
           "images", count(m->parameters())};
 }
 
+// VAE: configs/vae_fashion_mnist.yaml's sizes, -ELBO with a Bernoulli decoder, Adam.
+Bench vae(int64_t batch) {
+  auto m = zoo::VAE(zoo::VAEOptions().hidden_dim(400).latent_dim(20));
+  m->train();
+  auto opt = std::make_shared<torch::optim::Adam>(m->parameters(), torch::optim::AdamOptions(1e-3));
+  auto update = optimizer_step(opt, m->parameters());
+  auto x = torch::rand({batch, 1, 28, 28});
+  return {[=]() mutable {
+            auto terms = m->elbo(x, m->forward(x));
+            update((terms.reconstruction + terms.kl).mean());
+          },
+          static_cast<double>(batch), "images", count(m->parameters())};
+}
+
+// DCGAN: configs/gan_fashion_mnist.yaml's sizes; a discriminator step, then a generator step
+// with the non-saturating loss, each Adam(2e-4, beta1 0.5).
+Bench gan(int64_t batch) {
+  auto o = zoo::DCGANOptions().latent_dim(100).generator_features(256).discriminator_features(128);
+  auto g = zoo::Generator(o);
+  auto d = zoo::Discriminator(o);
+  g->train(), d->train();
+  auto adam = torch::optim::AdamOptions(2e-4).betas({0.5, 0.999});
+  auto g_opt = std::make_shared<torch::optim::Adam>(g->parameters(), adam);
+  auto d_opt = std::make_shared<torch::optim::Adam>(d->parameters(), adam);
+  auto real = torch::rand({batch, 1, 28, 28}) * 2 - 1;
+  namespace F = torch::nn::functional;
+  return {[=]() mutable {
+            auto ones = torch::ones({batch}), zeros = torch::zeros({batch});
+            auto fake = g->forward(torch::randn({batch, 100}));
+            auto d_loss = F::binary_cross_entropy_with_logits(d->forward(real), ones) +
+                          F::binary_cross_entropy_with_logits(d->forward(fake.detach()), zeros);
+            d_opt->zero_grad();
+            d_loss.backward();
+            d_opt->step();
+            auto g_loss = F::binary_cross_entropy_with_logits(d->forward(fake), ones);
+            g_opt->zero_grad();
+            g_loss.backward();
+            g_opt->step();
+          },
+          static_cast<double>(batch), "images", count(g->parameters()) + count(d->parameters())};
+}
+
+zoo::UNet ddpm_unet() {
+  return zoo::UNet(zoo::UNetOptions().base_channels(32).channel_mults({1, 2, 2}).res_blocks(2).attention_resolutions({7}).dropout(0.1).heads(4));
+}
+
+// DDPM: configs/ddpm_fashion_mnist.yaml's U-Net; the simple loss on epsilon at a random t, Adam.
+Bench ddpm(int64_t batch) {
+  auto unet = ddpm_unet();
+  zoo::NoiseSchedule schedule;
+  unet->train();
+  auto opt = std::make_shared<torch::optim::Adam>(unet->parameters(), torch::optim::AdamOptions(2e-4));
+  auto update = optimizer_step(opt, unet->parameters());
+  auto x0 = torch::rand({batch, 1, 28, 28}) * 2 - 1;
+  return {[=]() mutable {
+            auto t = torch::randint(0, 1000, {batch}, torch::kLong);
+            auto noise = torch::randn_like(x0);
+            update(torch::mse_loss(unet->forward(schedule->q_sample(x0, t, noise), t), noise));
+          },
+          static_cast<double>(batch), "images", count(unet->parameters())};
+}
+
+// DDIM-50 sampling (eta 0, linspace spacing, x0 clipped) of a batch with the DDPM U-Net.
+Bench ddim(int64_t batch) {
+  auto unet = ddpm_unet();
+  zoo::NoiseSchedule schedule;
+  unet->eval();
+  zoo::Denoiser net = [unet](const torch::Tensor& x, const torch::Tensor& t) mutable { return unet->forward(x, t); };
+  return {[=]() {
+            torch::NoGradGuard no_grad;
+            zoo::ddim_sample(*schedule, net, torch::randn({batch, 1, 28, 28}), zoo::DDIMSamplerOptions().steps(50));
+          },
+          static_cast<double>(batch), "images sampled", count(unet->parameters())};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -137,8 +217,13 @@ int main(int argc, char** argv) {
   else if (model == "transformer") b = transformer(batch ? batch : 256);
   else if (model == "bert") b = bert(batch ? batch : 32);
   else if (model == "clip") b = clip(batch ? batch : 128);
+  else if (model == "vae") b = vae(batch ? batch : 100);
+  else if (model == "gan") b = gan(batch ? batch : 64);
+  else if (model == "ddpm") b = ddpm(batch ? batch : 128);
+  else if (model == "ddim") b = ddim(batch ? batch : 64);
   else {
-    std::fprintf(stderr, "usage: zoo_bench --model vit|transformer|bert|clip [--threads N] [--steps N] [--warmup N] [--batch N]\n");
+    std::fprintf(stderr, "usage: zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim [--threads N] [--steps N] "
+                         "[--warmup N] [--batch N]\n");
     return 2;
   }
   for (int i = 0; i < warmup; ++i) b.step();
