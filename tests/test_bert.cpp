@@ -252,7 +252,7 @@ TEST_CASE("BERT encoder: outputs depend on both sides, padding leaves real token
   CHECK_FALSE(torch::allclose(base, m->forward(ids, seg).sequence));
 }
 
-TEST_CASE("BERT parameters follow the usual layout; the MLM decoder is the word embedding", "[bert]") {
+TEST_CASE("BERT parameters follow the usual layout, and the MLM decoder is the word embedding", "[bert]") {
   auto m = zoo::BertForPreTraining(zoo::BertOptions::preset("tiny", 100));
   auto p = m->named_parameters();
   for (const char* name : {"bert.embeddings.word_embeddings.weight", "bert.embeddings.position_embeddings.weight",

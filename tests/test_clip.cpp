@@ -119,7 +119,7 @@ TEST_CASE("CLIP on a toy case learns to rank the matching caption first", "[clip
   CHECK(right > 0.95);
 }
 
-TEST_CASE("read_image_gray: any size and channel count becomes grey 28x28; other files are refused", "[clip]") {
+TEST_CASE("read_image_gray: any size and channel count becomes grey 28x28, other files are refused", "[clip]") {
   auto dir = zoo::test::scratch("png");
   auto rgb = torch::zeros({3, 56, 56});
   rgb[0].fill_(1.0);  // pure red: luminance 0.299
@@ -135,7 +135,7 @@ TEST_CASE("read_image_gray: any size and channel count becomes grey 28x28; other
   CHECK_THROWS_WITH(zoo::read_image_gray(dir + "/missing.png", 28), Contains(dir + "/missing.png"));
 }
 
-TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities out; bad files exit 2", "[clip][cli]") {
+TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities out, bad files exit 2", "[clip][cli]") {
   auto dir = zoo::test::scratch("clip");
   std::ofstream(dir + "/clip.yaml")
       << "task: clip_fashion_mnist\n"
