@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "models/wordpiece.h"
 #include "train/config.h"
 
 namespace fs = std::filesystem;
@@ -160,6 +161,20 @@ void load_module(torch::nn::Module& module, torch::serialize::InputArchive& arch
     load_tree(module, sub, key + "/", path);
   } catch (const c10::Error& e) {
     throw UsageError(path + ": cannot load '" + key + "': " + first_line(e.what_without_backtrace()));
+  }
+}
+
+std::string read_string(torch::serialize::InputArchive& state, const std::string& key) {
+  c10::IValue v;
+  if (!state.try_read(key, v) || !v.isString()) throw UsageError("the checkpoint's task state has no '" + key + "'");
+  return v.toStringRef();
+}
+
+WordPiece read_vocab(torch::serialize::InputArchive& state) {
+  try {
+    return WordPiece::from_text(read_string(state, "vocab"));
+  } catch (const std::runtime_error& e) {
+    throw UsageError(std::string("the checkpoint's vocabulary is damaged (") + e.what() + ")");
   }
 }
 

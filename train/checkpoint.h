@@ -10,6 +10,8 @@
 
 namespace zoo {
 
+class WordPiece;
+
 constexpr int64_t kCheckpointVersion = 1;
 constexpr const char* kCheckpointFormat = "zoo-checkpoint";
 
@@ -36,5 +38,11 @@ std::string step_checkpoint_name(int64_t step);
 /// Loads a module's parameters and buffers from archive[key]; UsageError on mismatch.
 void load_module(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& key,
                  const std::string& path);
+
+/// A string a task stored in its state (archive["task"]); UsageError when it is missing.
+std::string read_string(torch::serialize::InputArchive& state, const std::string& key);
+
+/// The WordPiece vocabulary a task stored as state["vocab"]; UsageError when it is missing or damaged.
+WordPiece read_vocab(torch::serialize::InputArchive& state);
 
 }  // namespace zoo

@@ -8,6 +8,7 @@
 #include <numeric>
 #include <sstream>
 
+#include "train/checkpoint.h"
 #include "train/data/bert_pretraining.h"
 #include "train/data/brown.h"
 #include "train/data/sampler.h"
@@ -21,20 +22,6 @@ namespace {
 namespace F = torch::nn::functional;
 
 // ---------------------------------------------------------------- what a checkpoint carries
-std::string read_text(torch::serialize::InputArchive& a, const std::string& key) {
-  c10::IValue v;
-  if (!a.try_read(key, v) || !v.isString()) throw UsageError("the checkpoint's task state has no '" + key + "'");
-  return v.toStringRef();
-}
-
-WordPiece read_vocab(torch::serialize::InputArchive& a) {
-  try {
-    return WordPiece::from_text(read_text(a, "vocab"));
-  } catch (const std::runtime_error& e) {
-    throw UsageError(std::string("the checkpoint's vocabulary is damaged (") + e.what() + ")");
-  }
-}
-
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);
@@ -224,7 +211,7 @@ class BertMLMTask : public MaskedLanguageModelTask {
     a.write("cursor", c10::IValue(cursor_));
   }
   void load_state(torch::serialize::InputArchive& a) override {
-    if (read_text(a, "vocab") != vocab_.to_text())
+    if (read_string(a, "vocab") != vocab_.to_text())
       throw UsageError("--resume: the checkpoint's vocabulary differs from the one this config gives (data.vocab or "
                        "data.vocab_size changed?)");
     c10::IValue e, c;
@@ -394,7 +381,7 @@ class BertFineTuneTask : public Task {
     if (sampler_) sampler_->save(a);
   }
   void load_state(torch::serialize::InputArchive& a) override {
-    if (read_text(a, "vocab") != vocab_.to_text())
+    if (read_string(a, "vocab") != vocab_.to_text())
       throw UsageError("--resume: the checkpoint's vocabulary differs from the one this config gives");
     c10::IValue e;
     if (a.try_read("epoch", e)) sampler().load(a);
@@ -456,7 +443,7 @@ class BertPOSTask : public BertFineTuneTask {
   BertPOSTask(const Config& cfg, const TaskContext& ctx)
       : BertFineTuneTask(cfg, ctx), root_(cfg.get_string("data.root")), full_(cfg.get_string("data.tagset") == "full") {
     if (!full_) labels_ = universal_tags();
-    else if (ctx.state) labels_ = split_lines(read_text(*ctx.state, "labels"));
+    else if (ctx.state) labels_ = split_lines(read_string(*ctx.state, "labels"));
     else labels_ = full_tagset(load_brown(root_, "train"));
     model_ = BertForTokenClassification(options_, static_cast<int64_t>(labels_.size()));
     init_encoder(model_->bert);

@@ -10,6 +10,7 @@
 
 #include "models/clip.h"
 #include "models/wordpiece.h"
+#include "train/checkpoint.h"
 #include "train/data/fashion_captions.h"
 #include "train/data/sequences.h"
 #include "train/image.h"
@@ -52,13 +53,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
         probe_limit_(cfg.get_int("eval.probe_train_limit")),
         retrieval_size_(cfg.get_int("eval.retrieval_size")) {
     if (ctx.state) {
-      c10::IValue v;
-      if (!ctx.state->try_read("vocab", v) || !v.isString()) throw UsageError("the checkpoint's task state has no vocabulary");
-      try {
-        vocab_ = WordPiece::from_text(v.toStringRef());
-      } catch (const std::runtime_error& e) {
-        throw UsageError(std::string("the checkpoint's vocabulary is damaged (") + e.what() + ")");
-      }
+      vocab_ = read_vocab(*ctx.state);
     } else {
       std::vector<std::string> texts;
       for (int c = 0; c < 10; ++c)
