@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 namespace zoo::test {
 
@@ -16,10 +17,23 @@ inline std::string data_root() {
   return (env ? std::string(env) : source_dir() + "/data") + "/fashion-mnist";
 }
 
+/// Removes a directory tree. Not std::filesystem::remove_all: LibTorch 2.x wheels export their own
+/// copy of it, which the dynamic linker may pick and which crashed on a non-empty folder (torch 2.11).
+inline void remove_tree(const std::filesystem::path& dir) {
+  if (!std::filesystem::is_directory(std::filesystem::symlink_status(dir))) {
+    std::filesystem::remove(dir);
+    return;
+  }
+  std::vector<std::filesystem::path> entries;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) entries.push_back(e.path());
+  for (const auto& e : entries) remove_tree(e);
+  std::filesystem::remove(dir);
+}
+
 /// A fresh, empty directory under the system temp folder.
 inline std::string scratch(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() / ("zoo-test-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(dir);
+  remove_tree(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
 }

@@ -18,10 +18,10 @@ double frechet_distance(const torch::Tensor& a_in, const torch::Tensor& b_in) {
   };
   auto s_a = cov(a, mu_a), s_b = cov(b, mu_b);
   // Tr (S_a S_b)^(1/2) = sum of sqrt(eigenvalues of S_a^(1/2) S_b S_a^(1/2)), a symmetric PSD matrix.
-  auto [w, v] = torch::linalg::eigh(s_a, "L");
+  auto [w, v] = torch::linalg_eigh(s_a, "L");
   auto sqrt_a = v.mm(torch::diag(w.clamp_min(0).sqrt())).mm(v.t());
   auto m = sqrt_a.mm(s_b).mm(sqrt_a);
-  auto eig = torch::linalg::eigvalsh((m + m.t()) / 2, "L").clamp_min(0);
+  auto eig = torch::linalg_eigvalsh((m + m.t()) / 2, "L").clamp_min(0);
   const double tr_sqrt = eig.sqrt().sum().item<double>();
   return (mu_a - mu_b).pow(2).sum().item<double>() + s_a.trace().item<double>() + s_b.trace().item<double>() -
          2 * tr_sqrt;

@@ -4,6 +4,7 @@
 #include <csignal>
 #include <functional>
 #include <chrono>
+#include <cstdlib>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -81,6 +82,9 @@ void apply_runtime(const Config& cfg) {
   torch::set_num_threads(n);
   torch::manual_seed(static_cast<uint64_t>(cfg.get_int("train.seed")));
   const bool det = cfg.get_bool("train.deterministic");
+  // cuBLAS is deterministic only with a fixed workspace, set before its first use (PyTorch's
+  // reproducibility notes); a user's own setting wins.
+  if (det) ::setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
   at::globalContext().setDeterministicAlgorithms(det, /*warn_only=*/false);
   at::globalContext().setBenchmarkCuDNN(!det);
 }
