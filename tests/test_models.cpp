@@ -69,6 +69,20 @@ TEST_CASE("attention equals LibTorch's multi_head_attention_forward on the same 
                                               mha->proj->weight, mha->proj->bias)
           .training(false)));
   CHECK(torch::allclose(ours, ref.transpose(0, 1), 1e-5, 1e-6));
+  {
+    // Without gradients (sampling, evaluation) LibTorch 1.x takes its fused inference kernel:
+    // the same outputs, also for a non-contiguous input such as the U-Net's (B, HW, C) view.
+    torch::NoGradGuard no_grad;
+    CHECK(torch::allclose(mha->forward(x), ref.transpose(0, 1), 1e-5, 1e-6));
+    auto xnc = x.transpose(1, 2).contiguous().transpose(1, 2);
+    REQUIRE_FALSE(xnc.is_contiguous());
+    CHECK(torch::allclose(mha->forward(xnc), ref.transpose(0, 1), 1e-5, 1e-6));
+    zoo::MultiheadAttention nobias(zoo::MultiheadAttentionOptions(16, 4).bias(false));
+    nobias->eval();
+    auto y_fused = nobias->forward(x);
+    torch::AutoGradMode grad(true);
+    CHECK(torch::allclose(y_fused, nobias->forward(x), 1e-5, 1e-6));
+  }
 
   // Cross-attention and a key-padding mask against the same reference.
   auto ctx = torch::randn({3, 5, 16});

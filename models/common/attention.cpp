@@ -49,6 +49,20 @@ torch::Tensor MultiheadAttentionImpl::attend(const torch::Tensor& q, const torch
 }
 
 torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask, KVCache* cache) {
+#if TORCH_VERSION_MAJOR < 2
+  // Inference without a mask or a cache on LibTorch 1.x: its fused kernel (projection, bias
+  // and scaling, softmax, the two batched products in one op), torch.nn.MultiheadAttention's
+  // "fast path". It has no backward, so only where no gradient is recorded. LibTorch 2.x
+  // gets fused kernels through at::scaled_dot_product_attention below.
+  if (!cache && !mask.defined() && !torch::GradMode::is_enabled() && x.dim() == 3 &&
+      (!is_training() || options.dropout() == 0)) {
+    const auto c = options.dim();
+    auto qkv_bias = qkv->bias.defined() ? qkv->bias : torch::zeros({3 * c}, x.options());
+    auto proj_bias = proj->bias.defined() ? proj->bias : torch::zeros({c}, x.options());
+    return std::get<0>(at::_native_multi_head_attention(x, x, x, c, options.heads(), qkv->weight, qkv_bias,
+                                                        proj->weight, proj_bias, c10::nullopt, /*need_weights=*/false));
+  }
+#endif
   auto qkv_out = qkv(x).chunk(3, /*dim=*/-1);
   auto q = split_heads(qkv_out[0]), k = split_heads(qkv_out[1]), v = split_heads(qkv_out[2]);
   if (cache) {
