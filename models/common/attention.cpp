@@ -1,5 +1,7 @@
 #include "models/common/attention.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 #include <limits>
 
@@ -54,8 +56,10 @@ torch::Tensor MultiheadAttentionImpl::forward(const torch::Tensor& x, const torc
   // and scaling, softmax, the two batched products in one op), torch.nn.MultiheadAttention's
   // "fast path". It has no backward, so only where no gradient is recorded. LibTorch 2.x
   // gets fused kernels through at::scaled_dot_product_attention below.
+  // Autocast does not cover this op: under it, or for mixed dtypes, take the general path.
   if (!cache && !mask.defined() && !torch::GradMode::is_enabled() && x.dim() == 3 &&
-      (!is_training() || options.dropout() == 0)) {
+      (!is_training() || options.dropout() == 0) && x.scalar_type() == qkv->weight.scalar_type() &&
+      !at::autocast::is_enabled() && !at::autocast::is_cpu_enabled()) {
     const auto c = options.dim();
     auto qkv_bias = qkv->bias.defined() ? qkv->bias : torch::zeros({3 * c}, x.options());
     auto proj_bias = proj->bias.defined() ? proj->bias : torch::zeros({c}, x.options());
