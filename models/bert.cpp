@@ -46,7 +46,7 @@ BertEmbeddingsImpl::BertEmbeddingsImpl(const BertOptions& o) {
   token_type_embeddings =
       register_module("token_type_embeddings", torch::nn::Embedding(o.type_vocab_size(), o.hidden_size()));
   LayerNorm = register_module("LayerNorm", bert_layer_norm(o));
-  dropout = register_module("dropout", torch::nn::Dropout(o.dropout()));
+  dropout = register_module("dropout", Dropout(o.dropout()));
 }
 
 torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids) {
@@ -78,7 +78,7 @@ torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch
 BertResidualImpl::BertResidualImpl(int64_t in, const BertOptions& o) {
   dense = register_module("dense", torch::nn::Linear(in, o.hidden_size()));
   LayerNorm = register_module("LayerNorm", bert_layer_norm(o));
-  dropout = register_module("dropout", torch::nn::Dropout(o.dropout()));
+  dropout = register_module("dropout", Dropout(o.dropout()));
 }
 
 torch::Tensor BertResidualImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
@@ -176,7 +176,7 @@ BertPreTrainingOutput BertForPreTrainingImpl::forward(const torch::Tensor& input
 
 BertForTokenClassificationImpl::BertForTokenClassificationImpl(const BertOptions& options, int64_t num_labels) {
   bert = register_module("bert", BertModel(options));
-  dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
+  dropout = register_module("dropout", Dropout(options.dropout()));
   classifier = register_module("classifier", torch::nn::Linear(options.hidden_size(), num_labels));
   bert_init_weights(*classifier, options.initializer_range());
 }
@@ -188,7 +188,7 @@ torch::Tensor BertForTokenClassificationImpl::forward(const torch::Tensor& input
 
 BertForSequenceClassificationImpl::BertForSequenceClassificationImpl(const BertOptions& options, int64_t num_labels) {
   bert = register_module("bert", BertModel(options));
-  dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
+  dropout = register_module("dropout", Dropout(options.dropout()));
   classifier = register_module("classifier", torch::nn::Linear(options.hidden_size(), num_labels));
   bert_init_weights(*classifier, options.initializer_range());
 }

@@ -45,7 +45,7 @@ void TransformerEncoderLayerImpl::reset() {
   ff_2 = register_module("ff_2", torch::nn::Linear(options.ff_dim(), d));
   norm_1 = register_module("norm_1", layer_norm(d));
   norm_2 = register_module("norm_2", layer_norm(d));
-  dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
+  dropout = register_module("dropout", Dropout(options.dropout()));
 }
 
 torch::Tensor TransformerEncoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& mask) {
@@ -75,7 +75,7 @@ void TransformerDecoderLayerImpl::reset() {
   norm_1 = register_module("norm_1", layer_norm(d));
   norm_2 = register_module("norm_2", layer_norm(d));
   norm_3 = register_module("norm_3", layer_norm(d));
-  dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
+  dropout = register_module("dropout", Dropout(options.dropout()));
 }
 
 torch::Tensor TransformerDecoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& memory,
@@ -103,7 +103,7 @@ void TransformerImpl::reset() {
   src_embedding = register_module("src_embedding", torch::nn::Embedding(options.src_vocab(), d));
   tgt_embedding = register_module("tgt_embedding", torch::nn::Embedding(options.tgt_vocab(), d));
   positions = register_buffer("positions", sinusoidal_positions(options.max_len(), d));
-  dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
+  dropout = register_module("dropout", Dropout(options.dropout()));
   encoder = register_module("encoder", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.encoder_layers(); ++i) encoder->push_back(TransformerEncoderLayer(options));
   decoder = register_module("decoder", torch::nn::ModuleList());

@@ -10,6 +10,8 @@
 
 #include <torch/torch.h>
 
+#include "models/common/dropout.h"
+
 #include "models/common/attention.h"
 
 namespace zoo {
@@ -69,7 +71,7 @@ class TransformerEncoderLayerImpl : public torch::nn::Cloneable<TransformerEncod
   MultiheadAttention self_attention{nullptr};
   torch::nn::Linear ff_1{nullptr}, ff_2{nullptr};
   torch::nn::LayerNorm norm_1{nullptr}, norm_2{nullptr};
-  torch::nn::Dropout dropout{nullptr};
+  Dropout dropout{nullptr};
 };
 TORCH_MODULE(TransformerEncoderLayer);
 
@@ -88,7 +90,7 @@ class TransformerDecoderLayerImpl : public torch::nn::Cloneable<TransformerDecod
   MultiheadAttention self_attention{nullptr}, cross_attention{nullptr};
   torch::nn::Linear ff_1{nullptr}, ff_2{nullptr};
   torch::nn::LayerNorm norm_1{nullptr}, norm_2{nullptr}, norm_3{nullptr};
-  torch::nn::Dropout dropout{nullptr};
+  Dropout dropout{nullptr};
 };
 TORCH_MODULE(TransformerDecoderLayer);
 
@@ -112,7 +114,7 @@ class TransformerImpl : public torch::nn::Cloneable<TransformerImpl> {
   TransformerOptions options;
   torch::nn::Embedding src_embedding{nullptr}, tgt_embedding{nullptr};
   torch::Tensor positions;  // buffer (max_len, D)
-  torch::nn::Dropout dropout{nullptr};
+  Dropout dropout{nullptr};
   torch::nn::ModuleList encoder{nullptr}, decoder{nullptr};
   torch::nn::LayerNorm encoder_norm{nullptr}, decoder_norm{nullptr};  // pre-norm only
   torch::nn::Linear output{nullptr};  // untied only

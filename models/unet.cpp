@@ -32,7 +32,7 @@ void ResBlockImpl::reset() {
   conv1 = register_module("conv1", conv3x3(in, out));
   time = register_module("time", nn::Linear(time_dim, out));
   norm2 = register_module("norm2", group_norm(out));
-  dropout = register_module("dropout", nn::Dropout(dropout_p));
+  dropout = register_module("dropout", Dropout(dropout_p));
   conv2 = register_module("conv2", conv3x3(out, out));
   if (in != out) skip = register_module("skip", nn::Conv2d(nn::Conv2dOptions(in, out, 1)));
   torch::NoGradGuard no_grad;

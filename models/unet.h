@@ -7,6 +7,8 @@
 
 #include <torch/torch.h>
 
+#include "models/common/dropout.h"
+
 #include "models/common/attention.h"
 
 namespace zoo {
@@ -45,7 +47,7 @@ class ResBlockImpl : public torch::nn::Cloneable<ResBlockImpl> {
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, skip{nullptr};
   torch::nn::Linear time{nullptr};
-  torch::nn::Dropout dropout{nullptr};
+  Dropout dropout{nullptr};
 };
 TORCH_MODULE(ResBlock);
 

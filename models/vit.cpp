@@ -12,7 +12,7 @@ void EncoderBlockImpl::reset() {
   ln_2 = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-6)));
   fc_1 = register_module("fc_1", torch::nn::Linear(d, options.mlp_dim()));
   fc_2 = register_module("fc_2", torch::nn::Linear(options.mlp_dim(), d));
-  dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
+  dropout = register_module("dropout", Dropout(options.dropout()));
 }
 
 torch::Tensor EncoderBlockImpl::forward(torch::Tensor x, const torch::Tensor& mask) {
@@ -38,7 +38,7 @@ void ViTImpl::reset() {
   class_token = register_parameter("class_token", torch::zeros({1, 1, d}));
   position_embedding =
       register_parameter("position_embedding", torch::randn({1, 1 + num_patches(), d}) * 0.02);
-  embedding_dropout = register_module("embedding_dropout", torch::nn::Dropout(options.dropout()));
+  embedding_dropout = register_module("embedding_dropout", Dropout(options.dropout()));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.depth(); ++i) {
     blocks->push_back(EncoderBlock(EncoderBlockOptions(d, options.heads(), options.mlp_dim())

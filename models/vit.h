@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "models/common/dropout.h"
+
 #include "models/common/attention.h"
 
 namespace zoo {
@@ -53,7 +55,7 @@ class EncoderBlockImpl : public torch::nn::Cloneable<EncoderBlockImpl> {
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   MultiheadAttention attention{nullptr};
   torch::nn::Linear fc_1{nullptr}, fc_2{nullptr};
-  torch::nn::Dropout dropout{nullptr};
+  Dropout dropout{nullptr};
 };
 TORCH_MODULE(EncoderBlock);
 
@@ -75,7 +77,7 @@ class ViTImpl : public torch::nn::Cloneable<ViTImpl> {
   torch::nn::Conv2d patch_embedding{nullptr};  // stride = kernel = patch: one linear map per patch
   torch::Tensor class_token;                   // (1, 1, D)
   torch::Tensor position_embedding;            // (1, 1 + N, D)
-  torch::nn::Dropout embedding_dropout{nullptr};
+  Dropout embedding_dropout{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::LayerNorm norm{nullptr};
   torch::nn::Linear head{nullptr};

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "models/common/attention.h"
+#include "models/common/dropout.h"
 #include "models/vit.h"
 
 namespace {
@@ -124,4 +125,50 @@ TEST_CASE("padding mask: padded keys do not change the real tokens' outputs", "[
   auto a = mha->forward(real);
   auto b = mha->forward(padded, zoo::padding_mask(pad)).narrow(1, 0, 4);
   CHECK(torch::allclose(a, b, 1e-5, 1e-6));
+}
+
+TEST_CASE("dropout: rate, scale, seeding, gradient and evaluation", "[dropout]") {
+  const double p = 0.1;
+  auto x = torch::ones({1000, 1000});
+  torch::manual_seed(3);
+  auto y = zoo::dropout(x, p, /*training=*/true);
+  // Every element is 0 or 1 / (1 - p); the kept fraction is 1 - p within 5 standard deviations
+  // (sd = sqrt(p (1 - p) / n) = 3e-4).
+  auto kept = y.ne(0);
+  CHECK(y.masked_select(kept).sub(1.0 / (1 - p)).abs().max().item<float>() < 1e-6);
+  CHECK(std::abs(kept.to(torch::kDouble).mean().item<double>() - (1 - p)) < 5 * 3e-4);
+  // Neighbours are independent: the fraction of kept pairs (i, i + 1) is (1 - p)^2.
+  auto flat = kept.flatten().to(torch::kDouble);
+  auto pairs = (flat.slice(0, 0, -1) * flat.slice(0, 1)).mean().item<double>();
+  CHECK(std::abs(pairs - (1 - p) * (1 - p)) < 5 * 6e-4);
+  // Set by torch::manual_seed; a second draw differs from the first.
+  torch::manual_seed(3);
+  CHECK(torch::equal(zoo::dropout(x, p, true), y));
+  CHECK_FALSE(torch::equal(zoo::dropout(x, p, true), y));
+  // The same mask for any thread count.
+  const auto threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  torch::manual_seed(3);
+  auto one_thread = zoo::dropout(x, p, true);
+  torch::set_num_threads(threads);
+  CHECK(torch::equal(one_thread, y));
+  // The gradient is the mask; evaluation and p = 0 are the identity; p = 1 drops everything.
+  auto w = torch::randn({64, 33}, torch::requires_grad());
+  auto out = zoo::dropout(w, 0.5, true);
+  out.sum().backward();
+  CHECK(torch::allclose(out, w.detach() * w.grad()));
+  CHECK(w.grad().eq(0).logical_or(w.grad().eq(2)).all().item<bool>());
+  CHECK(torch::equal(zoo::dropout(w, 0.5, false), w));
+  CHECK(torch::equal(zoo::dropout(w, 0.0, true), w));
+  CHECK(zoo::dropout(w, 1.0, true).eq(0).all().item<bool>());
+  // Non-contiguous and reduced-precision inputs; the module form follows train() and eval().
+  auto t = torch::ones({40, 50}).t();
+  CHECK(zoo::dropout(t, 0.5, true).sizes() == t.sizes());
+  CHECK(zoo::dropout(torch::ones({100}, torch::kBFloat16), 0.5, true).scalar_type() == torch::kBFloat16);
+  zoo::Dropout module(0.5);
+  module->train();
+  CHECK_FALSE(torch::equal(module->forward(x), x));
+  module->eval();
+  CHECK(torch::equal(module->forward(x), x));
+  CHECK_THROWS(zoo::dropout(x, 1.5, true));
 }

@@ -2,6 +2,8 @@
 
 #include <ATen/autocast_mode.h>
 
+#include "models/common/dropout.h"
+
 #include <cmath>
 #include <limits>
 
@@ -19,7 +21,7 @@ torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::
   auto scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(q.size(-1)));
   if (mask.defined()) scores = scores + mask.to(scores.scalar_type());
   auto probs = torch::softmax(scores, /*dim=*/-1);
-  if (dropout_p > 0) probs = torch::dropout(probs, dropout_p, /*train=*/true);
+  if (dropout_p > 0) probs = zoo::dropout(probs, dropout_p, /*training=*/true);
   return torch::matmul(probs, v);
 #endif
 }
