@@ -7,9 +7,8 @@
 
 #include <torch/torch.h>
 
-#include "models/common/dropout.h"
-
 #include "models/common/attention.h"
+#include "models/common/dropout.h"
 
 namespace zoo {
 

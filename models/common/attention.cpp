@@ -2,10 +2,10 @@
 
 #include <ATen/autocast_mode.h>
 
-#include "models/common/dropout.h"
-
 #include <cmath>
 #include <limits>
+
+#include "models/common/dropout.h"
 
 namespace zoo {
 
