@@ -3,8 +3,9 @@
 // (bench/<model>_peer.py). Prints one JSON line:
 //   {"impl": "zoo", "model": ..., "items_per_s": ..., "unit": ..., "peak_rss_mib": ..., "params": ..., "threads": ...}
 //
-//   zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim [--threads N] [--steps N] [--warmup N] [--batch N]
+//   zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] [--warmup N] [--batch N]
 // ddim times sampling, not training: a batch through 50 DDIM steps (eta 0) per "step".
+// dropout times one training-mode dropout (p = 0.1) of a (batch, 512) activation per "step".
 #include <sys/resource.h>
 
 #include <chrono>
@@ -15,6 +16,7 @@
 
 #include "models/bert.h"
 #include "models/clip.h"
+#include "models/common/dropout.h"
 #include "models/ddim.h"
 #include "models/gan.h"
 #include "models/transformer.h"
@@ -195,6 +197,13 @@ Bench ddim(int64_t batch) {
           static_cast<double>(batch), "images sampled", count(unet->parameters())};
 }
 
+// Dropout alone: zoo::dropout at p = 0.1 on a (batch, 512) activation; batch 2,304 is the
+// Transformer G2P feed-forward's inner activation (256 words x 9 positions).
+Bench dropout(int64_t batch) {
+  auto x = torch::randn({batch, 512});
+  return {[=]() { zoo::dropout(x, 0.1, /*training=*/true); }, static_cast<double>(x.numel()), "elements", 0};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -221,8 +230,9 @@ int main(int argc, char** argv) {
   else if (model == "gan") b = gan(batch ? batch : 64);
   else if (model == "ddpm") b = ddpm(batch ? batch : 128);
   else if (model == "ddim") b = ddim(batch ? batch : 64);
+  else if (model == "dropout") b = dropout(batch ? batch : 2304);
   else {
-    std::fprintf(stderr, "usage: zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim [--threads N] [--steps N] "
+    std::fprintf(stderr, "usage: zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] "
                          "[--warmup N] [--batch N]\n");
     return 2;
   }
