@@ -330,3 +330,23 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
                                  {dir + "/pos2"}),
                     Contains("not a pretrained BERT"));
 }
+
+TEST_CASE("spam detection from scratch with a vocabulary built from the training messages", "[bert][learn]") {
+  auto dir = zoo::test::scratch("bert-spam");
+  const auto spam = data_dir("spamassassin");
+  std::ofstream(dir + "/spam.yaml")
+      << "task: bert_spam\n"
+         "train: {device: cpu, threads: 2, seed: 1, batch_size: 16, log_every: 10, eval_every: 0, checkpoint_every: 1000}\n"
+         "model: {pretrained: '', size: tiny, dropout: 0.0, attention_dropout: 0.0}\n"
+         "data: {root: " + spam + ", vocab_corpus: " + spam + ", vocab_size: 1000, max_length: 128, train_limit: 400, eval_limit: 200}\n"
+         "optim: {lr: 0.001, warmup_steps: 10}\n";
+  auto cfg = zoo::Config::from_file(dir + "/spam.yaml", {"train.steps=100"});
+  zoo::Trainer t(cfg, {dir + "/run"});
+  auto m = t.run();
+  INFO("accuracy " << m["accuracy"] << ", F1 " << m["f1"]);
+  CHECK(m["accuracy"] > 0.75);  // about two messages in three are ham
+  CHECK(m["f1"] > 0.5);
+  // A corpus that is neither Brown nor SpamAssassin is refused by its key.
+  CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml", {"data.vocab_corpus=" + dir}), {dir + "/run2"}),
+                    Contains("data.vocab_corpus: " + dir + " is neither"));
+}

@@ -4,6 +4,7 @@
 #include "train/tasks/bert.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <numeric>
 #include <sstream>
@@ -61,7 +62,9 @@ void add_bert_model_keys(Schema& s) {
 void add_vocab_keys(Schema& s) {
   s.add_string("data.vocab", "", "a BERT vocab.txt to use; empty builds one from the Brown training documents")
       .add_int("data.vocab_size", 8192, "size of the vocabulary built when data.vocab is empty", 64, 1000000)
-      .add_string("data.vocab_corpus", "data/brown", "the Brown corpus a vocabulary is built from");
+      .add_string("data.vocab_corpus", "data/brown",
+                  "what a vocabulary is built from: a Brown root (its training documents) or a SpamAssassin root "
+                  "(its training messages)");
 }
 
 /// The Brown training documents' sentences as plain text, one string per sentence.
@@ -87,7 +90,22 @@ WordPiece make_vocab(const Config& cfg) {
   }
   WordPieceTrainOptions o;
   o.vocab_size = cfg.get_int("data.vocab_size");
-  return WordPiece::train(brown_texts(cfg.get_string("data.vocab_corpus")), o);
+  const auto& corpus = cfg.get_string("data.vocab_corpus");
+  std::vector<std::string> texts;
+  try {
+    if (std::filesystem::exists(std::filesystem::path(corpus) / "cats.txt")) {
+      texts = brown_texts(corpus);
+    } else if (std::filesystem::is_directory(std::filesystem::path(corpus) / "data" / "spam-1")) {
+      for (auto& m : load_spamassassin(corpus, "train")) texts.push_back(std::move(m.text));
+    } else {
+      throw UsageError(corpus + " is neither a Brown root (cats.txt) nor a SpamAssassin root (data/spam-1/); run "
+                       "scripts/fetch-data brown or spamassassin, or set data.vocab_corpus");
+    }
+  } catch (const UsageError& e) {
+    const std::string what = e.what();
+    throw UsageError("data.vocab_corpus: " + (what.rfind("data.root: ", 0) == 0 ? what.substr(11) : what));
+  }
+  return WordPiece::train(texts, o);
 }
 
 /// Copies every parameter and buffer of `from` into the same-named one of `to`.
@@ -425,8 +443,8 @@ void add_finetune_keys(Schema& s) {
   s.add_string("model.pretrained", "",
                "a bert_mlm checkpoint to start from (its vocabulary and encoder); empty = from scratch, with model.size "
                "and a vocabulary from data.vocab or built from Brown")
-      .add_int("data.train_limit", 0, "use only the first N training documents or messages (0 = all)", 0)
-      .add_int("data.eval_limit", 0, "evaluate on the first N sentences or messages of a split (0 = all)", 0);
+      .add_int("data.train_limit", 0, "use only N training documents (the first) or messages (spread over the split); 0 = all", 0)
+      .add_int("data.eval_limit", 0, "evaluate on N sentences (the first) or messages (spread over the split); 0 = all", 0);
 }
 
 // ---- POS tagging on Brown
@@ -682,28 +700,29 @@ class BertSpamTask : public BertFineTuneTask {
     return ids;
   }
 
+  /// At most `limit` (0: all) of a split's messages. The loader lists them folder by folder, ham
+  /// first: a limited set takes every k-th message, to keep the class balance of the whole split.
+  std::vector<EmailMessage> messages(const std::string& split, int64_t limit) const {
+    auto all = load_spamassassin(root_, split);
+    if (limit <= 0 || static_cast<int64_t>(all.size()) <= limit) return all;
+    std::vector<EmailMessage> kept;
+    const double step = static_cast<double>(all.size()) / static_cast<double>(limit);
+    for (int64_t i = 0; i < limit; ++i) kept.push_back(std::move(all[static_cast<size_t>(static_cast<double>(i) * step)]));
+    return kept;
+  }
+
   void load_train() override {
-    auto messages = load_spamassassin(root_, "train");
-    if (train_limit_ > 0 && static_cast<int64_t>(messages.size()) > train_limit_) {
-      // Keep the class balance of the whole set: take every k-th message.
-      std::vector<EmailMessage> kept;
-      const double step = static_cast<double>(messages.size()) / static_cast<double>(train_limit_);
-      for (int64_t i = 0; i < train_limit_; ++i) kept.push_back(messages[static_cast<size_t>(static_cast<double>(i) * step)]);
-      messages = std::move(kept);
-    }
-    for (const auto& m : messages) train_ids_.push_back(encode(m.text)), train_spam_.push_back(m.spam ? 1 : 0);
+    for (const auto& m : messages("train", train_limit_))
+      train_ids_.push_back(encode(m.text)), train_spam_.push_back(m.spam ? 1 : 0);
   }
 
   std::pair<std::vector<std::vector<int64_t>>, std::vector<int64_t>>& eval_set(const std::string& split) {
     auto& set = eval_[split];
-    if (set.first.empty()) {
-      auto messages = load_spamassassin(root_, split);
-      for (const auto& m : messages) {
-        if (eval_limit_ > 0 && static_cast<int64_t>(set.first.size()) >= eval_limit_) break;
+    if (set.first.empty())
+      for (const auto& m : messages(split, eval_limit_)) {
         set.first.push_back(encode(m.text));
         set.second.push_back(m.spam ? 1 : 0);
       }
-    }
     return set;
   }
 
