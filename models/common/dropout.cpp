@@ -16,6 +16,10 @@ inline uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+void check_probability(double p) {
+  TORCH_CHECK(p >= 0 && p <= 1, "dropout probability must be in [0, 1], got ", p);
+}
+
 uint64_t seed_from_default_generator() {
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
@@ -25,7 +29,7 @@ uint64_t seed_from_default_generator() {
 }  // namespace
 
 torch::Tensor dropout_mask(const torch::Tensor& like, double p) {
-  TORCH_CHECK(p >= 0 && p <= 1, "dropout probability must be in [0, 1], got ", p);
+  check_probability(p);
   torch::NoGradGuard no_grad;
   auto mask = torch::empty(like.sizes(), like.options().memory_format(torch::MemoryFormat::Contiguous)
                                              .requires_grad(false));
@@ -53,7 +57,7 @@ torch::Tensor dropout_mask(const torch::Tensor& like, double p) {
 }
 
 torch::Tensor dropout(const torch::Tensor& x, double p, bool training) {
-  TORCH_CHECK(p >= 0 && p <= 1, "dropout probability must be in [0, 1], got ", p);
+  check_probability(p);
   if (!training || p == 0) return x;
   if (!x.device().is_cpu()) return torch::dropout(x, p, /*train=*/true);
   return x * dropout_mask(x, p);
@@ -62,7 +66,7 @@ torch::Tensor dropout(const torch::Tensor& x, double p, bool training) {
 DropoutImpl::DropoutImpl(double p_) : p(p_) { reset(); }
 
 void DropoutImpl::reset() {
-  TORCH_CHECK(p >= 0 && p <= 1, "dropout probability must be in [0, 1], got ", p);
+  check_probability(p);
 }
 
 torch::Tensor DropoutImpl::forward(const torch::Tensor& x) { return zoo::dropout(x, p, is_training()); }

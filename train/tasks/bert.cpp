@@ -60,7 +60,7 @@ void add_bert_model_keys(Schema& s) {
 
 /// data.vocab, data.vocab_size, data.vocab_corpus.
 void add_vocab_keys(Schema& s) {
-  s.add_string("data.vocab", "", "a BERT vocab.txt to use; empty builds one from the Brown training documents")
+  s.add_string("data.vocab", "", "a BERT vocab.txt to use; empty builds one from data.vocab_corpus")
       .add_int("data.vocab_size", 8192, "size of the vocabulary built when data.vocab is empty", 64, 1000000)
       .add_string("data.vocab_corpus", "data/brown",
                   "what a vocabulary is built from: a Brown root (its training documents) or a SpamAssassin root "
@@ -90,20 +90,16 @@ WordPiece make_vocab(const Config& cfg) {
   }
   WordPieceTrainOptions o;
   o.vocab_size = cfg.get_int("data.vocab_size");
-  const auto& corpus = cfg.get_string("data.vocab_corpus");
+  const std::filesystem::path corpus = cfg.get_string("data.vocab_corpus");
   std::vector<std::string> texts;
-  try {
-    if (std::filesystem::exists(std::filesystem::path(corpus) / "cats.txt")) {
-      texts = brown_texts(corpus);
-    } else if (std::filesystem::is_directory(std::filesystem::path(corpus) / "data" / "spam-1")) {
-      for (auto& m : load_spamassassin(corpus, "train")) texts.push_back(std::move(m.text));
-    } else {
-      throw UsageError(corpus + " is neither a Brown root (cats.txt) nor a SpamAssassin root (data/spam-1/); run "
-                       "scripts/fetch-data brown or spamassassin, or set data.vocab_corpus");
-    }
-  } catch (const UsageError& e) {
-    const std::string what = e.what();
-    throw UsageError("data.vocab_corpus: " + (what.rfind("data.root: ", 0) == 0 ? what.substr(11) : what));
+  if (std::filesystem::exists(corpus / "cats.txt")) {
+    texts = brown_texts(corpus.string());
+  } else if (std::filesystem::is_directory(corpus / "data" / "spam-1")) {
+    for (auto& m : load_spamassassin(corpus.string(), "train")) texts.push_back(std::move(m.text));
+  } else {
+    throw UsageError("data.vocab_corpus: " + corpus.string() +
+                     " is neither a Brown root (cats.txt) nor a SpamAssassin root (data/spam-1/); run "
+                     "scripts/fetch-data brown or spamassassin, or set data.vocab_corpus");
   }
   return WordPiece::train(texts, o);
 }
@@ -442,7 +438,7 @@ void add_finetune_keys(Schema& s) {
   add_vocab_keys(s);
   s.add_string("model.pretrained", "",
                "a bert_mlm checkpoint to start from (its vocabulary and encoder); empty = from scratch, with model.size "
-               "and a vocabulary from data.vocab or built from Brown")
+               "and a vocabulary from data.vocab or built from data.vocab_corpus")
       .add_int("data.train_limit", 0, "use only N training documents (the first) or messages (spread over the split); 0 = all", 0)
       .add_int("data.eval_limit", 0, "evaluate on N sentences (the first) or messages (spread over the split); 0 = all", 0);
 }
