@@ -6,8 +6,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 namespace zoo::test {
 
@@ -57,6 +61,18 @@ inline Run run(const std::string& command) {
 }
 
 inline std::string zoo_bin() { return ZOO_BINARY; }
+
+/// (step, loss) of each training row of a run's metrics.jsonl.
+inline std::vector<std::pair<int64_t, double>> train_losses(const std::string& run_dir) {
+  std::vector<std::pair<int64_t, double>> out;
+  std::ifstream in(run_dir + "/metrics.jsonl");
+  std::string line;
+  while (std::getline(in, line)) {
+    auto row = nlohmann::json::parse(line);
+    if (row["split"] == "train") out.emplace_back(row["step"].get<int64_t>(), row["loss"].get<double>());
+  }
+  return out;
+}
 
 /// A small, fast ViT config on real Fashion-MNIST: a tiny model and data subset.
 inline std::string tiny_vit_yaml(int steps) {

@@ -27,16 +27,7 @@ zoo::Config tiny(int steps, std::vector<std::string> sets = {}) {
 }
 
 /// The train rows of a run's metrics.jsonl: (step, loss) pairs.
-std::vector<std::pair<int64_t, double>> train_losses(const std::string& run_dir) {
-  std::vector<std::pair<int64_t, double>> out;
-  std::ifstream in(run_dir + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    auto row = nlohmann::json::parse(line);
-    if (row["split"] == "train") out.emplace_back(row["step"].get<int64_t>(), row["loss"].get<double>());
-  }
-  return out;
-}
+using zoo::test::train_losses;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

@@ -135,6 +135,13 @@ class BertMLMTask : public MaskedLanguageModelTask {
     data_.mask_prob = cfg.get_float("data.mask_prob");
     data_.max_predictions = cfg.get_int("data.max_predictions");
     data_.short_seq_prob = cfg.get_float("data.short_seq_prob");
+    short_data_ = data_;
+    short_data_.max_length = cfg.get_int("data.short_length");
+    short_steps_ = cfg.get_int("data.short_steps");
+    if (short_steps_ > 0 && (short_data_.max_length < 8 || short_data_.max_length > data_.max_length))
+      throw UsageError("data.short_length: " + std::to_string(short_data_.max_length) + " must be from 8 to data.max_length (" +
+                       std::to_string(data_.max_length) + ") when data.short_steps is above 0; set data.short_steps: 0 to "
+                       "train at data.max_length throughout");
     vocab_ = ctx.state ? read_vocab(*ctx.state) : make_vocab(cfg);
     auto o = BertOptions::preset(cfg.get_string("model.size"), vocab_.size())
                  .dropout(cfg.get_float("model.dropout"))
@@ -147,13 +154,13 @@ class BertMLMTask : public MaskedLanguageModelTask {
   torch::nn::Module& model() override { return *model_; }
   const WordPiece& vocab() const override { return vocab_; }
   BertModel encoder() override { return model_->bert; }
-  int64_t examples_per_step() const override { return batch_ * accumulate_; }
+  int64_t examples_per_step() const override { return batch_size(short_phase_) * accumulate_; }
   std::pair<std::string, bool> best_metric() const override { return {"mlm_accuracy", true}; }
 
   Scalars train_step(StepContext& ctx) override {
     Scalars sum;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
-      auto m = forward(next_batch());
+      auto m = forward(next_batch(ctx.step() <= short_steps_));
       ctx.backward(m.loss);
       sum["loss"] += m.loss.item<double>();
       sum["mlm_loss"] += m.mlm_loss;
@@ -223,6 +230,7 @@ class BertMLMTask : public MaskedLanguageModelTask {
     a.write("vocab", c10::IValue(vocab_.to_text()));
     a.write("epoch", c10::IValue(epoch_));
     a.write("cursor", c10::IValue(cursor_));
+    a.write("short_phase", c10::IValue(short_phase_));  // which data epoch and cursor count in
   }
   void load_state(torch::serialize::InputArchive& a) override {
     if (read_string(a, "vocab") != vocab_.to_text())
@@ -233,6 +241,8 @@ class BertMLMTask : public MaskedLanguageModelTask {
     a.read("cursor", c);
     epoch_ = e.toInt();
     cursor_ = c.toInt();
+    c10::IValue p;
+    short_phase_ = a.try_read("short_phase", p) && p.toBool();  // absent before data.short_steps existed
     order_ = torch::Tensor();  // rebuilt for this epoch on the next batch
   }
 
@@ -285,29 +295,38 @@ class BertMLMTask : public MaskedLanguageModelTask {
     return docs;
   }
 
+  /// Examples per batch: train.batch_size, or in the short phase as many more as keep the
+  /// tokens per step the same (data.max_length / data.short_length times as many).
+  int64_t batch_size(bool short_phase) const {
+    return short_phase ? batch_ * data_.max_length / short_data_.max_length : batch_;
+  }
+
   /// The next training batch. Epoch e draws fresh pairs and masks from seed + e (the dynamic
   /// masking of Liu et al. 2019, in place of BERT's ten static copies), shuffled; rank r takes
-  /// every world_size-th example.
-  std::vector<const PretrainingExample*> next_batch() {
+  /// every world_size-th example. The short phase (the first data.short_steps steps) has its own
+  /// epochs of examples of data.short_length tokens; the long phase starts again from epoch 0.
+  std::vector<const PretrainingExample*> next_batch(bool short_phase) {
     if (train_docs_.empty()) train_docs_ = tokenized("train");
+    if (short_phase != short_phase_) short_phase_ = short_phase, epoch_ = 0, cursor_ = 0, order_ = torch::Tensor();
+    const auto batch_n = batch_size(short_phase);
     for (;;) {
       if (!order_.defined()) {
-        const uint64_t s = seed_ * 1000003ULL + static_cast<uint64_t>(epoch_);
-        train_examples_ = make_pretraining_examples(train_docs_, vocab_, data_, s);
+        const uint64_t s = seed_ * 1000003ULL + static_cast<uint64_t>(epoch_) + (short_phase ? 500009ULL : 0);
+        train_examples_ = make_pretraining_examples(train_docs_, vocab_, short_phase ? short_data_ : data_, s);
         auto gen = at::make_generator<at::CPUGeneratorImpl>(s);
         const auto n = static_cast<int64_t>(train_examples_.size());
         order_ = torch::randperm(n, gen, torch::kLong).slice(0, rank_, n, world_).contiguous();
-        if (order_.size(0) < batch_)
-          throw UsageError("train.batch_size: " + std::to_string(batch_) + " is more than the " +
+        if (order_.size(0) < batch_n)
+          throw UsageError("train.batch_size: " + std::to_string(batch_n) + " examples per batch are more than the " +
                            std::to_string(order_.size(0)) + " examples the Brown training documents give");
       }
-      if (cursor_ + batch_ <= order_.size(0)) break;
+      if (cursor_ + batch_n <= order_.size(0)) break;
       ++epoch_, cursor_ = 0, order_ = torch::Tensor();
     }
     std::vector<const PretrainingExample*> batch;
     const auto* p = order_.data_ptr<int64_t>();
-    for (int64_t i = cursor_; i < cursor_ + batch_; ++i) batch.push_back(&train_examples_[static_cast<size_t>(p[i])]);
-    cursor_ += batch_;
+    for (int64_t i = cursor_; i < cursor_ + batch_n; ++i) batch.push_back(&train_examples_[static_cast<size_t>(p[i])]);
+    cursor_ += batch_n;
     return batch;
   }
 
@@ -326,7 +345,9 @@ class BertMLMTask : public MaskedLanguageModelTask {
   int64_t batch_, accumulate_, eval_limit_;
   uint64_t seed_;
   int64_t rank_, world_;
-  PretrainingOptions data_;
+  PretrainingOptions data_, short_data_;
+  int64_t short_steps_ = 0;
+  bool short_phase_ = false;  // the phase that epoch_, cursor_ and order_ belong to
   WordPiece vocab_;
   BertForPreTraining model_{nullptr};
   std::vector<TokenizedDocument> train_docs_;
@@ -344,6 +365,11 @@ void add_mlm_keys(Schema& s) {
       .add_float("data.mask_prob", 0.15, "share of the non-special tokens picked for masked LM", 0.0, 1.0)
       .add_int("data.max_predictions", 20, "most picked tokens per example", 1)
       .add_float("data.short_seq_prob", 0.1, "probability of a shorter random target length", 0.0, 1.0)
+      .add_int("data.short_length", 16, "tokens per example in the first data.short_steps steps", 8, 4096)
+      .add_int("data.short_steps", 0,
+               "steps at data.short_length tokens (with as many more examples per batch) before data.max_length; "
+               "0 = data.max_length throughout",
+               0)
       .add_int("data.eval_limit", 0, "evaluate on the first N examples of a split (0 = all)", 0);
 }
 
