@@ -346,16 +346,24 @@ TEST_CASE("pretraining with a short phase: the switch to data.max_length survive
                            " short_length: 16, short_steps: 3, eval_limit: 20}\n";
     return zoo::Config::from_file(yaml);
   };
-  zoo::Trainer(cfg(), {full}).run();
+  {
+    zoo::Trainer t(cfg(), {full});
+    t.run();
+    CHECK(t.task().examples_per_step() == 4);
+  }
   {
     zoo::TrainerOptions o{split};
     o.stop_after = 3;  // the last short step; the next one builds the first long batch
-    zoo::Trainer(cfg(), o).run();
+    zoo::Trainer t(cfg(), o);
+    t.run();
+    CHECK(t.task().examples_per_step() == 16);  // 4 x 64 / 16: the short phase ran, and up to step 3
   }
   {
     zoo::TrainerOptions o{split};
     o.resume = true;
-    zoo::Trainer(cfg(), o).run();
+    zoo::Trainer t(cfg(), o);
+    t.run();
+    CHECK(t.task().examples_per_step() == 4);
   }
   auto a = zoo::test::train_losses(full), b = zoo::test::train_losses(split);
   REQUIRE(a.size() == 6);
@@ -364,9 +372,15 @@ TEST_CASE("pretraining with a short phase: the switch to data.max_length survive
     INFO("step " << a[i].first);
     CHECK(a[i].second == b[i].second);  // bit-identical on CPU with a fixed seed
   }
-  // A short length longer than max_length is refused with its key.
-  CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", {"data.short_length=128"}), {dir + "/bad"}),
+  // A short length that does not divide max_length is refused with its key; so is resuming a
+  // run already past its short phase with more short steps.
+  CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", {"data.short_length=24"}), {dir + "/bad"}),
                     Contains("data.short_length"));
+  zoo::TrainerOptions more{split};
+  more.resume = true;
+  CHECK_THROWS_WITH(
+      zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", {"data.short_steps=9", "train.steps=12"}), more).run(),
+      Contains("data.short_steps"));
 }
 
 TEST_CASE("spam detection from scratch with a vocabulary built from the training messages", "[bert][learn]") {

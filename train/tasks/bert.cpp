@@ -138,8 +138,8 @@ class BertMLMTask : public MaskedLanguageModelTask {
     short_data_ = data_;
     short_data_.max_length = cfg.get_int("data.short_length");
     short_steps_ = cfg.get_int("data.short_steps");
-    if (short_steps_ > 0 && (short_data_.max_length < 8 || short_data_.max_length > data_.max_length))
-      throw UsageError("data.short_length: " + std::to_string(short_data_.max_length) + " must be from 8 to data.max_length (" +
+    if (short_steps_ > 0 && (short_data_.max_length > data_.max_length || data_.max_length % short_data_.max_length != 0))
+      throw UsageError("data.short_length: " + std::to_string(short_data_.max_length) + " must divide data.max_length (" +
                        std::to_string(data_.max_length) + ") when data.short_steps is above 0; set data.short_steps: 0 to "
                        "train at data.max_length throughout");
     vocab_ = ctx.state ? read_vocab(*ctx.state) : make_vocab(cfg);
@@ -307,6 +307,10 @@ class BertMLMTask : public MaskedLanguageModelTask {
   /// epochs of examples of data.short_length tokens; the long phase starts again from epoch 0.
   std::vector<const PretrainingExample*> next_batch(bool short_phase) {
     if (train_docs_.empty()) train_docs_ = tokenized("train");
+    if (short_phase && !short_phase_ && (epoch_ > 0 || cursor_ > 0))  // a run only ever goes from short to long
+      throw UsageError("data.short_steps: " + std::to_string(short_steps_) +
+                       " reaches past the step the checkpoint was saved at, already at data.max_length; resume with "
+                       "data.short_steps at most that step");
     if (short_phase != short_phase_) short_phase_ = short_phase, epoch_ = 0, cursor_ = 0, order_ = torch::Tensor();
     const auto batch_n = batch_size(short_phase);
     for (;;) {
@@ -317,8 +321,10 @@ class BertMLMTask : public MaskedLanguageModelTask {
         const auto n = static_cast<int64_t>(train_examples_.size());
         order_ = torch::randperm(n, gen, torch::kLong).slice(0, rank_, n, world_).contiguous();
         if (order_.size(0) < batch_n)
-          throw UsageError("train.batch_size: " + std::to_string(batch_n) + " examples per batch are more than the " +
-                           std::to_string(order_.size(0)) + " examples the Brown training documents give");
+          throw UsageError("train.batch_size: " + std::to_string(batch_n) + " examples per batch" +
+                           (short_phase ? " (train.batch_size x data.max_length / data.short_length)" : "") +
+                           " are more than the " + std::to_string(order_.size(0)) +
+                           " examples the Brown training documents give");
       }
       if (cursor_ + batch_n <= order_.size(0)) break;
       ++epoch_, cursor_ = 0, order_ = torch::Tensor();
@@ -365,7 +371,7 @@ void add_mlm_keys(Schema& s) {
       .add_float("data.mask_prob", 0.15, "share of the non-special tokens picked for masked LM", 0.0, 1.0)
       .add_int("data.max_predictions", 20, "most picked tokens per example", 1)
       .add_float("data.short_seq_prob", 0.1, "probability of a shorter random target length", 0.0, 1.0)
-      .add_int("data.short_length", 16, "tokens per example in the first data.short_steps steps", 8, 4096)
+      .add_int("data.short_length", 16, "tokens per example in the first data.short_steps steps; divides data.max_length", 8, 4096)
       .add_int("data.short_steps", 0,
                "steps at data.short_length tokens (with as many more examples per batch) before data.max_length; "
                "0 = data.max_length throughout",
