@@ -9,7 +9,6 @@
 #include <fstream>
 #include <sstream>
 
-#include <nlohmann/json.hpp>
 
 #include "helpers.h"
 #include "train/checkpoint.h"
@@ -26,7 +25,6 @@ zoo::Config tiny(int steps, std::vector<std::string> sets = {}) {
   return zoo::Config::from_yaml(zoo::test::tiny_vit_yaml(steps), "tiny config", sets);
 }
 
-/// The train rows of a run's metrics.jsonl: (step, loss) pairs.
 using zoo::test::train_losses;
 
 std::string read_file(const std::string& path) {
