@@ -9,7 +9,6 @@
 #include <fstream>
 #include <sstream>
 
-
 #include "helpers.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
