@@ -437,7 +437,7 @@ TEST_CASE("continued pretraining (model.pretrained) starts from the checkpoint a
   zoo::Trainer(zoo::Config::from_file(dir + "/pos.yaml"), {dir + "/pos"}).run();
   CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", {"model.pretrained=" + dir + "/pos/checkpoints/best.pt"}),
                                  {dir + "/bad2"}),
-                    Contains("not a bert_mlm one to continue"));
+                    Contains("not a pretrained BERT"));
 }
 
 TEST_CASE("spam detection from scratch with a vocabulary built from the training messages", "[bert][learn]") {

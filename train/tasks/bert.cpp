@@ -119,6 +119,54 @@ void copy_weights(torch::nn::Module& from, torch::nn::Module& to, const std::str
   for (auto& b : to.named_buffers()) copy(b.key(), b.value(), buffers);
 }
 
+/// The bert_mlm run at `path` (a model.pretrained), loaded on the CPU; a UsageError if it is another task's.
+std::unique_ptr<Task> load_pretrained(const std::string& path) {
+  Config pcfg;
+  auto task = load_task(path, {"train.device=cpu"}, &pcfg, /*runtime=*/false);
+  if (!dynamic_cast<MaskedLanguageModelTask*>(task.get()))
+    throw UsageError("model.pretrained: " + path + " holds a " + pcfg.task() +
+                     " run, not a pretrained BERT (train one with configs/bert_mlm.yaml)");
+  return task;
+}
+
+/// A BERT task's vocabulary and shape, and the run its weights start from.
+struct BertStart {
+  WordPiece vocab;
+  BertOptions options;
+  std::unique_ptr<Task> pretrained;  // the model.pretrained run, when the task starts from it
+};
+
+/// From the checkpoint being loaded (its saved shape), from model.pretrained (a bert_mlm run), or
+/// anew: model.size, a vocabulary from data.vocab or data.vocab_corpus, max(512, data.max_length)
+/// positions. Then model.dropout and model.attention_dropout.
+BertStart bert_start(const Config& cfg, const TaskContext& ctx) {
+  BertStart b;
+  const auto pretrained = cfg.get_string("model.pretrained");
+  const auto max_length = cfg.get_int("data.max_length");
+  const auto anew = [&] {
+    return BertOptions::preset(cfg.get_string("model.size"), b.vocab.size()).max_position(std::max<int64_t>(512, max_length));
+  };
+  torch::Tensor shape;
+  if (ctx.state) {
+    b.vocab = read_vocab(*ctx.state);
+    b.options = ctx.state->try_read("bert_shape", shape) ? options_from_shape(shape) : anew();  // bert_mlm before model.pretrained
+  } else if (!pretrained.empty()) {
+    b.pretrained = load_pretrained(pretrained);
+    auto& mlm = dynamic_cast<MaskedLanguageModelTask&>(*b.pretrained);
+    b.vocab = mlm.vocab();
+    b.options = mlm.encoder()->options;
+  } else {
+    b.vocab = make_vocab(cfg);
+    b.options = anew();
+  }
+  b.options.dropout(cfg.get_float("model.dropout")).attention_dropout(cfg.get_float("model.attention_dropout"));
+  if (max_length > b.options.max_position())
+    throw UsageError("data.max_length: " + std::to_string(max_length) + " is longer than the model's " +
+                     std::to_string(b.options.max_position()) + " positions" +
+                     (pretrained.empty() ? "" : " (model.pretrained: " + pretrained + "); set a shorter data.max_length"));
+  return b;
+}
+
 // ---------------------------------------------------------------- pretraining
 class BertMLMTask : public MaskedLanguageModelTask {
  public:
@@ -142,35 +190,12 @@ class BertMLMTask : public MaskedLanguageModelTask {
       throw UsageError("data.short_length: " + std::to_string(short_data_.max_length) + " must divide data.max_length (" +
                        std::to_string(data_.max_length) + ") when data.short_steps is above 0; set data.short_steps: 0 to "
                        "train at data.max_length throughout");
-    // The model's shape: from the checkpoint being resumed, from model.pretrained (continued
-    // pretraining, e.g. a second phase at 512 tokens as in the paper's Appendix A.2), or anew.
-    const auto pretrained = cfg.get_string("model.pretrained");
-    std::unique_ptr<Task> from;
-    torch::Tensor shape;
-    BertOptions o;
-    if (ctx.state) {
-      vocab_ = read_vocab(*ctx.state);
-      o = ctx.state->try_read("bert_shape", shape) ? options_from_shape(shape)  // absent before model.pretrained
-                                                   : BertOptions::preset(cfg.get_string("model.size"), vocab_.size())
-                                                         .max_position(std::max<int64_t>(512, data_.max_length));
-    } else if (!pretrained.empty()) {
-      Config pcfg;
-      from = load_task(pretrained, {"train.device=cpu"}, &pcfg, /*runtime=*/false);
-      auto* mlm = dynamic_cast<BertMLMTask*>(from.get());
-      if (!mlm)
-        throw UsageError("model.pretrained: " + pretrained + " holds a " + pcfg.task() +
-                         " run, not a bert_mlm one to continue (train one with configs/bert_mlm.yaml)");
-      vocab_ = mlm->vocab_;
-      o = mlm->model_->bert->options;
-    } else {
-      vocab_ = make_vocab(cfg);
-      o = BertOptions::preset(cfg.get_string("model.size"), vocab_.size()).max_position(std::max<int64_t>(512, data_.max_length));
-    }
-    if (data_.max_length > o.max_position())
-      throw UsageError("data.max_length: " + std::to_string(data_.max_length) + " is longer than the model's " +
-                       std::to_string(o.max_position()) + " positions (model.pretrained: " + pretrained + ")");
-    model_ = BertForPreTraining(o.dropout(cfg.get_float("model.dropout")).attention_dropout(cfg.get_float("model.attention_dropout")));
-    if (from) copy_weights(dynamic_cast<BertMLMTask&>(*from).model(), *model_, pretrained);
+    // Continued pretraining (model.pretrained) starts from every weight, the heads included: e.g.
+    // a second phase at 512 tokens, as in the paper's Appendix A.2.
+    auto start = bert_start(cfg, ctx);
+    vocab_ = start.vocab;
+    model_ = BertForPreTraining(start.options);
+    if (start.pretrained) copy_weights(start.pretrained->model(), *model_, cfg.get_string("model.pretrained"));
     model_->to(device_);
   }
 
@@ -422,28 +447,10 @@ class BertFineTuneTask : public Task {
         rank_(ctx.rank),
         world_(ctx.world_size),
         pretrained_(cfg.get_string("model.pretrained")) {
-    if (ctx.state) {
-      vocab_ = read_vocab(*ctx.state);
-      torch::Tensor shape;
-      if (!ctx.state->try_read("bert_shape", shape)) throw UsageError("the checkpoint's task state has no BERT shape");
-      options_ = options_from_shape(shape);
-    } else if (!pretrained_.empty()) {
-      Config pcfg;
-      pretrained_task_ = load_task(pretrained_, {"train.device=cpu"}, &pcfg, /*runtime=*/false);
-      auto* mlm = dynamic_cast<MaskedLanguageModelTask*>(pretrained_task_.get());
-      if (!mlm)
-        throw UsageError("model.pretrained: " + pretrained_ + " holds a " + pcfg.task() +
-                         " run, not a pretrained BERT (train one with configs/bert_mlm.yaml)");
-      vocab_ = mlm->vocab();
-      options_ = mlm->encoder()->options;
-    } else {
-      vocab_ = make_vocab(cfg);
-      options_ = BertOptions::preset(cfg.get_string("model.size"), vocab_.size());
-    }
-    options_.dropout(cfg.get_float("model.dropout")).attention_dropout(cfg.get_float("model.attention_dropout"));
-    if (max_length_ > options_.max_position())
-      throw UsageError("data.max_length: " + std::to_string(max_length_) + " is longer than the encoder's " +
-                       std::to_string(options_.max_position()) + " positions");
+    auto start = bert_start(cfg, ctx);
+    vocab_ = start.vocab;
+    options_ = start.options;
+    pretrained_task_ = std::move(start.pretrained);
   }
 
   int64_t examples_per_step() const override { return batch_ * accumulate_; }
