@@ -193,7 +193,7 @@ class BertMLMTask : public MaskedLanguageModelTask {
     // Continued pretraining (model.pretrained) starts from every weight, the heads included: e.g.
     // a second phase at 512 tokens, as in the paper's Appendix A.2.
     auto start = bert_start(cfg, ctx);
-    vocab_ = start.vocab;
+    vocab_ = std::move(start.vocab);
     model_ = BertForPreTraining(start.options);
     if (start.pretrained) copy_weights(start.pretrained->model(), *model_, cfg.get_string("model.pretrained"));
     model_->to(device_);
@@ -448,7 +448,7 @@ class BertFineTuneTask : public Task {
         world_(ctx.world_size),
         pretrained_(cfg.get_string("model.pretrained")) {
     auto start = bert_start(cfg, ctx);
-    vocab_ = start.vocab;
+    vocab_ = std::move(start.vocab);
     options_ = start.options;
     pretrained_task_ = std::move(start.pretrained);
   }
