@@ -273,11 +273,29 @@ TEST_CASE("BERT parameters follow the usual layout, and the MLM decoder is the w
   CHECK_THROWS(zoo::BertOptions::preset("huge", 10));
 }
 
-TEST_CASE("SpamAssassin: subject and body, quoted-printable decoded, split by message digest", "[bert][data]") {
+TEST_CASE("SpamAssassin: subject and body, MIME decoded, split by message digest", "[bert][data]") {
   const std::string raw =
       "From: a@b.c\nSubject: Cheap\n  offers\nContent-Type: text/html\nContent-Transfer-Encoding: quoted-printable\n\n"
       "<p>Buy =3D now</p>=\nlater";
   CHECK(zoo::email_text(raw) == "Subject: Cheap offers\n Buy = now later");
+  // MIME (RFC 2045-2047): an encoded-word subject, a multipart/mixed body holding a
+  // multipart/alternative (its text/plain part, base64) and a GIF, HTML with a style block,
+  // a comment and character references.
+  const std::string mime =
+      "Subject: =?iso-8859-1?Q?Caf=E9_offer?= =?utf-8?B?Zm9yIHlvdQ==?=\n"
+      "Content-Type: multipart/mixed;\n\tboundary=\"outer\"\n\n"
+      "This is a multi-part message in MIME format.\n"
+      "--outer\nContent-Type: multipart/alternative; boundary=inner\n\n"
+      "--inner\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: base64\n\n"
+      "SGVsbG8sIHdv\ncmxkIQ==\n"
+      "--inner\nContent-Type: text/html\n\n<b>Hello, world!</b>\n--inner--\n"
+      "--outer\nContent-Type: image/gif; name=x.gif\nContent-Transfer-Encoding: base64\n\nR0lGODlh\n"
+      "--outer\nContent-Type: text/html\n\n<style>p {color: red}</style><p>Fish &amp; chips<!-- x -->&#33;</p>\n"
+      "--outer--\nepilogue\n";
+  CHECK(zoo::email_text(mime) ==
+        "Subject: Caf\xE9 offerfor you\nHello, world!\n[attachment: image/gif]\n  Fish & chips! \n");
+  // Any prefix of a message is read without a crash.
+  for (size_t n = 0; n <= mime.size(); ++n) CHECK_NOTHROW(zoo::email_text(mime.substr(0, n)));
   auto test = zoo::load_spamassassin(data_dir("spamassassin"), "test");
   auto train = zoo::load_spamassassin(data_dir("spamassassin"), "train");
   CHECK(test.size() + train.size() + zoo::load_spamassassin(data_dir("spamassassin"), "val").size() == 6046);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "train/config.h"
 #include "train/data/split.h"
@@ -24,6 +25,12 @@ int hex_value(char c) {
   if (c >= 'A' && c <= 'F') return c - 'A' + 10;
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   return -1;
+}
+
+std::string trim(const std::string& s) {
+  const auto a = s.find_first_not_of(" \t\r\n");
+  if (a == std::string::npos) return "";
+  return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
 }
 
 /// Quoted-printable (RFC 2045): "=XX" is a byte, "=" at a line end joins the lines.
@@ -46,46 +53,270 @@ std::string decode_quoted_printable(const std::string& s) {
   return out;
 }
 
-std::string strip_html_tags(const std::string& s) {
+/// Base64 (RFC 2045 section 6.8): characters outside the alphabet (line breaks) are skipped,
+/// decoding stops at the first "=" pad.
+std::string decode_base64(const std::string& s) {
   std::string out;
-  bool in_tag = false;
+  unsigned bits = 0;
+  int nbits = 0;
   for (char c : s) {
-    if (c == '<') in_tag = true;
-    else if (c == '>' && in_tag) in_tag = false, out.push_back(' ');
-    else if (!in_tag) out.push_back(c);
+    int v;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9') v = c - '0' + 52;
+    else if (c == '+') v = 62;
+    else if (c == '/') v = 63;
+    else if (c == '=') break;
+    else continue;
+    bits = (bits << 6) | static_cast<unsigned>(v);
+    nbits += 6;
+    if (nbits >= 8) {
+      nbits -= 8;
+      out.push_back(static_cast<char>((bits >> nbits) & 0xFF));
+    }
   }
   return out;
+}
+
+/// RFC 2047 encoded words in a header ("=?iso-8859-1?Q?Caf=E9_au_lait?=", "=?utf-8?B?...?="):
+/// the bytes are decoded, the charset is kept as it is (the tokenizer reads the bytes as UTF-8),
+/// and white space between two adjacent encoded words is dropped.
+std::string decode_header_words(const std::string& s) {
+  std::string out;
+  size_t i = 0;
+  bool after_word = false;
+  while (i < s.size()) {
+    const auto start = s.find("=?", i);
+    if (start == std::string::npos) {
+      out += s.substr(i);
+      break;
+    }
+    const auto q1 = s.find('?', start + 2);
+    const auto q2 = q1 == std::string::npos ? q1 : s.find('?', q1 + 1);
+    const auto end = q2 == std::string::npos ? q2 : s.find("?=", q2 + 1);
+    if (end == std::string::npos || q2 != q1 + 2) {
+      out += s.substr(i);
+      break;
+    }
+    const std::string between = s.substr(i, start - i);
+    if (!(after_word && trim(between).empty())) out += between;
+    const char enc = static_cast<char>(std::tolower(static_cast<unsigned char>(s[q1 + 1])));
+    std::string text = s.substr(q2 + 1, end - q2 - 1);
+    if (enc == 'b') {
+      out += decode_base64(text);
+    } else if (enc == 'q') {
+      std::replace(text.begin(), text.end(), '_', ' ');
+      out += decode_quoted_printable(text);
+    } else {
+      out += s.substr(start, end + 2 - start);
+    }
+    after_word = true;
+    i = end + 2;
+  }
+  return out;
+}
+
+/// HTML to text: tags become a space, comments and the content of <style> and <script> go,
+/// and the common character references are decoded (&amp; &lt; &gt; &quot; &nbsp; &#NN; &#xNN;).
+std::string html_to_text(const std::string& s) {
+  std::string out;
+  const std::string ls = lower(s);
+  size_t i = 0;
+  while (i < s.size()) {
+    if (s[i] == '<') {
+      if (ls.compare(i, 4, "<!--") == 0) {
+        const auto e = ls.find("-->", i + 4);
+        i = e == std::string::npos ? s.size() : e + 3;
+        continue;
+      }
+      bool skipped = false;
+      for (const char* name : {"style", "script"}) {
+        const std::string open = std::string("<") + name;
+        const size_t n = open.size();
+        if (ls.compare(i, n, open) == 0 && i + n < ls.size() && (ls[i + n] == '>' || std::isspace(static_cast<unsigned char>(ls[i + n])))) {
+          const auto e = ls.find(std::string("</") + name, i + n);
+          const auto close = e == std::string::npos ? std::string::npos : ls.find('>', e);
+          i = close == std::string::npos ? s.size() : close + 1;
+          out.push_back(' ');
+          skipped = true;
+          break;
+        }
+      }
+      if (skipped) continue;
+      const auto e = s.find('>', i);
+      if (e == std::string::npos) {  // a lone "<": text
+        out.push_back('<');
+        ++i;
+        continue;
+      }
+      out.push_back(' ');
+      i = e + 1;
+    } else if (s[i] == '&') {
+      const auto semi = s.find(';', i);
+      std::string name = semi == std::string::npos || semi - i > 8 ? "" : ls.substr(i + 1, semi - i - 1);
+      std::string rep;
+      if (name == "amp") rep = "&";
+      else if (name == "lt") rep = "<";
+      else if (name == "gt") rep = ">";
+      else if (name == "quot") rep = "\"";
+      else if (name == "apos") rep = "'";
+      else if (name == "nbsp") rep = " ";
+      else if (name.size() > 1 && name[0] == '#') {
+        long code = -1;
+        try {
+          code = name[1] == 'x' ? std::stol(name.substr(2), nullptr, 16) : std::stol(name.substr(1));
+        } catch (const std::exception&) {
+          code = -1;
+        }
+        if (code > 0 && code < 0x80) rep = std::string(1, static_cast<char>(code));
+        else if (code >= 0x80 && code < 0x800)
+          rep = {static_cast<char>(0xC0 | (code >> 6)), static_cast<char>(0x80 | (code & 0x3F))};
+        else if (code >= 0x800 && code < 0x10000)
+          rep = {static_cast<char>(0xE0 | (code >> 12)), static_cast<char>(0x80 | ((code >> 6) & 0x3F)),
+                 static_cast<char>(0x80 | (code & 0x3F))};
+      }
+      if (rep.empty()) {
+        out.push_back('&');
+        ++i;
+      } else {
+        out += rep;
+        i = semi + 1;
+      }
+    } else {
+      out.push_back(s[i++]);
+    }
+  }
+  return out;
+}
+
+/// The header fields of one MIME entity that matter here, values unfolded.
+struct Headers {
+  std::string subject, type, type_raw, encoding;
+};
+
+/// Reads the header block of s (it ends at the first empty line; a line starting with white
+/// space continues the field before it) and returns where the body starts.
+size_t read_headers(const std::string& s, Headers& h) {
+  size_t pos = 0;
+  std::string name, value;
+  auto flush = [&] {
+    if (name == "subject") h.subject = trim(value);
+    else if (name == "content-type") h.type_raw = trim(value), h.type = lower(h.type_raw);
+    else if (name == "content-transfer-encoding") h.encoding = lower(trim(value));
+    name.clear();
+    value.clear();
+  };
+  while (pos < s.size()) {
+    auto eol = s.find('\n', pos);
+    if (eol == std::string::npos) eol = s.size();
+    std::string line = s.substr(pos, eol - pos);
+    pos = eol + 1;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) break;
+    if (line[0] == ' ' || line[0] == '\t') {
+      if (!name.empty()) value += " " + trim(line);
+      continue;
+    }
+    flush();
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    name = lower(line.substr(0, colon));
+    value = line.substr(colon + 1);
+  }
+  flush();
+  return std::min(pos, s.size());
+}
+
+/// A parameter of a Content-Type value ("boundary"), quoted or not, as written (case kept).
+std::string type_parameter(const std::string& type_raw, const std::string& param) {
+  const std::string l = lower(type_raw);
+  size_t at = 0;
+  while ((at = l.find(param, at)) != std::string::npos) {
+    const bool starts = at > 0 && (l[at - 1] == ';' || std::isspace(static_cast<unsigned char>(l[at - 1])));
+    size_t eq = at + param.size();
+    while (eq < l.size() && std::isspace(static_cast<unsigned char>(l[eq]))) ++eq;
+    if (starts && eq < l.size() && l[eq] == '=') {
+      size_t v = eq + 1;
+      while (v < l.size() && std::isspace(static_cast<unsigned char>(l[v]))) ++v;
+      if (v < l.size() && type_raw[v] == '"') {
+        const auto close = type_raw.find('"', v + 1);
+        return type_raw.substr(v + 1, close == std::string::npos ? std::string::npos : close - v - 1);
+      }
+      const auto stop = type_raw.find_first_of("; \t", v);
+      return type_raw.substr(v, stop == std::string::npos ? std::string::npos : stop - v);
+    }
+    at += param.size();
+  }
+  return "";
+}
+
+/// The parts of a multipart body: the text between "--boundary" lines, up to "--boundary--".
+std::vector<std::string> split_parts(const std::string& body, const std::string& boundary) {
+  std::vector<std::string> parts;
+  const std::string delim = "--" + boundary;
+  size_t pos = 0;
+  long start = -1;  // where the current part begins, -1 in the preamble
+  while (pos <= body.size()) {
+    auto eol = body.find('\n', pos);
+    if (eol == std::string::npos) eol = body.size();
+    if (body.compare(pos, delim.size(), delim) == 0) {
+      if (start >= 0) parts.push_back(body.substr(static_cast<size_t>(start), pos - static_cast<size_t>(start)));
+      if (body.compare(pos + delim.size(), 2, "--") == 0) return parts;
+      start = static_cast<long>(std::min(eol + 1, body.size()));
+    }
+    pos = eol + 1;
+  }
+  if (start >= 0 && static_cast<size_t>(start) < body.size()) parts.push_back(body.substr(static_cast<size_t>(start)));
+  return parts;
+}
+
+/// The readable text of one MIME entity (RFC 2045/2046): a text part decoded (base64 or
+/// quoted-printable; HTML to text), a multipart's parts in order (of multipart/alternative
+/// the text/plain one), a message/rfc822 part's subject and text, and for any other part
+/// (an image, an attachment) the line "[attachment: <media type>]".
+std::string entity_text(const Headers& h, const std::string& body, int depth) {
+  const std::string media = h.type.empty() ? "text/plain" : trim(h.type.substr(0, h.type.find(';')));
+  if (media.rfind("multipart/", 0) == 0 && depth < 8) {
+    const auto boundary = type_parameter(h.type_raw, "boundary");
+    if (!boundary.empty()) {
+      std::vector<std::pair<Headers, std::string>> parts;
+      for (const auto& p : split_parts(body, boundary)) {
+        Headers ph;
+        const auto at = read_headers(p, ph);
+        parts.push_back({ph, p.substr(at)});
+      }
+      if (media == "multipart/alternative" && !parts.empty()) {
+        for (const auto& [ph, pb] : parts)
+          if (ph.type.empty() || ph.type.rfind("text/plain", 0) == 0) return entity_text(ph, pb, depth + 1);
+        return entity_text(parts.front().first, parts.front().second, depth + 1);
+      }
+      std::string out;
+      for (const auto& [ph, pb] : parts) {
+        const auto t = entity_text(ph, pb, depth + 1);
+        if (!t.empty()) out += (out.empty() ? "" : "\n") + t;
+      }
+      return out;
+    }
+  }
+  if (media == "message/rfc822" && depth < 8) {
+    Headers inner;
+    const auto at = read_headers(body, inner);
+    return "Subject: " + decode_header_words(inner.subject) + "\n" + entity_text(inner, body.substr(at), depth + 1);
+  }
+  if (media.rfind("text/", 0) != 0 && media.rfind("multipart/", 0) != 0) return "[attachment: " + media + "]";
+  std::string text = body;
+  if (h.encoding.find("base64") != std::string::npos) text = decode_base64(text);
+  else if (h.encoding.find("quoted-printable") != std::string::npos) text = decode_quoted_printable(text);
+  if (media == "text/html" || lower(text.substr(0, 2000)).find("<html") != std::string::npos) text = html_to_text(text);
+  return text;
 }
 
 }  // namespace
 
 std::string email_text(const std::string& raw) {
-  std::string subject, encoding, type, line;
-  std::istringstream in(raw);
-  std::string last_header;
-  // Headers end at the first empty line; continuation lines start with white space.
-  while (std::getline(in, line)) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) break;
-    if ((line[0] == ' ' || line[0] == '\t') && last_header == "subject") {
-      const auto start = line.find_first_not_of(" \t");
-      if (start != std::string::npos) subject += " " + line.substr(start);
-      continue;
-    }
-    const auto colon = line.find(':');
-    if (colon == std::string::npos) continue;
-    last_header = lower(line.substr(0, colon));
-    auto value = line.substr(colon + 1);
-    if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-    if (last_header == "subject") subject = value;
-    else if (last_header == "content-transfer-encoding") encoding = lower(value);
-    else if (last_header == "content-type") type = lower(value);
-  }
-  std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (encoding.find("quoted-printable") != std::string::npos) body = decode_quoted_printable(body);
-  if (type.find("html") != std::string::npos || lower(body.substr(0, 2000)).find("<html") != std::string::npos)
-    body = strip_html_tags(body);
-  return "Subject: " + subject + "\n" + body;
+  Headers h;
+  const auto at = read_headers(raw, h);
+  return "Subject: " + decode_header_words(h.subject) + "\n" + entity_text(h, raw.substr(at), 0);
 }
 
 std::vector<EmailMessage> load_spamassassin(const std::string& root, const std::string& split) {

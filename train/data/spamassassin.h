@@ -2,7 +2,11 @@
 // e-mails in data/{easy-ham-1, easy-ham-2, hard-ham-1, spam-1, spam-2}/NNNNN.<md5>.txt.
 //
 // A message's text for classification is its Subject line and its body: the other headers
-// are dropped, a quoted-printable body is decoded, and HTML tags become spaces.
+// are dropped and the MIME structure is read (RFC 2045-2047): encoded-word subjects and
+// base64 or quoted-printable bodies are decoded, a multipart body gives its parts' text in
+// order (of a multipart/alternative the text/plain part), HTML becomes text (tags a space,
+// no style or script, character references decoded), and a part that is not text (an image,
+// an attachment) becomes the line "[attachment: <media type>]". Charsets are left as they are.
 // Split by the MD5 in the file name (the same message in two folders lands in one split):
 // split_by_hash(md5, 10, 10), about 80/10/10.
 #pragma once
