@@ -295,6 +295,15 @@ TEST_CASE("SpamAssassin: subject and body, MIME decoded, split by message digest
       "--outer--\nepilogue\n";
   CHECK(zoo::email_text(mime) ==
         "Subject: Caf\xE9 offerfor you\nHello, world!\n[attachment: image/gif]\n  Fish & chips! \n");
+  // Malformed mail as it comes: a boundary no line uses (the body is text), a delimiter that is
+  // only a prefix of a line (not a delimiter), a stray "=?", a soft line break after spaces,
+  // a "<" that starts no tag.
+  CHECK(zoo::email_text("Subject: Re: =? hi =?utf-8?Q?a=41?=\nContent-Type: multipart/mixed; boundary=\"=B\"\n"
+                        "Content-Transfer-Encoding: quoted-printable\n\n"
+                        "--= B\nBuy now =  \nplease, 1 < 2\n") ==
+        "Subject: Re: =? hi aA\n--= B\nBuy now please, 1 < 2\n");
+  CHECK(zoo::email_text("Content-Type: multipart/mixed; boundary=b\n\n--b\n\none\n--bb\ntwo\n--b--\n") ==
+        "Subject: \none\n--bb\ntwo\n");
   // Any prefix of a message is read without a crash.
   for (size_t n = 0; n <= mime.size(); ++n) CHECK_NOTHROW(zoo::email_text(mime.substr(0, n)));
   auto test = zoo::load_spamassassin(data_dir("spamassassin"), "test");

@@ -33,16 +33,20 @@ std::string trim(const std::string& s) {
   return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
 }
 
-/// Quoted-printable (RFC 2045): "=XX" is a byte, "=" at a line end joins the lines.
+/// Quoted-printable (RFC 2045): "=XX" is a byte, "=" at a line end (white space may follow it)
+/// joins the lines.
 std::string decode_quoted_printable(const std::string& s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
+    size_t j = i + 1;
+    if (s[i] == '=')
+      while (j < s.size() && (s[j] == ' ' || s[j] == '\t')) ++j;
     if (s[i] != '=') {
       out.push_back(s[i]);
-    } else if (i + 1 < s.size() && s[i + 1] == '\n') {
-      ++i;
-    } else if (i + 2 < s.size() && s[i + 1] == '\r' && s[i + 2] == '\n') {
-      i += 2;
+    } else if (j < s.size() && s[j] == '\n') {
+      i = j;
+    } else if (j + 1 < s.size() && s[j] == '\r' && s[j + 1] == '\n') {
+      i = j + 1;
     } else if (i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
       out.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
       i += 2;
@@ -94,9 +98,11 @@ std::string decode_header_words(const std::string& s) {
     const auto q1 = s.find('?', start + 2);
     const auto q2 = q1 == std::string::npos ? q1 : s.find('?', q1 + 1);
     const auto end = q2 == std::string::npos ? q2 : s.find("?=", q2 + 1);
-    if (end == std::string::npos || q2 != q1 + 2) {
-      out += s.substr(i);
-      break;
+    if (end == std::string::npos || q2 != q1 + 2) {  // not an encoded word: "=?" is text
+      out += s.substr(i, start + 2 - i);
+      after_word = false;
+      i = start + 2;
+      continue;
     }
     const std::string between = s.substr(i, start - i);
     if (!(after_word && trim(between).empty())) out += between;
@@ -121,9 +127,13 @@ std::string decode_header_words(const std::string& s) {
 std::string html_to_text(const std::string& s) {
   std::string out;
   const std::string ls = lower(s);
-  size_t i = 0;
+  size_t i = 0, next_close = 0;  // the first ">" at or after next_close's search start (npos: none left)
+  bool close_known = false;
   while (i < s.size()) {
-    if (s[i] == '<') {
+    const bool tag_start = s[i] == '<' && i + 1 < s.size() &&
+                           (std::isalpha(static_cast<unsigned char>(s[i + 1])) || s[i + 1] == '/' || s[i + 1] == '!' ||
+                            s[i + 1] == '?');
+    if (tag_start) {
       if (ls.compare(i, 4, "<!--") == 0) {
         const auto e = ls.find("-->", i + 4);
         i = e == std::string::npos ? s.size() : e + 3;
@@ -143,17 +153,20 @@ std::string html_to_text(const std::string& s) {
         }
       }
       if (skipped) continue;
-      const auto e = s.find('>', i);
-      if (e == std::string::npos) {  // a lone "<": text
+      if (!close_known || (next_close != std::string::npos && next_close < i)) {
+        next_close = s.find('>', i);
+        close_known = true;
+      }
+      if (next_close == std::string::npos) {  // no ">" left: "<" is text
         out.push_back('<');
         ++i;
         continue;
       }
       out.push_back(' ');
-      i = e + 1;
+      i = next_close + 1;
     } else if (s[i] == '&') {
       const auto semi = s.find(';', i);
-      std::string name = semi == std::string::npos || semi - i > 8 ? "" : ls.substr(i + 1, semi - i - 1);
+      std::string name = semi == std::string::npos || semi - i > 10 ? "" : ls.substr(i + 1, semi - i - 1);
       std::string rep;
       if (name == "amp") rep = "&";
       else if (name == "lt") rep = "<";
@@ -163,17 +176,20 @@ std::string html_to_text(const std::string& s) {
       else if (name == "nbsp") rep = " ";
       else if (name.size() > 1 && name[0] == '#') {
         long code = -1;
-        try {
-          code = name[1] == 'x' ? std::stol(name.substr(2), nullptr, 16) : std::stol(name.substr(1));
-        } catch (const std::exception&) {
-          code = -1;
-        }
+        const bool hex = name[1] == 'x';
+        const auto digits = name.substr(hex ? 2 : 1);
+        if (!digits.empty() && digits.size() <= 7 &&
+            digits.find_first_not_of(hex ? "0123456789abcdef" : "0123456789") == std::string::npos)
+          code = std::stol(digits, nullptr, hex ? 16 : 10);
         if (code > 0 && code < 0x80) rep = std::string(1, static_cast<char>(code));
         else if (code >= 0x80 && code < 0x800)
           rep = {static_cast<char>(0xC0 | (code >> 6)), static_cast<char>(0x80 | (code & 0x3F))};
         else if (code >= 0x800 && code < 0x10000)
           rep = {static_cast<char>(0xE0 | (code >> 12)), static_cast<char>(0x80 | ((code >> 6) & 0x3F)),
                  static_cast<char>(0x80 | (code & 0x3F))};
+        else if (code >= 0x10000 && code < 0x110000)
+          rep = {static_cast<char>(0xF0 | (code >> 18)), static_cast<char>(0x80 | ((code >> 12) & 0x3F)),
+                 static_cast<char>(0x80 | ((code >> 6) & 0x3F)), static_cast<char>(0x80 | (code & 0x3F))};
       }
       if (rep.empty()) {
         out.push_back('&');
@@ -220,7 +236,7 @@ size_t read_headers(const std::string& s, Headers& h) {
     flush();
     const auto colon = line.find(':');
     if (colon == std::string::npos) continue;
-    name = lower(line.substr(0, colon));
+    name = lower(trim(line.substr(0, colon)));
     value = line.substr(colon + 1);
   }
   flush();
@@ -251,6 +267,7 @@ std::string type_parameter(const std::string& type_raw, const std::string& param
 }
 
 /// The parts of a multipart body: the text between "--boundary" lines, up to "--boundary--".
+/// A delimiter line is "--boundary", then "--" for the last one, then only white space.
 std::vector<std::string> split_parts(const std::string& body, const std::string& boundary) {
   std::vector<std::string> parts;
   const std::string delim = "--" + boundary;
@@ -260,9 +277,15 @@ std::vector<std::string> split_parts(const std::string& body, const std::string&
     auto eol = body.find('\n', pos);
     if (eol == std::string::npos) eol = body.size();
     if (body.compare(pos, delim.size(), delim) == 0) {
-      if (start >= 0) parts.push_back(body.substr(static_cast<size_t>(start), pos - static_cast<size_t>(start)));
-      if (body.compare(pos + delim.size(), 2, "--") == 0) return parts;
-      start = static_cast<long>(std::min(eol + 1, body.size()));
+      size_t after = pos + delim.size();
+      const bool last = body.compare(after, 2, "--") == 0;
+      if (last) after += 2;
+      while (after < eol && (body[after] == ' ' || body[after] == '\t' || body[after] == '\r')) ++after;
+      if (after == eol) {
+        if (start >= 0) parts.push_back(body.substr(static_cast<size_t>(start), pos - static_cast<size_t>(start)));
+        if (last) return parts;
+        start = static_cast<long>(std::min(eol + 1, body.size()));
+      }
     }
     pos = eol + 1;
   }
@@ -272,8 +295,9 @@ std::vector<std::string> split_parts(const std::string& body, const std::string&
 
 /// The readable text of one MIME entity (RFC 2045/2046): a text part decoded (base64 or
 /// quoted-printable; HTML to text), a multipart's parts in order (of multipart/alternative
-/// the text/plain one), a message/rfc822 part's subject and text, and for any other part
-/// (an image, an attachment) the line "[attachment: <media type>]".
+/// the text/plain one; with no delimiter line in it, the body as text), a message/rfc822 part's
+/// subject and text, and for any other part (an image, an attachment) the line
+/// "[attachment: <media type>]".
 std::string entity_text(const Headers& h, const std::string& body, int depth) {
   const std::string media = h.type.empty() ? "text/plain" : trim(h.type.substr(0, h.type.find(';')));
   if (media.rfind("multipart/", 0) == 0 && depth < 8) {
@@ -285,13 +309,18 @@ std::string entity_text(const Headers& h, const std::string& body, int depth) {
         const auto at = read_headers(p, ph);
         parts.push_back({ph, p.substr(at)});
       }
-      if (media == "multipart/alternative" && !parts.empty()) {
+      if (parts.empty()) {  // the boundary is never used: the body is text
+        Headers text = h;
+        text.type = text.type_raw = "";
+        return entity_text(text, body, depth + 1);
+      }
+      if (media == "multipart/alternative") {
         for (const auto& [ph, pb] : parts)
           if (ph.type.empty() || ph.type.rfind("text/plain", 0) == 0) return entity_text(ph, pb, depth + 1);
         return entity_text(parts.front().first, parts.front().second, depth + 1);
       }
       std::string out;
-      for (const auto& [ph, pb] : parts) {
+      for (const auto& [ph, pb] : parts) {  // multipart/mixed, related, ...
         const auto t = entity_text(ph, pb, depth + 1);
         if (!t.empty()) out += (out.empty() ? "" : "\n") + t;
       }
