@@ -4,7 +4,6 @@
 #include <cctype>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <utility>
 
 #include "train/config.h"
@@ -207,7 +206,7 @@ std::string html_to_text(const std::string& s) {
 
 /// The header fields of one MIME entity that matter here, values unfolded.
 struct Headers {
-  std::string subject, type, type_raw, encoding;
+  std::string subject, type, encoding;  // type as written (a boundary's case matters); encoding lower-cased
 };
 
 /// Reads the header block of s (it ends at the first empty line; a line starting with white
@@ -217,7 +216,7 @@ size_t read_headers(const std::string& s, Headers& h) {
   std::string name, value;
   auto flush = [&] {
     if (name == "subject") h.subject = trim(value);
-    else if (name == "content-type") h.type_raw = trim(value), h.type = lower(h.type_raw);
+    else if (name == "content-type") h.type = trim(value);
     else if (name == "content-transfer-encoding") h.encoding = lower(trim(value));
     name.clear();
     value.clear();
@@ -266,6 +265,11 @@ std::string type_parameter(const std::string& type_raw, const std::string& param
   return "";
 }
 
+/// The media type of an entity, lower-cased and without parameters; text/plain when none is given.
+std::string media_type(const Headers& h) {
+  return h.type.empty() ? "text/plain" : lower(trim(h.type.substr(0, h.type.find(';'))));
+}
+
 /// The parts of a multipart body: the text between "--boundary" lines, up to "--boundary--".
 /// A delimiter line is "--boundary", then "--" for the last one, then only white space.
 std::vector<std::string> split_parts(const std::string& body, const std::string& boundary) {
@@ -299,9 +303,9 @@ std::vector<std::string> split_parts(const std::string& body, const std::string&
 /// subject and text, and for any other part (an image, an attachment) the line
 /// "[attachment: <media type>]".
 std::string entity_text(const Headers& h, const std::string& body, int depth) {
-  const std::string media = h.type.empty() ? "text/plain" : trim(h.type.substr(0, h.type.find(';')));
+  const std::string media = media_type(h);
   if (media.rfind("multipart/", 0) == 0 && depth < 8) {
-    const auto boundary = type_parameter(h.type_raw, "boundary");
+    const auto boundary = type_parameter(h.type, "boundary");
     if (!boundary.empty()) {
       std::vector<std::pair<Headers, std::string>> parts;
       for (const auto& p : split_parts(body, boundary)) {
@@ -311,12 +315,12 @@ std::string entity_text(const Headers& h, const std::string& body, int depth) {
       }
       if (parts.empty()) {  // the boundary is never used: the body is text
         Headers text = h;
-        text.type = text.type_raw = "";
+        text.type.clear();
         return entity_text(text, body, depth + 1);
       }
       if (media == "multipart/alternative") {
         for (const auto& [ph, pb] : parts)
-          if (ph.type.empty() || ph.type.rfind("text/plain", 0) == 0) return entity_text(ph, pb, depth + 1);
+          if (media_type(ph) == "text/plain") return entity_text(ph, pb, depth + 1);
         return entity_text(parts.front().first, parts.front().second, depth + 1);
       }
       std::string out;
