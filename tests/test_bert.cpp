@@ -7,6 +7,9 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "helpers.h"
 #include "models/bert.h"
@@ -463,6 +466,13 @@ TEST_CASE("continued pretraining (model.pretrained) starts from the checkpoint a
                                       "model: {pretrained: " + first + "}\n"
                                       "data: {root: " + brown + ", train_limit: 5, eval_limit: 10}\n";
   zoo::Trainer(zoo::Config::from_file(dir + "/pos.yaml"), {dir + "/pos"}).run();
+  {  // POS tags words, not whole examples: zoo eval --predictions says so and writes nothing
+    auto r = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + dir + "/pos/checkpoints/best.pt --predictions " +
+                            dir + "/pos.tsv");
+    CHECK(r.code == 2);
+    CHECK_THAT(r.output, Contains("--predictions: this task writes no predictions"));
+    CHECK(!std::filesystem::exists(dir + "/pos.tsv"));
+  }
   CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", {"model.pretrained=" + dir + "/pos/checkpoints/best.pt"}),
                                  {dir + "/bad2"}),
                     Contains("not a pretrained BERT"));
@@ -483,6 +493,44 @@ TEST_CASE("spam detection from scratch with a vocabulary built from the training
   INFO("accuracy " << m["accuracy"] << ", F1 " << m["f1"]);
   CHECK(m["accuracy"] > 0.75);  // about two messages in three are ham
   CHECK(m["f1"] > 0.5);
+  {  // zoo eval --predictions: one line per test message, which agree with the metrics it prints
+    const auto ckpt = dir + "/run/checkpoints/best.pt", tsv = dir + "/predictions.tsv";
+    auto r = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + ckpt + " --predictions " + tsv);
+    REQUIRE(r.code == 0);
+    auto out = r.output;
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    const auto printed = nlohmann::json::parse(out.substr(out.rfind('\n') + 1));
+    std::ifstream in(tsv);
+    std::string line;
+    std::getline(in, line);
+    CHECK(line == "message\tlabel\tpredicted\tp_spam\ttokens");
+    double rows = 0, right = 0, gold_spam = 0, caught = 0;
+    std::set<std::string> names;
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string name, label, predicted;
+      double p = -1, tokens = 0;
+      std::getline(fields, name, '\t'), std::getline(fields, label, '\t'), std::getline(fields, predicted, '\t');
+      fields >> p >> tokens;
+      INFO(line);
+      CHECK((label == "spam" || label == "ham"));
+      CHECK(predicted == (p > 0.5 ? "spam" : "ham"));
+      CHECK((p >= 0 && p <= 1));
+      CHECK((tokens >= 3 && tokens <= 128));
+      CHECK((name.rfind("spam-", 0) == 0) == (label == "spam"));  // the id names its folder
+      names.insert(name);
+      rows += 1, right += label == predicted, gold_spam += label == "spam", caught += label == "spam" && predicted == "spam";
+    }
+    CHECK(rows == printed["messages"].get<double>());
+    CHECK(names.size() == rows);
+    CHECK(gold_spam == printed["spam"].get<double>());
+    CHECK(right / rows == Approx(printed["accuracy"].get<double>()).epsilon(1e-9));
+    CHECK(caught / gold_spam == Approx(printed["recall"].get<double>()).epsilon(1e-9));
+    // A file that cannot be written, and a task that writes no predictions, exit 2 and say which.
+    auto bad = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + ckpt + " --predictions " + dir + "/no/such/p.tsv");
+    CHECK(bad.code == 2);
+    CHECK_THAT(bad.output, Contains("--predictions " + dir + "/no/such/p.tsv: cannot write"));
+  }
   // A corpus that is neither Brown nor SpamAssassin is refused by its key.
   CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml", {"data.vocab_corpus=" + dir}), {dir + "/run2"}),
                     Contains("data.vocab_corpus: " + dir + " is neither"));

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <numeric>
@@ -32,7 +33,7 @@ usage: zoo <command> [options]
 
 commands:
   train   --config F [--set section.key=value]... [--run-dir D] [--resume]
-  eval    --checkpoint C [--split test|val] [--set section.key=value]...
+  eval    --checkpoint C [--split test|val] [--predictions FILE] [--set section.key=value]...
   sample  {vae,gan,ddpm,ddim} --checkpoint C [--n N] [--seed S] [--out grid.png] [--steps S] [--eta E]
   g2p     --checkpoint C [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
@@ -131,7 +132,9 @@ int cmd_eval(int argc, char** argv) {
   o.add_options()("checkpoint", "checkpoint file (runs/<run>/checkpoints/best.pt)", cxxopts::value<std::string>())(
       "split", "test or val", cxxopts::value<std::string>()->default_value("test"))(
       "s,set", "override a stored key, e.g. data.root=... or train.device=cpu",
-      cxxopts::value<std::vector<std::string>>());
+      cxxopts::value<std::vector<std::string>>())(
+      "predictions", "also write each example's prediction to this file, tab-separated (bert_spam)",
+      cxxopts::value<std::string>());
   auto r = parse(o, argc, argv);
   if (!r.count("checkpoint")) throw zoo::UsageError("zoo eval: --checkpoint is required");
   const auto split = r["split"].as<std::string>();
@@ -142,6 +145,14 @@ int cmd_eval(int argc, char** argv) {
   {
     torch::NoGradGuard no_grad;
     m = task->evaluate(split);
+    if (r.count("predictions")) {
+      const auto path = r["predictions"].as<std::string>();
+      std::ostringstream lines;  // nothing is written for a task that has no predictions
+      task->write_predictions(split, lines);
+      std::ofstream out(path);
+      if (!out) throw zoo::UsageError("--predictions " + path + ": cannot write this file; check that its folder exists");
+      if (!(out << lines.str()).flush()) throw zoo::UsageError("--predictions " + path + ": writing failed (disk full?)");
+    }
   }
   std::cout << json_line(m) << std::endl;
   return kExitOk;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <iomanip>
 #include <map>
 #include <numeric>
 #include <sstream>
@@ -754,22 +755,16 @@ class BertSpamTask : public BertFineTuneTask {
   }
 
   Scalars evaluate(const std::string& split) override {
-    auto& [ids, spam] = eval_set(split);
-    double tp = 0, fp = 0, fn = 0, tn = 0, loss_sum = 0;
-    for (size_t i = 0; i < ids.size(); i += 64) {
-      std::vector<const std::vector<int64_t>*> rows;
-      std::vector<int64_t> labels;
-      for (size_t j = i; j < std::min(ids.size(), i + 64); ++j) rows.push_back(&ids[j]), labels.push_back(spam[j]);
-      auto input = pad_sequences(rows, vocab_.pad_id(), device_);
-      auto target = torch::tensor(labels, torch::kLong).to(device_);
-      auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong)).to(torch::kFloat);
-      loss_sum += F::cross_entropy(logits, target, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
-      auto pred_t = logits.argmax(-1).cpu().contiguous();
-      const auto* pred = pred_t.data_ptr<int64_t>();
-      for (size_t k = 0; k < labels.size(); ++k) {
-        const bool p = pred[k] == 1, y = labels[k] == 1;
-        tp += p && y, fp += p && !y, fn += !p && y, tn += !p && !y;
-      }
+    auto& set = eval_set(split);
+    const auto logits = eval_logits(set);
+    const auto target = torch::tensor(set.spam, torch::kLong);
+    const double loss_sum = F::cross_entropy(logits, target, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
+    const auto pred_t = logits.argmax(-1).contiguous();
+    const auto* pred = pred_t.data_ptr<int64_t>();
+    double tp = 0, fp = 0, fn = 0, tn = 0;
+    for (size_t k = 0; k < set.spam.size(); ++k) {
+      const bool p = pred[k] == 1, y = set.spam[k] == 1;
+      tp += p && y, fp += p && !y, fn += !p && y, tn += !p && !y;
     }
     const double n = tp + fp + fn + tn;
     const double precision = tp / std::max(tp + fp, 1.0), recall = tp / std::max(tp + fn, 1.0);
@@ -782,7 +777,37 @@ class BertSpamTask : public BertFineTuneTask {
             {"spam", tp + fn}};
   }
 
+  void write_predictions(const std::string& split, std::ostream& out) override {
+    auto& set = eval_set(split);
+    const auto probs = torch::softmax(eval_logits(set), -1).contiguous();
+    const auto p = probs.accessor<float, 2>();
+    out << "message\tlabel\tpredicted\tp_spam\ttokens\n";
+    for (size_t k = 0; k < set.spam.size(); ++k) {
+      const auto i = static_cast<int64_t>(k);
+      out << set.names[k] << '\t' << (set.spam[k] ? "spam" : "ham") << '\t' << (p[i][1] > p[i][0] ? "spam" : "ham") << '\t'
+          << std::fixed << std::setprecision(6) << p[i][1] << '\t' << set.ids[k].size() << '\n';
+    }
+  }
+
  private:
+  struct EvalSet {
+    std::vector<std::vector<int64_t>> ids;
+    std::vector<int64_t> spam;
+    std::vector<std::string> names;  // EmailMessage::id
+  };
+
+  /// The model's logits (float, on the CPU) for every message of `set`, in its order.
+  torch::Tensor eval_logits(const EvalSet& set) {
+    std::vector<torch::Tensor> out;
+    for (size_t i = 0; i < set.ids.size(); i += 64) {
+      std::vector<const std::vector<int64_t>*> rows;
+      for (size_t j = i; j < std::min(set.ids.size(), i + 64); ++j) rows.push_back(&set.ids[j]);
+      auto input = pad_sequences(rows, vocab_.pad_id(), device_);
+      out.push_back(model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong)).to(torch::kFloat).cpu());
+    }
+    return out.empty() ? torch::zeros({0, 2}) : torch::cat(out);
+  }
+
   /// [CLS] message [SEP], at most data.max_length tokens: a longer message keeps its first
   /// tokens, or with data.tail_tokens its first and its last (Sun et al. 2019, head + tail).
   std::vector<int64_t> encode(const std::string& text) const {
@@ -817,12 +842,13 @@ class BertSpamTask : public BertFineTuneTask {
       train_ids_.push_back(encode(m.text)), train_spam_.push_back(m.spam ? 1 : 0);
   }
 
-  std::pair<std::vector<std::vector<int64_t>>, std::vector<int64_t>>& eval_set(const std::string& split) {
+  EvalSet& eval_set(const std::string& split) {
     auto& set = eval_[split];
-    if (set.first.empty())
+    if (set.ids.empty())
       for (const auto& m : messages(split, eval_limit_)) {
-        set.first.push_back(encode(m.text));
-        set.second.push_back(m.spam ? 1 : 0);
+        set.ids.push_back(encode(m.text));
+        set.spam.push_back(m.spam ? 1 : 0);
+        set.names.push_back(m.id);
       }
     return set;
   }
@@ -831,7 +857,7 @@ class BertSpamTask : public BertFineTuneTask {
   int64_t tail_tokens_;
   BertForSequenceClassification model_{nullptr};
   std::vector<int64_t> train_spam_;
-  std::map<std::string, std::pair<std::vector<std::vector<int64_t>>, std::vector<int64_t>>> eval_;
+  std::map<std::string, EvalSet> eval_;
 };
 
 void add_spam_keys(Schema& s) {

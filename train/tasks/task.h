@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,13 @@ class Task {
   virtual Scalars train_step(StepContext& ctx) = 0;
   /// Metrics on `split` ("val" or "test") with the weights now in model().
   virtual Scalars evaluate(const std::string& split) = 0;
+  /// One line per example of `split`, tab-separated with a header line: its id, the gold label,
+  /// the predicted one and the model's probabilities (zoo eval --predictions). Tasks that
+  /// classify whole examples write them; the others say so.
+  virtual void write_predictions(const std::string& split, std::ostream& out) {
+    (void)split, (void)out;
+    throw UsageError("--predictions: this task writes no predictions; it is for bert_spam checkpoints");
+  }
   /// The metric that picks best.pt, and whether higher is better.
   virtual std::pair<std::string, bool> best_metric() const = 0;
   /// Examples per optimizer step on this process (for the throughput figure).
