@@ -100,6 +100,57 @@ TEST_CASE("attention equals LibTorch's multi_head_attention_forward on the same 
   CHECK(torch::allclose(ours_x, ref_x.transpose(0, 1), 1e-5, 1e-6));
 }
 
+TEST_CASE("zoo::bmm: torch::bmm's products and gradients, spread over threads", "[attention]") {
+  const auto threads = at::get_num_threads();
+  torch::set_num_threads(2);  // the products are spread only with more than one thread
+  torch::manual_seed(2);
+  // Float products of 7 x 5 x 9 (the plain loop), 40 x 32 x 40 (a BLAS call each), and double.
+  struct Case { torch::Dtype dtype; int64_t p, q, r; };
+  for (auto c : {Case{torch::kFloat, 7, 5, 9}, Case{torch::kFloat, 40, 32, 40}, Case{torch::kDouble, 7, 5, 9}}) {
+    INFO(c.p << " x " << c.q << " x " << c.r);
+    const auto dtype = c.dtype;
+    auto a = torch::randn({24, c.p, c.q}, dtype).requires_grad_();
+    auto b0 = torch::randn({24, c.r, c.q}, dtype).requires_grad_();
+    auto b = b0.transpose(1, 2);  // (24, q, r), not contiguous, as attention's K^T
+    auto g = torch::randn({24, c.p, c.r}, dtype);
+    auto ours = zoo::bmm(a, b);
+    auto ref = torch::bmm(a, b);
+    CHECK(torch::allclose(ours, ref, 1e-5, 1e-5));
+    auto [ga, gb] = std::make_tuple(torch::autograd::grad({ours}, {a, b0}, {g}), torch::autograd::grad({ref}, {a, b0}, {g}));
+    CHECK(torch::allclose(ga[0], gb[0], 1e-5, 1e-5));
+    CHECK(torch::allclose(ga[1], gb[1], 1e-5, 1e-5));
+    // A second derivative through the gradient (create_graph), as for a gradient penalty.
+    auto gg = torch::autograd::grad({zoo::bmm(a, b)}, {a}, {g}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+    auto gg_ref = torch::autograd::grad({torch::bmm(a, b)}, {a}, {g}, true, true)[0];
+    auto h = torch::autograd::grad({gg.pow(2).sum()}, {b0})[0];
+    auto h_ref = torch::autograd::grad({gg_ref.pow(2).sum()}, {b0})[0];
+    CHECK(torch::allclose(h, h_ref, 1e-4, 1e-4));
+  }
+  {  // one product (nothing to spread), without gradients, and a shape mismatch
+    torch::NoGradGuard no_grad;
+    auto a = torch::randn({1, 3, 4}), b = torch::randn({1, 4, 2});
+    CHECK(torch::allclose(zoo::bmm(a, b), torch::bmm(a, b)));
+    auto a2 = torch::randn({6, 3, 4}), b2 = torch::randn({6, 4, 2});
+    CHECK(torch::allclose(zoo::bmm(a2, b2), torch::bmm(a2, b2)));
+    CHECK_THROWS(zoo::bmm(a2, torch::randn({6, 5, 2})));
+  }
+  // Attention through it in training mode (gradients recorded): the reference's values again.
+  zoo::MultiheadAttention mha(zoo::MultiheadAttentionOptions(16, 4));
+  auto x = torch::randn({3, 7, 16}).requires_grad_();
+  auto xt = x.transpose(0, 1);
+  namespace F = torch::nn::functional;
+  auto ref = std::get<0>(F::multi_head_attention_forward(
+      xt, xt, xt,
+      F::MultiheadAttentionForwardFuncOptions(16, 4, mha->qkv->weight, mha->qkv->bias, {}, {}, false, 0.0,
+                                              mha->proj->weight, mha->proj->bias)
+          .training(true)));
+  auto ours = mha->forward(x);
+  CHECK(torch::allclose(ours, ref.transpose(0, 1), 1e-5, 1e-6));
+  auto gx = torch::autograd::grad({ours.sum()}, {x})[0], gx_ref = torch::autograd::grad({ref.sum()}, {x})[0];
+  CHECK(torch::allclose(gx, gx_ref, 1e-4, 1e-5));
+  torch::set_num_threads(static_cast<int>(threads));
+}
+
 TEST_CASE("causal mask: output t does not change when tokens after t change", "[attention]") {
   torch::manual_seed(2);
   zoo::MultiheadAttention mha(zoo::MultiheadAttentionOptions(16, 2));
