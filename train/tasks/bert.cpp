@@ -781,11 +781,11 @@ class BertSpamTask : public BertFineTuneTask {
     auto& set = eval_set(split);
     const auto probs = torch::softmax(eval_logits(set), -1).contiguous();
     const auto p = probs.accessor<float, 2>();
-    out << "message\tlabel\tpredicted\tp_spam\ttokens\n";
+    out << "message\tlabel\tpredicted\tp_spam\ttokens\n" << std::fixed << std::setprecision(6);
     for (size_t k = 0; k < set.spam.size(); ++k) {
       const auto i = static_cast<int64_t>(k);
       out << set.names[k] << '\t' << (set.spam[k] ? "spam" : "ham") << '\t' << (p[i][1] > p[i][0] ? "spam" : "ham") << '\t'
-          << std::fixed << std::setprecision(6) << p[i][1] << '\t' << set.ids[k].size() << '\n';
+          << p[i][1] << '\t' << set.ids[k].size() << '\n';
     }
   }
 
