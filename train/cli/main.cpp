@@ -144,11 +144,12 @@ int cmd_eval(int argc, char** argv) {
   zoo::Scalars m;
   {
     torch::NoGradGuard no_grad;
-    m = task->evaluate(split);
-    if (r.count("predictions")) {
+    if (!r.count("predictions")) {
+      m = task->evaluate(split);
+    } else {
       const auto path = r["predictions"].as<std::string>();
       std::ostringstream lines;  // nothing is written for a task that has no predictions
-      task->write_predictions(split, lines);
+      m = task->evaluate_with_predictions(split, lines);
       std::ofstream out(path);
       if (!out) throw zoo::UsageError("--predictions " + path + ": cannot write this file; check that its folder exists");
       if (!(out << lines.str()).flush()) throw zoo::UsageError("--predictions " + path + ": writing failed (disk full?)");

@@ -756,7 +756,32 @@ class BertSpamTask : public BertFineTuneTask {
 
   Scalars evaluate(const std::string& split) override {
     auto& set = eval_set(split);
+    return metrics(set, eval_logits(set));
+  }
+
+  Scalars evaluate_with_predictions(const std::string& split, std::ostream& out) override {
+    auto& set = eval_set(split);
     const auto logits = eval_logits(set);
+    const auto probs = torch::softmax(logits, -1).contiguous();
+    const auto p = probs.accessor<float, 2>();
+    out << "message\tlabel\tpredicted\tp_spam\ttokens\n" << std::fixed << std::setprecision(6);
+    for (size_t k = 0; k < set.spam.size(); ++k) {
+      const auto i = static_cast<int64_t>(k);
+      out << set.names[k] << '\t' << (set.spam[k] ? "spam" : "ham") << '\t' << (p[i][1] > p[i][0] ? "spam" : "ham") << '\t'
+          << p[i][1] << '\t' << set.ids[k].size() << '\n';
+    }
+    return metrics(set, logits);
+  }
+
+ private:
+  struct EvalSet {
+    std::vector<std::vector<int64_t>> ids;
+    std::vector<int64_t> spam;
+    std::vector<std::string> names;  // EmailMessage::id
+  };
+
+  /// Loss, accuracy, precision, recall and F1 (spam the positive class) of `logits` on `set`.
+  static Scalars metrics(const EvalSet& set, const torch::Tensor& logits) {
     const auto target = torch::tensor(set.spam, torch::kLong);
     const double loss_sum = F::cross_entropy(logits, target, F::CrossEntropyFuncOptions().reduction(torch::kSum)).item<double>();
     const auto pred_t = logits.argmax(-1).contiguous();
@@ -776,25 +801,6 @@ class BertSpamTask : public BertFineTuneTask {
             {"messages", n},
             {"spam", tp + fn}};
   }
-
-  void write_predictions(const std::string& split, std::ostream& out) override {
-    auto& set = eval_set(split);
-    const auto probs = torch::softmax(eval_logits(set), -1).contiguous();
-    const auto p = probs.accessor<float, 2>();
-    out << "message\tlabel\tpredicted\tp_spam\ttokens\n" << std::fixed << std::setprecision(6);
-    for (size_t k = 0; k < set.spam.size(); ++k) {
-      const auto i = static_cast<int64_t>(k);
-      out << set.names[k] << '\t' << (set.spam[k] ? "spam" : "ham") << '\t' << (p[i][1] > p[i][0] ? "spam" : "ham") << '\t'
-          << p[i][1] << '\t' << set.ids[k].size() << '\n';
-    }
-  }
-
- private:
-  struct EvalSet {
-    std::vector<std::vector<int64_t>> ids;
-    std::vector<int64_t> spam;
-    std::vector<std::string> names;  // EmailMessage::id
-  };
 
   /// The model's logits (float, on the CPU) for every message of `set`, in its order.
   torch::Tensor eval_logits(const EvalSet& set) {

@@ -49,10 +49,11 @@ class Task {
   virtual Scalars train_step(StepContext& ctx) = 0;
   /// Metrics on `split` ("val" or "test") with the weights now in model().
   virtual Scalars evaluate(const std::string& split) = 0;
-  /// One line per example of `split`, tab-separated with a header line: its id, the gold label,
-  /// the predicted one and the model's probabilities (zoo eval --predictions). Tasks that
-  /// classify whole examples write them; the others say so.
-  virtual void write_predictions(const std::string& split, std::ostream& out) {
+  /// evaluate(split), and from the same forward pass one line per example of `split` into `out`,
+  /// tab-separated under a header line: its id, the gold label, the predicted one and the model's
+  /// probabilities (zoo eval --predictions). Tasks that classify whole examples write them; the
+  /// others say so, before any work.
+  virtual Scalars evaluate_with_predictions(const std::string& split, std::ostream& out) {
     (void)split, (void)out;
     throw UsageError("--predictions: this task writes no predictions; it is for bert_spam checkpoints");
   }
