@@ -90,8 +90,15 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   CHECK_THAT(cuda.output, Contains("train.device: cuda:7"));
   auto resume = run(zoo_bin() + " train --config " + cfg + " --resume --run-dir " + dir + "/none");
   CHECK(resume.code == 2);
+  auto restarts = run(zoo_bin() + " train --config " + cfg + " --set train.restarts=0 --run-dir " + dir + "/r");
+  CHECK(restarts.code == 2);
+  CHECK_THAT(restarts.output, Contains("train.restarts"));
   // Data and pretrained checkpoints the text tasks need, missing.
   const auto configs = zoo::test::source_dir() + "/configs/";
+  auto gan = run(zoo_bin() + " train --config " + configs + "gan_fashion_mnist.yaml --set train.restarts=2 --set data.root=" +
+                 zoo::test::data_root() + " --run-dir " + dir + "/r");
+  CHECK(gan.code == 2);
+  CHECK_THAT(gan.output, Contains("train.restarts: task gan_fashion_mnist has no validation metric"));
   auto pre = run(zoo_bin() + " train --config " + configs + "bert_pos.yaml --set model.pretrained=" + dir +
                  "/none.pt --run-dir " + dir + "/r");
   CHECK(pre.code == 2);

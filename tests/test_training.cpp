@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "helpers.h"
@@ -168,4 +169,60 @@ TEST_CASE("a short run on real Fashion-MNIST clearly learns", "[trainer][learn]"
   CHECK(test["accuracy"] > 0.65);  // chance is 0.10
   CHECK(losses.back().second < 0.6 * losses.front().second);
   CHECK(fs::exists(dir + "/samples/predictions.png"));
+}
+
+TEST_CASE("train.restarts: one run per seed, validation picks one, --resume finishes the rest", "[trainer][resume]") {
+  auto dir = zoo::test::scratch("restarts");
+  auto cfg = tiny(8, {"train.restarts=3"});
+  bool interrupted = true;
+  {
+    zoo::TrainerOptions o{dir};
+    o.stop_after = 4;  // the first restart stops early, as Ctrl-C would
+    CHECK(zoo::run_training(cfg, o, &interrupted).empty());
+    CHECK_FALSE(interrupted);
+    CHECK(fs::exists(dir + "/restarts/seed-3/checkpoints/step-00000004.pt"));
+    CHECK_FALSE(fs::exists(dir + "/restarts/seed-4"));
+    CHECK_FALSE(fs::exists(dir + "/checkpoints/best.pt"));
+  }
+  zoo::TrainerOptions o{dir};
+  o.resume = true;
+  auto test = zoo::run_training(cfg, o, &interrupted);
+  CHECK_FALSE(interrupted);
+
+  // Each restart ran with its own seed (3, 4, 5) and learned differently.
+  std::map<int64_t, double> val;
+  for (int64_t seed : {3, 4, 5}) {
+    const auto run = dir + "/restarts/seed-" + std::to_string(seed);
+    auto archive = zoo::read_checkpoint(run + "/checkpoints/best.pt");
+    auto stored = zoo::Config::from_yaml(zoo::checkpoint_config(archive, run), run);
+    CHECK(stored.get_int("train.seed") == seed);
+    CHECK(stored.get_int("train.restarts") == 1);
+    std::ifstream in(run + "/metrics.jsonl");
+    for (std::string line; std::getline(in, line);) {
+      auto row = nlohmann::json::parse(line);
+      if (row["split"] == "val") val[seed] = row["accuracy"].get<double>();
+    }
+  }
+  REQUIRE(val.size() == 3);
+  CHECK(train_losses(dir + "/restarts/seed-3") != train_losses(dir + "/restarts/seed-4"));
+  int64_t chosen = 3;
+  for (auto& [seed, acc] : val)
+    if (acc > val[chosen]) chosen = seed;
+  INFO("validation accuracy: seed 3 " << val[3] << ", 4 " << val[4] << ", 5 " << val[5]);
+  CHECK(test.at("seed") == chosen);
+  CHECK(read_file(dir + "/checkpoints/best.pt") ==
+        read_file(dir + "/restarts/seed-" + std::to_string(chosen) + "/checkpoints/best.pt"));
+
+  // restarts.jsonl: one validation row per restart, then the chosen checkpoint's test metrics.
+  std::ifstream in(dir + "/restarts.jsonl");
+  std::vector<nlohmann::json> rows;
+  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  REQUIRE(rows.size() == 4);
+  for (int i = 0; i < 3; ++i) CHECK(rows[i]["accuracy"].get<double>() == val[3 + i]);
+  CHECK(rows[3]["split"] == "test");
+  CHECK(rows[3]["seed"] == chosen);
+  CHECK(rows[3]["accuracy"].get<double>() == test.at("accuracy"));
+  auto task = zoo::load_task(dir + "/checkpoints/best.pt", {});
+  torch::NoGradGuard no_grad;
+  CHECK(task->evaluate("test").at("accuracy") == test.at("accuracy"));
 }

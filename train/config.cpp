@@ -161,6 +161,8 @@ void add_common_keys(Schema& s) {
   s.add_string("train.device", "auto", "auto (cuda when present), cpu, cuda or cuda:N", {}, device_check)
       .add_string("train.threads", "auto", "intra-op CPU threads: auto (every core) or a count", {}, threads_check)
       .add_int("train.seed", 0, "seed of every random choice (weights, data order, augmentation, dropout)", 0)
+      .add_int("train.restarts", 1,
+               "runs with seeds seed, seed+1, ...; validation picks one (BERT, Devlin et al. 2018, Sec. 4.1)", 1, 100)
       .add_bool("train.deterministic", false, "use deterministic algorithms only (slower on CUDA)")
       .add_int("train.steps", 1000, "optimizer steps in the run", 1)
       .add_int("train.batch_size", 128, "examples per micro-batch on each process", 1)

@@ -498,6 +498,85 @@ Scalars Trainer::run() {
   return evaluate("test", step);
 }
 
+Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* interrupted) {
+  *interrupted = false;
+  const int64_t restarts = cfg.get_int("train.restarts");
+  if (restarts == 1) {
+    Trainer trainer(cfg, options);
+    auto m = trainer.run();
+    *interrupted = trainer.interrupted();
+    return m;
+  }
+  // Devlin et al. 2018, Sec. 4.1: fine-tuning was sometimes unstable on small datasets, so they
+  // ran several random restarts (the same pretrained checkpoint; other data shuffling and
+  // classifier initialization) and selected the best model on the dev set.
+  const auto top = fs::path(options.run_dir);
+  fs::create_directories(top / "checkpoints");
+  if (options.rank == 0) atomic_write((top / "config.yaml").string(), cfg.to_yaml());
+  const int64_t seed0 = cfg.get_int("train.seed");
+  std::string key;
+  bool higher = true;
+  int64_t chosen = -1;
+  double chosen_value = 0;
+  std::string rows;
+  for (int64_t k = 0; k < restarts; ++k) {
+    const int64_t seed = seed0 + k;
+    Config c = cfg;
+    c.set("train.seed", std::to_string(seed), "train.restarts");
+    c.set("train.restarts", "1", "train.restarts");
+    TrainerOptions o = options;
+    o.run_dir = (top / "restarts" / ("seed-" + std::to_string(seed))).string();
+    // --resume continues each restart from its own newest checkpoint; a finished one only
+    // evaluates again. Restarts not begun yet start from scratch.
+    o.resume = options.resume && !list_step_checkpoints((fs::path(o.run_dir) / "checkpoints").string()).empty();
+    if (options.rank == 0) spdlog::info("restart {} of {}: train.seed {} -> {}", k + 1, restarts, seed, o.run_dir);
+    Trainer trainer(c, o);
+    std::tie(key, higher) = trainer.task().best_metric();
+    if (key.empty())
+      throw UsageError("train.restarts: task " + cfg.task() +
+                       " has no validation metric to choose a restart by; set train.restarts=1");
+    const bool finished = !trainer.run().empty();
+    if (trainer.interrupted()) {
+      *interrupted = true;
+      if (options.rank == 0)
+        spdlog::warn("continue every restart with --resume --run-dir {}", options.run_dir);
+      return {};
+    }
+    if (!finished) return {};  // stopped before train.steps (stop_after)
+    const auto value = trainer.best_value();
+    if (!value)
+      throw std::runtime_error(o.run_dir + ": validation gave no " + key + " to choose a restart by");
+    const bool better = chosen < 0 || (higher ? *value > chosen_value : *value < chosen_value);
+    if (better) chosen = seed, chosen_value = *value;
+    rows += json{{"seed", seed}, {"run_dir", o.run_dir}, {"split", "val"}, {key, *value}}.dump() + "\n";
+    if (options.rank == 0) spdlog::info("restart seed {}: best validation {} {:.4f}", seed, key, *value);
+  }
+  const auto from = top / "restarts" / ("seed-" + std::to_string(chosen)) / "checkpoints" / "best.pt";
+  const auto best = (top / "checkpoints" / "best.pt").string();
+  if (options.rank == 0) {
+    std::ifstream in(from, std::ios::binary);
+    std::ostringstream bytes;
+    bytes << in.rdbuf();
+    if (!in || bytes.str().empty()) throw std::runtime_error(from.string() + ": cannot read the chosen checkpoint");
+    atomic_write(best, bytes.str());
+  }
+  auto task = load_task(best, {}, nullptr, /*runtime=*/false);
+  Scalars test;
+  {
+    torch::NoGradGuard no_grad;
+    test = task->evaluate("test");
+  }
+  json row{{"seed", chosen}, {"split", "test"}, {"chosen", true}, {"checkpoint", best}};
+  for (auto& [k, v] : test) row[k] = v;
+  rows += row.dump() + "\n";
+  if (options.rank == 0) {
+    atomic_write((top / "restarts.jsonl").string(), rows);
+    spdlog::info("validation chose seed {} ({} {:.4f}) of {} restarts -> {}", chosen, key, chosen_value, restarts, best);
+  }
+  test["seed"] = static_cast<double>(chosen);
+  return test;
+}
+
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
                                 Config* config_out, bool runtime) {
   auto archive = read_checkpoint(checkpoint);

@@ -72,6 +72,8 @@ class Trainer {
   /// Returns the final test metrics. Ctrl-C / SIGTERM: checkpoint, then interrupted() is true.
   Scalars run();
   bool interrupted() const { return interrupted_; }
+  /// The best validation value of the task's best_metric() so far (none before an evaluation).
+  std::optional<double> best_value() const { return has_best_ ? std::optional<double>(best_) : std::nullopt; }
   Task& task() { return *task_; }
 
  private:
@@ -92,6 +94,14 @@ class Trainer {
   bool has_best_ = false;
   bool interrupted_ = false;
 };
+
+/// What `zoo train` runs. train.restarts = 1: one Trainer. N > 1: N runs of the config, with
+/// seeds train.seed, train.seed + 1, ..., in run_dir/restarts/seed-S (each resumed with
+/// --resume); validation picks one: the best value of the task's best_metric(), the first seed
+/// on a tie. Its best.pt is copied to run_dir/checkpoints/best.pt, run_dir/restarts.jsonl lists
+/// each restart's value, and the chosen checkpoint's test metrics are returned (its "seed" too).
+/// Returns {} when a run stops early (interrupted, or stop_after); *interrupted says which.
+Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* interrupted);
 
 /// Rebuilds a checkpoint's task and loads its weights (EMA weights when the run kept them).
 /// `overrides` are --set pairs applied to the stored config (e.g. data.root, train.device).

@@ -119,9 +119,9 @@ int cmd_train(int argc, char** argv) {
   }
   if (opt.resume && !fs::is_directory(opt.run_dir))
     throw zoo::UsageError("--run-dir " + opt.run_dir + ": no such run directory to resume");
-  zoo::Trainer trainer(cfg, opt);
-  auto metrics = trainer.run();
-  if (trainer.interrupted()) return kExitInterrupted;
+  bool interrupted = false;
+  auto metrics = zoo::run_training(cfg, opt, &interrupted);
+  if (interrupted) return kExitInterrupted;
   metrics["step"] = static_cast<double>(cfg.get_int("train.steps"));
   std::cout << json_line(metrics) << std::endl;
   return kExitOk;
