@@ -52,6 +52,11 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, std::
       params, torch::optim::SGDOptions(lr).momentum(cfg.get_float("optim.momentum")).weight_decay(wd));
 }
 
+/// Whether `value` beats `best` in the metric's direction; anything beats no value yet.
+bool improves(double value, std::optional<double> best, bool higher_better) {
+  return !best || (higher_better ? value > *best : value < *best);
+}
+
 at::ScalarType precision_dtype(const Config& cfg, const torch::Device& device, bool* enabled) {
   auto p = cfg.get_string("train.precision");
   if (p == "auto") p = device.is_cuda() ? "bf16" : "fp32";
@@ -267,7 +272,7 @@ void Trainer::save(int64_t step, bool best) {
   archive.write("step", c10::IValue(step));
   archive.write("lr", c10::IValue(learning_rate(cfg_, std::max<int64_t>(step, 1))));
   archive.write("window", c10::IValue(window_json_));
-  archive.write("best", c10::IValue(has_best_ ? best_ : std::nan("")));
+  archive.write("best", c10::IValue(best_.value_or(std::nan(""))));
   {
     torch::serialize::OutputArchive m;
     task_->model().save(m);
@@ -341,7 +346,7 @@ int64_t Trainer::restore() {
     c10::IValue v;
     if (archive.try_read("amp/scale", v)) ctx_->scale_ = v.toDouble();
     if (archive.try_read("window", v)) window_json_ = v.toStringRef();
-    if (archive.try_read("best", v) && !std::isnan(v.toDouble())) has_best_ = true, best_ = v.toDouble();
+    if (archive.try_read("best", v) && !std::isnan(v.toDouble())) best_ = v.toDouble();
     torch::serialize::InputArchive t;
     if (archive.try_read("task", t)) task_->load_state(t);
     const auto step = checkpoint_step(archive);
@@ -471,8 +476,8 @@ Scalars Trainer::run() {
       t_window = std::chrono::steady_clock::now();  // evaluation time is not training throughput
       if (m.count(best_key)) {
         const double v = m[best_key];
-        best = !has_best_ || (higher_better ? v > best_ : v < best_);
-        if (best) best_ = v, has_best_ = true;
+        best = improves(v, best_, higher_better);
+        if (best) best_ = v;
       }
     }
     if (sample_every > 0 && step % sample_every == 0) write_outputs();
@@ -492,8 +497,8 @@ Scalars Trainer::run() {
   // The end of the run: validation picks best.pt (the last weights when the task has no
   // metric to pick by), then the test figure is reported once.
   auto val = evaluate("val", step);
-  const bool better = val.count(best_key) && (!has_best_ || (higher_better ? val[best_key] > best_ : val[best_key] < best_));
-  if (better) best_ = val[best_key], has_best_ = true;
+  const bool better = val.count(best_key) && improves(val[best_key], best_, higher_better);
+  if (better) best_ = val[best_key];
   if (better || !fs::exists(fs::path(opt_.run_dir) / "checkpoints" / "best.pt")) save(step, true);
   return evaluate("test", step);
 }
@@ -516,8 +521,8 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   const int64_t seed0 = cfg.get_int("train.seed");
   std::string key;
   bool higher = true;
-  int64_t chosen = -1;
-  double chosen_value = 0;
+  int64_t chosen = seed0;
+  std::optional<double> chosen_value;
   std::string rows;
   for (int64_t k = 0; k < restarts; ++k) {
     const int64_t seed = seed0 + k;
@@ -546,8 +551,7 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     const auto value = trainer.best_value();
     if (!value)
       throw std::runtime_error(o.run_dir + ": validation gave no " + key + " to choose a restart by");
-    const bool better = chosen < 0 || (higher ? *value > chosen_value : *value < chosen_value);
-    if (better) chosen = seed, chosen_value = *value;
+    if (improves(*value, chosen_value, higher)) chosen = seed, chosen_value = value;
     rows += json{{"seed", seed}, {"run_dir", o.run_dir}, {"split", "val"}, {key, *value}}.dump() + "\n";
     if (options.rank == 0) spdlog::info("restart seed {}: best validation {} {:.4f}", seed, key, *value);
   }
@@ -571,7 +575,7 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   rows += row.dump() + "\n";
   if (options.rank == 0) {
     atomic_write((top / "restarts.jsonl").string(), rows);
-    spdlog::info("validation chose seed {} ({} {:.4f}) of {} restarts -> {}", chosen, key, chosen_value, restarts, best);
+    spdlog::info("validation chose seed {} ({} {:.4f}) of {} restarts -> {}", chosen, key, *chosen_value, restarts, best);
   }
   test["seed"] = static_cast<double>(chosen);
   return test;

@@ -73,7 +73,7 @@ class Trainer {
   Scalars run();
   bool interrupted() const { return interrupted_; }
   /// The best validation value of the task's best_metric() so far (none before an evaluation).
-  std::optional<double> best_value() const { return has_best_ ? std::optional<double>(best_) : std::nullopt; }
+  std::optional<double> best_value() const { return best_; }
   Task& task() { return *task_; }
 
  private:
@@ -90,8 +90,7 @@ class Trainer {
   std::unique_ptr<EMA> ema_;
   std::unique_ptr<Context> ctx_;
   std::string window_json_ = "{}";  // running sums of the logging window, checkpointed
-  double best_ = 0;
-  bool has_best_ = false;
+  std::optional<double> best_;  // the best validation value of task_->best_metric()
   bool interrupted_ = false;
 };
 
