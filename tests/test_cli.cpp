@@ -165,3 +165,19 @@ TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume
   auto archive = zoo::read_checkpoint(ckpts.back());
   CHECK(zoo::checkpoint_step(archive) > 0);
 }
+
+TEST_CASE("--resume without --run-dir finds the newest run of the task, restarts runs too", "[cli][resume]") {
+  auto dir = zoo::test::scratch("cli-resume-newest");
+  tiny_config(dir, 8);
+  auto first = run("cd " + dir + " && " + zoo_bin() + " train --config tiny.yaml --set train.restarts=2 --run-dir runs/r");
+  INFO(first.output);
+  REQUIRE(first.code == 0);
+  // A restarts run keeps its step checkpoints in restarts/seed-S/checkpoints, none at the top.
+  REQUIRE(zoo::list_step_checkpoints(dir + "/runs/r/checkpoints").empty());
+  auto resumed = run("cd " + dir + " && " + zoo_bin() + " train --config tiny.yaml --set train.restarts=2 --resume");
+  INFO(resumed.output);
+  REQUIRE(resumed.code == 0);
+  CHECK_THAT(resumed.output, Contains("runs/r/restarts/seed-4"));
+  const auto seed = nlohmann::json::parse(last_line(resumed.output))["seed"];
+  CHECK((seed == 3 || seed == 4));
+}

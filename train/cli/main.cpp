@@ -59,24 +59,41 @@ std::string timestamp() {
   return os.str();
 }
 
-/// The run directory under runs/ with the newest step checkpoint whose stored task name
-/// starts with `task_prefix`; "" when there is none.
-std::string newest_run(const std::string& task_prefix) {
+/// A run directory's checkpoints: its step checkpoints, and best.pt when `with_best`; with
+/// `with_restarts` also the step checkpoints of each restart (restarts/seed-S/checkpoints).
+std::vector<std::string> run_checkpoints(const fs::path& run, bool with_best, bool with_restarts) {
+  auto files = zoo::list_step_checkpoints((run / "checkpoints").string());
+  if (with_best && fs::is_regular_file(run / "checkpoints" / "best.pt")) files.push_back((run / "checkpoints" / "best.pt").string());
+  if (with_restarts && fs::is_directory(run / "restarts"))
+    for (const auto& seed : fs::directory_iterator(run / "restarts")) {
+      auto more = zoo::list_step_checkpoints((seed.path() / "checkpoints").string());
+      files.insert(files.end(), more.begin(), more.end());
+    }
+  return files;
+}
+
+/// The run directory under runs/ whose newest checkpoint (run_checkpoints) is the newest of all
+/// and whose stored task name starts with `task_prefix`; "" when there is none.
+std::string newest_run(const std::string& task_prefix, bool with_best, bool with_restarts) {
   std::string best;
   fs::file_time_type best_time{};
   if (!fs::is_directory("runs")) return best;
   for (const auto& e : fs::directory_iterator("runs")) {
-    auto ckpts = zoo::list_step_checkpoints((e.path() / "checkpoints").string());
-    if (ckpts.empty()) continue;
+    std::string newest;
+    fs::file_time_type newest_time{};
+    for (const auto& f : run_checkpoints(e.path(), with_best, with_restarts)) {
+      auto t = fs::last_write_time(f);
+      if (newest.empty() || t > newest_time) newest = f, newest_time = t;
+    }
+    if (newest.empty()) continue;
     try {
-      auto archive = zoo::read_checkpoint(ckpts.back());
-      if (zoo::Config::from_yaml(zoo::checkpoint_config(archive, ckpts.back()), ckpts.back()).task().rfind(task_prefix, 0) != 0)
+      auto archive = zoo::read_checkpoint(newest);
+      if (zoo::Config::from_yaml(zoo::checkpoint_config(archive, newest), newest).task().rfind(task_prefix, 0) != 0)
         continue;
     } catch (const std::exception&) {
       continue;  // not a run of a task this zoo knows
     }
-    auto t = fs::last_write_time(ckpts.back());
-    if (best.empty() || t > best_time) best = e.path().string(), best_time = t;
+    if (best.empty() || newest_time > best_time) best = e.path().string(), best_time = newest_time;
   }
   return best;
 }
@@ -111,7 +128,7 @@ int cmd_train(int argc, char** argv) {
   if (r.count("run-dir")) {
     opt.run_dir = r["run-dir"].as<std::string>();
   } else if (opt.resume) {
-    opt.run_dir = newest_run(cfg.task());
+    opt.run_dir = newest_run(cfg.task(), /*with_best=*/false, /*with_restarts=*/true);
     if (opt.run_dir.empty())
       throw zoo::UsageError("--resume: no run of " + cfg.task() + " with checkpoints under runs/; pass --run-dir");
   } else {
@@ -198,7 +215,7 @@ int cmd_sample(int argc, char** argv) {
   if (r.count("checkpoint")) {
     checkpoint = r["checkpoint"].as<std::string>();
   } else if (family == "ddpm_") {
-    const auto run = newest_run(family);
+    const auto run = newest_run(family, /*with_best=*/true, /*with_restarts=*/false);
     if (!run.empty()) {  // its best.pt, else its newest step checkpoint
       const auto best = fs::path(run) / "checkpoints" / "best.pt";
       checkpoint = fs::exists(best) ? best.string() : zoo::list_step_checkpoints((fs::path(run) / "checkpoints").string()).back();
