@@ -166,7 +166,7 @@ TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume
   CHECK(zoo::checkpoint_step(archive) > 0);
 }
 
-TEST_CASE("--resume without --run-dir finds the newest run of the task, restarts runs too", "[cli][resume]") {
+TEST_CASE("zoo train --resume without --run-dir finds the newest run of the task, restarts runs too", "[cli][resume]") {
   auto dir = zoo::test::scratch("cli-resume-newest");
   tiny_config(dir, 8);
   auto first = run("cd " + dir + " && " + zoo_bin() + " train --config tiny.yaml --set train.restarts=2 --run-dir runs/r");
