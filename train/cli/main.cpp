@@ -1,5 +1,6 @@
 // The zoo command: train, eval, list. Exit codes: 0 success, 1 failure while
 // running, 2 bad usage or input (config, argument, data file, checkpoint), 130 interrupted.
+#include <algorithm>
 #include <chrono>
 #include <ctime>
 #include <filesystem>
@@ -59,33 +60,28 @@ std::string timestamp() {
   return os.str();
 }
 
-/// A run directory's checkpoints: its step checkpoints, and best.pt when `with_best`; with
-/// `with_restarts` also the step checkpoints of each restart (restarts/seed-S/checkpoints).
-std::vector<std::string> run_checkpoints(const fs::path& run, bool with_best, bool with_restarts) {
-  auto files = zoo::list_step_checkpoints((run / "checkpoints").string());
-  if (with_best && fs::is_regular_file(run / "checkpoints" / "best.pt")) files.push_back((run / "checkpoints" / "best.pt").string());
-  if (with_restarts && fs::is_directory(run / "restarts"))
-    for (const auto& seed : fs::directory_iterator(run / "restarts")) {
-      auto more = zoo::list_step_checkpoints((seed.path() / "checkpoints").string());
-      files.insert(files.end(), more.begin(), more.end());
-    }
-  return files;
-}
-
-/// The run directory under runs/ whose newest checkpoint (run_checkpoints) is the newest of all
-/// and whose stored task name starts with `task_prefix`; "" when there is none.
-std::string newest_run(const std::string& task_prefix, bool with_best, bool with_restarts) {
-  std::string best;
+/// The newest run under runs/ of a task whose name starts with `task_prefix`: the run directory
+/// and its newest checkpoint (step checkpoints and best.pt, a restart's in restarts/seed-S too);
+/// empty when there is none.
+struct NewestRun {
+  std::string dir, checkpoint;
+};
+NewestRun newest_run(const std::string& task_prefix) {
+  NewestRun best;
   fs::file_time_type best_time{};
   if (!fs::is_directory("runs")) return best;
   for (const auto& e : fs::directory_iterator("runs")) {
-    std::string newest;
-    fs::file_time_type newest_time{};
-    for (const auto& f : run_checkpoints(e.path(), with_best, with_restarts)) {
-      auto t = fs::last_write_time(f);
-      if (newest.empty() || t > newest_time) newest = f, newest_time = t;
-    }
-    if (newest.empty()) continue;
+    auto files = zoo::list_step_checkpoints((e.path() / "checkpoints").string());
+    if (fs::is_regular_file(e.path() / "checkpoints" / "best.pt")) files.push_back((e.path() / "checkpoints" / "best.pt").string());
+    if (fs::is_directory(e.path() / "restarts"))
+      for (const auto& seed : fs::directory_iterator(e.path() / "restarts")) {
+        auto more = zoo::list_step_checkpoints((seed.path() / "checkpoints").string());
+        files.insert(files.end(), more.begin(), more.end());
+      }
+    if (files.empty()) continue;
+    const auto newest = *std::max_element(files.begin(), files.end(), [](const auto& x, const auto& y) {
+      return fs::last_write_time(x) < fs::last_write_time(y);
+    });
     try {
       auto archive = zoo::read_checkpoint(newest);
       if (zoo::Config::from_yaml(zoo::checkpoint_config(archive, newest), newest).task().rfind(task_prefix, 0) != 0)
@@ -93,7 +89,8 @@ std::string newest_run(const std::string& task_prefix, bool with_best, bool with
     } catch (const std::exception&) {
       continue;  // not a run of a task this zoo knows
     }
-    if (best.empty() || newest_time > best_time) best = e.path().string(), best_time = newest_time;
+    const auto t = fs::last_write_time(newest);
+    if (best.dir.empty() || t > best_time) best = {e.path().string(), newest}, best_time = t;
   }
   return best;
 }
@@ -128,7 +125,7 @@ int cmd_train(int argc, char** argv) {
   if (r.count("run-dir")) {
     opt.run_dir = r["run-dir"].as<std::string>();
   } else if (opt.resume) {
-    opt.run_dir = newest_run(cfg.task(), /*with_best=*/false, /*with_restarts=*/true);
+    opt.run_dir = newest_run(cfg.task()).dir;
     if (opt.run_dir.empty())
       throw zoo::UsageError("--resume: no run of " + cfg.task() + " with checkpoints under runs/; pass --run-dir");
   } else {
@@ -215,10 +212,10 @@ int cmd_sample(int argc, char** argv) {
   if (r.count("checkpoint")) {
     checkpoint = r["checkpoint"].as<std::string>();
   } else if (family == "ddpm_") {
-    const auto run = newest_run(family, /*with_best=*/true, /*with_restarts=*/false);
-    if (!run.empty()) {  // its best.pt, else its newest step checkpoint
-      const auto best = fs::path(run) / "checkpoints" / "best.pt";
-      checkpoint = fs::exists(best) ? best.string() : zoo::list_step_checkpoints((fs::path(run) / "checkpoints").string()).back();
+    const auto run = newest_run(family);
+    if (!run.dir.empty()) {  // its best.pt, else its newest checkpoint
+      const auto best = fs::path(run.dir) / "checkpoints" / "best.pt";
+      checkpoint = fs::exists(best) ? best.string() : run.checkpoint;
     }
     if (checkpoint.empty())
       throw zoo::UsageError("zoo sample " + model + ": no DDPM run with checkpoints under runs/; train one with "
