@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -225,4 +226,94 @@ TEST_CASE("train.restarts: one run per seed, validation picks one, --resume fini
   auto task = zoo::load_task(dir + "/checkpoints/best.pt", {});
   torch::NoGradGuard no_grad;
   CHECK(task->evaluate("test").at("accuracy") == test.at("accuracy"));
+}
+
+namespace {
+
+// What a weight average averages: parameters and floating-point buffers, in the task's order.
+std::vector<torch::Tensor> averaged_state(zoo::Task& task) {
+  std::vector<torch::Tensor> out;
+  for (auto& p : task.model().named_parameters()) out.push_back(p.value());
+  for (auto& b : task.model().named_buffers())
+    if (b.value().is_floating_point()) out.push_back(b.value());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("train.restarts_select soup: the greedy soup of the restarts, each kept only if validation holds",
+          "[trainer]") {
+  auto dir = zoo::test::scratch("soup");
+  auto cfg = tiny(8, {"train.restarts=3", "train.restarts_select=soup"});
+  bool interrupted = true;
+  auto test = zoo::run_training(cfg, zoo::TrainerOptions{dir}, &interrupted);
+  CHECK_FALSE(interrupted);
+
+  std::ifstream in(dir + "/restarts.jsonl");
+  std::vector<nlohmann::json> rows;
+  for (std::string line; std::getline(in, line);) rows.push_back(nlohmann::json::parse(line));
+  REQUIRE(rows.size() == 7);  // 3 restarts, 3 soup steps, the test row
+  std::vector<std::pair<int64_t, double>> val;
+  for (int i = 0; i < 3; ++i) val.emplace_back(rows[i]["seed"].get<int64_t>(), rows[i]["accuracy"].get<double>());
+  std::stable_sort(val.begin(), val.end(), [](auto& a, auto& b) { return a.second > b.second; });
+
+  auto path = [&](int64_t seed) { return dir + "/restarts/seed-" + std::to_string(seed) + "/checkpoints/best.pt"; };
+  // Each restart's best.pt as evaluated (EMA weights swapped in), in float64.
+  std::map<int64_t, std::vector<torch::Tensor>> weights;
+  for (auto& [seed, v] : val) {
+    auto t = zoo::load_task(path(seed), {});
+    for (auto& w : averaged_state(*t)) weights[seed].push_back(w.detach().to(torch::kFloat64));
+  }
+  auto probe = zoo::load_task(path(val[0].first), {});
+  auto live = averaged_state(*probe);
+  auto load_average = [&](const std::vector<int64_t>& seeds) {
+    torch::NoGradGuard no_grad;
+    for (size_t j = 0; j < live.size(); ++j) {
+      auto sum = weights[seeds[0]][j].clone();
+      for (size_t k = 1; k < seeds.size(); ++k) sum += weights[seeds[k]][j];
+      live[j].copy_(sum / static_cast<double>(seeds.size()));
+    }
+  };
+  auto accuracy = [&](const std::string& split) {
+    torch::NoGradGuard no_grad;
+    return probe->evaluate(split).at("accuracy");
+  };
+
+  // The best restart first, then each other in the order of its validation accuracy: kept when
+  // the average with it scores no less on validation than the soup without it.
+  CHECK(rows[3]["soup"] == val[0].first);
+  CHECK(rows[3]["kept"] == true);
+  std::vector<int64_t> members{val[0].first};
+  double current = rows[3]["accuracy"].get<double>();
+  CHECK(current == Approx(val[0].second).margin(1e-9));
+  for (int i = 1; i < 3; ++i) {
+    const auto& row = rows[3 + i];
+    const int64_t seed = val[i].first;
+    CHECK(row["soup"] == seed);
+    auto trial = members;
+    trial.push_back(seed);
+    load_average(trial);
+    const double v = accuracy("val");
+    CHECK(row["accuracy"].get<double>() == v);
+    CHECK(row["kept"] == (v >= current));
+    if (v >= current) members = trial, current = v;
+  }
+  INFO("soup of " << members.size() << " restarts");
+  CHECK(rows[6]["split"] == "test");
+  CHECK(rows[6]["soup"] == members);
+  CHECK(test.at("soup_size") == members.size());
+
+  // checkpoints/best.pt holds the soup: loadable as any best.pt, its weights the members' mean,
+  // its stored config without EMA (the averaged weights are already the EMA's).
+  auto soup = zoo::load_task(dir + "/checkpoints/best.pt", {});
+  load_average(members);
+  auto stored = averaged_state(*soup);
+  REQUIRE(stored.size() == live.size());
+  for (size_t j = 0; j < live.size(); ++j) CHECK(torch::equal(stored[j], live[j]));
+  auto archive = zoo::read_checkpoint(dir + "/checkpoints/best.pt");
+  auto cfg_stored = zoo::Config::from_yaml(zoo::checkpoint_config(archive, dir), dir);
+  CHECK_FALSE(cfg_stored.get_bool("train.ema"));
+  torch::NoGradGuard no_grad;
+  CHECK(soup->evaluate("test").at("accuracy") == test.at("accuracy"));
+  CHECK(accuracy("test") == test.at("accuracy"));
 }

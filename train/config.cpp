@@ -163,6 +163,10 @@ void add_common_keys(Schema& s) {
       .add_int("train.seed", 0, "seed of every random choice (weights, data order, augmentation, dropout)", 0)
       .add_int("train.restarts", 1,
                "runs with seeds seed, seed+1, ...; validation picks one (BERT, Devlin et al. 2018, Sec. 4.1)", 1, 100)
+      .add_string("train.restarts_select", "best",
+                  "with train.restarts > 1: best (validation picks one restart) or soup (greedy weight average of "
+                  "the restarts, Wortsman et al. 2022)",
+                  {"best", "soup"})
       .add_bool("train.deterministic", false, "use deterministic algorithms only (slower on CUDA)")
       .add_int("train.steps", 1000, "optimizer steps in the run", 1)
       .add_int("train.batch_size", 128, "examples per micro-batch on each process", 1)

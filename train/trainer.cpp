@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <ATen/autocast_mode.h>
+#include <algorithm>
 #include <csignal>
 #include <functional>
 #include <chrono>
@@ -503,6 +504,109 @@ Scalars Trainer::run() {
   return evaluate("test", step);
 }
 
+namespace {
+
+// The floating-point parameters and buffers of a task's networks, in a fixed order: what a
+// weight average averages (integer buffers, such as a batch-norm step count, are left alone).
+std::vector<torch::Tensor> float_state(Task& task) {
+  std::vector<torch::Tensor> out;
+  auto add = [&](torch::nn::Module& m) {
+    for (auto& p : m.named_parameters()) out.push_back(p.value());
+    for (auto& b : m.named_buffers())
+      if (b.value().is_floating_point()) out.push_back(b.value());
+  };
+  add(task.model());
+  for (auto& [name, module] : task.extra_modules()) add(*module);
+  return out;
+}
+
+// Greedy soup (Wortsman et al. 2022, "Model soups", Algorithm 1): the restarts sorted by their
+// validation metric, the best first; each next one joins the soup (a uniform average of the
+// weights of its members) when validation of the average with it is no worse than without.
+// Writes the soup to top/checkpoints/best.pt, a checkpoint like any best.pt, and returns it loaded.
+std::unique_ptr<Task> greedy_soup(const fs::path& top, const std::string& key, bool higher,
+                                  std::vector<std::pair<int64_t, double>> results, std::vector<int64_t>* kept,
+                                  std::string* rows, bool main) {
+  std::stable_sort(results.begin(), results.end(), [&](const auto& a, const auto& b) {
+    return higher ? a.second > b.second : a.second < b.second;
+  });
+  auto path_of = [&](int64_t seed) {
+    return (top / "restarts" / ("seed-" + std::to_string(seed)) / "checkpoints" / "best.pt").string();
+  };
+  auto validate = [&](Task& t) {
+    torch::NoGradGuard no_grad;
+    auto m = t.evaluate("val");
+    if (!m.count(key)) throw std::runtime_error("greedy soup: validation gave no " + key);
+    return m.at(key);
+  };
+  Config cfg;
+  const auto first = path_of(results.front().first);
+  auto soup = load_task(first, {}, &cfg, /*runtime=*/false);
+  auto live = float_state(*soup);
+  std::vector<torch::Tensor> sum;
+  for (auto& t : live) sum.push_back(t.detach().to(torch::kFloat64));
+  double current = validate(*soup);
+  *kept = {results.front().first};
+  *rows += json{{"soup", results.front().first}, {"split", "val"}, {key, current}, {"kept", true}}.dump() + "\n";
+  if (main) spdlog::info("greedy soup: seed {} alone, validation {} {:.4f}", results.front().first, key, current);
+  for (size_t i = 1; i < results.size(); ++i) {
+    const int64_t seed = results[i].first;
+    auto other = load_task(path_of(seed), {}, nullptr, /*runtime=*/false);
+    auto w = float_state(*other);
+    if (w.size() != live.size())
+      throw std::runtime_error(path_of(seed) + ": its networks differ from seed " + std::to_string(kept->front()) + "'s");
+    const double n = static_cast<double>(kept->size());
+    {
+      torch::NoGradGuard no_grad;
+      for (size_t j = 0; j < live.size(); ++j) live[j].copy_((sum[j] + w[j].to(torch::kFloat64)) / (n + 1));
+    }
+    const double v = validate(*soup);
+    const bool keep = !improves(current, v, higher);  // no worse than the soup without it
+    *rows += json{{"soup", seed}, {"split", "val"}, {key, v}, {"kept", keep}}.dump() + "\n";
+    if (main)
+      spdlog::info("greedy soup: with seed {} validation {} {:.4f} against {:.4f}: {}", seed, key, v, current,
+                   keep ? "kept" : "left out");
+    torch::NoGradGuard no_grad;
+    if (keep) {
+      for (size_t j = 0; j < live.size(); ++j) sum[j] += w[j].to(torch::kFloat64);
+      kept->push_back(seed);
+      current = v;
+    } else {
+      for (size_t j = 0; j < live.size(); ++j) live[j].copy_(sum[j] / n);
+    }
+  }
+  if (main) {
+    // The soup's checkpoint: the first member's config and data state with the averaged
+    // weights. Those are already the EMA weights where the restarts kept an EMA, so the stored
+    // config says train.ema false.
+    if (cfg.get_bool("train.ema")) cfg.set("train.ema", "false", "greedy soup");
+    auto archive_in = read_checkpoint(first);
+    torch::serialize::OutputArchive archive;
+    archive.write("config", c10::IValue(cfg.to_yaml()));
+    archive.write("step", c10::IValue(checkpoint_step(archive_in)));
+    archive.write("soup", c10::IValue(json(*kept).dump()));
+    {
+      torch::serialize::OutputArchive m;
+      soup->model().save(m);
+      archive.write("model", m);
+    }
+    for (auto& [name, module] : soup->extra_modules()) {
+      torch::serialize::OutputArchive m;
+      module->save(m);
+      archive.write("modules/" + name, m);
+    }
+    {
+      torch::serialize::OutputArchive t;
+      soup->save_state(t);
+      archive.write("task", t);
+    }
+    write_checkpoint(archive, {(top / "checkpoints" / "best.pt").string()});
+  }
+  return soup;
+}
+
+}  // namespace
+
 Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* interrupted) {
   *interrupted = false;
   const int64_t restarts = cfg.get_int("train.restarts");
@@ -523,6 +627,7 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   bool higher = true;
   int64_t chosen = seed0;
   std::optional<double> chosen_value;
+  std::vector<std::pair<int64_t, double>> results;  // (seed, best validation value)
   std::string rows;
   for (int64_t k = 0; k < restarts; ++k) {
     const int64_t seed = seed0 + k;
@@ -552,32 +657,46 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     if (!value)
       throw std::runtime_error(o.run_dir + ": validation gave no " + key + " to choose a restart by");
     if (improves(*value, chosen_value, higher)) chosen = seed, chosen_value = value;
+    results.emplace_back(seed, *value);
     rows += json{{"seed", seed}, {"run_dir", o.run_dir}, {"split", "val"}, {key, *value}}.dump() + "\n";
     if (options.rank == 0) spdlog::info("restart seed {}: best validation {} {:.4f}", seed, key, *value);
   }
-  const auto from = top / "restarts" / ("seed-" + std::to_string(chosen)) / "checkpoints" / "best.pt";
   const auto best = (top / "checkpoints" / "best.pt").string();
-  if (options.rank == 0) {
-    std::ifstream in(from, std::ios::binary);
-    std::ostringstream bytes;
-    bytes << in.rdbuf();
-    if (!in || bytes.str().empty()) throw std::runtime_error(from.string() + ": cannot read the chosen checkpoint");
-    atomic_write(best, bytes.str());
+  const bool soup = cfg.get_string("train.restarts_select") == "soup";
+  std::vector<int64_t> kept{chosen};
+  std::unique_ptr<Task> task;
+  if (soup) {
+    task = greedy_soup(top, key, higher, results, &kept, &rows, options.rank == 0);
+  } else {
+    const auto from = top / "restarts" / ("seed-" + std::to_string(chosen)) / "checkpoints" / "best.pt";
+    if (options.rank == 0) {
+      std::ifstream in(from, std::ios::binary);
+      std::ostringstream bytes;
+      bytes << in.rdbuf();
+      if (!in || bytes.str().empty()) throw std::runtime_error(from.string() + ": cannot read the chosen checkpoint");
+      atomic_write(best, bytes.str());
+    }
+    task = load_task(best, {}, nullptr, /*runtime=*/false);
   }
-  auto task = load_task(best, {}, nullptr, /*runtime=*/false);
   Scalars test;
   {
     torch::NoGradGuard no_grad;
     test = task->evaluate("test");
   }
-  json row{{"seed", chosen}, {"split", "test"}, {"chosen", true}, {"checkpoint", best}};
+  json row{{"seed", kept.front()}, {"split", "test"}, {"chosen", true}, {"checkpoint", best}};
+  if (soup) row["soup"] = kept;
   for (auto& [k, v] : test) row[k] = v;
   rows += row.dump() + "\n";
   if (options.rank == 0) {
     atomic_write((top / "restarts.jsonl").string(), rows);
-    spdlog::info("validation chose seed {} ({} {:.4f}) of {} restarts -> {}", chosen, key, *chosen_value, restarts, best);
+    if (soup)
+      spdlog::info("greedy soup of {} of {} restarts (seeds {}) -> {}", kept.size(), restarts, json(kept).dump(), best);
+    else
+      spdlog::info("validation chose seed {} ({} {:.4f}) of {} restarts -> {}", chosen, key, *chosen_value, restarts,
+                   best);
   }
-  test["seed"] = static_cast<double>(chosen);
+  test["seed"] = static_cast<double>(kept.front());
+  if (soup) test["soup_size"] = static_cast<double>(kept.size());
   return test;
 }
 
