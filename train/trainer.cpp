@@ -53,6 +53,18 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, std::
       params, torch::optim::SGDOptions(lr).momentum(cfg.get_float("optim.momentum")).weight_decay(wd));
 }
 
+// The task's networks into a checkpoint: "model", and "modules/NAME" for each other one.
+void write_networks(Task& task, torch::serialize::OutputArchive& archive) {
+  torch::serialize::OutputArchive m;
+  task.model().save(m);
+  archive.write("model", m);
+  for (auto& [name, module] : task.extra_modules()) {
+    torch::serialize::OutputArchive e;
+    module->save(e);
+    archive.write("modules/" + name, e);
+  }
+}
+
 /// Whether `value` beats `best` in the metric's direction; anything beats no value yet.
 bool improves(double value, std::optional<double> best, bool higher_better) {
   return !best || (higher_better ? value > *best : value < *best);
@@ -274,16 +286,7 @@ void Trainer::save(int64_t step, bool best) {
   archive.write("lr", c10::IValue(learning_rate(cfg_, std::max<int64_t>(step, 1))));
   archive.write("window", c10::IValue(window_json_));
   archive.write("best", c10::IValue(best_.value_or(std::nan(""))));
-  {
-    torch::serialize::OutputArchive m;
-    task_->model().save(m);
-    archive.write("model", m);
-  }
-  for (auto& [name, module] : task_->extra_modules()) {
-    torch::serialize::OutputArchive m;
-    module->save(m);
-    archive.write("modules/" + name, m);
-  }
+  write_networks(*task_, archive);
   for (size_t i = 0; i < optimizers_.size(); ++i) {
     torch::serialize::OutputArchive o;
     optimizers_[i]->save(o);
@@ -585,16 +588,7 @@ std::unique_ptr<Task> greedy_soup(const fs::path& top, const std::string& key, b
     archive.write("config", c10::IValue(cfg.to_yaml()));
     archive.write("step", c10::IValue(checkpoint_step(archive_in)));
     archive.write("soup", c10::IValue(json(*kept).dump()));
-    {
-      torch::serialize::OutputArchive m;
-      soup->model().save(m);
-      archive.write("model", m);
-    }
-    for (auto& [name, module] : soup->extra_modules()) {
-      torch::serialize::OutputArchive m;
-      module->save(m);
-      archive.write("modules/" + name, m);
-    }
+    write_networks(*soup, archive);
     {
       torch::serialize::OutputArchive t;
       soup->save_state(t);
