@@ -523,16 +523,13 @@ std::vector<torch::Tensor> float_state(Task& task) {
   return out;
 }
 
-// Greedy soup (Wortsman et al. 2022, "Model soups", Algorithm 1): the restarts sorted by their
-// validation metric, the best first; each next one joins the soup (a uniform average of the
+// Greedy soup (Wortsman et al. 2022, "Model soups", Algorithm 1) of the restarts in `results`,
+// sorted by their validation metric, the best first: each next one joins the soup (a uniform average of the
 // weights of its members) when validation of the average with it is no worse than without.
 // Writes the soup to top/checkpoints/best.pt, a checkpoint like any best.pt, and returns it loaded.
 std::unique_ptr<Task> greedy_soup(const fs::path& top, const std::string& key, bool higher,
-                                  std::vector<std::pair<int64_t, double>> results, std::vector<int64_t>* kept,
+                                  const std::vector<std::pair<int64_t, double>>& results, std::vector<int64_t>* kept,
                                   std::string* rows, bool main) {
-  std::stable_sort(results.begin(), results.end(), [&](const auto& a, const auto& b) {
-    return higher ? a.second > b.second : a.second < b.second;
-  });
   auto path_of = [&](int64_t seed) {
     return (top / "restarts" / ("seed-" + std::to_string(seed)) / "checkpoints" / "best.pt").string();
   };
@@ -619,8 +616,6 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   const int64_t seed0 = cfg.get_int("train.seed");
   std::string key;
   bool higher = true;
-  int64_t chosen = seed0;
-  std::optional<double> chosen_value;
   std::vector<std::pair<int64_t, double>> results;  // (seed, best validation value)
   std::string rows;
   for (int64_t k = 0; k < restarts; ++k) {
@@ -650,11 +645,15 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     const auto value = trainer.best_value();
     if (!value)
       throw std::runtime_error(o.run_dir + ": validation gave no " + key + " to choose a restart by");
-    if (improves(*value, chosen_value, higher)) chosen = seed, chosen_value = value;
     results.emplace_back(seed, *value);
     rows += json{{"seed", seed}, {"run_dir", o.run_dir}, {"split", "val"}, {key, *value}}.dump() + "\n";
     if (options.rank == 0) spdlog::info("restart seed {}: best validation {} {:.4f}", seed, key, *value);
   }
+  // Best validation first; a tie keeps seed order (the first seed wins).
+  std::stable_sort(results.begin(), results.end(), [&](const auto& a, const auto& b) {
+    return higher ? a.second > b.second : a.second < b.second;
+  });
+  const auto [chosen, chosen_value] = results.front();
   const auto best = (top / "checkpoints" / "best.pt").string();
   const bool soup = cfg.get_string("train.restarts_select") == "soup";
   std::vector<int64_t> kept{chosen};
@@ -686,7 +685,7 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     if (soup)
       spdlog::info("greedy soup of {} of {} restarts (seeds {}) -> {}", kept.size(), restarts, json(kept).dump(), best);
     else
-      spdlog::info("validation chose seed {} ({} {:.4f}) of {} restarts -> {}", chosen, key, *chosen_value, restarts,
+      spdlog::info("validation chose seed {} ({} {:.4f}) of {} restarts -> {}", chosen, key, chosen_value, restarts,
                    best);
   }
   test["seed"] = static_cast<double>(kept.front());
