@@ -14,6 +14,7 @@
 #include "helpers.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/optim.h"
 #include "models/vit.h"
 #include "train/trainer.h"
 
@@ -60,6 +61,102 @@ TEST_CASE("EMA follows theta_ema <- d theta_ema + (1 - d) theta and swaps in and
   CHECK(torch::allclose(lin->weight, w0 + 1.0));
   ema.swap();
   CHECK(torch::allclose(lin->weight, w0 + 2.0));
+}
+
+namespace {
+
+// Two copies of one small network with identical weights. `extra` is used only on steps not
+// divisible by 3, so its gradients are sometimes undefined and its step count falls behind.
+struct Net : torch::nn::Module {
+  torch::nn::Linear l1{nullptr}, l2{nullptr}, extra{nullptr};
+  Net() {
+    l1 = register_module("l1", torch::nn::Linear(5, 7));
+    l2 = register_module("l2", torch::nn::Linear(7, 3));
+    extra = register_module("extra", torch::nn::Linear(3, 2));
+  }
+  void backward(const torch::Tensor& x, int step) {
+    auto y = l2(torch::gelu(l1(x)));
+    auto loss = y.pow(2).mean();
+    if (step % 3 != 0) loss = loss + extra(y).pow(2).mean();
+    loss.backward();
+  }
+};
+
+struct Twin {
+  std::shared_ptr<Net> a = std::make_shared<Net>(), b = std::make_shared<Net>();
+  Twin() {
+    torch::NoGradGuard g;
+    auto pa = a->parameters(), pb = b->parameters();
+    for (size_t i = 0; i < pa.size(); ++i) pb[i].copy_(pa[i]);
+  }
+  void backward(const torch::Tensor& x, int step) {
+    for (auto* n : {a.get(), b.get()}) {
+      for (auto& p : n->parameters()) p.mutable_grad() = torch::Tensor();  // undefined until backward
+      n->backward(x, step);
+    }
+  }
+};
+
+template <class Ours, class Theirs, class Options>
+void check_same_steps(const Options& options) {
+  torch::manual_seed(0);
+  Twin t;
+  Ours ours(t.a->parameters(), options);
+  Theirs theirs(t.b->parameters(), options);
+  for (int step = 1; step <= 7; ++step) {
+    auto x = torch::randn({4, 5});
+    t.backward(x, step);  // at steps 3 and 6 `extra` has no gradient and takes no step
+    ours.step();
+    theirs.step();
+    auto pa = t.a->parameters(), pb = t.b->parameters();
+    for (size_t i = 0; i < pa.size(); ++i) REQUIRE(torch::equal(pa[i], pb[i]));
+  }
+  // The state is torch::optim's: ours saved, theirs loads it, and the two continue as one.
+  auto path = (fs::temp_directory_path() / "zoo_optim_state.pt").string();
+  torch::save(ours, path);
+  Theirs reloaded(t.a->parameters(), options);
+  torch::load(reloaded, path);
+  fs::remove(path);
+  auto x = torch::randn({4, 5});
+  t.backward(x, 1);
+  reloaded.step();
+  theirs.step();
+  auto pa = t.a->parameters(), pb = t.b->parameters();
+  for (size_t i = 0; i < pa.size(); ++i) CHECK(torch::equal(pa[i], pb[i]));
+}
+
+}  // namespace
+
+TEST_CASE("multi-tensor Adam and AdamW take torch::optim's steps bit for bit, and share its state", "[optim]") {
+  SECTION("AdamW, decoupled weight decay") {
+    check_same_steps<zoo::MultiTensorAdamW, torch::optim::AdamW>(
+        torch::optim::AdamWOptions(3e-2).betas({0.9, 0.98}).eps(1e-9).weight_decay(0.05));
+  }
+  SECTION("Adam, L2 weight decay") {
+    check_same_steps<zoo::MultiTensorAdam, torch::optim::Adam>(
+        torch::optim::AdamOptions(3e-2).betas({0.9, 0.98}).eps(1e-9).weight_decay(0.01));
+  }
+  SECTION("Adam, no weight decay") {
+    check_same_steps<zoo::MultiTensorAdam, torch::optim::Adam>(torch::optim::AdamOptions(1e-3));
+  }
+}
+
+TEST_CASE("clip_grad_norm scales the gradients as torch::nn::utils::clip_grad_norm_", "[optim]") {
+  for (double max_norm : {0.05, 1e3}) {  // clipping, and a norm already below the bound
+    torch::manual_seed(1);
+    Twin t;
+    auto x = torch::randn({4, 5});
+    t.backward(x, 1);
+    double norm = 0;
+    for (auto& p : t.b->parameters()) norm += p.grad().pow(2).sum().item<double>();
+    zoo::clip_grad_norm(t.a->parameters(), max_norm);
+    torch::nn::utils::clip_grad_norm_(t.b->parameters(), max_norm);
+    auto pa = t.a->parameters(), pb = t.b->parameters();
+    for (size_t i = 0; i < pa.size(); ++i) CHECK(torch::equal(pa[i].grad(), pb[i].grad()));
+    double clipped = 0;
+    for (auto& p : t.a->parameters()) clipped += p.grad().pow(2).sum().item<double>();
+    CHECK(std::sqrt(clipped) == Approx(std::min(std::sqrt(norm), max_norm)).epsilon(1e-4));
+  }
 }
 
 TEST_CASE("checkpoint round trip rebuilds the model from the file alone", "[checkpoint]") {

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "train/checkpoint.h"
+#include "train/optim.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -37,20 +38,6 @@ std::string format_duration(double s) {
   else if (t >= 60) os << t / 60 << "m" << t % 60 << "s";
   else os << t << "s";
   return os.str();
-}
-
-std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, std::vector<torch::Tensor> params) {
-  const auto name = cfg.get_string("optim.name");
-  const double lr = cfg.get_float("optim.lr"), wd = cfg.get_float("optim.weight_decay");
-  const auto betas = std::make_tuple(cfg.get_float("optim.beta1"), cfg.get_float("optim.beta2"));
-  if (name == "adamw")
-    return std::make_unique<torch::optim::AdamW>(
-        params, torch::optim::AdamWOptions(lr).betas(betas).eps(cfg.get_float("optim.eps")).weight_decay(wd));
-  if (name == "adam")
-    return std::make_unique<torch::optim::Adam>(
-        params, torch::optim::AdamOptions(lr).betas(betas).eps(cfg.get_float("optim.eps")).weight_decay(wd));
-  return std::make_unique<torch::optim::SGD>(
-      params, torch::optim::SGDOptions(lr).momentum(cfg.get_float("optim.momentum")).weight_decay(wd));
 }
 
 // The task's networks into a checkpoint: "model", and "modules/NAME" for each other one.
@@ -166,7 +153,11 @@ EMA::EMA(torch::nn::Module& module, double decay) : decay_(decay) {
 
 void EMA::update() {
   torch::NoGradGuard no_grad;
+#if TORCH_VERSION_MAJOR >= 2
+  at::_foreach_lerp_(shadow_, live_, 1.0 - decay_);  // one multi-tensor kernel on CUDA
+#else
   for (size_t i = 0; i < live_.size(); ++i) shadow_[i].lerp_(live_[i], 1.0 - decay_);
+#endif
 }
 
 void EMA::swap() {
@@ -240,7 +231,7 @@ class Trainer::Context : public StepContext {
       if (++good_steps_ % 2000 == 0) scale_ *= 2;
     }
     const double clip = t_.cfg_.get_float("train.grad_clip");
-    if (clip > 0 && !params.empty()) torch::nn::utils::clip_grad_norm_(params, clip);
+    if (clip > 0 && !params.empty()) clip_grad_norm(params, clip);
     opt.step();
     opt.zero_grad();
     return true;
