@@ -416,6 +416,27 @@ Scalars Trainer::run() {
   };
 
   json window = json::parse(window_json_);
+  // Deferred step values (StepLog::deferred) not yet added to the window: read on CUDA only when
+  // a progress line or a checkpoint needs them, in one transfer; on CPU at once. Either way each
+  // value is added in step order, so the window's sums do not depend on when they are read.
+  std::map<std::string, std::vector<std::pair<torch::Tensor, double>>> deferred;
+  auto read_deferred = [&] {
+    for (auto& [k, list] : deferred) {
+      std::vector<torch::Tensor> ts;
+      for (auto& [t, divisor] : list) ts.push_back(t.detach().reshape({}).to(torch::kDouble));
+      auto host = torch::stack(ts).cpu();
+      const auto* p = host.data_ptr<double>();
+      double sum = window.value(k, 0.0);
+      for (size_t i = 0; i < list.size(); ++i) sum += p[i] / list[i].second;
+      window[k] = sum;
+    }
+    deferred.clear();
+  };
+  auto save_checkpoint = [&](int64_t step, bool best) {
+    read_deferred();
+    window_json_ = window.dump();
+    save(step, best);
+  };
   auto t_window = std::chrono::steady_clock::now();
   const auto t_start = t_window;
   int64_t window_steps = 0;
@@ -430,17 +451,20 @@ Scalars Trainer::run() {
     const double lr = learning_rate(cfg_, step);
     for (auto& o : optimizers_)
       for (auto& g : o->param_groups()) g.options().set_lr(lr);
-    Scalars s;
+    StepLog s;
     {
       Autocast amp(ctx_->mixed_precision(), ctx_->dtype());
       s = task_->train_step(*ctx_);
     }
     if (ema_) ema_->update();
-    for (auto& [k, v] : s) window[k] = window.value(k, 0.0) + v;
+    for (auto& [k, v] : s.values) window[k] = window.value(k, 0.0) + v;
+    for (auto& [k, v] : s.deferred) deferred[k].push_back(v);
+    if (!device_.is_cuda()) read_deferred();
     window["_n"] = window.value("_n", 0) + 1;
     ++window_steps;
 
     if (step % log_every == 0 || step == last) {
+      read_deferred();
       const auto now = std::chrono::steady_clock::now();
       const double secs = std::chrono::duration<double>(now - t_window).count();
       const double its = window_steps / std::max(secs, 1e-9);
@@ -463,7 +487,6 @@ Scalars Trainer::run() {
       window_steps = 0;
       t_window = std::chrono::steady_clock::now();
     }
-    window_json_ = window.dump();
 
     bool best = false;
     if (eval_every > 0 && step % eval_every == 0 && step != total) {
@@ -477,13 +500,13 @@ Scalars Trainer::run() {
     }
     if (sample_every > 0 && step % sample_every == 0) write_outputs();
     if (g_signal != 0) {
-      save(step, best);
+      save_checkpoint(step, best);
       interrupted_ = true;
       if (main) spdlog::warn("interrupted at step {}: checkpoint saved; continue with --resume --run-dir {}", step,
                              opt_.run_dir);
       break;
     }
-    if (step % ckpt_every == 0 || best || step == last) save(step, best);
+    if (step % ckpt_every == 0 || best || step == last) save_checkpoint(step, best);
   }
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
@@ -494,7 +517,7 @@ Scalars Trainer::run() {
   auto val = evaluate("val", step);
   const bool better = val.count(best_key) && improves(val[best_key], best_, higher_better);
   if (better) best_ = val[best_key];
-  if (better || !fs::exists(fs::path(opt_.run_dir) / "checkpoints" / "best.pt")) save(step, true);
+  if (better || !fs::exists(fs::path(opt_.run_dir) / "checkpoints" / "best.pt")) save_checkpoint(step, true);
   return evaluate("test", step);
 }
 

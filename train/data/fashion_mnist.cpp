@@ -3,6 +3,7 @@
 #include <filesystem>
 
 #include "train/config.h"
+#include "train/data/to_device.h"
 
 namespace fs = std::filesystem;
 
@@ -50,7 +51,7 @@ torch::Tensor augment_crop_flip(const torch::Tensor& images, int64_t padding, bo
   const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   if (padding > 0) {
     // Offsets come from the CPU generator on every device, so runs repeat and resume exactly.
-    auto offsets = torch::randint(0, 2 * padding + 1, {b, 2}, torch::kLong).to(x.device());
+    auto offsets = to_device(torch::randint(0, 2 * padding + 1, {b, 2}, torch::kLong), x.device());
     auto padded = torch::constant_pad_nd(x, {padding, padding, padding, padding}, 0.0);  // (B, C, H+2p, W+2p)
     auto ar = [&](int64_t n) { return torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(x.device())); };
     auto rows = (offsets.select(1, 0).unsqueeze(1) + ar(h)).view({b, 1, h, 1}).expand({b, c, h, w + 2 * padding});
@@ -58,7 +59,7 @@ torch::Tensor augment_crop_flip(const torch::Tensor& images, int64_t padding, bo
     x = padded.gather(2, rows).gather(3, cols);  // (B, C, H, W)
   }
   if (hflip) {
-    auto flip = (torch::rand({b}) < 0.5).view({b, 1, 1, 1}).to(x.device());
+    auto flip = to_device((torch::rand({b}) < 0.5).view({b, 1, 1, 1}), x.device());
     x = torch::where(flip, x.flip({3}), x);
   }
   return x;

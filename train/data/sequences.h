@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include "train/data/to_device.h"
+
 namespace zoo {
 
 /// Rows of ids padded with `fill` to the longest: (B, L) int64 on `device`.
@@ -16,7 +18,7 @@ inline torch::Tensor pad_sequences(const std::vector<const std::vector<int64_t>*
   auto out = torch::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(len)}, fill, torch::kLong);
   auto* p = out.data_ptr<int64_t>();
   for (size_t i = 0; i < rows.size(); ++i) std::copy(rows[i]->begin(), rows[i]->end(), p + i * len);
-  return out.to(device);
+  return to_device(out, device);
 }
 
 }  // namespace zoo

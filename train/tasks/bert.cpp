@@ -210,7 +210,7 @@ class BertMLMTask : public MaskedLanguageModelTask {
   int64_t examples_per_step() const override { return batch_size(short_phase_) * accumulate_; }
   std::pair<std::string, bool> best_metric() const override { return {"mlm_accuracy", true}; }
 
-  Scalars train_step(StepContext& ctx) override {
+  StepLog train_step(StepContext& ctx) override {
     Scalars sum;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto m = forward(next_batch(ctx.step() <= short_steps_));
@@ -319,7 +319,7 @@ class BertMLMTask : public MaskedLanguageModelTask {
     auto attention = input.ne(vocab_.pad_id()).to(torch::kLong);
     auto positions = mlm.ne(kIgnoreLabel).nonzero();  // (N, 2)
     auto targets = mlm.index({positions.select(1, 0), positions.select(1, 1)});
-    auto nsp_t = torch::tensor(nsp, torch::kLong).to(device_);
+    auto nsp_t = to_device(torch::tensor(nsp, torch::kLong), device_);
     auto out = model_(input, segments, attention, positions);
     auto mlm_loss = F::cross_entropy(out.mlm_logits.to(torch::kFloat), targets);
     auto nsp_loss = F::cross_entropy(out.nsp_logits.to(torch::kFloat), nsp_t);
@@ -562,7 +562,7 @@ class BertPOSTask : public BertFineTuneTask {
   torch::nn::Module& model() override { return *model_; }
   std::pair<std::string, bool> best_metric() const override { return {"accuracy", true}; }
 
-  Scalars train_step(StepContext& ctx) override {
+  StepLog train_step(StepContext& ctx) override {
     double loss_sum = 0, correct = 0, seen = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto idx = sampler().next();
@@ -734,7 +734,7 @@ class BertSpamTask : public BertFineTuneTask {
   torch::nn::Module& model() override { return *model_; }
   std::pair<std::string, bool> best_metric() const override { return {"f1", true}; }
 
-  Scalars train_step(StepContext& ctx) override {
+  StepLog train_step(StepContext& ctx) override {
     double loss_sum = 0, correct = 0, seen = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto idx = sampler().next();
@@ -742,7 +742,7 @@ class BertSpamTask : public BertFineTuneTask {
       std::vector<int64_t> labels;
       for (auto i : idx) ids.push_back(&train_ids_[static_cast<size_t>(i)]), labels.push_back(train_spam_[static_cast<size_t>(i)]);
       auto input = pad_sequences(ids, vocab_.pad_id(), device_);
-      auto target = torch::tensor(labels, torch::kLong).to(device_);
+      auto target = to_device(torch::tensor(labels, torch::kLong), device_);
       auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong));
       auto loss = F::cross_entropy(logits.to(torch::kFloat), target);
       ctx.backward(loss);

@@ -92,7 +92,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
   torch::nn::Module& model() override { return *model_; }
   std::pair<std::string, bool> best_metric() const override { return {"zero_shot_accuracy", true}; }
 
-  Scalars train_step(StepContext& ctx) override {
+  StepLog train_step(StepContext& ctx) override {
     double loss_sum = 0, correct = 0, seen = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto [x, y] = next_batch();

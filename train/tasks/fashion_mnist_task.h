@@ -8,6 +8,7 @@
 
 #include "train/data/fashion_mnist.h"
 #include "train/data/sampler.h"
+#include "train/data/to_device.h"
 #include "train/tasks/task.h"
 
 namespace zoo {
@@ -45,7 +46,7 @@ class FashionMnistTask : public Task {
  protected:
   /// The next training batch on the device: images (B, 1, 28, 28) in [0, 1], augmented, and labels (B).
   std::pair<torch::Tensor, torch::Tensor> next_batch() {
-    auto idx = sampler().next().to(device_);
+    auto idx = to_device(sampler().next(), device_);
     return {augment_crop_flip(train_.images.index_select(0, idx), crop_padding_, hflip_),
             train_.labels.index_select(0, idx)};
   }

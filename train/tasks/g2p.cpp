@@ -127,23 +127,29 @@ class TransformerG2P : public G2PTask {
   int64_t examples_per_step() const override { return batch_ * accumulate_; }
   std::pair<std::string, bool> best_metric() const override { return {"wer", false}; }
 
-  Scalars train_step(StepContext& ctx) override {
-    double loss_sum = 0, tokens = 0, correct = 0;
+  StepLog train_step(StepContext& ctx) override {
+    torch::Tensor loss_sum, correct;  // on the device: the step does not wait for the GPU
+    double tokens = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
-      auto [src, tgt] = make_batch(sampler().next(), train_src_, train_tgt_);
+      const auto idx = sampler().next();
+      for (auto i : idx) tokens += static_cast<double>(train_tgt_[static_cast<size_t>(i)].size() - 1);  // y1 .. EOS
+      auto [src, tgt] = make_batch(idx, train_src_, train_tgt_);
       auto tgt_in = tgt.slice(1, 0, -1), tgt_out = tgt.slice(1, 1);  // BOS y1 .. yn -> y1 .. yn EOS
       auto logits = model_->forward(src, tgt_in);
       auto flat = logits.reshape({-1, logits.size(-1)});
       auto target = tgt_out.reshape({-1});
       auto loss = label_smoothed_cross_entropy(flat, target, smoothing_, kPad);
       ctx.backward(loss);
-      loss_sum += loss.item<double>();
-      auto keep = target.ne(kPad);
-      tokens += keep.sum().item<double>();
-      correct += (flat.argmax(-1).eq(target) & keep).sum().item<double>();
+      auto l = loss.detach().to(torch::kDouble);
+      auto c = (flat.argmax(-1).eq(target) & target.ne(kPad)).sum();
+      loss_sum = micro == 0 ? l : loss_sum + l;
+      correct = micro == 0 ? c : correct + c;
     }
     ctx.step_optimizer();
-    return {{"loss", loss_sum / static_cast<double>(ctx.accumulation())}, {"token_accuracy", correct / tokens}};
+    StepLog log;
+    log.deferred["loss"] = {loss_sum, static_cast<double>(ctx.accumulation())};
+    log.deferred["token_accuracy"] = {correct, tokens};
+    return log;
   }
 
   Scalars evaluate(const std::string& split) override {

@@ -108,7 +108,7 @@ class VAETask : public ImageGenerationTask {
   }
   torch::nn::Module& model() override { return *model_; }
 
-  Scalars train_step(StepContext& ctx) override {
+  StepLog train_step(StepContext& ctx) override {
     double loss = 0, rec = 0, kl = 0;
     for (int64_t m = 0; m < ctx.accumulation(); ++m) {
       auto x = next_images();
@@ -196,7 +196,7 @@ class GANTask : public ImageGenerationTask {
     return {generator_->parameters(), discriminator_->parameters()};
   }
 
-  Scalars train_step(StepContext& ctx) override {
+  StepLog train_step(StepContext& ctx) override {
     namespace F = torch::nn::functional;
     auto real = next_images() * 2 - 1;  // [-1, 1], as the generator's tanh
     const auto b = real.size(0);
@@ -300,14 +300,14 @@ class DDPMTask : public ImageGenerationTask {
   /// The simple loss (Ho et al., Eq. 14): || target - net(x_t, t) ||^2, t ~ U{0..T-1}.
   torch::Tensor loss(const torch::Tensor& x0, const torch::Generator& gen = {}) {
     const auto b = x0.size(0);
-    auto t = torch::randint(0, model_->schedule->timesteps(), {b}, gen, torch::kLong).to(device_);
-    auto noise = torch::randn(x0.sizes(), gen, torch::kFloat).to(device_);
+    auto t = to_device(torch::randint(0, model_->schedule->timesteps(), {b}, gen, torch::kLong), device_);
+    auto noise = to_device(torch::randn(x0.sizes(), gen, torch::kFloat), device_);
     auto x_t = model_->schedule->q_sample(x0, t, noise);
     auto out = model_->unet->forward(x_t, t);
     return torch::mse_loss(out.to(torch::kFloat), model_->schedule->target(x0, noise, t, prediction_));
   }
 
-  Scalars train_step(StepContext& ctx) override {
+  StepLog train_step(StepContext& ctx) override {
     double total = 0;
     for (int64_t m = 0; m < ctx.accumulation(); ++m) {
       auto l = loss(next_images() * 2 - 1);

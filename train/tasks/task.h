@@ -18,6 +18,18 @@ namespace zoo {
 
 using Scalars = std::map<std::string, double>;
 
+/// What train_step returns to log: `values`, numbers, and `deferred`, 0-dim tensors (possibly
+/// still on the GPU) each logged as tensor / divisor. Reading a GPU tensor makes the host wait
+/// for the GPU, so on CUDA the trainer reads deferred values only when it writes a progress line
+/// or a checkpoint, and the host queues the next step's kernels while the GPU runs this one.
+struct StepLog {
+  Scalars values;
+  std::map<std::string, std::pair<torch::Tensor, double>> deferred;
+  StepLog() = default;
+  StepLog(Scalars v) : values(std::move(v)) {}  // NOLINT: a task may return plain numbers
+  StepLog(std::initializer_list<Scalars::value_type> v) : values(v) {}
+};
+
 /// What a task's train_step may ask of the trainer. Implemented by Trainer.
 class StepContext {
  public:
@@ -46,7 +58,7 @@ class Task {
   /// Parameters of each optimizer the trainer makes: one entry for most tasks, two for a GAN.
   virtual std::vector<std::vector<torch::Tensor>> optimizer_params() { return {model().parameters()}; }
   /// One optimizer step of work (ctx.accumulation() micro-batches). Returns what to log; "loss" at least.
-  virtual Scalars train_step(StepContext& ctx) = 0;
+  virtual StepLog train_step(StepContext& ctx) = 0;
   /// Metrics on `split` ("val" or "test") with the weights now in model().
   virtual Scalars evaluate(const std::string& split) = 0;
   /// evaluate(split), and from the same forward pass one line per example of `split` into `out`,

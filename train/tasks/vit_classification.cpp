@@ -31,20 +31,26 @@ class ViTClassification : public FashionMnistTask {
 
   torch::nn::Module& model() override { return *model_; }
 
-  Scalars train_step(StepContext& ctx) override {
-    double loss_sum = 0, correct = 0, seen = 0;
+  StepLog train_step(StepContext& ctx) override {
+    torch::Tensor loss_sum, correct;  // on the device: the step does not wait for the GPU
+    double seen = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto [x, y] = next_batch();
       auto logits = model_->forward(normalize(x));
       auto loss = torch::nn::functional::cross_entropy(
           logits.to(torch::kFloat), y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(smoothing_));
       ctx.backward(loss);
-      loss_sum += loss.item<double>();
-      correct += (logits.argmax(1) == y).sum().item<double>();
+      auto l = loss.detach().to(torch::kDouble);
+      auto c = (logits.argmax(1) == y).sum();
+      loss_sum = micro == 0 ? l : loss_sum + l;
+      correct = micro == 0 ? c : correct + c;
       seen += static_cast<double>(y.size(0));
     }
     ctx.step_optimizer();
-    return {{"loss", loss_sum / static_cast<double>(ctx.accumulation())}, {"accuracy", correct / seen}};
+    StepLog log;
+    log.deferred["loss"] = {loss_sum, static_cast<double>(ctx.accumulation())};
+    log.deferred["accuracy"] = {correct, seen};
+    return log;
   }
 
   Scalars evaluate(const std::string& split) override {
