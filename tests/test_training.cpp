@@ -14,6 +14,7 @@
 #include "helpers.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/data/fashion_mnist.h"
 #include "train/optim.h"
 #include "models/vit.h"
 #include "train/trainer.h"
@@ -157,6 +158,45 @@ TEST_CASE("clip_grad_norm scales the gradients as torch::nn::utils::clip_grad_no
     for (auto& p : t.a->parameters()) clipped += p.grad().pow(2).sum().item<double>();
     CHECK(std::sqrt(clipped) == Approx(std::min(std::sqrt(norm), max_norm)).epsilon(1e-4));
   }
+}
+
+TEST_CASE("random erasing: one rectangle of noise, 2-40% of the image, aspect 0.3-3.3, at rate p", "[data]") {
+  auto set = zoo::load_fashion_mnist(zoo::test::data_root(), "train", 5000, 2000);
+  const auto& x = set.images;
+  torch::manual_seed(0);
+  CHECK(torch::equal(zoo::random_erasing(x, 0.0), x));
+  torch::manual_seed(3);
+  auto out = zoo::random_erasing(x, 0.5);
+  torch::manual_seed(3);
+  CHECK(torch::equal(zoo::random_erasing(x, 0.5), out));  // the CPU generator's seed fixes it
+
+  int64_t erased = 0;
+  double noise_sum = 0, noise_n = 0;
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    auto changed = (out[i][0] != x[i][0]).nonzero();  // (K, 2): row, column
+    if (changed.size(0) == 0) continue;
+    ++erased;
+    const auto y0 = changed.select(1, 0).min().item<int64_t>(), y1 = changed.select(1, 0).max().item<int64_t>() + 1;
+    const auto x0 = changed.select(1, 1).min().item<int64_t>(), x1 = changed.select(1, 1).max().item<int64_t>() + 1;
+    const double area = static_cast<double>((y1 - y0) * (x1 - x0)) / (28.0 * 28.0);
+    const double aspect = static_cast<double>(y1 - y0) / static_cast<double>(x1 - x0);
+    INFO("image " << i << ": rows " << y0 << "-" << y1 << ", columns " << x0 << "-" << x1);
+    CHECK(area >= 0.015);  // 2% and 40% of 784 pixels, give or take the rounding of each side
+    CHECK(area <= 0.43);
+    CHECK(aspect >= 0.25);
+    CHECK(aspect <= 4.0);
+    auto box = out[i][0].slice(0, y0, y1).slice(1, x0, x1);
+    CHECK(box.min().item<float>() >= 0.0f);
+    CHECK(box.max().item<float>() <= 1.0f);
+    CHECK(changed.size(0) >= box.numel() * 9 / 10);  // noise, not the image, over the whole box
+    noise_sum += box.sum().item<double>(), noise_n += static_cast<double>(box.numel());
+    // Outside the box nothing moved.
+    auto outside = torch::ones({28, 28}, torch::kBool);
+    outside.slice(0, y0, y1).slice(1, x0, x1).fill_(false);
+    CHECK(torch::equal(out[i][0].masked_select(outside), x[i][0].masked_select(outside)));
+  }
+  CHECK(static_cast<double>(erased) / 2000.0 == Approx(0.5).margin(0.05));
+  CHECK(noise_sum / noise_n == Approx(0.5).margin(0.02));  // uniform in [0, 1]
 }
 
 TEST_CASE("checkpoint round trip rebuilds the model from the file alone", "[checkpoint]") {

@@ -1,5 +1,6 @@
 #include "train/data/fashion_mnist.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "train/config.h"
@@ -63,6 +64,40 @@ torch::Tensor augment_crop_flip(const torch::Tensor& images, int64_t padding, bo
     x = torch::where(flip, x.flip({3}), x);
   }
   return x;
+}
+
+torch::Tensor random_erasing(const torch::Tensor& images, double p) {
+  constexpr double kMinArea = 0.02, kMaxArea = 0.4, kMinAspect = 0.3;
+  constexpr int kTries = 10;
+  const auto b = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
+  // Per image: erase or not, then per try an area, an aspect ratio, and the corner's two fractions.
+  auto u = torch::rand({b, 1 + 4 * kTries}, torch::kDouble);
+  auto boxes = torch::zeros({b, 4}, torch::kLong);  // rows [y0, y1), columns [x0, x1); empty = no erasing
+  auto ua = u.accessor<double, 2>();
+  auto bx = boxes.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < b; ++i) {
+    if (ua[i][0] >= p) continue;
+    for (int t = 0; t < kTries; ++t) {
+      const double* r = &ua[i][1 + 4 * t];
+      const double area = (kMinArea + (kMaxArea - kMinArea) * r[0]) * static_cast<double>(h * w);
+      const double aspect = kMinAspect + (1 / kMinAspect - kMinAspect) * r[1];
+      const auto eh = static_cast<int64_t>(std::lround(std::sqrt(area * aspect)));
+      const auto ew = static_cast<int64_t>(std::lround(std::sqrt(area / aspect)));
+      if (eh < 1 || ew < 1 || eh > h || ew > w) continue;
+      const auto y0 = std::min(h - eh, static_cast<int64_t>(r[2] * static_cast<double>(h - eh + 1)));
+      const auto x0 = std::min(w - ew, static_cast<int64_t>(r[3] * static_cast<double>(w - ew + 1)));
+      bx[i][0] = y0, bx[i][1] = y0 + eh, bx[i][2] = x0, bx[i][3] = x0 + ew;
+      break;
+    }
+  }
+  const auto device = images.device();
+  auto box = to_device(boxes, device);
+  auto ar = [&](int64_t n) { return torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(device)); };
+  auto rows = ar(h).view({1, h, 1}), cols = ar(w).view({1, 1, w});
+  auto col = [&](int64_t k) { return box.select(1, k).view({b, 1, 1}); };
+  auto inside = (rows >= col(0)) & (rows < col(1)) & (cols >= col(2)) & (cols < col(3));  // (B, H, W)
+  auto noise = to_device(torch::rand({b, c, h, w}), device).to(images.scalar_type());
+  return torch::where(inside.unsqueeze(1), noise, images);
 }
 
 }  // namespace zoo

@@ -27,4 +27,11 @@ ImageSet load_fashion_mnist(const std::string& root, const std::string& split, i
 /// Random crop with zero padding and random horizontal flip, per image: (B, C, H, W).
 torch::Tensor augment_crop_flip(const torch::Tensor& images, int64_t padding, bool hflip);
 
+/// Random erasing (Zhong et al. 2017, Algorithm 1): with probability `p` an image (B, C, H, W)
+/// in [0, 1] gets one rectangle of uniform noise, its area 2-40% of the image and its aspect
+/// ratio (height / width) uniform in [0.3, 1/0.3], the paper's settings. A box that does not fit
+/// is drawn again (up to 10 times, else the image is left alone); its corner is uniform among
+/// the positions where it fits. Draws come from the CPU generator, as augment_crop_flip's.
+torch::Tensor random_erasing(const torch::Tensor& images, double p);
+
 }  // namespace zoo

@@ -1,4 +1,4 @@
-// Task: ViT image classification on Fashion-MNIST (cross-entropy, crop + flip augmentation).
+// Task: ViT image classification on Fashion-MNIST (cross-entropy; crop, flip and random erasing).
 #include <filesystem>
 #include <fstream>
 
@@ -14,7 +14,9 @@ namespace {
 class ViTClassification : public FashionMnistTask {
  public:
   ViTClassification(const Config& cfg, const TaskContext& ctx)
-      : FashionMnistTask(cfg, ctx, cfg.get_int("data.crop_padding")), smoothing_(cfg.get_float("loss.label_smoothing")) {
+      : FashionMnistTask(cfg, ctx, cfg.get_int("data.crop_padding")),
+        erasing_(cfg.get_float("data.random_erasing")),
+        smoothing_(cfg.get_float("loss.label_smoothing")) {
     model_ = ViT(ViTOptions()
                      .image_size(28)
                      .in_channels(1)
@@ -36,6 +38,7 @@ class ViTClassification : public FashionMnistTask {
     double seen = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto [x, y] = next_batch();
+      if (erasing_ > 0) x = random_erasing(x, erasing_);
       auto logits = model_->forward(normalize(x));
       auto loss = torch::nn::functional::cross_entropy(
           logits.to(torch::kFloat), y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(smoothing_));
@@ -104,7 +107,7 @@ class ViTClassification : public FashionMnistTask {
   torch::Tensor normalize(const torch::Tensor& x) const { return (x - kFashionMnistMean) / kFashionMnistStd; }
 
   ViT model_{nullptr};
-  double smoothing_;
+  double erasing_, smoothing_;
 };
 
 void add_keys(Schema& s) {
@@ -117,6 +120,8 @@ void add_keys(Schema& s) {
       .add_float("model.dropout", 0.0, "dropout after embeddings, attention and in the MLP", 0.0, 0.9)
       .add_float("model.attention_dropout", 0.0, "dropout on attention probabilities", 0.0, 0.9)
       .add_int("data.crop_padding", 2, "random-crop padding in pixels (0 = no crop)", 0, 14)
+      .add_float("data.random_erasing", 0.0, "probability of random erasing (Zhong et al. 2017) per training image", 0.0,
+                 1.0)
       .add_float("loss.label_smoothing", 0.0, "label smoothing of the cross-entropy", 0.0, 0.5);
 }
 
