@@ -81,26 +81,30 @@ void adam_step(torch::optim::Optimizer& opt, bool decoupled) {
   }
 }
 
-}  // namespace
-
-torch::Tensor MultiTensorAdamW::step(LossClosure closure) {
+// torch::optim's step protocol: the closure, if any, recomputes the loss with gradients on.
+template <class Update>
+torch::Tensor step_after(const torch::optim::Optimizer::LossClosure& closure, Update update) {
   torch::Tensor loss;
   if (closure) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
-  adam_step<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(*this, /*decoupled=*/true);
+  update();
   return loss;
 }
 
+}  // namespace
+
+torch::Tensor MultiTensorAdamW::step(LossClosure closure) {
+  return step_after(closure, [this] {
+    adam_step<torch::optim::AdamWOptions, torch::optim::AdamWParamState>(*this, /*decoupled=*/true);
+  });
+}
+
 torch::Tensor MultiTensorAdam::step(LossClosure closure) {
-  torch::Tensor loss;
-  if (closure) {
-    at::AutoGradMode enable_grad(true);
-    loss = closure();
-  }
-  adam_step<torch::optim::AdamOptions, torch::optim::AdamParamState>(*this, /*decoupled=*/false);
-  return loss;
+  return step_after(closure, [this] {
+    adam_step<torch::optim::AdamOptions, torch::optim::AdamParamState>(*this, /*decoupled=*/false);
+  });
 }
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, std::vector<torch::Tensor> params) {
