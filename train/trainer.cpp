@@ -416,9 +416,9 @@ Scalars Trainer::run() {
   };
 
   json window = json::parse(window_json_);
-  // Deferred step values (StepLog::deferred) not yet added to the window: read on CUDA only when
-  // a progress line or a checkpoint needs them, in one transfer; on CPU at once. Either way each
-  // value is added in step order, so the window's sums do not depend on when they are read.
+  // Deferred step values (StepLog::deferred) not yet added to the window, read only when a
+  // progress line or a checkpoint needs them, in one transfer (on CPU too, so that the tests run
+  // this path). Each value is added in step order, so the sums do not depend on when they are read.
   std::map<std::string, std::vector<std::pair<torch::Tensor, double>>> deferred;
   auto read_deferred = [&] {
     for (auto& [k, list] : deferred) {
@@ -459,7 +459,6 @@ Scalars Trainer::run() {
     if (ema_) ema_->update();
     for (auto& [k, v] : s.values) window[k] = window.value(k, 0.0) + v;
     for (auto& [k, v] : s.deferred) deferred[k].push_back(v);
-    if (!device_.is_cuda()) read_deferred();
     window["_n"] = window.value("_n", 0) + 1;
     ++window_steps;
 

@@ -20,8 +20,8 @@ using Scalars = std::map<std::string, double>;
 
 /// What train_step returns to log: `values`, numbers, and `deferred`, 0-dim tensors (possibly
 /// still on the GPU) each logged as tensor / divisor. Reading a GPU tensor makes the host wait
-/// for the GPU, so on CUDA the trainer reads deferred values only when it writes a progress line
-/// or a checkpoint, and the host queues the next step's kernels while the GPU runs this one.
+/// for the GPU, so the trainer reads deferred values only when it writes a progress line or a
+/// checkpoint, and on CUDA the host queues the next step's kernels while the GPU runs this one.
 struct StepLog {
   Scalars values;
   std::map<std::string, std::pair<torch::Tensor, double>> deferred;
