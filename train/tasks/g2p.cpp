@@ -140,10 +140,8 @@ class TransformerG2P : public G2PTask {
       auto target = tgt_out.reshape({-1});
       auto loss = label_smoothed_cross_entropy(flat, target, smoothing_, kPad);
       ctx.backward(loss);
-      auto l = loss.detach().to(torch::kDouble);
-      auto c = (flat.argmax(-1).eq(target) & target.ne(kPad)).sum();
-      loss_sum = micro == 0 ? l : loss_sum + l;
-      correct = micro == 0 ? c : correct + c;
+      accumulate(loss_sum, loss);
+      accumulate(correct, (flat.argmax(-1).eq(target) & target.ne(kPad)).sum());
     }
     ctx.step_optimizer();
     StepLog log;

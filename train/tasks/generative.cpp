@@ -109,17 +109,19 @@ class VAETask : public ImageGenerationTask {
   torch::nn::Module& model() override { return *model_; }
 
   StepLog train_step(StepContext& ctx) override {
-    double loss = 0, rec = 0, kl = 0;
+    torch::Tensor loss, rec, kl;  // on the device (StepLog)
     for (int64_t m = 0; m < ctx.accumulation(); ++m) {
       auto x = next_images();
       auto terms = VAEImpl::elbo(x, model_->forward(x));
       auto l = terms.neg_elbo().mean();
       ctx.backward(l);
-      loss += l.item<double>(), rec += terms.reconstruction.mean().item<double>(), kl += terms.kl.mean().item<double>();
+      accumulate(loss, l), accumulate(rec, terms.reconstruction.mean()), accumulate(kl, terms.kl.mean());
     }
     ctx.step_optimizer();
     const double n = static_cast<double>(ctx.accumulation());
-    return {{"loss", loss / n}, {"reconstruction", rec / n}, {"kl", kl / n}};
+    StepLog log;
+    log.deferred = {{"loss", {loss, n}}, {"reconstruction", {rec, n}}, {"kl", {kl, n}}};
+    return log;
   }
 
   /// elbo: mean ELBO in nats per image over the split; log_px: the importance-weighted
@@ -308,14 +310,16 @@ class DDPMTask : public ImageGenerationTask {
   }
 
   StepLog train_step(StepContext& ctx) override {
-    double total = 0;
+    torch::Tensor total;  // on the device (StepLog)
     for (int64_t m = 0; m < ctx.accumulation(); ++m) {
       auto l = loss(next_images() * 2 - 1);
       ctx.backward(l);
-      total += l.item<double>();
+      accumulate(total, l);
     }
     ctx.step_optimizer();
-    return {{"loss", total / static_cast<double>(ctx.accumulation())}};
+    StepLog log;
+    log.deferred["loss"] = {total, static_cast<double>(ctx.accumulation())};
+    return log;
   }
 
   /// The simple loss on held-out images, with t and noise drawn from a fixed seed.

@@ -30,6 +30,13 @@ struct StepLog {
   StepLog(std::initializer_list<Scalars::value_type> v) : values(v) {}
 };
 
+/// Adds a 0-dim tensor to `sum` (undefined at first) in float64, where it is: how a train_step
+/// sums a value over its micro-batches for StepLog::deferred without reading it.
+inline void accumulate(torch::Tensor& sum, const torch::Tensor& value) {
+  auto v = value.detach().to(torch::kDouble);
+  sum = sum.defined() ? sum + v : v;
+}
+
 /// What a task's train_step may ask of the trainer. Implemented by Trainer.
 class StepContext {
  public:

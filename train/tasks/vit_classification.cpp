@@ -43,10 +43,8 @@ class ViTClassification : public FashionMnistTask {
       auto loss = torch::nn::functional::cross_entropy(
           logits.to(torch::kFloat), y, torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(smoothing_));
       ctx.backward(loss);
-      auto l = loss.detach().to(torch::kDouble);
-      auto c = (logits.argmax(1) == y).sum();
-      loss_sum = micro == 0 ? l : loss_sum + l;
-      correct = micro == 0 ? c : correct + c;
+      accumulate(loss_sum, loss);
+      accumulate(correct, (logits.argmax(1) == y).sum());
       seen += static_cast<double>(y.size(0));
     }
     ctx.step_optimizer();
