@@ -215,10 +215,15 @@ class GANTask : public ImageGenerationTask {
     auto loss_g = F::binary_cross_entropy_with_logits(discriminator_->forward(fake), ones);
     ctx.backward(loss_g, 0);
     ctx.step_optimizer(0);
-    const double ld = loss_d.item<double>(), lg = loss_g.item<double>();
-    return {{"loss", ld + lg}, {"loss_d", ld}, {"loss_g", lg},
-            {"d_real", torch::sigmoid(d_real).mean().item<double>()},
-            {"d_fake", torch::sigmoid(d_fake).mean().item<double>()}};
+    torch::NoGradGuard no_grad;
+    auto ld = loss_d.detach().to(torch::kDouble), lg = loss_g.detach().to(torch::kDouble);
+    StepLog log;  // on the device (StepLog)
+    log.deferred = {{"loss", {ld + lg, 1.0}},
+                    {"loss_d", {ld, 1.0}},
+                    {"loss_g", {lg, 1.0}},
+                    {"d_real", {torch::sigmoid(d_real.detach()).mean(), 1.0}},
+                    {"d_fake", {torch::sigmoid(d_fake.detach()).mean(), 1.0}}};
+    return log;
   }
 
   /// The discriminator's view of held-out real images and of fresh samples.
