@@ -563,24 +563,26 @@ class BertPOSTask : public BertFineTuneTask {
   std::pair<std::string, bool> best_metric() const override { return {"accuracy", true}; }
 
   StepLog train_step(StepContext& ctx) override {
-    double loss_sum = 0, correct = 0, seen = 0;
+    torch::Tensor loss_sum, correct;  // on the device (StepLog)
+    double seen = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto idx = sampler().next();
       std::vector<const std::vector<int64_t>*> ids, labels;
       for (auto i : idx) ids.push_back(&train_ids_[static_cast<size_t>(i)]), labels.push_back(&train_labels_[static_cast<size_t>(i)]);
+      for (const auto* l : labels) seen += static_cast<double>(std::count_if(l->begin(), l->end(), [](int64_t t) { return t != kIgnoreLabel; }));
       auto input = pad_sequences(ids, vocab_.pad_id(), device_);
       auto target = pad_sequences(labels, kIgnoreLabel, device_);
       auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong));
       auto loss = F::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(torch::kFloat), target.reshape({-1}),
                                    F::CrossEntropyFuncOptions().ignore_index(kIgnoreLabel));
       ctx.backward(loss);
-      loss_sum += loss.item<double>();
-      auto keep = target.ne(kIgnoreLabel);
-      correct += (logits.argmax(-1).eq(target) & keep).sum().item<double>();
-      seen += keep.sum().item<double>();
+      accumulate(loss_sum, loss);
+      accumulate(correct, (logits.argmax(-1).eq(target) & target.ne(kIgnoreLabel)).sum());
     }
     ctx.step_optimizer();
-    return {{"loss", loss_sum / static_cast<double>(ctx.accumulation())}, {"accuracy", correct / std::max(seen, 1.0)}};
+    StepLog log;
+    log.deferred = {{"loss", {loss_sum, static_cast<double>(ctx.accumulation())}}, {"accuracy", {correct, std::max(seen, 1.0)}}};
+    return log;
   }
 
   Scalars evaluate(const std::string& split) override {
@@ -735,7 +737,8 @@ class BertSpamTask : public BertFineTuneTask {
   std::pair<std::string, bool> best_metric() const override { return {"f1", true}; }
 
   StepLog train_step(StepContext& ctx) override {
-    double loss_sum = 0, correct = 0, seen = 0;
+    torch::Tensor loss_sum, correct;  // on the device (StepLog)
+    double seen = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto idx = sampler().next();
       std::vector<const std::vector<int64_t>*> ids;
@@ -746,12 +749,14 @@ class BertSpamTask : public BertFineTuneTask {
       auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong));
       auto loss = F::cross_entropy(logits.to(torch::kFloat), target);
       ctx.backward(loss);
-      loss_sum += loss.item<double>();
-      correct += logits.argmax(-1).eq(target).sum().item<double>();
+      accumulate(loss_sum, loss);
+      accumulate(correct, logits.argmax(-1).eq(target).sum());
       seen += static_cast<double>(labels.size());
     }
     ctx.step_optimizer();
-    return {{"loss", loss_sum / static_cast<double>(ctx.accumulation())}, {"accuracy", correct / seen}};
+    StepLog log;
+    log.deferred = {{"loss", {loss_sum, static_cast<double>(ctx.accumulation())}}, {"accuracy", {correct, seen}}};
+    return log;
   }
 
   Scalars evaluate(const std::string& split) override {

@@ -93,11 +93,14 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
   std::pair<std::string, bool> best_metric() const override { return {"zero_shot_accuracy", true}; }
 
   StepLog train_step(StepContext& ctx) override {
-    double loss_sum = 0, correct = 0, seen = 0;
+    torch::Tensor loss_sum, correct;  // on the device (StepLog)
+    double seen = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
-      auto [x, y] = next_batch();
+      auto batch = next_labelled_batch();
+      const auto& x = batch.images;
+      const auto& y = batch.labels;
       // Each image gets a caption of its class: a random training template and name.
-      auto labels = y.cpu().contiguous();
+      auto labels = batch.labels_cpu.contiguous();
       auto picks = torch::randint(static_cast<int64_t>(train_captions_[0].size()), {labels.size(0)}, torch::kLong);
       std::vector<const std::vector<int64_t>*> captions;
       for (int64_t i = 0; i < labels.size(0); ++i)
@@ -106,17 +109,19 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
       auto out = model_->forward(normalize(x), pad(captions));
       auto loss = clip_loss(out.logits_per_image);
       ctx.backward(loss);
-      loss_sum += loss.item<double>();
+      accumulate(loss_sum, loss);
       // In-batch retrieval: is the best-matching caption one of the image's class?
       auto best = out.logits_per_image.argmax(1);
-      correct += y.index_select(0, best).eq(y).sum().item<double>();
+      accumulate(correct, y.index_select(0, best).eq(y).sum());
       seen += static_cast<double>(y.size(0));
     }
     ctx.step_optimizer();
     model_->clamp_logit_scale_();
-    return {{"loss", loss_sum / static_cast<double>(ctx.accumulation())},
-            {"batch_class_accuracy", correct / seen},
-            {"logit_scale", model_->scale().item<double>()}};
+    StepLog log;
+    log.deferred = {{"loss", {loss_sum, static_cast<double>(ctx.accumulation())}},
+                    {"batch_class_accuracy", {correct, seen}},
+                    {"logit_scale", {model_->scale().detach(), 1.0}}};
+    return log;
   }
 
   Scalars evaluate(const std::string& split) override {

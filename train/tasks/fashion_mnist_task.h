@@ -44,11 +44,21 @@ class FashionMnistTask : public Task {
   void load_state(torch::serialize::InputArchive& a) override { sampler().load(a); }
 
  protected:
-  /// The next training batch on the device: images (B, 1, 28, 28) in [0, 1], augmented, and labels (B).
+  struct Batch {
+    torch::Tensor images, labels;  // on the device
+    torch::Tensor labels_cpu;      // the same labels on the CPU, for host work that should not wait for the GPU
+  };
+  /// The next training batch: images (B, 1, 28, 28) in [0, 1], augmented, and labels (B).
+  Batch next_labelled_batch() {
+    auto idx = sampler().next();
+    auto on_device = to_device(idx, device_);
+    return {augment_crop_flip(train_.images.index_select(0, on_device), crop_padding_, hflip_),
+            train_.labels.index_select(0, on_device), train_labels_cpu_.index_select(0, idx)};
+  }
+  /// next_labelled_batch's images and labels on the device.
   std::pair<torch::Tensor, torch::Tensor> next_batch() {
-    auto idx = to_device(sampler().next(), device_);
-    return {augment_crop_flip(train_.images.index_select(0, idx), crop_padding_, hflip_),
-            train_.labels.index_select(0, idx)};
+    auto b = next_labelled_batch();
+    return {b.images, b.labels};
   }
   /// The first data.eval_limit images of "val" or "test", on the device, loaded once.
   const ImageSet& eval_set(const std::string& split) {
@@ -73,6 +83,7 @@ class FashionMnistTask : public Task {
   EpochSampler& sampler() {
     if (!sampler_) {
       train_ = load_fashion_mnist(root_, "train", val_size_, train_limit_);
+      train_labels_cpu_ = train_.labels;
       train_.images = train_.images.to(device_);
       train_.labels = train_.labels.to(device_);
       sampler_ = std::make_unique<EpochSampler>(train_.size(), batch_, seed_, rank_, world_);
@@ -80,6 +91,7 @@ class FashionMnistTask : public Task {
     return *sampler_;
   }
   ImageSet train_, val_, test_;
+  torch::Tensor train_labels_cpu_;
   std::unique_ptr<EpochSampler> sampler_;
 };
 
