@@ -423,7 +423,8 @@ Scalars Trainer::run() {
   auto read_deferred = [&] {
     for (auto& [k, list] : deferred) {
       std::vector<torch::Tensor> ts;
-      for (auto& [t, divisor] : list) ts.push_back(t.detach().reshape({}).to(torch::kDouble));
+      for (auto& [t, divisor] : list)  // on the first one's device, so that one transfer reads them all
+        ts.push_back(t.detach().reshape({}).to(ts.empty() ? t.device() : ts.front().device(), torch::kDouble));
       auto host = torch::stack(ts).cpu();
       const auto* p = host.data_ptr<double>();
       double sum = window.value(k, 0.0);
