@@ -569,7 +569,8 @@ class BertPOSTask : public BertFineTuneTask {
       auto idx = sampler().next();
       std::vector<const std::vector<int64_t>*> ids, labels;
       for (auto i : idx) ids.push_back(&train_ids_[static_cast<size_t>(i)]), labels.push_back(&train_labels_[static_cast<size_t>(i)]);
-      for (const auto* l : labels) seen += static_cast<double>(std::count_if(l->begin(), l->end(), [](int64_t t) { return t != kIgnoreLabel; }));
+      for (const auto* l : labels)  // the labelled words: what the accuracy is over
+        seen += static_cast<double>(std::count_if(l->begin(), l->end(), [](int64_t t) { return t != kIgnoreLabel; }));
       auto input = pad_sequences(ids, vocab_.pad_id(), device_);
       auto target = pad_sequences(labels, kIgnoreLabel, device_);
       auto logits = model_->forward(input, torch::Tensor(), input.ne(vocab_.pad_id()).to(torch::kLong));

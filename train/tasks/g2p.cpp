@@ -128,7 +128,7 @@ class TransformerG2P : public G2PTask {
   std::pair<std::string, bool> best_metric() const override { return {"wer", false}; }
 
   StepLog train_step(StepContext& ctx) override {
-    torch::Tensor loss_sum, correct;  // on the device: the step does not wait for the GPU
+    torch::Tensor loss_sum, correct;  // on the device (StepLog)
     double tokens = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       const auto idx = sampler().next();

@@ -34,7 +34,7 @@ class ViTClassification : public FashionMnistTask {
   torch::nn::Module& model() override { return *model_; }
 
   StepLog train_step(StepContext& ctx) override {
-    torch::Tensor loss_sum, correct;  // on the device: the step does not wait for the GPU
+    torch::Tensor loss_sum, correct;  // on the device (StepLog)
     double seen = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto [x, y] = next_batch();
