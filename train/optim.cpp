@@ -127,24 +127,16 @@ void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
   for (const auto& p : params)
     if (p.grad().defined()) grads.push_back(p.grad());
   if (grads.empty()) return;
-  const bool cuda = grads.front().is_cuda();
   // The same arithmetic as torch::nn::utils::clip_grad_norm_: the norm of the per-tensor norms,
   // and coefficient min(1, max_norm / (norm + 1e-6)), which stays on the device.
-  std::vector<torch::Tensor> norms;
-  if (cuda) {
-    norms = at::_foreach_norm(grads, 2);
-  } else {
-    for (const auto& g : grads) norms.push_back(g.norm(2));
-  }
+  auto norms = at::_foreach_norm(grads, 2);
   auto total = norms.size() == 1 ? norms.front() : torch::stack(norms).norm(2);
   auto coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
-  if (cuda) {
-    at::_foreach_mul_(grads, coef);
-    return;
-  }
-#endif
+  at::_foreach_mul_(grads, coef);
+#else
   for (auto& g : grads) g.mul_(coef);
+#endif
 }
 
 }  // namespace zoo

@@ -47,6 +47,13 @@ ImageSet load_fashion_mnist(const std::string& root, const std::string& split, i
   return set;
 }
 
+namespace {
+// 0, 1, ..., n - 1 (int64) on `device`: pixel rows or columns.
+torch::Tensor arange_on(int64_t n, const torch::Device& device) {
+  return torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(device));
+}
+}  // namespace
+
 torch::Tensor augment_crop_flip(const torch::Tensor& images, int64_t padding, bool hflip) {
   auto x = images;
   const auto b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
@@ -54,9 +61,10 @@ torch::Tensor augment_crop_flip(const torch::Tensor& images, int64_t padding, bo
     // Offsets come from the CPU generator on every device, so runs repeat and resume exactly.
     auto offsets = to_device(torch::randint(0, 2 * padding + 1, {b, 2}, torch::kLong), x.device());
     auto padded = torch::constant_pad_nd(x, {padding, padding, padding, padding}, 0.0);  // (B, C, H+2p, W+2p)
-    auto ar = [&](int64_t n) { return torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(x.device())); };
-    auto rows = (offsets.select(1, 0).unsqueeze(1) + ar(h)).view({b, 1, h, 1}).expand({b, c, h, w + 2 * padding});
-    auto cols = (offsets.select(1, 1).unsqueeze(1) + ar(w)).view({b, 1, 1, w}).expand({b, c, h, w});
+    auto rows = (offsets.select(1, 0).unsqueeze(1) + arange_on(h, x.device()))
+                    .view({b, 1, h, 1})
+                    .expand({b, c, h, w + 2 * padding});
+    auto cols = (offsets.select(1, 1).unsqueeze(1) + arange_on(w, x.device())).view({b, 1, 1, w}).expand({b, c, h, w});
     x = padded.gather(2, rows).gather(3, cols);  // (B, C, H, W)
   }
   if (hflip) {
@@ -92,8 +100,7 @@ torch::Tensor random_erasing(const torch::Tensor& images, double p) {
   }
   const auto device = images.device();
   auto box = to_device(boxes, device);
-  auto ar = [&](int64_t n) { return torch::arange(n, torch::TensorOptions().dtype(torch::kLong).device(device)); };
-  auto rows = ar(h).view({1, h, 1}), cols = ar(w).view({1, 1, w});
+  auto rows = arange_on(h, device).view({1, h, 1}), cols = arange_on(w, device).view({1, 1, w});
   auto col = [&](int64_t k) { return box.select(1, k).view({b, 1, 1}); };
   auto inside = (rows >= col(0)) & (rows < col(1)) & (cols >= col(2)) & (cols < col(3));  // (B, H, W)
   auto noise = to_device(torch::rand({b, c, h, w}), device).to(images.scalar_type());
