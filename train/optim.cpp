@@ -131,7 +131,7 @@ void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
   // and coefficient min(1, max_norm / (norm + 1e-6)), which stays on the device.
   auto norms = at::_foreach_norm(grads, 2);
   auto total = norms.size() == 1 ? norms.front() : torch::stack(norms).norm(2);
-  auto coef = torch::clamp(max_norm / (total + 1e-6), c10::nullopt, 1.0);
+  auto coef = torch::clamp_max(max_norm / (total + 1e-6), 1.0);
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1)
   at::_foreach_mul_(grads, coef);
 #else
