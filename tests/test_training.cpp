@@ -49,6 +49,28 @@ TEST_CASE("learning-rate schedule: linear warmup, then cosine to min_lr", "[trai
   CHECK(zoo::learning_rate(cfg, 7) == Approx(1.0));
 }
 
+TEST_CASE("learning-rate schedule: a linear cooldown to min_lr ends the inverse-sqrt and constant schedules", "[trainer]") {
+  auto cfg = tiny(10, {"optim.lr=1.0", "optim.min_lr=0.1", "optim.warmup_steps=2", "optim.schedule=inverse_sqrt",
+                       "optim.cooldown_steps=4"});
+  const double at6 = std::sqrt(2.0 / 6.0);  // where the cooldown takes over
+  CHECK(zoo::learning_rate(cfg, 2) == Approx(1.0));
+  CHECK(zoo::learning_rate(cfg, 5) == Approx(std::sqrt(2.0 / 5.0)));
+  CHECK(zoo::learning_rate(cfg, 6) == Approx(at6));
+  CHECK(zoo::learning_rate(cfg, 8) == Approx(0.1 + (at6 - 0.1) * 0.5));
+  CHECK(zoo::learning_rate(cfg, 10) == Approx(0.1));
+  // Before its cooldown a longer run has the same rates, so a run can branch into a cooldown.
+  auto longer = tiny(40, {"optim.lr=1.0", "optim.warmup_steps=2", "optim.schedule=inverse_sqrt"});
+  CHECK(zoo::learning_rate(longer, 6) == zoo::learning_rate(cfg, 6));
+  cfg.set("optim.schedule", "constant");
+  CHECK(zoo::learning_rate(cfg, 6) == Approx(1.0));
+  CHECK(zoo::learning_rate(cfg, 9) == Approx(0.1 + 0.9 * 0.25));
+  cfg.set("optim.schedule", "cosine");
+  CHECK_THROWS_WITH(zoo::Trainer(cfg, {}), Contains("optim.cooldown_steps: the cosine schedule decays by itself"));
+  cfg.set("optim.schedule", "constant");
+  cfg.set("optim.cooldown_steps", "9");
+  CHECK_THROWS_WITH(zoo::Trainer(cfg, {}), Contains("optim.cooldown_steps: 9 is more than the 8 steps after warmup"));
+}
+
 TEST_CASE("EMA follows theta_ema <- d theta_ema + (1 - d) theta and swaps in and out", "[trainer]") {
   torch::nn::Linear lin(2, 1);
   zoo::EMA ema(*lin, 0.5);

@@ -192,7 +192,11 @@ void add_common_keys(Schema& s) {
                   "learning-rate schedule after warmup: cosine, constant, or inverse_sqrt (Vaswani et al. Eq. 3)",
                   {"cosine", "constant", "inverse_sqrt"})
       .add_int("optim.warmup_steps", 0, "linear warmup from 0 to optim.lr over this many steps", 0)
-      .add_float("optim.min_lr", 0.0, "floor of the cosine schedule", 0.0);
+      .add_int("optim.cooldown_steps", 0,
+               "constant and inverse_sqrt schedules: decay linearly to optim.min_lr over the last this many steps "
+               "(Zhai et al. 2022; Hagele et al. 2024)",
+               0)
+      .add_float("optim.min_lr", 0.0, "floor of the cosine schedule and of the cooldown", 0.0);
 }
 
 Config Config::from_file(const std::string& path, const std::vector<std::string>& overrides) {

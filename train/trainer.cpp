@@ -67,6 +67,19 @@ at::ScalarType precision_dtype(const Config& cfg, const torch::Device& device, b
   return p == "fp16" ? at::kHalf : at::kBFloat16;
 }
 
+void check_schedule(const Config& cfg) {
+  const int64_t cooldown = cfg.get_int("optim.cooldown_steps");
+  if (cooldown == 0) return;
+  if (cfg.get_string("optim.schedule") == "cosine")
+    throw UsageError("optim.cooldown_steps: the cosine schedule decays by itself; use schedule constant or "
+                     "inverse_sqrt with a cooldown, or set optim.cooldown_steps=0");
+  const int64_t room = cfg.get_int("train.steps") - cfg.get_int("optim.warmup_steps");
+  if (cooldown > room)
+    throw UsageError("optim.cooldown_steps: " + std::to_string(cooldown) + " is more than the " +
+                     std::to_string(std::max<int64_t>(room, 0)) +
+                     " steps after warmup (train.steps - optim.warmup_steps); lower it or raise train.steps");
+}
+
 }  // namespace
 
 torch::Device resolve_device(const std::string& spec) {
@@ -99,10 +112,19 @@ double learning_rate(const Config& cfg, int64_t step) {
   const int64_t warmup = cfg.get_int("optim.warmup_steps"), total = cfg.get_int("train.steps");
   if (warmup > 0 && step <= warmup) return peak * static_cast<double>(step) / static_cast<double>(warmup);
   const auto& schedule = cfg.get_string("optim.schedule");
-  // Vaswani et al. Eq. 3, d^-0.5 min(step^-0.5, step warmup^-1.5), is this with peak = (d warmup)^-0.5.
-  if (schedule == "inverse_sqrt")
-    return peak * std::sqrt(static_cast<double>(std::max<int64_t>(warmup, 1)) / static_cast<double>(step));
-  if (schedule == "constant" || total <= warmup) return peak;
+  if (schedule != "cosine") {
+    // Vaswani et al. Eq. 3, d^-0.5 min(step^-0.5, step warmup^-1.5), is this with peak = (d warmup)^-0.5.
+    auto rate = [&](int64_t t) {
+      return schedule == "constant"
+                 ? peak
+                 : peak * std::sqrt(static_cast<double>(std::max<int64_t>(warmup, 1)) / static_cast<double>(t));
+    };
+    // The cooldown: from the schedule's rate where it starts, linearly down to min_lr at the last step.
+    const int64_t cooldown = cfg.get_int("optim.cooldown_steps"), from = total - cooldown;
+    if (cooldown == 0 || step <= from) return rate(step);
+    return floor + (rate(from) - floor) * static_cast<double>(total - step) / static_cast<double>(cooldown);
+  }
+  if (total <= warmup) return peak;
   const double progress = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(total - warmup));
   return floor + (peak - floor) * 0.5 * (1.0 + std::cos(M_PI * progress));
 }
@@ -251,6 +273,7 @@ class Trainer::Context : public StepContext {
 // ---------------------------------------------------------------- trainer
 Trainer::Trainer(Config cfg, TrainerOptions options) : cfg_(std::move(cfg)), opt_(std::move(options)) {
   device_ = resolve_device(cfg_.get_string("train.device"));
+  check_schedule(cfg_);
   bool amp = false;
   auto dtype = precision_dtype(cfg_, device_, &amp);
   apply_runtime(cfg_);
