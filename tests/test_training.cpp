@@ -61,6 +61,10 @@ TEST_CASE("learning-rate schedule: a linear cooldown to min_lr ends the inverse-
   // Before its cooldown a longer run has the same rates, so a run can branch into a cooldown.
   auto longer = tiny(40, {"optim.lr=1.0", "optim.warmup_steps=2", "optim.schedule=inverse_sqrt"});
   CHECK(zoo::learning_rate(longer, 6) == zoo::learning_rate(cfg, 6));
+  // With no warmup the cooldown may span the whole run, from the rate of step 1.
+  auto whole = tiny(10, {"optim.lr=1.0", "optim.warmup_steps=0", "optim.schedule=inverse_sqrt", "optim.cooldown_steps=10"});
+  CHECK(zoo::learning_rate(whole, 1) == Approx(0.9));
+  CHECK(zoo::learning_rate(whole, 5) == Approx(0.5));
   cfg.set("optim.schedule", "constant");
   CHECK(zoo::learning_rate(cfg, 6) == Approx(1.0));
   CHECK(zoo::learning_rate(cfg, 9) == Approx(0.1 + 0.9 * 0.25));

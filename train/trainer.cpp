@@ -122,7 +122,7 @@ double learning_rate(const Config& cfg, int64_t step) {
     // The cooldown: from the schedule's rate where it starts, linearly down to min_lr at the last step.
     const int64_t cooldown = cfg.get_int("optim.cooldown_steps"), from = total - cooldown;
     if (cooldown == 0 || step <= from) return rate(step);
-    return floor + (rate(from) - floor) * static_cast<double>(total - step) / static_cast<double>(cooldown);
+    return floor + (rate(std::max<int64_t>(from, 1)) - floor) * static_cast<double>(total - step) / static_cast<double>(cooldown);
   }
   if (total <= warmup) return peak;
   const double progress = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(total - warmup));
@@ -444,14 +444,16 @@ Scalars Trainer::run() {
   // this path). Each value is added in step order, so the sums do not depend on when they are read.
   std::map<std::string, std::vector<std::pair<torch::Tensor, double>>> deferred;
   auto read_deferred = [&] {
-    for (auto& [k, list] : deferred) {
-      std::vector<torch::Tensor> ts;
+    if (deferred.empty()) return;
+    std::vector<torch::Tensor> ts;
+    for (auto& [k, list] : deferred)
       for (auto& [t, divisor] : list)  // on the first one's device, so that one transfer reads them all
         ts.push_back(t.detach().reshape({}).to(ts.empty() ? t.device() : ts.front().device(), torch::kDouble));
-      auto host = torch::stack(ts).cpu();
-      const auto* p = host.data_ptr<double>();
+    auto host = torch::stack(ts).cpu();
+    const auto* p = host.data_ptr<double>();
+    for (auto& [k, list] : deferred) {
       double sum = window.value(k, 0.0);
-      for (size_t i = 0; i < list.size(); ++i) sum += p[i] / list[i].second;
+      for (auto& [t, divisor] : list) sum += *p++ / divisor;
       window[k] = sum;
     }
     deferred.clear();

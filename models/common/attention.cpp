@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "models/common/dropout.h"
 
@@ -101,7 +102,7 @@ torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::
                                            const torch::Tensor& v, const torch::Tensor& mask,
                                            double dropout_p) {
 #if TORCH_VERSION_MAJOR >= 2
-  c10::optional<torch::Tensor> m;
+  std::optional<torch::Tensor> m;  // c10::optional is std::optional in 2.x
   if (mask.defined()) m = mask.to(q.scalar_type());
   return at::scaled_dot_product_attention(q, k, v, m, dropout_p);
 #else
