@@ -122,7 +122,8 @@ double learning_rate(const Config& cfg, int64_t step) {
     // The cooldown: from the schedule's rate where it starts, linearly down to min_lr at the last step.
     const int64_t cooldown = cfg.get_int("optim.cooldown_steps"), from = total - cooldown;
     if (cooldown == 0 || step <= from) return rate(step);
-    return floor + (rate(std::max<int64_t>(from, 1)) - floor) * static_cast<double>(total - step) / static_cast<double>(cooldown);
+    const double left = static_cast<double>(total - step) / static_cast<double>(cooldown);
+    return floor + (rate(std::max<int64_t>(from, 1)) - floor) * left;
   }
   if (total <= warmup) return peak;
   const double progress = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(total - warmup));
