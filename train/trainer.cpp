@@ -114,16 +114,16 @@ double learning_rate(const Config& cfg, int64_t step) {
   const auto& schedule = cfg.get_string("optim.schedule");
   if (schedule != "cosine") {
     // Vaswani et al. Eq. 3, d^-0.5 min(step^-0.5, step warmup^-1.5), is this with peak = (d warmup)^-0.5.
-    auto rate = [&](int64_t t) {
-      return schedule == "constant"
-                 ? peak
-                 : peak * std::sqrt(static_cast<double>(std::max<int64_t>(warmup, 1)) / static_cast<double>(t));
+    auto rate = [&](int64_t t) {  // t >= 1: a cooldown spanning a whole run starts from step 1's rate
+      const auto from_one = static_cast<double>(std::max<int64_t>(t, 1));
+      return schedule == "constant" ? peak
+                                    : peak * std::sqrt(static_cast<double>(std::max<int64_t>(warmup, 1)) / from_one);
     };
     // The cooldown: from the schedule's rate where it starts, linearly down to min_lr at the last step.
     const int64_t cooldown = cfg.get_int("optim.cooldown_steps"), from = total - cooldown;
     if (cooldown == 0 || step <= from) return rate(step);
     const double left = static_cast<double>(total - step) / static_cast<double>(cooldown);
-    return floor + (rate(std::max<int64_t>(from, 1)) - floor) * left;
+    return floor + (rate(from) - floor) * left;
   }
   if (total <= warmup) return peak;
   const double progress = std::min(1.0, static_cast<double>(step - warmup) / static_cast<double>(total - warmup));
