@@ -211,19 +211,27 @@ class BertMLMTask : public MaskedLanguageModelTask {
   std::pair<std::string, bool> best_metric() const override { return {"mlm_accuracy", true}; }
 
   StepLog train_step(StepContext& ctx) override {
-    Scalars sum;
+    torch::Tensor loss, mlm_loss, nsp_loss, mlm_correct, nsp_correct;  // sums, on the device (StepLog)
+    double mlm_count = 0, nsp_count = 0;
     for (int64_t micro = 0; micro < ctx.accumulation(); ++micro) {
       auto m = forward(next_batch(ctx.step() <= short_steps_));
       ctx.backward(m.loss);
-      sum["loss"] += m.loss.item<double>();
-      sum["mlm_loss"] += m.mlm_loss;
-      sum["nsp_loss"] += m.nsp_loss;
-      sum["mlm_accuracy"] += m.mlm_correct / std::max(1.0, m.mlm_count);
-      sum["nsp_accuracy"] += m.nsp_correct / m.nsp_count;
+      accumulate(loss, m.loss);
+      accumulate(mlm_loss, m.mlm_loss);
+      accumulate(nsp_loss, m.nsp_loss);
+      accumulate(mlm_correct, m.mlm_correct);
+      accumulate(nsp_correct, m.nsp_correct);
+      mlm_count += m.mlm_count, nsp_count += m.nsp_count;
     }
     ctx.step_optimizer();
-    for (auto& [k, v] : sum) v /= static_cast<double>(ctx.accumulation());
-    return sum;
+    const auto micro = static_cast<double>(ctx.accumulation());
+    StepLog log;
+    log.deferred["loss"] = {loss, micro};
+    log.deferred["mlm_loss"] = {mlm_loss, micro};
+    log.deferred["nsp_loss"] = {nsp_loss, micro};
+    log.deferred["mlm_accuracy"] = {mlm_correct, std::max(1.0, mlm_count)};
+    log.deferred["nsp_accuracy"] = {nsp_correct, nsp_count};
+    return log;
   }
 
   Scalars evaluate(const std::string& split) override {
@@ -233,9 +241,10 @@ class BertMLMTask : public MaskedLanguageModelTask {
       std::vector<const PretrainingExample*> batch;
       for (size_t j = i; j < std::min(examples.size(), i + 64); ++j) batch.push_back(&examples[j]);
       auto m = forward(batch);
-      mlm_loss += m.mlm_loss * m.mlm_count;
-      nsp_loss += m.nsp_loss * m.nsp_count;
-      mlm_correct += m.mlm_correct, mlm_count += m.mlm_count, nsp_correct += m.nsp_correct, nsp_count += m.nsp_count;
+      mlm_loss += m.mlm_loss.item<double>() * m.mlm_count;
+      nsp_loss += m.nsp_loss.item<double>() * m.nsp_count;
+      mlm_correct += m.mlm_correct.item<double>(), mlm_count += m.mlm_count;
+      nsp_correct += m.nsp_correct.item<double>(), nsp_count += m.nsp_count;
     }
     return {{"mlm_loss", mlm_loss / mlm_count},
             {"nsp_loss", nsp_loss / nsp_count},
@@ -301,35 +310,39 @@ class BertMLMTask : public MaskedLanguageModelTask {
   }
 
  private:
+  /// One batch through the model. The losses and counts of right predictions stay 0-dim tensors
+  /// on the device; the masked positions and their targets come from the host-side labels, so
+  /// nothing here makes the host wait for the GPU.
   struct Result {
-    torch::Tensor loss;
-    double mlm_loss = 0, nsp_loss = 0, mlm_correct = 0, mlm_count = 0, nsp_correct = 0, nsp_count = 0;
+    torch::Tensor loss, mlm_loss, nsp_loss, mlm_correct, nsp_correct;
+    double mlm_count = 0, nsp_count = 0;
   };
 
   Result forward(const std::vector<const PretrainingExample*>& batch) {
-    std::vector<const std::vector<int64_t>*> ids, types, labels;
-    std::vector<int64_t> nsp;
-    for (auto* e : batch) {
-      ids.push_back(&e->input_ids), types.push_back(&e->token_type_ids), labels.push_back(&e->mlm_labels);
+    std::vector<const std::vector<int64_t>*> ids, types;
+    std::vector<int64_t> nsp, rows, cols, targets;
+    for (size_t b = 0; b < batch.size(); ++b) {
+      const auto* e = batch[b];
+      ids.push_back(&e->input_ids), types.push_back(&e->token_type_ids);
       nsp.push_back(e->next_sentence_label);
+      for (size_t i = 0; i < e->mlm_labels.size(); ++i)
+        if (e->mlm_labels[i] != kIgnoreLabel)
+          rows.push_back(static_cast<int64_t>(b)), cols.push_back(static_cast<int64_t>(i)), targets.push_back(e->mlm_labels[i]);
     }
     auto input = pad_sequences(ids, vocab_.pad_id(), device_);
     auto segments = pad_sequences(types, 0, device_);
-    auto mlm = pad_sequences(labels, kIgnoreLabel, device_);
     auto attention = input.ne(vocab_.pad_id()).to(torch::kLong);
-    auto positions = mlm.ne(kIgnoreLabel).nonzero();  // (N, 2)
-    auto targets = mlm.index({positions.select(1, 0), positions.select(1, 1)});
+    auto positions = to_device(torch::stack({torch::tensor(rows, torch::kLong), torch::tensor(cols, torch::kLong)}, 1), device_);  // (N, 2)
+    auto mlm_t = to_device(torch::tensor(targets, torch::kLong), device_);
     auto nsp_t = to_device(torch::tensor(nsp, torch::kLong), device_);
     auto out = model_(input, segments, attention, positions);
-    auto mlm_loss = F::cross_entropy(out.mlm_logits.to(torch::kFloat), targets);
-    auto nsp_loss = F::cross_entropy(out.nsp_logits.to(torch::kFloat), nsp_t);
     Result r;
-    r.loss = mlm_loss + nsp_loss;  // the sum of the two, as in the paper
-    r.mlm_loss = mlm_loss.item<double>();
-    r.nsp_loss = nsp_loss.item<double>();
-    r.mlm_correct = out.mlm_logits.argmax(-1).eq(targets).sum().item<double>();
-    r.mlm_count = static_cast<double>(targets.size(0));
-    r.nsp_correct = out.nsp_logits.argmax(-1).eq(nsp_t).sum().item<double>();
+    r.mlm_loss = F::cross_entropy(out.mlm_logits.to(torch::kFloat), mlm_t);
+    r.nsp_loss = F::cross_entropy(out.nsp_logits.to(torch::kFloat), nsp_t);
+    r.loss = r.mlm_loss + r.nsp_loss;  // the sum of the two, as in the paper
+    r.mlm_correct = out.mlm_logits.argmax(-1).eq(mlm_t).sum();
+    r.nsp_correct = out.nsp_logits.argmax(-1).eq(nsp_t).sum();
+    r.mlm_count = static_cast<double>(targets.size());
     r.nsp_count = static_cast<double>(nsp.size());
     return r;
   }
