@@ -1,10 +1,9 @@
 // The zoo command run as a process: exit codes and one-line messages on bad input,
 // and a training run killed with SIGKILL that resumes and finishes.
 #include <catch2/catch.hpp>
-
 #include <filesystem>
 #include <fstream>
-
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "helpers.h"
@@ -58,6 +57,9 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
   auto badflag = run(zoo_bin() + " train --config x.yaml --bogus");
   CHECK(badflag.code == 2);
   CHECK_THAT(badflag.output, Contains("bogus"));
+  auto badvalue = run(zoo_bin() + " fill-mask --checkpoint x.pt --top abc \"a [MASK]\"");  // the option is named
+  CHECK(badvalue.code == 2);
+  CHECK_THAT(badvalue.output, Contains("--top abc: not a valid value"));
   auto list = run("cd " + zoo::test::source_dir() + " && " + zoo_bin() + " list");
   CHECK(list.code == 0);
   CHECK_THAT(list.output, Contains("vit_fashion_mnist") && Contains("configs/vit_fashion_mnist.yaml"));
@@ -82,6 +84,31 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   CHECK_THAT(set.output, Contains("--set train.steps=abc: train.steps: expected an integer"));
   auto set2 = run(zoo_bin() + " train --config " + cfg + " --set nodot");
   CHECK(set2.code == 2);
+  auto comma = run(zoo_bin() + " train --config " + cfg + " --set data.root=/none,x --run-dir " + dir + "/r");
+  CHECK(comma.code == 2);  // a value with a comma stays whole
+  CHECK_THAT(comma.output, Contains("data.root: /none,x/train-images-idx3-ubyte is missing"));
+  auto twice = dir + "/twice.yaml";
+  std::ofstream(twice) << "task: vit_fashion_mnist\nmodel:\n  dim: 64\n  dim: 32\n";
+  auto dup = run(zoo_bin() + " train --config " + twice);
+  CHECK(dup.code == 2);
+  CHECK_THAT(dup.output, Contains(twice + ":4: model.dim: given twice (also on line 3)"));
+  auto floor = run(zoo_bin() + " train --config " + cfg + " --set optim.min_lr=0.01 --run-dir " + dir + "/r");
+  CHECK(floor.code == 2);
+  CHECK_THAT(floor.output, Contains("optim.min_lr: 0.01 is above optim.lr (0.003)"));
+  auto batch = run(zoo_bin() + " train --config " + cfg + " --set train.batch_size=100000 --run-dir " + dir + "/r");
+  CHECK(batch.code == 2);
+  CHECK_THAT(batch.output, Contains("train.batch_size: 100000 x 1 ranks is more than the 2000 training examples"));
+  // A truncated IDX file is named, with its size and the size its header gives.
+  fs::create_directories(dir + "/short");
+  REQUIRE(run("head -c 100000 " + zoo::test::data_root() + "/train-images-idx3-ubyte > " + dir +
+              "/short/train-images-idx3-ubyte && cp " + zoo::test::data_root() + "/train-labels-idx1-ubyte " + dir +
+              "/short/")
+              .code == 0);
+  auto truncated =
+      run(zoo_bin() + " train --config " + cfg + " --set data.root=" + dir + "/short --run-dir " + dir + "/r");
+  CHECK(truncated.code == 2);
+  CHECK_THAT(truncated.output,
+             Contains(dir + "/short/train-images-idx3-ubyte is 100000 bytes but its header says 47040016"));
   auto data = run(zoo_bin() + " train --config " + cfg + " --set data.root=/nonexistent --run-dir " + dir + "/r");
   CHECK(data.code == 2);
   CHECK_THAT(data.output, Contains("data.root: /nonexistent/train-images-idx3-ubyte is missing; run scripts/fetch-data"));
@@ -125,6 +152,43 @@ TEST_CASE("zoo eval: bad checkpoints exit 2 naming the file", "[cli]") {
   CHECK_THAT(r2.output, !Contains("Exception raised from"));  // no c10::Error dump
   auto r3 = run(zoo_bin() + " eval");
   CHECK(r3.code == 2);
+}
+
+TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diverged run saves nothing",
+          "[cli][resume]") {
+  auto dir = zoo::test::scratch("cli-keep");
+  auto cfg = tiny_config(dir, 4);
+  const auto rd = dir + "/run";
+  REQUIRE(run(zoo_bin() + " train --config " + cfg + " --run-dir " + rd).code == 0);
+  auto bytes = [](const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  const auto best = rd + "/checkpoints/best.pt", config = rd + "/config.yaml";
+  const auto best_before = bytes(best), config_before = bytes(config);
+  REQUIRE(!best_before.empty());
+  auto again = run(zoo_bin() + " train --config " + cfg + " --run-dir " + rd);  // without --resume
+  CHECK(again.code == 2);
+  CHECK_THAT(again.output,
+             Contains("--run-dir " + rd + ": already holds a run's checkpoints; continue it with --resume"));
+  auto refused = run(zoo_bin() + " train --config " + cfg + " --set model.dim=64 --run-dir " + rd + " --resume");
+  CHECK(refused.code == 2);  // a resume that does not fit leaves config.yaml as it was
+  CHECK_THAT(refused.output, Contains("does not fit") || Contains("do not fit"));
+  auto onto = run(zoo_bin() + " eval --checkpoint " + best + " --predictions " + best);
+  CHECK(onto.code == 2);
+  CHECK_THAT(onto.output, Contains("--predictions " + best + ": would overwrite a checkpoint"));
+  CHECK(bytes(best) == best_before);
+  CHECK(bytes(config) == config_before);
+  auto file = run(zoo_bin() + " train --config " + cfg + " --run-dir " + config);
+  CHECK(file.code == 2);
+  CHECK_THAT(file.output, Contains("--run-dir " + config + ": is a file, not a directory"));
+  // A learning rate that makes the loss overflow: the run stops, saying so, before any checkpoint.
+  auto nan = run(zoo_bin() + " train --config " + cfg +
+                 " --set optim.lr=1e30 --set train.grad_clip=0 --set train.log_every=1 --run-dir " + dir + "/nan");
+  CHECK(nan.code == 1);
+  CHECK_THAT(nan.output, Contains("training diverged: loss is") && Contains("nothing was saved"));
+  CHECK(zoo::list_step_checkpoints(dir + "/nan/checkpoints").empty());
+  CHECK(!fs::exists(dir + "/nan/checkpoints/best.pt"));
 }
 
 TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finishes", "[cli][resume]") {

@@ -1,12 +1,15 @@
 #include "train/config.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <limits>
+#include <map>
 #include <sstream>
 #include <thread>
-
-#include <yaml-cpp/yaml.h>
 
 #include "train/tasks/task.h"
 
@@ -65,7 +68,11 @@ std::optional<Value> parse_scalar(const KeySpec& spec, const std::string& text, 
     case Kind::kFloat: {
       char* end = nullptr;
       double v = std::strtod(text.c_str(), &end);
-      if (!text.empty() && *end == '\0' && std::isfinite(v)) return Value(v);
+      if (!text.empty() && *end == '\0' && std::isfinite(v)) {
+        if (std::fabs(v) <= std::numeric_limits<float>::max()) return Value(v);  // the networks compute in float
+        why = "'" + text + "' is out of range (at most 3.4e38 in magnitude)";
+        return std::nullopt;
+      }
       break;
     }
     case Kind::kString:
@@ -200,6 +207,8 @@ void add_common_keys(Schema& s) {
 }
 
 Config Config::from_file(const std::string& path, const std::vector<std::string>& overrides) {
+  if (std::filesystem::is_directory(path))
+    throw UsageError(path + ": is a directory; give a config file (configs/*.yaml; `zoo list` shows them)");
   std::ifstream in(path);
   if (!in) throw UsageError(path + ": cannot read the config file (check the path; `zoo list` shows the shipped configs)");
   std::stringstream ss;
@@ -216,8 +225,10 @@ Config Config::from_yaml(const std::string& yaml, const std::string& origin, con
   }
   if (!root.IsMap()) throw UsageError(origin + ": expected a YAML mapping with a 'task' key and sections");
   auto task_node = root["task"];
-  if (!task_node || !task_node.IsScalar())
+  if (!task_node || task_node.IsNull())
     throw UsageError(origin + ": task: missing; add e.g. 'task: vit_fashion_mnist' (`zoo list` shows the tasks)");
+  if (!task_node.IsScalar())
+    fail({origin, task_node.Mark().line + 1}, "task", "expected one task name, e.g. 'task: vit_fashion_mnist'");
   Config cfg;
   try {
     cfg.task_ = find_task(task_node.Scalar()).name;
@@ -228,9 +239,15 @@ Config Config::from_yaml(const std::string& yaml, const std::string& origin, con
   find_task(cfg.task_).add_keys(cfg.schema_);
   for (const auto& k : cfg.schema_.keys()) cfg.values_[k.key] = k.default_value;
 
+  std::map<std::string, int> seen;  // section or key -> the line it was first given on
+  auto once = [&](const Located& at, const std::string& name) {
+    if (auto [it, fresh] = seen.emplace(name, at.line); !fresh)
+      fail(at, name, "given twice (also on line " + std::to_string(it->second) + "); keep one");
+  };
   for (const auto& section : root) {
     const auto name = section.first.Scalar();
     Located at{origin, section.first.Mark().line + 1};
+    once(at, name);
     if (name == "task") continue;
     bool known_section = false;
     for (const auto& k : cfg.schema_.keys()) known_section |= k.key.rfind(name + ".", 0) == 0;
@@ -241,6 +258,11 @@ Config Config::from_yaml(const std::string& yaml, const std::string& origin, con
       Located kat{origin, kv.first.Mark().line + 1};
       const auto* spec = cfg.schema_.find(key);
       if (!spec) fail(kat, key, "unknown key" + suggestion(cfg.schema_, key));
+      once(kat, key);
+      if (kv.second.IsNull())
+        fail(kat, key,
+             std::string("no value; give ") + kind_name(spec->kind) +
+                 (spec->kind == Kind::kString ? " (\"\" for none)" : "") + " or delete the key");
       if (!kv.second.IsScalar()) fail(kat, key, std::string("expected ") + kind_name(spec->kind) + ", got a list or mapping");
       std::string why;
       auto v = parse_scalar(*spec, kv.second.Scalar(), why);

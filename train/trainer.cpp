@@ -68,6 +68,9 @@ at::ScalarType precision_dtype(const Config& cfg, const torch::Device& device, b
 }
 
 void check_schedule(const Config& cfg) {
+  if (cfg.get_float("optim.min_lr") > cfg.get_float("optim.lr"))
+    throw UsageError(fmt::format("optim.min_lr: {} is above optim.lr ({}); the floor must be at most the peak",
+                                 cfg.get_float("optim.min_lr"), cfg.get_float("optim.lr")));
   const int64_t cooldown = cfg.get_int("optim.cooldown_steps");
   if (cooldown == 0) return;
   if (cfg.get_string("optim.schedule") == "cosine")
@@ -379,12 +382,11 @@ Scalars Trainer::run() {
   const bool main = opt_.rank == 0;
   fs::create_directories(fs::path(opt_.run_dir) / "checkpoints");
   fs::create_directories(fs::path(opt_.run_dir) / "samples");
-  if (main) atomic_write((fs::path(opt_.run_dir) / "config.yaml").string(), cfg_.to_yaml());
 
   int64_t start = 0;
   const auto metrics_path = fs::path(opt_.run_dir) / "metrics.jsonl";
   if (opt_.resume) {
-    start = restore();
+    start = restore();  // before config.yaml is written: a refused --resume leaves the run as it was
     // Drop rows the interrupted run logged after its last checkpoint: they are logged again.
     if (main && fs::exists(metrics_path)) {
       std::ifstream in(metrics_path);
@@ -398,6 +400,7 @@ Scalars Trainer::run() {
   } else if (main) {
     std::ofstream(metrics_path, std::ios::trunc);
   }
+  if (main) atomic_write((fs::path(opt_.run_dir) / "config.yaml").string(), cfg_.to_yaml());
 
   const int64_t total = cfg_.get_int("train.steps");
   const int64_t last = opt_.stop_after ? std::min(total, *opt_.stop_after) : total;
@@ -459,8 +462,23 @@ Scalars Trainer::run() {
     }
     deferred.clear();
   };
+  // A loss that is no longer finite stops the run before anything is saved, so that the last
+  // checkpoints (and best.pt) stay those of a healthy run.
+  int64_t saved = start;
+  auto check_finite = [&](int64_t step) {
+    for (auto& [k, v] : window.items())
+      if (k.find("loss") != std::string::npos && !std::isfinite(v.get<double>()))
+        throw std::runtime_error(
+            fmt::format("training diverged: {} is {} by step {}; ", k, v.get<double>(), step) +
+            (saved > 0 ? fmt::format("nothing after step {} was saved. Lower optim.lr (or set train.grad_clip) and "
+                                     "start again, or continue from step {} with --resume",
+                                     saved, saved)
+                       : std::string("nothing was saved. Lower optim.lr (or set train.grad_clip) and start again")));
+  };
   auto save_checkpoint = [&](int64_t step, bool best) {
     read_deferred();
+    check_finite(step);
+    saved = step;
     window_json_ = window.dump();
     save(step, best);
   };
@@ -491,6 +509,7 @@ Scalars Trainer::run() {
 
     if (step % log_every == 0 || step == last) {
       read_deferred();
+      check_finite(step);
       const auto now = std::chrono::steady_clock::now();
       const double secs = std::chrono::duration<double>(now - t_window).count();
       const double its = window_steps / std::max(secs, 1e-9);
@@ -640,6 +659,18 @@ std::unique_ptr<Task> greedy_soup(const fs::path& top, const std::string& key, b
 
 Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* interrupted) {
   *interrupted = false;
+  const auto& dir = options.run_dir;
+  if (dir.empty()) throw UsageError("--run-dir: empty; name a directory for the run (e.g. runs/my-run)");
+  if (fs::exists(dir) && !fs::is_directory(dir))
+    throw UsageError("--run-dir " + dir + ": is a file, not a directory; name a directory for the run");
+  if (!options.resume) {  // a new run never replaces the checkpoints of an earlier one
+    const auto ckpt = fs::path(dir) / "checkpoints";
+    if (!list_step_checkpoints(ckpt.string()).empty() || fs::exists(ckpt / "best.pt") ||
+        fs::exists(fs::path(dir) / "restarts"))
+      throw UsageError("--run-dir " + dir +
+                       ": already holds a run's checkpoints; continue it with --resume, or "
+                       "choose another --run-dir (or delete that one)");
+  }
   const int64_t restarts = cfg.get_int("train.restarts");
   if (restarts == 1) {
     Trainer trainer(cfg, options);
@@ -652,7 +683,6 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   // classifier initialization) and selected the best model on the dev set.
   const auto top = fs::path(options.run_dir);
   fs::create_directories(top / "checkpoints");
-  if (options.rank == 0) atomic_write((top / "config.yaml").string(), cfg.to_yaml());
   const int64_t seed0 = cfg.get_int("train.seed");
   std::string key;
   bool higher = true;
@@ -675,6 +705,8 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
       throw UsageError("train.restarts: task " + cfg.task() +
                        " has no validation metric to choose a restart by; set train.restarts=1");
     const bool finished = !trainer.run().empty();
+    // Written once the first restart has run (a refused --resume leaves the run as it was).
+    if (k == 0 && options.rank == 0) atomic_write((top / "config.yaml").string(), cfg.to_yaml());
     if (trainer.interrupted()) {
       *interrupted = true;
       if (options.rank == 0)

@@ -10,6 +10,9 @@
 #include <numeric>
 #include <sstream>
 
+// A repeatable option keeps each argument whole: `--set model.channel_mults=1,2` or a fill-mask
+// text with commas is one value, not split at the commas (cxxopts' default).
+#define CXXOPTS_VECTOR_DELIMITER '\0'
 #include <cxxopts.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -95,9 +98,41 @@ NewestRun newest_run(const std::string& task_prefix) {
   return best;
 }
 
+/// The option whose value is `value` on the command line, for a message: "--top" from "--top abc" or
+/// "--top=abc", "-n" from "-nabc".
+std::string option_given(int argc, char** argv, const std::string& value) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    const auto eq = a.find('=');
+    if (a.rfind("-", 0) == 0 && eq != std::string::npos && a.substr(eq + 1) == value) return a.substr(0, eq);
+    if (i + 1 < argc && argv[i + 1] == value && a.rfind("-", 0) == 0) return a;
+    if (a.size() > 2 && a[0] == '-' && a[1] != '-' && a.substr(2) == value) return a.substr(0, 2);  // -n5
+  }
+  return "";
+}
+
 cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv) {
   options.add_options()("h,help", "show this help");
-  auto result = options.parse(argc, argv);
+  cxxopts::ParseResult result;
+  try {
+    result = options.parse(argc, argv);
+  } catch (const cxxopts::exceptions::incorrect_argument_type& e) {
+    // cxxopts names the value ("Argument 'abc' failed to parse"), not the option: find the option.
+    const std::string what = e.what(), pre = "Argument ", post = " failed to parse";
+    std::string value;
+    if (what.rfind(pre, 0) == 0 && what.size() > pre.size() + post.size() &&
+        what.compare(what.size() - post.size(), post.size(), post) == 0) {
+      value = what.substr(pre.size(), what.size() - pre.size() - post.size());
+      for (const std::string q : {"\u2018", "'"})
+        if (value.rfind(q, 0) == 0) value = value.substr(q.size());
+      for (const std::string q : {"\u2019", "'"})
+        if (value.size() >= q.size() && value.compare(value.size() - q.size(), q.size(), q) == 0)
+          value.resize(value.size() - q.size());
+    }
+    const auto opt = option_given(argc, argv, value);
+    throw zoo::UsageError((opt.empty() ? std::string(what) : opt + " " + value + ": not a valid value") + " (see zoo " +
+                          options.program().substr(4) + " --help)");
+  }
   if (result.count("help")) {
     std::cout << options.help() << std::endl;
     std::exit(kExitOk);
@@ -106,6 +141,20 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv) {
     throw zoo::UsageError("unexpected argument '" + result.unmatched().front() + "' (see zoo " +
                           options.program().substr(4) + " --help)");
   return result;
+}
+
+/// An output file the command will write: a file name in an existing folder, and never the
+/// checkpoint it reads (nor any other file that is a checkpoint).
+void check_output(const std::string& path, const std::string& flag, const std::string& checkpoint) {
+  if (path.empty()) throw zoo::UsageError(flag + ": empty; give a file name");
+  const fs::path p(path);
+  if (fs::is_directory(p)) throw zoo::UsageError(flag + " " + path + ": is a directory; give a file name in it");
+  const auto parent = p.parent_path();
+  if (!parent.empty() && !fs::is_directory(parent))
+    throw zoo::UsageError(flag + " " + path + ": the folder " + parent.string() + " does not exist; create it first");
+  std::error_code ec;
+  if (fs::exists(p) && (fs::equivalent(p, checkpoint, ec) || p.extension() == ".pt"))
+    throw zoo::UsageError(flag + " " + path + ": would overwrite a checkpoint; give another file name");
 }
 
 int cmd_train(int argc, char** argv) {
@@ -162,6 +211,7 @@ int cmd_eval(int argc, char** argv) {
       m = task->evaluate(split);
     } else {
       const auto path = r["predictions"].as<std::string>();
+      check_output(path, "--predictions", r["checkpoint"].as<std::string>());
       std::ostringstream lines;  // nothing is written for a task that has no predictions
       m = task->evaluate_with_predictions(split, lines);
       std::ofstream out(path);
@@ -233,17 +283,24 @@ int cmd_sample(int argc, char** argv) {
                             " (zoo sample takes vae, gan, ddpm or ddim to match the checkpoint)");
   }
   if (family == "ddpm_") sets.insert(sets.begin(), "sample.sampler=" + model);
+  for (const char* flag : {"steps", "eta", "spacing"})  // DDIM's sampler settings; the DDPM sampler takes every step
+    if (r.count(flag) && model != "ddim")
+      throw zoo::UsageError(std::string("--") + flag + " is a DDIM setting: use it with zoo sample ddim");
+  if (r.count("variance") && model != "ddpm")
+    throw zoo::UsageError("--variance is a DDPM setting: use it with zoo sample ddpm");
   if (r.count("steps")) sets.push_back("sample.steps=" + std::to_string(r["steps"].as<int64_t>()));
   if (r.count("eta")) sets.push_back("sample.eta=" + std::to_string(r["eta"].as<double>()));
   if (r.count("spacing")) sets.push_back("sample.spacing=" + r["spacing"].as<std::string>());
   if (r.count("variance")) sets.push_back("sample.variance=" + r["variance"].as<std::string>());
-  if (family != "ddpm_" && (r.count("steps") || r.count("eta") || r.count("spacing") || r.count("variance")))
-    throw zoo::UsageError("--steps, --eta, --spacing and --variance are for ddpm and ddim");
+  const auto columns = r["columns"].as<int64_t>();
+  if (columns < 1)
+    throw zoo::UsageError("--columns " + std::to_string(columns) + ": expected at least 1 image per row");
+  const auto out = r["out"].as<std::string>();
+  check_output(out, "--out", checkpoint);
   auto task = zoo::load_task(checkpoint, sets);
   torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
   auto images = task->sample(n);
-  const auto out = r["out"].as<std::string>();
-  zoo::write_png(out, zoo::make_grid(images, r["columns"].as<int64_t>(), 2, 2));
+  zoo::write_png(out, zoo::make_grid(images, columns, 2, 2));
   std::cout << "wrote " << n << " samples to " << out << "\n";
   return kExitOk;
 }
@@ -403,6 +460,9 @@ int main(int argc, char** argv) {
     return kExitUsage;
   } catch (const cxxopts::exceptions::exception& e) {
     std::cerr << "zoo " << cmd << ": " << e.what() << " (see zoo " << cmd << " --help)\n";
+    return kExitUsage;
+  } catch (const fs::filesystem_error& e) {  // a path given (or made from one) that cannot be used
+    std::cerr << "zoo: error: " << e.path1().string() << ": " << e.code().message() << "; check the path\n";
     return kExitUsage;
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "train/config.h"
 #include "train/data/to_device.h"
@@ -9,6 +10,36 @@
 namespace fs = std::filesystem;
 
 namespace zoo {
+
+namespace {
+
+/// Checks an IDX file's header and size (the magic number, `dims` big-endian counts, then one
+/// unsigned byte per element); returns the number of items (the first count).
+int64_t check_idx(const fs::path& file, uint32_t magic, int dims) {
+  std::ifstream in(file, std::ios::binary);
+  unsigned char header[16] = {};
+  const auto header_size = static_cast<std::streamsize>(4 + 4 * dims);
+  in.read(reinterpret_cast<char*>(header), header_size);
+  auto word = [&](int i) {
+    return (uint32_t{header[4 * i]} << 24) | (uint32_t{header[4 * i + 1]} << 16) | (uint32_t{header[4 * i + 2]} << 8) |
+           uint32_t{header[4 * i + 3]};
+  };
+  const std::string fix = "; run scripts/fetch-data again (or set data.root)";
+  if (in.gcount() != header_size || word(0) != magic)
+    throw UsageError("data.root: " + file.string() + " is not an IDX file of unsigned bytes with " +
+                     std::to_string(dims) + " dimension(s)" + fix);
+  uintmax_t expected = static_cast<uintmax_t>(header_size);
+  uintmax_t elements = 1;
+  for (int i = 1; i <= dims; ++i) elements *= word(i);
+  expected += elements;
+  const auto size = fs::file_size(file);
+  if (size != expected)
+    throw UsageError("data.root: " + file.string() + " is " + std::to_string(size) + " bytes but its header says " +
+                     std::to_string(expected) + " (truncated?)" + fix);
+  return static_cast<int64_t>(word(1));
+}
+
+}  // namespace
 
 ImageSet load_fashion_mnist(const std::string& root, const std::string& split, int64_t val_size, int64_t limit) {
   const bool test = split == "test";
@@ -20,12 +51,22 @@ ImageSet load_fashion_mnist(const std::string& root, const std::string& split, i
     if (!fs::is_regular_file(f))
       throw UsageError("data.root: " + f.string() + " is missing; run scripts/fetch-data (or set data.root)");
   }
+  const auto images_file = fs::path(root) / (std::string(prefix) + "-images-idx3-ubyte");
+  const auto labels_file = fs::path(root) / (std::string(prefix) + "-labels-idx1-ubyte");
+  const auto n_images = check_idx(images_file, 2051, 3), n_labels = check_idx(labels_file, 2049, 1);
+  if (n_images != n_labels)
+    throw UsageError("data.root: " + images_file.string() + " holds " + std::to_string(n_images) + " images but " +
+                     labels_file.string() + " " + std::to_string(n_labels) + " labels; run scripts/fetch-data again");
   ImageSet set;
   try {
     torch::data::datasets::MNIST ds(root, test ? torch::data::datasets::MNIST::Mode::kTest
                                                : torch::data::datasets::MNIST::Mode::kTrain);
     set.images = ds.images();
     set.labels = ds.targets().to(torch::kLong);
+    if (set.labels.numel() > 0 && (set.labels.min().item<int64_t>() < 0 || set.labels.max().item<int64_t>() > 9))
+      throw UsageError("data.root: " + labels_file.string() +
+                       " holds a label outside 0-9 (Fashion-MNIST has 10 "
+                       "classes); run scripts/fetch-data again");
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
     throw UsageError("data.root: " + root + ": not valid Fashion-MNIST IDX files (" + what.substr(0, what.find('\n')) +

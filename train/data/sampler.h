@@ -16,8 +16,10 @@ class EpochSampler {
  public:
   EpochSampler(int64_t n, int64_t batch_size, uint64_t seed, int64_t rank = 0, int64_t world_size = 1)
       : n_(n), batch_(batch_size), seed_(seed), rank_(rank), world_(world_size) {
-    TORCH_CHECK(n_ / world_ >= batch_, "dataset of ", n_, " examples is smaller than one batch of ", batch_, " x ",
-                world_, " ranks");
+    if (n_ / world_ < batch_)
+      throw UsageError("train.batch_size: " + std::to_string(batch_) + " x " + std::to_string(world_) +
+                       " ranks is more than the " + std::to_string(n_) +
+                       " training examples; lower train.batch_size (or raise data.train_limit)");
   }
 
   /// Indices of the next batch (int64, CPU); drops the last incomplete batch of an epoch.
@@ -72,7 +74,7 @@ class BucketSampler {
     if (static_cast<int64_t>(lengths_.size()) < batch_ * world_)
       throw UsageError("train.batch_size: " + std::to_string(batch_) + " x " + std::to_string(world_) +
                        " ranks is more than the " + std::to_string(lengths_.size()) +
-                       " training examples (data.train_limit too small?)");
+                       " training examples; lower train.batch_size (or raise data.train_limit)");
   }
 
   /// Indices of the next batch (its last incomplete batch of an epoch is dropped).

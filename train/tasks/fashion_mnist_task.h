@@ -65,7 +65,10 @@ class FashionMnistTask : public Task {
     auto& set = split == "test" ? test_ : val_;
     if (!set.images.defined()) {
       set = load_fashion_mnist(root_, split, val_size_, eval_limit_);
-      if (set.size() == 0) throw UsageError("data.val_size: is 0, so there is no val split; evaluate on test");
+      if (set.size() == 0)
+        throw UsageError(
+            "data.val_size: is 0, so there is no val split; set data.val_size above 0 (training validates on it), or "
+            "evaluate with --split test");
       set.images = set.images.to(device_);
       set.labels = set.labels.to(device_);
     }

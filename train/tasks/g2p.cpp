@@ -254,6 +254,8 @@ class TransformerG2P : public G2PTask {
                          "; the model spells words with the letters A-Z and the apostrophe only");
       ids.push_back(letter_id(u));
     }
+    if (word.find_first_not_of('\'') == std::string::npos)
+      throw UsageError("g2p: '" + word + "' has no letter; give a word spelled with the letters A-Z");
     ids.push_back(kEos);
     return ids;
   }
