@@ -256,6 +256,13 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   CHECK(ddim.code == 0);
   CHECK(std::filesystem::file_size(dir + "/a.png") > 100);
   CHECK(test::run(test::zoo_bin() + " sample ddpm --checkpoint " + ckpt + " --n 2 --out " + dir + "/b.png").code == 0);
+  auto ddim_flag = test::run(test::zoo_bin() + " sample ddpm --checkpoint " + ckpt + " --steps 5");
+  CHECK(ddim_flag.code == 2);  // DDPM's sampler takes every step: --steps is DDIM's
+  CHECK_THAT(ddim_flag.output, Contains("--steps is a DDIM setting"));
+  auto side = test::run(test::zoo_bin() + " train --config " + cfg + " --set model.attention_resolutions=7 --run-dir " +
+                        dir + "/side");
+  CHECK(side.code == 2);  // two levels work at 28 and 14
+  CHECK_THAT(side.output, Contains("model.attention_resolutions: 7 is not a side of this U-Net's levels (28, 14)"));
   // Without --checkpoint, ddim takes the newest DDPM run under runs/.
   // FID against real images through a (tiny, briefly trained) ViT classifier's features.
   auto vit_cfg = dir + "/vit.yaml";

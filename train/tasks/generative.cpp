@@ -294,6 +294,13 @@ class DDPMTask : public ImageGenerationTask {
       throw UsageError("model.channel_mults: " + std::to_string(unet.channel_mults().size()) + " levels halve 28 too often (at most 3 levels)");
     for (auto m : unet.channel_mults())
       if ((unet.base_channels() * m) % unet.heads() != 0) throw UsageError("model.heads: must divide every level's channels");
+    std::string sides;  // the sides the levels work at: 28, 14, 7
+    for (size_t level = 0; level < unet.channel_mults().size(); ++level)
+      sides += (sides.empty() ? "" : ", ") + std::to_string(28 >> level);
+    for (auto r : unet.attention_resolutions())
+      if (r <= 0 || 28 % r != 0 || ((28 / r) & (28 / r - 1)) != 0 || 28 / r >= (1 << unet.channel_mults().size()))
+        throw UsageError("model.attention_resolutions: " + std::to_string(r) + " is not a side of this U-Net's levels (" +
+                         sides + ")");
     model_ = DiffusionModel(unet, NoiseScheduleOptions()
                                       .timesteps(T)
                                       .kind(cfg.get_string("diffusion.schedule"))
@@ -386,7 +393,7 @@ TaskInfo vae_fashion_mnist_task() {
           [](Schema& s) {
             s.add_int("model.hidden_dim", 400, "hidden width of the encoder and decoder MLPs", 1)
                 .add_int("model.latent_dim", 20, "dimension of z", 1)
-                .add_int("eval.iw_samples", 1000, "importance samples k for the log p(x) estimate", 1)
+                .add_int("eval.iw_samples", 1000, "importance samples k for the log p(x) estimate", 1, 100000)
                 .add_int("eval.iw_images", 1000, "images of the split given the log p(x) estimate (0 = none)", 0);
             add_generative_keys(s, false, 0);
           },
@@ -413,7 +420,7 @@ TaskInfo ddpm_fashion_mnist_task() {
                 .add_string("model.attention_resolutions", "7", "sides at which self-attention follows the blocks, e.g. 14,7")
                 .add_float("model.dropout", 0.1, "dropout in the residual blocks", 0.0, 0.9)
                 .add_int("model.heads", 4, "attention heads", 1)
-                .add_int("diffusion.timesteps", 1000, "diffusion steps T", 2)
+                .add_int("diffusion.timesteps", 1000, "diffusion steps T", 2, 100000)
                 .add_string("diffusion.schedule", "linear", "noise schedule", {"linear", "cosine"})
                 .add_float("diffusion.beta_start", 1e-4, "linear schedule: beta_1", 0.0, 1.0)
                 .add_float("diffusion.beta_end", 0.02, "linear schedule: beta_T", 0.0, 1.0)
