@@ -179,6 +179,14 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diver
   CHECK_THAT(onto.output, Contains("--predictions " + best + ": would overwrite a checkpoint"));
   CHECK(bytes(best) == best_before);
   CHECK(bytes(config) == config_before);
+  // One flipped byte inside a tensor's record: torch's reader would load it; the zip CRC-32 does not match.
+  auto flipped = best_before;
+  flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x10);
+  std::ofstream(dir + "/flipped.pt", std::ios::binary) << flipped;
+  auto rot = run(zoo_bin() + " eval --checkpoint " + dir + "/flipped.pt");
+  CHECK(rot.code == 2);
+  CHECK_THAT(rot.output, Contains(dir + "/flipped.pt: corrupt checkpoint: its record archive/data/") &&
+                             Contains("fails the zip CRC-32 check"));
   auto file = run(zoo_bin() + " train --config " + cfg + " --run-dir " + config);
   CHECK(file.code == 2);
   CHECK_THAT(file.output, Contains("--run-dir " + config + ": is a file, not a directory"));

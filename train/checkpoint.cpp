@@ -4,11 +4,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "models/wordpiece.h"
 #include "train/config.h"
@@ -33,6 +35,81 @@ void write_all(int fd, const std::string& bytes, const std::string& path) {
     p += n;
     left -= static_cast<size_t>(n);
   }
+}
+
+/// CRC-32 of zip (IEEE 802.3, reflected, polynomial 0xEDB88320), four bytes a step
+/// ("slicing by 4": Kounavis and Berry 2008).
+uint32_t crc32(uint32_t crc, const unsigned char* p, size_t n) {
+  static const auto t = [] {
+    std::array<std::array<uint32_t, 256>, 4> table{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+      table[0][i] = c;
+    }
+    for (uint32_t i = 0; i < 256; ++i)
+      for (size_t s = 1; s < 4; ++s) table[s][i] = (table[s - 1][i] >> 8) ^ table[0][table[s - 1][i] & 0xFF];
+    return table;
+  }();
+  crc = ~crc;
+  for (; n >= 4; p += 4, n -= 4) {
+    crc ^= uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+    crc = t[3][crc & 0xFF] ^ t[2][(crc >> 8) & 0xFF] ^ t[1][(crc >> 16) & 0xFF] ^ t[0][crc >> 24];
+  }
+  for (; n > 0; ++p, --n) crc = (crc >> 8) ^ t[0][(crc ^ *p) & 0xFF];
+  return ~crc;
+}
+
+/// The first record of the zip archive at `path` whose bytes do not match the CRC-32 its central
+/// directory gives; "" when every record matches. torch's reader does not check these, so a
+/// flipped bit in a tensor would load as a wrong weight. A file this cannot parse as a plain zip
+/// of stored records (zip64, compression) is left to torch's reader: "".
+std::string corrupt_record(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  auto read = [&](uint64_t at, size_t n) {
+    std::string b(n, '\0');
+    in.seekg(static_cast<std::streamoff>(at));
+    in.read(b.data(), static_cast<std::streamsize>(n));
+    if (static_cast<size_t>(in.gcount()) != n) b.clear();
+    in.clear();
+    return b;
+  };
+  auto u16 = [](const std::string& b, size_t i) {
+    return static_cast<uint32_t>(static_cast<unsigned char>(b[i]) | static_cast<unsigned char>(b[i + 1]) << 8);
+  };
+  auto u32 = [&](const std::string& b, size_t i) { return u16(b, i) | u16(b, i + 2) << 16; };
+  const auto size = fs::file_size(path);
+  if (size < 22) return "";
+  const auto eocd = read(size - 22, 22);  // torch writes no archive comment
+  if (eocd.size() != 22 || u32(eocd, 0) != 0x06054b50) return "";
+  const uint32_t entries = u16(eocd, 10), dir_size = u32(eocd, 12), dir_at = u32(eocd, 16);
+  if (entries == 0xFFFF || dir_at == 0xFFFFFFFF || uint64_t{dir_at} + dir_size > size) return "";
+  const auto dir = read(dir_at, dir_size);
+  std::vector<unsigned char> chunk(1 << 20);
+  for (size_t i = 0, k = 0; k < entries; ++k) {
+    if (i + 46 > dir.size() || u32(dir, i) != 0x02014b50) return "";
+    const uint32_t method = u16(dir, i + 10), crc = u32(dir, i + 16), stored = u32(dir, i + 20);
+    const uint32_t name_len = u16(dir, i + 28), extra_len = u16(dir, i + 30), comment_len = u16(dir, i + 32);
+    const uint32_t local_at = u32(dir, i + 42);
+    const auto name = dir.substr(i + 46, name_len);
+    i += 46 + name_len + extra_len + comment_len;
+    if (method != 0 || stored == 0xFFFFFFFF || local_at == 0xFFFFFFFF) continue;  // zip64 or compressed
+    const auto local = read(local_at, 30);
+    if (local.size() != 30 || u32(local, 0) != 0x04034b50) return name;
+    uint64_t at = uint64_t{local_at} + 30 + u16(local, 26) + u16(local, 28);
+    if (at + stored > size) return name;
+    in.seekg(static_cast<std::streamoff>(at));
+    uint32_t c = 0;
+    for (uint64_t left = stored; left > 0;) {
+      const auto n = static_cast<size_t>(std::min<uint64_t>(left, chunk.size()));
+      in.read(reinterpret_cast<char*>(chunk.data()), static_cast<std::streamsize>(n));
+      if (static_cast<size_t>(in.gcount()) != n) return name;
+      c = crc32(c, chunk.data(), n);
+      left -= n;
+    }
+    if (c != crc) return name;
+  }
+  return "";
 }
 
 }  // namespace
@@ -77,6 +154,10 @@ void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vecto
 torch::serialize::InputArchive read_checkpoint(const std::string& path) {
   if (!fs::is_regular_file(path))
     throw UsageError(path + ": no such checkpoint file (runs/<run>/checkpoints/ holds step-*.pt and best.pt)");
+  if (const auto record = corrupt_record(path); !record.empty())
+    throw UsageError(path + ": corrupt checkpoint: its record " + record +
+                     " fails the zip CRC-32 check (the file changed after it was written); use another file from "
+                     "the run's checkpoints/");
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);
