@@ -197,6 +197,13 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diver
   CHECK_THAT(nan.output, Contains("training diverged: loss is") && Contains("nothing was saved"));
   CHECK(zoo::list_step_checkpoints(dir + "/nan/checkpoints").empty());
   CHECK(!fs::exists(dir + "/nan/checkpoints/best.pt"));
+  // Restarts leave a diverged seed out; when every one diverges, the run says so.
+  auto all = run(zoo_bin() + " train --config " + cfg + " --set optim.lr=1e30 --set train.grad_clip=0 --set train.log_every=1 "
+                 "--set train.restarts=2 --run-dir " + dir + "/nan2");
+  CHECK(all.code == 1);
+  CHECK_THAT(all.output, Contains("restart seed 3 left out: training diverged") &&
+                             Contains("restart seed 4 left out: training diverged") &&
+                             Contains("train.restarts: every restart diverged"));
 }
 
 TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finishes", "[cli][resume]") {

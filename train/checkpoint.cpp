@@ -93,7 +93,8 @@ std::string corrupt_record(const std::string& path) {
     const uint32_t local_at = u32(dir, i + 42);
     const auto name = dir.substr(i + 46, name_len);
     i += 46 + name_len + extra_len + comment_len;
-    if (method != 0 || stored == 0xFFFFFFFF || local_at == 0xFFFFFFFF) continue;  // zip64 or compressed
+    // Not checked: compressed or zip64 records, and a CRC of 0 (a writer that computed none).
+    if (method != 0 || stored == 0xFFFFFFFF || local_at == 0xFFFFFFFF || crc == 0) continue;
     const auto local = read(local_at, 30);
     if (local.size() != 30 || u32(local, 0) != 0x04034b50) return name;
     uint64_t at = uint64_t{local_at} + 30 + u16(local, 26) + u16(local, 28);

@@ -22,6 +22,12 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace zoo {
+
+/// A run whose loss or weights stopped being finite (a learning rate far too high); thrown
+/// before anything is saved. A restarts run leaves that seed out.
+struct DivergedError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 namespace {
 
 std::atomic<int> g_signal{0};
@@ -68,10 +74,11 @@ at::ScalarType precision_dtype(const Config& cfg, const torch::Device& device, b
 }
 
 void check_schedule(const Config& cfg) {
-  if (cfg.get_float("optim.min_lr") > cfg.get_float("optim.lr"))
+  const int64_t cooldown = cfg.get_int("optim.cooldown_steps");
+  const bool floor_used = cfg.get_string("optim.schedule") == "cosine" || cooldown > 0;
+  if (floor_used && cfg.get_float("optim.min_lr") > cfg.get_float("optim.lr"))
     throw UsageError(fmt::format("optim.min_lr: {} is above optim.lr ({}); the floor must be at most the peak",
                                  cfg.get_float("optim.min_lr"), cfg.get_float("optim.lr")));
-  const int64_t cooldown = cfg.get_int("optim.cooldown_steps");
   if (cooldown == 0) return;
   if (cfg.get_string("optim.schedule") == "cosine")
     throw UsageError("optim.cooldown_steps: the cosine schedule decays by itself; use schedule constant or "
@@ -465,19 +472,36 @@ Scalars Trainer::run() {
   // A loss that is no longer finite stops the run before anything is saved, so that the last
   // checkpoints (and best.pt) stay those of a healthy run.
   int64_t saved = start;
+  auto diverged = [&](const std::string& what, int64_t step) {
+    return DivergedError(
+        fmt::format("training diverged: {} by step {}; ", what, step) +
+        (saved > 0 ? fmt::format("nothing after step {} was saved. Lower optim.lr (or set train.grad_clip) and "
+                                 "start again, or continue from step {} with --resume",
+                                 saved, saved)
+                   : std::string("nothing was saved. Lower optim.lr (or set train.grad_clip) and start again")));
+  };
   auto check_finite = [&](int64_t step) {
     for (auto& [k, v] : window.items())
       if (k.find("loss") != std::string::npos && !std::isfinite(v.get<double>()))
-        throw std::runtime_error(
-            fmt::format("training diverged: {} is {} by step {}; ", k, v.get<double>(), step) +
-            (saved > 0 ? fmt::format("nothing after step {} was saved. Lower optim.lr (or set train.grad_clip) and "
-                                     "start again, or continue from step {} with --resume",
-                                     saved, saved)
-                       : std::string("nothing was saved. Lower optim.lr (or set train.grad_clip) and start again")));
+        throw diverged(fmt::format("{} is {}", k, v.get<double>()), step);
+  };
+  // The weights themselves at a checkpoint (the loss logged at step k is that of the weights
+  // before step k's update): one reduction, one read.
+  auto check_weights = [&](int64_t step) {
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> ok;
+    auto add = [&](torch::nn::Module& m) {
+      for (auto& p : m.parameters())
+        if (p.is_floating_point()) ok.push_back(torch::isfinite(p).all());
+    };
+    add(task_->model());
+    for (auto& [name, module] : task_->extra_modules()) add(*module);
+    if (!ok.empty() && !torch::stack(ok).all().item<bool>()) throw diverged("the weights are not finite", step);
   };
   auto save_checkpoint = [&](int64_t step, bool best) {
     read_deferred();
     check_finite(step);
+    check_weights(step);
     saved = step;
     window_json_ = window.dump();
     save(step, best);
@@ -683,6 +707,7 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   // classifier initialization) and selected the best model on the dev set.
   const auto top = fs::path(options.run_dir);
   fs::create_directories(top / "checkpoints");
+  if (!options.resume && options.rank == 0) atomic_write((top / "config.yaml").string(), cfg.to_yaml());
   const int64_t seed0 = cfg.get_int("train.seed");
   std::string key;
   bool higher = true;
@@ -704,9 +729,16 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     if (key.empty())
       throw UsageError("train.restarts: task " + cfg.task() +
                        " has no validation metric to choose a restart by; set train.restarts=1");
-    const bool finished = !trainer.run().empty();
-    // Written once the first restart has run (a refused --resume leaves the run as it was).
-    if (k == 0 && options.rank == 0) atomic_write((top / "config.yaml").string(), cfg.to_yaml());
+    bool finished = false;
+    try {
+      finished = !trainer.run().empty();
+    } catch (const DivergedError& e) {  // an unstable seed is left out, as a worse one would be
+      if (options.rank == 0) spdlog::warn("restart seed {} left out: {}", seed, e.what());
+      rows += json{{"seed", seed}, {"run_dir", o.run_dir}, {"split", "val"}, {"diverged", true}}.dump() + "\n";
+      continue;
+    }
+    // On --resume, written once the first restart has restored (a refused --resume leaves the run as it was).
+    if (options.resume && k == 0 && options.rank == 0) atomic_write((top / "config.yaml").string(), cfg.to_yaml());
     if (trainer.interrupted()) {
       *interrupted = true;
       if (options.rank == 0)
@@ -721,6 +753,8 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     rows += json{{"seed", seed}, {"run_dir", o.run_dir}, {"split", "val"}, {key, *value}}.dump() + "\n";
     if (options.rank == 0) spdlog::info("restart seed {}: best validation {} {:.4f}", seed, key, *value);
   }
+  if (results.empty())
+    throw DivergedError("train.restarts: every restart diverged; lower optim.lr (or set train.grad_clip)");
   // Best validation first; a tie keeps seed order (the first seed wins).
   std::stable_sort(results.begin(), results.end(), [&](const auto& a, const auto& b) {
     return higher ? a.second > b.second : a.second < b.second;

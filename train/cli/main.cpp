@@ -81,17 +81,21 @@ NewestRun newest_run(const std::string& task_prefix) {
         auto more = zoo::list_step_checkpoints((seed.path() / "checkpoints").string());
         files.insert(files.end(), more.begin(), more.end());
       }
-    if (files.empty()) continue;
-    const auto newest = *std::max_element(files.begin(), files.end(), [](const auto& x, const auto& y) {
-      return fs::last_write_time(x) < fs::last_write_time(y);
+    // Newest first; a file that cannot be read (corrupt, foreign) gives way to the one before it.
+    std::stable_sort(files.begin(), files.end(), [](const auto& x, const auto& y) {
+      return fs::last_write_time(x) > fs::last_write_time(y);
     });
-    try {
-      auto archive = zoo::read_checkpoint(newest);
-      if (zoo::Config::from_yaml(zoo::checkpoint_config(archive, newest), newest).task().rfind(task_prefix, 0) != 0)
-        continue;
-    } catch (const std::exception&) {
-      continue;  // not a run of a task this zoo knows
+    std::string newest, task;
+    for (const auto& f : files) {
+      try {
+        auto archive = zoo::read_checkpoint(f);
+        task = zoo::Config::from_yaml(zoo::checkpoint_config(archive, f), f).task();
+        newest = f;
+        break;
+      } catch (const std::exception&) {
+      }
     }
+    if (newest.empty() || task.rfind(task_prefix, 0) != 0) continue;  // none readable, or another task's run
     const auto t = fs::last_write_time(newest);
     if (best.dir.empty() || t > best_time) best = {e.path().string(), newest}, best_time = t;
   }
@@ -462,7 +466,8 @@ int main(int argc, char** argv) {
     std::cerr << "zoo " << cmd << ": " << e.what() << " (see zoo " << cmd << " --help)\n";
     return kExitUsage;
   } catch (const fs::filesystem_error& e) {  // a path given (or made from one) that cannot be used
-    std::cerr << "zoo: error: " << e.path1().string() << ": " << e.code().message() << "; check the path\n";
+    if (e.path1().empty()) std::cerr << "zoo: error: " << e.what() << "\n";
+    else std::cerr << "zoo: error: " << e.path1().string() << ": " << e.code().message() << "; check the path\n";
     return kExitUsage;
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();

@@ -33,7 +33,8 @@ std::string strip_stress(const std::string& phone) {
 }
 
 bool is_g2p_word(const std::string& word) {
-  return !word.empty() && std::all_of(word.begin(), word.end(), [](char c) { return (c >= 'A' && c <= 'Z') || c == '\''; });
+  return word.find_first_not_of('\'') != std::string::npos &&  // at least one letter
+         std::all_of(word.begin(), word.end(), [](char c) { return (c >= 'A' && c <= 'Z') || c == '\''; });
 }
 
 std::string cmudict_split(const std::string& word) { return split_by_hash(word, /*val_percent=*/5, /*test_percent=*/5); }

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
 #include "models/ddim.h"
 #include "models/ddpm.h"
 #include "models/gan.h"
@@ -297,10 +299,18 @@ class DDPMTask : public ImageGenerationTask {
     std::string sides;  // the sides the levels work at: 28, 14, 7
     for (size_t level = 0; level < unet.channel_mults().size(); ++level)
       sides += (sides.empty() ? "" : ", ") + std::to_string(28 >> level);
-    for (auto r : unet.attention_resolutions())
-      if (r <= 0 || 28 % r != 0 || ((28 / r) & (28 / r - 1)) != 0 || 28 / r >= (1 << unet.channel_mults().size()))
-        throw UsageError("model.attention_resolutions: " + std::to_string(r) + " is not a side of this U-Net's levels (" +
-                         sides + ")");
+    std::vector<int64_t> reached;
+    for (auto r : unet.attention_resolutions()) {
+      if (r > 0 && 28 % r == 0 && ((28 / r) & (28 / r - 1)) == 0 && 28 / r < (1 << unet.channel_mults().size())) {
+        reached.push_back(r);
+        continue;
+      }
+      const auto what = "model.attention_resolutions: " + std::to_string(r) + " is not a side of this U-Net's levels (" +
+                        sides + ")";
+      if (!ctx.state) throw UsageError(what);
+      spdlog::warn("{}; the network was trained without attention there", what);  // a checkpoint from before the check
+    }
+    unet.attention_resolutions(reached);
     model_ = DiffusionModel(unet, NoiseScheduleOptions()
                                       .timesteps(T)
                                       .kind(cfg.get_string("diffusion.schedule"))
