@@ -416,8 +416,15 @@ Scalars Trainer::run() {
   const auto [best_key, higher_better] = task_->best_metric();
 
   g_signal = 0;
-  auto old_int = std::signal(SIGINT, on_signal);
-  auto old_term = std::signal(SIGTERM, on_signal);
+  struct SignalScope {  // Ctrl-C and SIGTERM save a checkpoint while the loop runs, however it ends
+    void (*old_int)(int) = std::signal(SIGINT, on_signal);
+    void (*old_term)(int) = std::signal(SIGTERM, on_signal);
+    ~SignalScope() {
+      std::signal(SIGINT, old_int);
+      std::signal(SIGTERM, old_term);
+    }
+  };
+  auto signals = std::make_unique<SignalScope>();
 
   // Evaluation and outputs see the EMA weights when the run keeps them.
   auto with_eval_weights = [&](const std::function<void()>& fn) {
@@ -577,8 +584,7 @@ Scalars Trainer::run() {
     }
     if (step % ckpt_every == 0 || best || step == last) save_checkpoint(step, best);
   }
-  std::signal(SIGINT, old_int);
-  std::signal(SIGTERM, old_term);
+  signals.reset();
   if (interrupted_ || step < total) return {};
 
   // The end of the run: validation picks best.pt (the last weights when the task has no
