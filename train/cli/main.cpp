@@ -38,7 +38,7 @@ usage: zoo <command> [options]
 commands:
   train   --config F [--set section.key=value]... [--run-dir D] [--resume]
   eval    --checkpoint C [--split test|val] [--predictions FILE] [--set section.key=value]...
-  sample  {vae,gan,ddpm,ddim} --checkpoint C [--n N] [--seed S] [--out grid.png] [--steps S] [--eta E]
+  sample  {vae,gan,ddpm,ddim} --checkpoint C [--n N] [--seed S] [--out grid.png] (ddim: [--steps S] [--eta E])
   g2p     --checkpoint C [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
   zero-shot --checkpoint C --image FILE --labels "sneaker,bag,coat"
