@@ -99,6 +99,10 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   auto twice = dir + "/twice.yaml";
   std::ofstream(twice) << "task: vit_fashion_mnist\nmodel:\n  dim: 64\n  dim: 32\n";
   check_refused("train --config " + twice, twice + ":4: model.dim: given twice (also on line 3)");
+  auto two_docs = dir + "/two_docs.yaml";  // yaml-cpp's Load would keep the first and drop the second
+  std::ofstream(two_docs) << "task: vit_fashion_mnist\n---\ntrain:\n  steps: 3\n";
+  check_refused("train --config " + two_docs, two_docs + ":3: a second YAML document");
+  check_refused(train + "--config " + twice, "--config given twice; keep one");  // cxxopts would keep the last
   check_refused(train + "--set optim.min_lr=0.01", "optim.min_lr: 0.01 is above optim.lr (0.003)");
   check_refused(train + "--set train.batch_size=100000",
                 "train.batch_size: 100000 x 1 ranks is more than the 2000 training examples");

@@ -219,7 +219,11 @@ Config Config::from_file(const std::string& path, const std::vector<std::string>
 Config Config::from_yaml(const std::string& yaml, const std::string& origin, const std::vector<std::string>& overrides) {
   YAML::Node root;
   try {
-    root = YAML::Load(yaml);
+    auto docs = YAML::LoadAll(yaml);
+    if (docs.size() > 1)  // yaml-cpp's Load would read the first and drop the rest without a word
+      throw UsageError(Located{origin, docs[1].Mark().line + 1}.where() +
+                       ": a second YAML document (after a '---' line); a config is one document, keep one");
+    if (!docs.empty()) root = docs[0];
   } catch (const YAML::Exception& e) {
     throw UsageError(Located{origin, e.mark.line + 1}.where() + ": not valid YAML: " + e.msg);
   }

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <map>
 #include <numeric>
 #include <sstream>
 
@@ -141,6 +142,13 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv) {
     std::cout << options.help() << std::endl;
     std::exit(kExitOk);
   }
+  // A single-valued option given twice would silently keep the last; only --set and the positional
+  // words and texts repeat.
+  std::map<std::string, int> given;
+  for (const auto& kv : result.arguments())
+    if (++given[kv.key()] == 2 && kv.key() != "set" && kv.key() != "words" && kv.key() != "text")
+      throw zoo::UsageError("--" + kv.key() + " given twice; keep one (see zoo " + options.program().substr(4) +
+                            " --help)");
   if (!result.unmatched().empty())
     throw zoo::UsageError("unexpected argument '" + result.unmatched().front() + "' (see zoo " +
                           options.program().substr(4) + " --help)");
@@ -219,7 +227,7 @@ int cmd_eval(int argc, char** argv) {
       std::ostringstream lines;  // nothing is written for a task that has no predictions
       m = task->evaluate_with_predictions(split, lines);
       std::ofstream out(path);
-      if (!out) throw zoo::UsageError("--predictions " + path + ": cannot write this file; check that its folder exists");
+      if (!out) throw zoo::UsageError("--predictions " + path + ": cannot write this file (permissions?); give a writable path");
       if (!(out << lines.str()).flush()) throw zoo::UsageError("--predictions " + path + ": writing failed (disk full?)");
     }
   }
