@@ -9,6 +9,7 @@
 #include <iostream>
 #include <map>
 #include <numeric>
+#include <set>
 #include <sstream>
 
 // A repeatable option keeps each argument whole: `--set model.channel_mults=1,2` or a fill-mask
@@ -142,11 +143,15 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv) {
     std::cout << options.help() << std::endl;
     std::exit(kExitOk);
   }
-  // A single-valued option given twice would silently keep the last; only --set and the positional
-  // words and texts repeat.
+  // A single-valued option given twice would silently keep the last; only options that take a list
+  // (--set, the positional words and texts) repeat.
+  std::set<std::string> repeatable;
+  for (const auto& group : options.groups())
+    for (const auto& d : options.group_help(group).options)
+      if (d.is_container) repeatable.insert(d.l.empty() ? d.s : d.l.front());  // cxxopts' key for the option
   std::map<std::string, int> given;
   for (const auto& kv : result.arguments())
-    if (++given[kv.key()] == 2 && kv.key() != "set" && kv.key() != "words" && kv.key() != "text")
+    if (++given[kv.key()] == 2 && !repeatable.count(kv.key()))
       throw zoo::UsageError("--" + kv.key() + " given twice; keep one (see zoo " + options.program().substr(4) +
                             " --help)");
   if (!result.unmatched().empty())
