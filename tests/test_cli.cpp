@@ -69,6 +69,9 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
   auto badvalue = run(zoo_bin() + " fill-mask --checkpoint x.pt --top abc \"a [MASK]\"");  // the option is named
   CHECK(badvalue.code == 2);
   CHECK_THAT(badvalue.output, Contains("--top abc: not a valid value"));
+  auto badn = run(zoo_bin() + " sample vae --n abc");  // named as typed, though cxxopts parses it as -n
+  CHECK(badn.code == 2);
+  CHECK_THAT(badn.output, Contains("--n abc: not a valid value"));
   auto list = run("cd " + zoo::test::source_dir() + " && " + zoo_bin() + " list");
   CHECK(list.code == 0);
   CHECK_THAT(list.output, Contains("vit_fashion_mnist") && Contains("configs/vit_fashion_mnist.yaml"));

@@ -117,7 +117,8 @@ std::string option_given(int argc, char** argv, const std::string& value) {
   return "";
 }
 
-cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv) {
+/// `shown` is the command line as the user typed it, for messages, when `argv` is a rewrite of it.
+cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, char** shown = nullptr) {
   options.add_options()("h,help", "show this help");
   cxxopts::ParseResult result;
   try {
@@ -135,7 +136,7 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv) {
         if (value.size() >= q.size() && value.compare(value.size() - q.size(), q.size(), q) == 0)
           value.resize(value.size() - q.size());
     }
-    const auto opt = option_given(argc, argv, value);
+    const auto opt = option_given(argc, shown ? shown : argv, value);
     throw zoo::UsageError((opt.empty() ? std::string(what) : opt + " " + value + ": not a valid value") + " (see zoo " +
                           options.program().substr(4) + " --help)");
   }
@@ -264,7 +265,7 @@ int cmd_sample(int argc, char** argv) {
     else if (a.rfind("--n=", 0) == 0) a = "-n" + a.substr(4);
     argp.push_back(a.data());
   }
-  auto r = parse(o, argc, argp.data());
+  auto r = parse(o, argc, argp.data(), argv);
   if (!r.count("model")) throw zoo::UsageError("zoo sample: name the model: vae, gan, ddpm or ddim");
   const auto model = r["model"].as<std::string>();
   std::string family;
