@@ -2,6 +2,7 @@
 // and a training run killed with SIGKILL that resumes and finishes.
 #include <catch2/catch.hpp>
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -96,6 +97,7 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   CHECK_THAT(set.output, Contains("--set train.steps=abc: train.steps: expected an integer"));
   auto set2 = run(zoo_bin() + " train --config " + cfg + " --set nodot");
   CHECK(set2.code == 2);
+  CHECK_THAT(set2.output, Contains("--set nodot: expected section.key=value"));
   const auto train = "train --config " + cfg + " --run-dir " + dir + "/r ";
   check_refused(train + "--set data.root=/none,x",  // a value with a comma stays whole
                 "data.root: /none,x/train-images-idx3-ubyte is missing");
@@ -125,6 +127,7 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   CHECK_THAT(cuda.output, Contains("train.device: cuda:7"));
   auto resume = run(zoo_bin() + " train --config " + cfg + " --resume --run-dir " + dir + "/none");
   CHECK(resume.code == 2);
+  CHECK_THAT(resume.output, Contains("--run-dir " + dir + "/none: no such run directory to resume"));
   auto restarts = run(zoo_bin() + " train --config " + cfg + " --set train.restarts=0 --run-dir " + dir + "/r");
   CHECK(restarts.code == 2);
   CHECK_THAT(restarts.output, Contains("train.restarts"));
@@ -160,6 +163,7 @@ TEST_CASE("zoo eval: bad checkpoints exit 2 naming the file", "[cli]") {
   CHECK_THAT(r2.output, !Contains("Exception raised from"));  // no c10::Error dump
   auto r3 = run(zoo_bin() + " eval");
   CHECK(r3.code == 2);
+  CHECK_THAT(r3.output, Contains("--checkpoint is required"));
 }
 
 TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diverged run saves nothing",
@@ -223,11 +227,16 @@ TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finish
   REQUIRE_FALSE(zoo::list_step_checkpoints(run_dir + "/checkpoints").empty());
   // Every checkpoint left behind loads.
   for (const auto& c : zoo::list_step_checkpoints(run_dir + "/checkpoints")) CHECK_NOTHROW(zoo::read_checkpoint(c));
+  // A kill in the middle of a write leaves atomic_write's temporary file (no process has this pid):
+  // the resumed run clears it.
+  const auto leftover = run_dir + "/checkpoints/.step-00000001.pt.tmp.2147483647";
+  std::ofstream(leftover) << "half a checkpoint";
 
   auto resumed = run(zoo_bin() + " train --config " + cfg + " --run-dir " + run_dir + " --resume");
   INFO(resumed.output);
   REQUIRE(resumed.code == 0);
   CHECK_THAT(resumed.output, Contains("resumed from"));
+  CHECK_FALSE(fs::exists(leftover));
   auto final_metrics = nlohmann::json::parse(last_line(resumed.output));
   CHECK(final_metrics["step"] == 400);
 
@@ -261,6 +270,13 @@ TEST_CASE("zoo train --resume without --run-dir finds the newest run of the task
   REQUIRE(first.code == 0);
   // A restarts run keeps its step checkpoints in restarts/seed-S/checkpoints, none at the top.
   REQUIRE(zoo::list_step_checkpoints(dir + "/runs/r/checkpoints").empty());
+  // An older run of the same task beside it is not the one resumed.
+  fs::create_directories(dir + "/runs/older/checkpoints");
+  const auto seed3 = zoo::list_step_checkpoints(dir + "/runs/r/restarts/seed-3/checkpoints");
+  REQUIRE_FALSE(seed3.empty());
+  const auto older = dir + "/runs/older/checkpoints/" + zoo::step_checkpoint_name(4);
+  fs::copy_file(seed3.front(), older);
+  fs::last_write_time(older, fs::last_write_time(seed3.front()) - std::chrono::hours(1));
   auto resumed = run("cd " + dir + " && " + zoo_bin() + " train --config tiny.yaml --set train.restarts=2 --resume");
   INFO(resumed.output);
   REQUIRE(resumed.code == 0);

@@ -4,6 +4,11 @@
 
 #include <cmath>
 #include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "helpers.h"
 #include "models/clip.h"
@@ -153,14 +158,35 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
     INFO(k);
     CHECK(m.count(k) == 1);
   }
-  CHECK(m["image_to_text_r5"] >= m["image_to_text_r1"]);
+  CHECK(m.at("image_to_text_r5") >= m.at("image_to_text_r1"));
   const auto ckpt = dir + "/run/checkpoints/best.pt";
   const auto image = dir + "/run/samples/test_images/7-sneaker.png";
   REQUIRE(std::filesystem::exists(image));
   auto ok = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image +
                            " --labels 'sneaker, bag,coat'");
   CHECK(ok.code == 0);
-  CHECK_THAT(ok.output, Contains("sneaker") && Contains("bag") && Contains("coat"));
+  // One line per label, "probability  label", most probable first; the probabilities sum to 1.
+  std::istringstream lines(ok.output);
+  std::vector<std::pair<double, std::string>> probs;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    double p;
+    std::string label;
+    if (fields >> p >> label) probs.emplace_back(p, label);
+  }
+  INFO(ok.output);
+  REQUIRE(probs.size() == 3);
+  std::set<std::string> labels;
+  double sum = 0;
+  for (size_t i = 0; i < probs.size(); ++i) {
+    CHECK(probs[i].first >= 0.0);
+    CHECK(probs[i].first <= 1.0);
+    if (i > 0) CHECK(probs[i].first <= probs[i - 1].first);
+    sum += probs[i].first;
+    labels.insert(probs[i].second);
+  }
+  CHECK(sum == Approx(1.0).margin(2e-4));  // printed to 4 decimals
+  CHECK(labels == std::set<std::string>{"sneaker", "bag", "coat"});
   std::ofstream(dir + "/notes.txt") << "hello";
   auto bad = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + dir +
                             "/notes.txt --labels a,b");

@@ -4,6 +4,7 @@
 // driven by it must reproduce the data's mean and variance.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 
@@ -225,6 +226,28 @@ TEST_CASE("VAE: shapes, and the importance-weighted log p(x) is at least the ELB
   CHECK((log_px >= elbo).all().item<bool>());
 }
 
+TEST_CASE("VAE: the importance-weighted log p(x) is exact when q(z|x) is the prior and the decoder ignores z",
+          "[vae]") {
+  // Then every weight p(x|z) p(z) / q(z|x) is p(x|.), and so is their mean: log p(x) = log p(x|.) for
+  // any k. A missing -log k, log p(z) or log q(z|x) term, or a chunk dropped, moves the estimate.
+  torch::manual_seed(11);
+  VAE vae;
+  torch::NoGradGuard g;
+  for (auto* layer : {&vae->enc_mu, &vae->enc_logvar}) {
+    (*layer)->weight.zero_();
+    (*layer)->bias.zero_();
+  }
+  vae->dec_hidden->weight.zero_();
+  auto x = torch::rand({5, 1, 28, 28});
+  auto l = vae->dec_out(torch::relu(vae->dec_hidden->bias)).unsqueeze(0);  // the one set of logits
+  auto exact = (x.flatten(1) * l - torch::softplus(l)).sum(-1);             // sum of x log s(l) + (1 - x) log(1 - s(l))
+  for (int64_t k : {1, 7, 1000}) {
+    auto est = vae->log_likelihood(x, k, /*chunk=*/3);
+    INFO("k " << k << ": " << est << " exact " << exact);
+    CHECK(torch::allclose(est, exact, 1e-5, 1e-3));
+  }
+}
+
 TEST_CASE("DCGAN and U-Net shapes", "[gan][unet]") {
   Generator g;
   Discriminator d;
@@ -276,9 +299,19 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto fid_wrong = test::run(test::zoo_bin() + " eval --checkpoint " + ckpt + " --set eval.fid_classifier=" + ckpt);
   CHECK(fid_wrong.code == 2);
   CHECK_THAT(fid_wrong.output, Contains("FID needs a vit_fashion_mnist checkpoint"));
+  {  // Beside it, an older DDPM run and a newer run of another task: neither is taken.
+    namespace fs = std::filesystem;
+    fs::create_directories(dir + "/runs/ddpm_old/checkpoints");
+    fs::copy_file(ckpt, dir + "/runs/ddpm_old/checkpoints/best.pt");
+    fs::last_write_time(dir + "/runs/ddpm_old/checkpoints/best.pt",
+                        fs::last_write_time(ckpt) - std::chrono::hours(1));
+    fs::create_directories(dir + "/runs/vit_newer/checkpoints");
+    fs::copy_file(dir + "/vit/checkpoints/best.pt", dir + "/runs/vit_newer/checkpoints/best.pt");
+    fs::last_write_time(dir + "/runs/vit_newer/checkpoints/best.pt", fs::last_write_time(ckpt) + std::chrono::hours(1));
+  }
   auto newest = test::run("cd " + dir + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out c.png");
   CHECK(newest.code == 0);
-  CHECK_THAT(newest.output, Contains("runs/ddpm_tiny"));
+  CHECK_THAT(newest.output, Contains("using runs/ddpm_tiny/checkpoints/best.pt"));
   auto none = test::run("cd /tmp && mkdir -p " + dir + "/empty && cd " + dir + "/empty && " + test::zoo_bin() + " sample ddim");
   CHECK(none.code == 2);
   CHECK_THAT(none.output, Contains("zoo train --config configs/ddpm_fashion_mnist.yaml"));

@@ -181,6 +181,8 @@ TEST_CASE("padding mask: padded keys do not change the real tokens' outputs", "[
 TEST_CASE("dropout: rate, scale, seeding, gradient and evaluation", "[dropout]") {
   const double p = 0.1;
   auto x = torch::ones({1000, 1000});
+  const auto threads = torch::get_num_threads();  // CTest runs each test with OMP_NUM_THREADS=1
+  torch::set_num_threads(4);                      // the mask drawn by 4 threads, compared with 1 below
   torch::manual_seed(3);
   auto y = zoo::dropout(x, p, /*training=*/true);
   // Every element is 0 or 1 / (1 - p); the kept fraction is 1 - p within 5 standard deviations
@@ -197,7 +199,6 @@ TEST_CASE("dropout: rate, scale, seeding, gradient and evaluation", "[dropout]")
   CHECK(torch::equal(zoo::dropout(x, p, true), y));
   CHECK_FALSE(torch::equal(zoo::dropout(x, p, true), y));
   // The same mask for any thread count.
-  const auto threads = torch::get_num_threads();
   torch::set_num_threads(1);
   torch::manual_seed(3);
   auto one_thread = zoo::dropout(x, p, true);

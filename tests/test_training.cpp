@@ -3,12 +3,15 @@
 #include <catch2/catch.hpp>
 
 #include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "helpers.h"
@@ -227,9 +230,9 @@ TEST_CASE("random erasing: one rectangle of noise, 2-40% of the image, aspect 0.
 
 TEST_CASE("checkpoint round trip rebuilds the model from the file alone", "[checkpoint]") {
   auto dir = zoo::test::scratch("roundtrip");
-  zoo::Trainer trainer(tiny(4, {"train.ema=false"}), {dir});
+  zoo::Trainer trainer(tiny(12, {"train.ema=false"}), {dir});
   trainer.run();
-  auto path = dir + "/checkpoints/" + zoo::step_checkpoint_name(4);
+  auto path = dir + "/checkpoints/" + zoo::step_checkpoint_name(12);
   REQUIRE(fs::exists(path));
   REQUIRE(fs::exists(dir + "/checkpoints/best.pt"));
   REQUIRE(fs::exists(dir + "/config.yaml"));
@@ -241,10 +244,11 @@ TEST_CASE("checkpoint round trip rebuilds the model from the file alone", "[chec
   auto b = task->model().as<zoo::ViTImpl>()->forward(x);
   CHECK(torch::equal(a, b));
   auto archive = zoo::read_checkpoint(path);
-  CHECK(zoo::checkpoint_step(archive) == 4);
+  CHECK(zoo::checkpoint_step(archive) == 12);
   CHECK_THAT(zoo::checkpoint_config(archive, path), Contains("task: vit_fashion_mnist"));
-  // keep_last = 2: only the two newest step checkpoints stay.
-  CHECK(zoo::list_step_checkpoints(dir + "/checkpoints").size() <= 2);
+  // Written at steps 4, 8 and 12; keep_last = 2: only the two newest step checkpoints stay.
+  CHECK(zoo::list_step_checkpoints(dir + "/checkpoints") ==
+        std::vector<std::string>{dir + "/checkpoints/" + zoo::step_checkpoint_name(8), path});
 }
 
 TEST_CASE("truncated, foreign and missing checkpoints are UsageErrors naming the path", "[checkpoint]") {
@@ -273,22 +277,41 @@ TEST_CASE("atomic_write: a kill at any instant leaves the old or the new file, w
   auto path = dir + "/ckpt.bin";
   const std::string old_bytes(3 << 20, 'a'), new_bytes(5 << 20, 'b');
   zoo::atomic_write(path, old_bytes);
+  int replaced = 0;  // trials in which the child's writes reached the file (each one a new inode)
   for (int trial = 0; trial < 12; ++trial) {
+    struct stat before {};
+    REQUIRE(::stat(path.c_str(), &before) == 0);
     pid_t pid = ::fork();
     REQUIRE(pid >= 0);
     if (pid == 0) {
-      for (;;) {
-        zoo::atomic_write(path, new_bytes);
-        zoo::atomic_write(path, old_bytes);
+      try {
+        for (;;) {
+          zoo::atomic_write(path, new_bytes);
+          zoo::atomic_write(path, old_bytes);
+        }
+      } catch (...) {
       }
+      ::_exit(3);  // never back into Catch from the child
     }
     ::usleep(1000 * (1 + trial * 7));
     ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status));  // killed while writing, not failed
     auto now = read_file(path);
     INFO("trial " << trial << ": " << now.size() << " bytes");
     CHECK((now == old_bytes || now == new_bytes));
+    struct stat after {};
+    REQUIRE(::stat(path.c_str(), &after) == 0);
+    if (after.st_ino != before.st_ino) ++replaced;
   }
+  CHECK(replaced > 0);
+  // What the kills left behind (".ckpt.bin.tmp.PID" of dead processes) is cleared; the file stays.
+  std::ofstream(dir + "/.other.bin.tmp." + std::to_string(::getpid())) << "mine";  // a live writer's: kept
+  zoo::remove_stale_temporaries(dir);
+  std::set<std::string> left;
+  for (const auto& e : fs::directory_iterator(dir)) left.insert(e.path().filename().string());
+  CHECK(left == std::set<std::string>{"ckpt.bin", ".other.bin.tmp." + std::to_string(::getpid())});
 }
 
 TEST_CASE("an interrupted-and-resumed run logs the same losses as an uninterrupted one", "[checkpoint][resume]") {
@@ -328,9 +351,9 @@ TEST_CASE("a short run on real Fashion-MNIST clearly learns", "[trainer][learn]"
   zoo::Trainer t(cfg, {dir});
   auto test = t.run();
   auto losses = train_losses(dir);
-  INFO("test accuracy " << test["accuracy"] << ", first loss " << losses.front().second << ", last "
+  INFO("test accuracy " << test.at("accuracy") << ", first loss " << losses.front().second << ", last "
                         << losses.back().second);
-  CHECK(test["accuracy"] > 0.65);  // chance is 0.10
+  CHECK(test.at("accuracy") > 0.65);  // chance is 0.10
   CHECK(losses.back().second < 0.6 * losses.front().second);
   CHECK(fs::exists(dir + "/samples/predictions.png"));
 }
@@ -348,6 +371,8 @@ TEST_CASE("train.restarts: one run per seed, validation picks one, --resume fini
     CHECK_FALSE(fs::exists(dir + "/restarts/seed-4"));
     CHECK_FALSE(fs::exists(dir + "/checkpoints/best.pt"));
   }
+  // A row of seed 3's log before its checkpoint: a resumed restart keeps it, one started over would not.
+  std::ofstream(dir + "/restarts/seed-3/metrics.jsonl", std::ios::app) << "{\"step\":3,\"note\":\"before the resume\"}\n";
   zoo::TrainerOptions o{dir};
   o.resume = true;
   auto test = zoo::run_training(cfg, o, &interrupted);
@@ -368,6 +393,7 @@ TEST_CASE("train.restarts: one run per seed, validation picks one, --resume fini
     }
   }
   REQUIRE(val.size() == 3);
+  CHECK_THAT(read_file(dir + "/restarts/seed-3/metrics.jsonl"), Contains("before the resume"));  // continued
   CHECK(train_losses(dir + "/restarts/seed-3") != train_losses(dir + "/restarts/seed-4"));
   int64_t chosen = 3;
   for (auto& [seed, acc] : val)

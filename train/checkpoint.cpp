@@ -1,11 +1,14 @@
 #include "train/checkpoint.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -141,6 +144,23 @@ void atomic_write(const std::string& path, const std::string& bytes) {
     ::fsync(dfd);
     ::close(dfd);
   }
+}
+
+size_t remove_stale_temporaries(const std::string& dir) {
+  size_t removed = 0;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return 0;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto name = e.path().filename().string();
+    const auto at = name.rfind(".tmp.");
+    if (name.rfind('.', 0) != 0 || at == std::string::npos || at + 5 == name.size() ||
+        name.find_first_not_of("0123456789", at + 5) != std::string::npos || !e.is_regular_file(ec))
+      continue;
+    const auto pid = std::strtoll(name.c_str() + at + 5, nullptr, 10);
+    const bool alive = pid > 0 && pid <= INT32_MAX && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
+    if (!alive && fs::remove(e.path(), ec)) ++removed;
+  }
+  return removed;
 }
 
 void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vector<std::string>& paths) {

@@ -20,6 +20,10 @@ constexpr const char* kCheckpointFormat = "zoo-checkpoint";
 /// either the old file or the new one.
 void atomic_write(const std::string& path, const std::string& bytes);
 
+/// Removes the temporary files of atomic_write in `dir` (".NAME.tmp.PID") whose process is gone: what
+/// a kill in the middle of a write leaves behind. Returns how many it removed.
+size_t remove_stale_temporaries(const std::string& dir);
+
 /// Stamps format and version into `archive` and writes it atomically to each path.
 void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vector<std::string>& paths);
 

@@ -389,6 +389,10 @@ Scalars Trainer::run() {
   const bool main = opt_.rank == 0;
   fs::create_directories(fs::path(opt_.run_dir) / "checkpoints");
   fs::create_directories(fs::path(opt_.run_dir) / "samples");
+  if (main)  // a run killed in the middle of a write leaves its temporary file; a resume clears it
+    for (const auto& d : {fs::path(opt_.run_dir), fs::path(opt_.run_dir) / "checkpoints", fs::path(opt_.run_dir) / "samples"})
+      if (const auto n = remove_stale_temporaries(d.string()); n > 0)
+        spdlog::info("removed {} temporary file(s) that a killed run left in {}", n, d.string());
 
   int64_t start = 0;
   const auto metrics_path = fs::path(opt_.run_dir) / "metrics.jsonl";
@@ -713,6 +717,8 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   // classifier initialization) and selected the best model on the dev set.
   const auto top = fs::path(options.run_dir);
   fs::create_directories(top / "checkpoints");
+  if (options.rank == 0)
+    for (const auto& d : {top, top / "checkpoints"}) remove_stale_temporaries(d.string());
   if (!options.resume && options.rank == 0) atomic_write((top / "config.yaml").string(), cfg.to_yaml());
   const int64_t seed0 = cfg.get_int("train.seed");
   std::string key;
