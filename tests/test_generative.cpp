@@ -312,6 +312,16 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto newest = test::run("cd " + dir + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out c.png");
   CHECK(newest.code == 0);
   CHECK_THAT(newest.output, Contains("using runs/ddpm_tiny/checkpoints/best.pt"));
+  {  // A newer DDPM run whose best.pt is damaged: its newest readable checkpoint is taken instead.
+    namespace fs = std::filesystem;
+    fs::create_directories(dir + "/runs/ddpm_damaged/checkpoints");
+    fs::copy_file(ckpt, dir + "/runs/ddpm_damaged/checkpoints/" + zoo::step_checkpoint_name(4));
+    std::ofstream(dir + "/runs/ddpm_damaged/checkpoints/best.pt") << "PK\x03\x04 cut short";
+  }
+  auto damaged = test::run("cd " + dir + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out d.png");
+  INFO(damaged.output);
+  CHECK(damaged.code == 0);
+  CHECK_THAT(damaged.output, Contains("using runs/ddpm_damaged/checkpoints/" + zoo::step_checkpoint_name(4)));
   auto none = test::run("cd /tmp && mkdir -p " + dir + "/empty && cd " + dir + "/empty && " + test::zoo_bin() + " sample ddim");
   CHECK(none.code == 2);
   CHECK_THAT(none.output, Contains("zoo train --config configs/ddpm_fashion_mnist.yaml"));

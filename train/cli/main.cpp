@@ -40,7 +40,8 @@ usage: zoo <command> [options]
 commands:
   train   --config F [--set section.key=value]... [--run-dir D] [--resume]
   eval    --checkpoint C [--split test|val] [--predictions FILE] [--set section.key=value]...
-  sample  {vae,gan,ddpm,ddim} --checkpoint C [--n N] [--seed S] [--out grid.png] (ddim: [--steps S] [--eta E])
+  sample  {vae,gan,ddpm,ddim} [--checkpoint C] [--n 64] [--seed 0] [--out grid.png] [--columns 8]
+          (ddim: [--steps S] [--eta E] [--spacing S]; ddpm: [--variance V]; without --checkpoint, the newest DDPM run)
   g2p     --checkpoint C [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
   zero-shot --checkpoint C --image FILE --labels "sneaker,bag,coat"
@@ -243,7 +244,7 @@ int cmd_eval(int argc, char** argv) {
 
 int cmd_sample(int argc, char** argv) {
   cxxopts::Options o("zoo sample", "Sample a grid of images from a generative checkpoint and write it as PNG.\n"
-                                   "  zoo sample vae|gan|ddpm|ddim --checkpoint C [--n 64] [--seed 0] [--out grid.png]\n"
+                                   "  zoo sample vae|gan|ddpm|ddim [--checkpoint C] [--n 64] [--seed 0] [--out grid.png]\n"
                                    "ddpm and ddim both sample a DDPM checkpoint; without --checkpoint, ddpm and ddim take\n"
                                    "the newest DDPM run under runs/.");
   o.add_options()("model", "vae, gan, ddpm or ddim", cxxopts::value<std::string>())(
@@ -281,9 +282,15 @@ int cmd_sample(int argc, char** argv) {
     checkpoint = r["checkpoint"].as<std::string>();
   } else if (family == "ddpm_") {
     const auto run = newest_run(family);
-    if (!run.dir.empty()) {  // its best.pt, else its newest checkpoint
-      const auto best = fs::path(run.dir) / "checkpoints" / "best.pt";
-      checkpoint = fs::exists(best) ? best.string() : run.checkpoint;
+    if (!run.dir.empty()) {  // its best.pt, else (none, or damaged) its newest readable checkpoint
+      const auto best = (fs::path(run.dir) / "checkpoints" / "best.pt").string();
+      checkpoint = run.checkpoint;
+      if (fs::exists(best) && best != checkpoint) try {
+          zoo::read_checkpoint(best);
+          checkpoint = best;
+        } catch (const zoo::UsageError& e) {
+          std::cerr << "zoo sample: skipping " << e.what() << "\n";
+        }
     }
     if (checkpoint.empty())
       throw zoo::UsageError("zoo sample " + model + ": no DDPM run with checkpoints under runs/; train one with "
