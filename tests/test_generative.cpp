@@ -333,6 +333,11 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto bad = test::run(test::zoo_bin() + " sample ddim --checkpoint " + dir + "/bad.pt");
   CHECK(bad.code == 2);
   CHECK_THAT(bad.output, Contains(dir + "/bad.pt"));
+  // --out is written by renaming a new file over it: a link (or a device, a pipe) is refused, not replaced.
+  std::filesystem::create_symlink(dir + "/target.png", dir + "/link.png");
+  auto link = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --out " + dir + "/link.png");
+  CHECK(link.code == 2);
+  CHECK_THAT(link.output, Contains("--out " + dir + "/link.png: is not a regular file"));
   auto steps = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 500");
   CHECK(steps.code == 2);
   CHECK_THAT(steps.output, Contains("sample.steps"));

@@ -267,6 +267,16 @@ TEST_CASE("truncated, foreign and missing checkpoints are UsageErrors naming the
   torch::save(torch::nn::Linear(2, 2), foreign);
   CHECK_THROWS_WITH(zoo::read_checkpoint(foreign), Contains("not a zoo checkpoint"));
   CHECK_THROWS_WITH(zoo::read_checkpoint(dir + "/nope.pt"), Contains("no such checkpoint"));
+  // Tensor records cut short but with their CRCs intact (a crafted file): refused, never read past.
+  const auto short_records = dir + "/short_records.pt";
+  auto py = zoo::test::run(
+      "python3 -c \"import sys, zipfile\n"
+      "src, dst = zipfile.ZipFile(sys.argv[1]), zipfile.ZipFile(sys.argv[2], 'w')\n"
+      "for i in src.infolist(): dst.writestr(i, b'' if '/data/' in i.filename else src.read(i.filename))\n"
+      "dst.close()\" " + dir + "/checkpoints/" + zoo::step_checkpoint_name(4) + " " + short_records);
+  INFO(py.output);
+  REQUIRE(py.code == 0);
+  CHECK_THROWS_WITH(zoo::load_task(short_records, {}), Contains(short_records + ": damaged checkpoint: its tensor records hold 0 bytes"));
   // Weights that do not fit the model the config describes.
   CHECK_THROWS_WITH(zoo::load_task(dir + "/checkpoints/" + zoo::step_checkpoint_name(4), {"model.dim=64"}),
                     Contains("has shape"));

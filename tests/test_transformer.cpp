@@ -231,6 +231,20 @@ TEST_CASE("CMUdict: split by word, deterministic, about 90/5/5, phones checked",
   CHECK(zoo::strip_stress("OW1") == "OW");
   CHECK_FALSE(zoo::is_g2p_word("A."));
   CHECK_THROWS_WITH(zoo::load_cmudict("/nonexistent", "train"), Contains("scripts/fetch-data cmudict"));
+  // Damaged files name the file and line: an unknown phone, no phones, an entry too long for the model.
+  const auto bad = zoo::test::scratch("cmudict-bad");
+  std::filesystem::create_directories(bad + "/data");
+  const auto dict = bad + "/data/dict.txt";
+  std::ofstream(dict) << "CAT  K AE1 T\nDOG  D AO1 XX\n";
+  CHECK_THROWS_WITH(zoo::load_cmudict(bad, "all"), Contains(dict + ":2: 'XX' is not an ARPAbet phone"));
+  std::ofstream(dict) << "CAT\n";
+  CHECK_THROWS_WITH(zoo::load_cmudict(bad, "all"), Contains(dict + ":1: expected 'WORD  PHONES...'"));
+  std::string long_pron;
+  for (int i = 0; i < 60; ++i) long_pron += " AH0";
+  std::ofstream(dict) << "CAT  K AE1 T\nZEBRA " << long_pron << "\n";
+  CHECK_THROWS_WITH(zoo::load_cmudict(bad, "all"), Contains(dict + ":2: 5 letters and 60 phones; at most 48"));
+  std::ofstream(dict) << std::string(49, 'A') << "  AH0\n";
+  CHECK_THROWS_WITH(zoo::load_cmudict(bad, "all"), Contains(dict + ":1: 49 letters and 1 phones"));
 }
 
 TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads its checkpoint", "[g2p][learn]") {

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <unordered_map>
 #include <vector>
 
 #include "models/wordpiece.h"
@@ -67,7 +68,8 @@ uint32_t crc32(uint32_t crc, const unsigned char* p, size_t n) {
 /// directory gives; "" when every record matches. torch's reader does not check these, so a
 /// flipped bit in a tensor would load as a wrong weight. A file this cannot parse as a plain zip
 /// of stored records (zip64, compression) is left to torch's reader: "".
-std::string corrupt_record(const std::string& path) {
+std::string corrupt_record(const std::string& path, int64_t* data_bytes) {
+  *data_bytes = -1;  // unknown until every record has been read from the directory
   std::ifstream in(path, std::ios::binary);
   auto read = [&](uint64_t at, size_t n) {
     std::string b(n, '\0');
@@ -89,6 +91,8 @@ std::string corrupt_record(const std::string& path) {
   if (entries == 0xFFFF || dir_at == 0xFFFFFFFF || uint64_t{dir_at} + dir_size > size) return "";
   const auto dir = read(dir_at, dir_size);
   std::vector<unsigned char> chunk(1 << 20);
+  int64_t total = 0;
+  bool known = true;
   for (size_t i = 0, k = 0; k < entries; ++k) {
     if (i + 46 > dir.size() || u32(dir, i) != 0x02014b50) return "";
     const uint32_t method = u16(dir, i + 10), crc = u32(dir, i + 16), stored = u32(dir, i + 20);
@@ -96,8 +100,14 @@ std::string corrupt_record(const std::string& path) {
     const uint32_t local_at = u32(dir, i + 42);
     const auto name = dir.substr(i + 46, name_len);
     i += 46 + name_len + extra_len + comment_len;
+    const bool tensor_data = name.find("/data/") != std::string::npos;
     // Not checked: compressed or zip64 records, and a CRC of 0 (a writer that computed none).
-    if (method != 0 || stored == 0xFFFFFFFF || local_at == 0xFFFFFFFF || crc == 0) continue;
+    if (method != 0 || stored == 0xFFFFFFFF || local_at == 0xFFFFFFFF) {
+      known = known && !tensor_data;
+      continue;
+    }
+    if (tensor_data) total += stored;
+    if (crc == 0) continue;
     const auto local = read(local_at, 30);
     if (local.size() != 30 || u32(local, 0) != 0x04034b50) return name;
     uint64_t at = uint64_t{local_at} + 30 + u16(local, 26) + u16(local, 28);
@@ -113,7 +123,24 @@ std::string corrupt_record(const std::string& path) {
     }
     if (c != crc) return name;
   }
+  if (known) *data_bytes = total;
   return "";
+}
+
+/// The bytes the storages of every tensor in `v` claim, each storage once.
+void storage_bytes(const c10::IValue& v, std::unordered_map<const void*, uint64_t>& seen) {
+  if (v.isTensor()) {
+    const auto& t = v.toTensor();
+    if (t.defined() && t.has_storage()) seen[t.storage().unsafeGetStorageImpl()] = t.storage().nbytes();
+  } else if (v.isObject()) {
+    for (const auto& slot : v.toObjectRef().slots()) storage_bytes(slot, seen);
+  } else if (v.isList()) {
+    for (const auto& x : v.toListRef()) storage_bytes(x, seen);
+  } else if (v.isTuple()) {
+    for (const auto& x : v.toTupleRef().elements()) storage_bytes(x, seen);
+  } else if (v.isGenericDict()) {
+    for (const auto& kv : v.toGenericDict()) storage_bytes(kv.value(), seen);
+  }
 }
 
 }  // namespace
@@ -175,7 +202,8 @@ void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vecto
 torch::serialize::InputArchive read_checkpoint(const std::string& path) {
   if (!fs::is_regular_file(path))
     throw UsageError(path + ": no such checkpoint file (runs/<run>/checkpoints/ holds step-*.pt and best.pt)");
-  if (const auto record = corrupt_record(path); !record.empty())
+  int64_t data_bytes = -1;
+  if (const auto record = corrupt_record(path, &data_bytes); !record.empty())
     throw UsageError(path + ": corrupt checkpoint: its record " + record +
                      " fails the zip CRC-32 check (the file changed after it was written); use another file from "
                      "the run's checkpoints/");
@@ -185,6 +213,9 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path) {
   } catch (const c10::Error& e) {
     throw UsageError(path + ": not a readable checkpoint (truncated or not a torch archive: " +
                      first_line(e.what_without_backtrace()) + "); use another file from the run's checkpoints/");
+  } catch (const std::exception& e) {  // e.g. std::stoull on a damaged archive/version record
+    throw UsageError(path + ": not a readable checkpoint (" + first_line(e.what()) +
+                     "); use another file from the run's checkpoints/");
   }
   c10::IValue format, version;
   if (!archive.try_read("zoo/format", format) || !format.isString() || format.toStringRef() != kCheckpointFormat)
@@ -193,6 +224,21 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path) {
   if (!archive.try_read("zoo/version", version) || !version.isInt() || version.toInt() > kCheckpointVersion)
     throw UsageError(path + ": checkpoint format version " + (version.isInt() ? std::to_string(version.toInt()) : "?") +
                      " is newer than this zoo reads (" + std::to_string(kCheckpointVersion) + "); update zoo");
+  // Records shorter than the tensors they hold (their CRCs intact: a crafted or mis-packed file) would be
+  // read past their end by torch's reader, which takes each storage's size from the pickle.
+  if (data_bytes >= 0) {
+    std::unordered_map<const void*, uint64_t> seen;
+    for (const auto& key : archive.keys()) {
+      c10::IValue v;
+      if (archive.try_read(key, v)) storage_bytes(v, seen);
+    }
+    uint64_t claimed = 0;
+    for (const auto& kv : seen) claimed += kv.second;
+    if (claimed > static_cast<uint64_t>(data_bytes))
+      throw UsageError(path + ": damaged checkpoint: its tensor records hold " + std::to_string(data_bytes) +
+                       " bytes but its tensors need " + std::to_string(claimed) +
+                       "; use another file from the run's checkpoints/");
+  }
   return archive;
 }
 

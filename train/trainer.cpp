@@ -382,7 +382,8 @@ int64_t Trainer::restore() {
     spdlog::info("resumed from {} (step {})", path, step);
     return step;
   }
-  throw UsageError(dir + ": no loadable checkpoint to resume from");
+  throw UsageError(dir + ": no step checkpoint loads (the warnings above say why); start a new run with another "
+                   "--run-dir (a best.pt there still works with zoo eval)");
 }
 
 Scalars Trainer::run() {

@@ -168,10 +168,14 @@ void check_output(const std::string& path, const std::string& flag, const std::s
   if (path.empty()) throw zoo::UsageError(flag + ": empty; give a file name");
   const fs::path p(path);
   if (fs::is_directory(p)) throw zoo::UsageError(flag + " " + path + ": is a directory; give a file name in it");
+  std::error_code ec;
+  const auto st = fs::symlink_status(p, ec);
+  if (!ec && fs::exists(st) && !fs::is_regular_file(st))  // written by renaming over it: a device, a pipe or a
+    throw zoo::UsageError(flag + " " + path +        // link would be replaced by a plain file
+                          ": is not a regular file (a device, pipe or link); give a plain file name");
   const auto parent = p.parent_path();
   if (!parent.empty() && !fs::is_directory(parent))
     throw zoo::UsageError(flag + " " + path + ": the folder " + parent.string() + " does not exist; create it first");
-  std::error_code ec;
   if (fs::exists(p) && (fs::equivalent(p, checkpoint, ec) || p.extension() == ".pt"))
     throw zoo::UsageError(flag + " " + path + ": would overwrite a checkpoint; give another file name");
 }
@@ -325,7 +329,12 @@ int cmd_sample(int argc, char** argv) {
   auto task = zoo::load_task(checkpoint, sets);
   torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
   auto images = task->sample(n);
-  zoo::write_png(out, zoo::make_grid(images, columns, 2, 2));
+  try {
+    zoo::write_png(out, zoo::make_grid(images, columns, 2, 2));
+  } catch (const std::runtime_error& e) {
+    if (dynamic_cast<const zoo::UsageError*>(&e)) throw;
+    throw zoo::UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
+  }
   std::cout << "wrote " << n << " samples to " << out << "\n";
   return kExitOk;
 }

@@ -8,11 +8,18 @@ namespace {
 
 /// Trims the longer of two segments, one token at a time from a random end, until they fit.
 void truncate_pair(std::vector<int64_t>& a, std::vector<int64_t>& b, int64_t max_tokens, SplitMix64& rng) {
-  while (static_cast<int64_t>(a.size() + b.size()) > max_tokens) {
-    auto& longer = a.size() > b.size() ? a : b;
-    if (rng.uniform() < 0.5) longer.erase(longer.begin());
-    else longer.pop_back();
+  // Counted first and cut once: erasing from the front token by token is quadratic in a long segment.
+  size_t na = a.size(), nb = b.size(), front_a = 0, front_b = 0;
+  while (static_cast<int64_t>(na + nb) > max_tokens) {
+    const bool in_a = na > nb;
+    const bool front = rng.uniform() < 0.5;
+    if (front) ++(in_a ? front_a : front_b);
+    --(in_a ? na : nb);
   }
+  a = std::vector<int64_t>(a.begin() + static_cast<std::ptrdiff_t>(front_a),
+                           a.begin() + static_cast<std::ptrdiff_t>(front_a + na));
+  b = std::vector<int64_t>(b.begin() + static_cast<std::ptrdiff_t>(front_b),
+                           b.begin() + static_cast<std::ptrdiff_t>(front_b + nb));
 }
 
 }  // namespace

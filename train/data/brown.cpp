@@ -36,7 +36,9 @@ std::vector<BrownDocument> load_brown(const std::string& root, const std::string
   for (auto& d : docs) {
     const auto path = (fs::path(root) / d.id).string();
     std::ifstream f(path);
-    if (!f) throw UsageError("data.root: " + path + " is missing; delete " + root + " and run scripts/fetch-data brown");
+    if (!f || !fs::is_regular_file(path))
+      throw UsageError("data.root: " + path + " is missing or not a file; delete " + root +
+                       " and run scripts/fetch-data brown");
     int64_t line_no = 0;
     while (std::getline(f, line)) {
       ++line_no;

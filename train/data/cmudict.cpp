@@ -70,6 +70,10 @@ std::vector<G2PEntry> load_cmudict(const std::string& root, const std::string& s
                        "(delete data/cmudict and run scripts/fetch-data cmudict)");
     auto word = head.substr(0, head.find('('));  // "WORD(1)" -> "WORD"
     if (!is_g2p_word(word)) continue;
+    if (word.size() > kCmudictMaxLetters || pron.size() > kCmudictMaxPhones)
+      throw UsageError(path + ":" + std::to_string(line_no) + ": " + std::to_string(word.size()) + " letters and " +
+                       std::to_string(pron.size()) + " phones; at most " + std::to_string(kCmudictMaxLetters) +
+                       " of each fit (delete data/cmudict and run scripts/fetch-data cmudict)");
     if (split != "all" && cmudict_split(word) != split) continue;
     auto it = index.find(word);
     if (it == index.end()) {

@@ -29,8 +29,13 @@ bool is_g2p_word(const std::string& word);
 /// "train", "val" or "test": the split of a word.
 std::string cmudict_split(const std::string& word);
 
+/// The longest word and pronunciation an entry may have (CMUdict 0.7b's longest are far shorter):
+/// the G2P model's positions are sized by them.
+constexpr size_t kCmudictMaxLetters = 48, kCmudictMaxPhones = 48;
+
 /// The entries of one split ("train", "val", "test" or "all"), in dictionary order, read from
-/// `root`/data/dict.txt. UsageError naming the file (and line) when it is missing or malformed.
+/// `root`/data/dict.txt. UsageError naming the file (and line) when it is missing or malformed
+/// (an unknown phone, no phones, a word or pronunciation longer than the limits above).
 std::vector<G2PEntry> load_cmudict(const std::string& root, const std::string& split);
 
 }  // namespace zoo

@@ -368,6 +368,9 @@ std::vector<EmailMessage> load_spamassassin(const std::string& root, const std::
       const auto dot = name.find('.');
       const auto md5 = name.substr(dot + 1, name.size() - dot - 5);  // NNNNN.<md5>.txt
       if (split != "all" && split_by_hash(md5, 10, 10) != split) continue;
+      if (!fs::is_regular_file(dir / name))
+        throw UsageError("data.root: " + (dir / name).string() + " is not a regular file; delete " + root +
+                         " and run scripts/fetch-data spamassassin");
       std::ifstream f(dir / name, std::ios::binary);
       std::string raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
       out.push_back({std::string(folder) + "/" + name.substr(0, name.size() - 4), email_text(raw),
