@@ -164,15 +164,17 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, cha
 
 /// An output file the command will write: a file name in an existing folder, and never the
 /// checkpoint it reads (nor any other file that is a checkpoint).
-void check_output(const std::string& path, const std::string& flag, const std::string& checkpoint) {
+/// `renamed_over`: the file is written by renaming a temporary file over it, so a link, a device or a
+/// pipe there would be replaced, not written through (--out); --predictions writes through them.
+void check_output(const std::string& path, const std::string& flag, const std::string& checkpoint,
+                  bool renamed_over = false) {
   if (path.empty()) throw zoo::UsageError(flag + ": empty; give a file name");
   const fs::path p(path);
   if (fs::is_directory(p)) throw zoo::UsageError(flag + " " + path + ": is a directory; give a file name in it");
   std::error_code ec;
   const auto st = fs::symlink_status(p, ec);
-  if (!ec && fs::exists(st) && !fs::is_regular_file(st))  // written by renaming over it: a device, a pipe or a
-    throw zoo::UsageError(flag + " " + path +        // link would be replaced by a plain file
-                          ": is not a regular file (a device, pipe or link); give a plain file name");
+  if (renamed_over && !ec && fs::exists(st) && !fs::is_regular_file(st))
+    throw zoo::UsageError(flag + " " + path + ": is not a regular file (a device, pipe or link); give a plain file name");
   const auto parent = p.parent_path();
   if (!parent.empty() && !fs::is_directory(parent))
     throw zoo::UsageError(flag + " " + path + ": the folder " + parent.string() + " does not exist; create it first");
@@ -325,7 +327,7 @@ int cmd_sample(int argc, char** argv) {
   if (columns < 1)
     throw zoo::UsageError("--columns " + std::to_string(columns) + ": expected at least 1 image per row");
   const auto out = r["out"].as<std::string>();
-  check_output(out, "--out", checkpoint);
+  check_output(out, "--out", checkpoint, /*renamed_over=*/true);
   auto task = zoo::load_task(checkpoint, sets);
   torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
   auto images = task->sample(n);
