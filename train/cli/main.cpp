@@ -333,8 +333,9 @@ int cmd_sample(int argc, char** argv) {
   auto images = task->sample(n);
   try {
     zoo::write_png(out, zoo::make_grid(images, columns, 2, 2));
-  } catch (const std::runtime_error& e) {
-    if (dynamic_cast<const zoo::UsageError*>(&e)) throw;
+  } catch (const zoo::UsageError&) {
+    throw;
+  } catch (const std::runtime_error& e) {  // atomic_write's: the folder or file cannot be written
     throw zoo::UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
   }
   std::cout << "wrote " << n << " samples to " << out << "\n";

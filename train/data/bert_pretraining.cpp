@@ -16,10 +16,10 @@ void truncate_pair(std::vector<int64_t>& a, std::vector<int64_t>& b, int64_t max
     if (front) ++(in_a ? front_a : front_b);
     --(in_a ? na : nb);
   }
-  a = std::vector<int64_t>(a.begin() + static_cast<std::ptrdiff_t>(front_a),
-                           a.begin() + static_cast<std::ptrdiff_t>(front_a + na));
-  b = std::vector<int64_t>(b.begin() + static_cast<std::ptrdiff_t>(front_b),
-                           b.begin() + static_cast<std::ptrdiff_t>(front_b + nb));
+  a.resize(front_a + na);
+  a.erase(a.begin(), a.begin() + static_cast<std::ptrdiff_t>(front_a));
+  b.resize(front_b + nb);
+  b.erase(b.begin(), b.begin() + static_cast<std::ptrdiff_t>(front_b));
 }
 
 }  // namespace

@@ -21,10 +21,8 @@ namespace zoo {
 namespace {
 
 constexpr int64_t kPad = 0, kBos = 1, kEos = 2, kUnk = 3, kSpecials = 4;
-constexpr int64_t kMaxWordLength = 48;
-static_assert(kMaxWordLength == static_cast<int64_t>(kCmudictMaxLetters) &&
-                  kMaxWordLength == static_cast<int64_t>(kCmudictMaxPhones),
-              "every CMUdict entry fits the model's positions");
+constexpr auto kMaxWordLength = static_cast<int64_t>(kCmudictMaxLetters);  // the loader refuses longer entries
+static_assert(kCmudictMaxPhones <= kCmudictMaxLetters, "every CMUdict pronunciation fits the model's positions");
 /// Positions the model has: a word of kMaxWordLength letters + EOS, or decode.max_len phones + BOS.
 constexpr int64_t kPositions = kMaxWordLength + 2;
 
