@@ -109,6 +109,15 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   check_refused("train --config " + two_docs, two_docs + ":3: a second YAML document");
   check_refused(train + "--config " + twice, "--config given twice; keep one");  // cxxopts would keep the last
   check_refused(train + "--set optim.min_lr=0.01", "optim.min_lr: 0.01 is above optim.lr (0.003)");
+  check_refused(train + "--set model.mlp_dim=1000000000000", "model.mlp_dim: must be at most 65536");
+  // A model within the keys' ranges that the allocator refuses (here capped at 8 GB of address
+  // space; a 16384-map DCGAN asks for more in one tensor) is too big, named by its sizes.
+  auto big = run("ulimit -v 8000000 && " + zoo_bin() + " train --config " + zoo::test::source_dir() +
+                 "/configs/gan_fashion_mnist.yaml --set train.device=cpu --set model.generator_features=16384 --set data.root=" +
+                 zoo::test::data_root() + " --run-dir " + dir + "/big");
+  CHECK(big.code == 2);
+  CHECK_THAT(last_line(big.output), Contains("zoo: error: the gan_fashion_mnist model does not fit in cpu memory") &&
+                                        Contains("model.generator_features=16384") && Contains("make it smaller"));
   check_refused(train + "--set train.batch_size=100000",
                 "train.batch_size: 100000 x 1 ranks is more than the 2000 training examples");
   // A truncated IDX file is named, with its size and the size its header gives.

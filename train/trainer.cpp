@@ -288,8 +288,7 @@ Trainer::Trainer(Config cfg, TrainerOptions options) : cfg_(std::move(cfg)), opt
   bool amp = false;
   auto dtype = precision_dtype(cfg_, device_, &amp);
   apply_runtime(cfg_);
-  const auto& info = find_task(cfg_.task());
-  task_ = info.make(cfg_, TaskContext{device_, opt_.rank, opt_.world_size});
+  task_ = make_task(cfg_, TaskContext{device_, opt_.rank, opt_.world_size});
   for (auto& params : task_->optimizer_params()) optimizers_.push_back(make_optimizer(cfg_, params));
   if (cfg_.get_bool("train.ema")) ema_ = std::make_unique<EMA>(task_->model(), cfg_.get_float("train.ema_decay"));
   ctx_ = std::make_unique<Context>(*this, amp, dtype);
@@ -822,7 +821,7 @@ std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector
   const bool has_state = archive.try_read("task", state);
   std::unique_ptr<Task> task;
   try {
-    task = find_task(cfg.task()).make(cfg, TaskContext{device, 0, 1, has_state ? &state : nullptr});
+    task = make_task(cfg, TaskContext{device, 0, 1, has_state ? &state : nullptr});
   } catch (const UsageError& e) {
     throw UsageError(checkpoint + ": " + e.what());
   }

@@ -317,9 +317,9 @@ class TransformerG2P : public G2PTask {
 };
 
 void add_keys(Schema& s) {
-  s.add_int("model.d_model", 256, "model width d_model", 8)
-      .add_int("model.heads", 4, "attention heads (must divide model.d_model)", 1)
-      .add_int("model.ff_dim", 1024, "inner width of the feed-forward layers", 1)
+  s.add_int("model.d_model", 256, "model width d_model", 8, 16384)
+      .add_int("model.heads", 4, "attention heads (must divide model.d_model)", 1, 1024)
+      .add_int("model.ff_dim", 1024, "inner width of the feed-forward layers", 1, 65536)
       .add_int("model.encoder_layers", 3, "encoder layers", 1, 48)
       .add_int("model.decoder_layers", 3, "decoder layers", 1, 48)
       .add_float("model.dropout", 0.1, "residual dropout P_drop", 0.0, 0.9)

@@ -292,10 +292,12 @@ class DDPMTask : public ImageGenerationTask {
                     .attention_resolutions(parse_int_list("model.attention_resolutions", cfg.get_string("model.attention_resolutions")))
                     .dropout(cfg.get_float("model.dropout"))
                     .heads(cfg.get_int("model.heads"));
-    if (28 % (1 << (unet.channel_mults().size() - 1)) != 0)
+    if (unet.channel_mults().size() > 3)  // 28 halves to 14 and 7, no further
       throw UsageError("model.channel_mults: " + std::to_string(unet.channel_mults().size()) + " levels halve 28 too often (at most 3 levels)");
-    for (auto m : unet.channel_mults())
+    for (auto m : unet.channel_mults()) {
+      if (m > 64) throw UsageError("model.channel_mults: each multiplier must be at most 64, got " + std::to_string(m));
       if ((unet.base_channels() * m) % unet.heads() != 0) throw UsageError("model.heads: must divide every level's channels");
+    }
     std::string sides;  // the sides the levels work at: 28, 14, 7
     for (size_t level = 0; level < unet.channel_mults().size(); ++level)
       sides += (sides.empty() ? "" : ", ") + std::to_string(28 >> level);
@@ -401,8 +403,8 @@ std::function<std::unique_ptr<Task>(const Config&, const TaskContext&)> maker() 
 TaskInfo vae_fashion_mnist_task() {
   return {"vae_fashion_mnist", "VAE (Kingma and Welling 2013), Bernoulli decoder, on Fashion-MNIST",
           [](Schema& s) {
-            s.add_int("model.hidden_dim", 400, "hidden width of the encoder and decoder MLPs", 1)
-                .add_int("model.latent_dim", 20, "dimension of z", 1)
+            s.add_int("model.hidden_dim", 400, "hidden width of the encoder and decoder MLPs", 1, 65536)
+                .add_int("model.latent_dim", 20, "dimension of z", 1, 16384)
                 .add_int("eval.iw_samples", 1000, "importance samples k for the log p(x) estimate", 1, 100000)
                 .add_int("eval.iw_images", 1000, "images of the split given the log p(x) estimate (0 = none)", 0);
             add_generative_keys(s, false, 0);
@@ -413,9 +415,9 @@ TaskInfo vae_fashion_mnist_task() {
 TaskInfo gan_fashion_mnist_task() {
   return {"gan_fashion_mnist", "DCGAN (Radford et al. 2015) on Fashion-MNIST",
           [](Schema& s) {
-            s.add_int("model.latent_dim", 100, "dimension of z", 1)
-                .add_int("model.generator_features", 256, "feature maps of G at 7x7 (halved at 14x14)", 2)
-                .add_int("model.discriminator_features", 128, "feature maps of D at 7x7 (halved at 14x14)", 2);
+            s.add_int("model.latent_dim", 100, "dimension of z", 1, 16384)
+                .add_int("model.generator_features", 256, "feature maps of G at 7x7 (halved at 14x14)", 2, 16384)
+                .add_int("model.discriminator_features", 128, "feature maps of D at 7x7 (halved at 14x14)", 2, 16384);
             add_generative_keys(s, false, 0);
           },
           maker<GANTask>()};
@@ -424,12 +426,12 @@ TaskInfo gan_fashion_mnist_task() {
 TaskInfo ddpm_fashion_mnist_task() {
   return {"ddpm_fashion_mnist", "DDPM (Ho et al. 2020) U-Net on Fashion-MNIST; sampled by DDPM or DDIM",
           [](Schema& s) {
-            s.add_int("model.base_channels", 32, "U-Net feature maps at 28x28", 8)
+            s.add_int("model.base_channels", 32, "U-Net feature maps at 28x28", 8, 4096)
                 .add_string("model.channel_mults", "1,2,2", "feature-map multipliers per level (each level halves the side)")
                 .add_int("model.res_blocks", 2, "residual blocks per level", 1, 8)
                 .add_string("model.attention_resolutions", "7", "sides at which self-attention follows the blocks, e.g. 14,7")
                 .add_float("model.dropout", 0.1, "dropout in the residual blocks", 0.0, 0.9)
-                .add_int("model.heads", 4, "attention heads", 1)
+                .add_int("model.heads", 4, "attention heads", 1, 1024)
                 .add_int("diffusion.timesteps", 1000, "diffusion steps T", 2, 100000)
                 .add_string("diffusion.schedule", "linear", "noise schedule", {"linear", "cosine"})
                 .add_float("diffusion.beta_start", 1e-4, "linear schedule: beta_1", 0.0, 1.0)

@@ -1,5 +1,7 @@
 #include "train/tasks/task.h"
 
+#include <new>
+
 namespace zoo {
 
 TaskInfo vit_fashion_mnist_task();
@@ -25,6 +27,35 @@ const TaskInfo& find_task(const std::string& name) {
   std::string known;
   for (const auto& t : task_registry()) known += (known.empty() ? "" : ", ") + t.name;
   throw UsageError("unknown task '" + name + "' (known: " + known + ")");
+}
+
+namespace {
+
+bool out_of_memory(const std::string& what) {
+  return what.find("can't allocate memory") != std::string::npos || what.find("out of memory") != std::string::npos;
+}
+
+[[noreturn]] void too_big(const Config& cfg, const TaskContext& ctx) {
+  std::string sizes;
+  for (const auto& spec : cfg.schema().keys())
+    if (spec.kind == Kind::kInt && spec.key.rfind("model.", 0) == 0)
+      sizes += (sizes.empty() ? "" : ", ") + spec.key + "=" + std::to_string(cfg.get_int(spec.key));
+  if (cfg.schema().find("model.size")) sizes += (sizes.empty() ? "" : ", ") + ("model.size=" + cfg.get_string("model.size"));
+  throw UsageError("the " + cfg.task() + " model does not fit in " + ctx.device.str() + " memory (" + sizes +
+                   "): make it smaller");
+}
+
+}  // namespace
+
+std::unique_ptr<Task> make_task(const Config& cfg, const TaskContext& ctx) {
+  try {
+    return find_task(cfg.task()).make(cfg, ctx);
+  } catch (const std::bad_alloc&) {
+    too_big(cfg, ctx);
+  } catch (const c10::Error& e) {
+    if (!out_of_memory(e.what())) throw;
+    too_big(cfg, ctx);
+  }
 }
 
 }  // namespace zoo

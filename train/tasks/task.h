@@ -116,5 +116,8 @@ struct TaskInfo {
 const std::vector<TaskInfo>& task_registry();
 /// The task called `name`; UsageError naming the known ones otherwise.
 const TaskInfo& find_task(const std::string& name);
+/// find_task(cfg.task()).make(cfg, ctx), where a model too big for the device's memory is bad
+/// input, not a crash: UsageError naming the model.* sizes to lower.
+std::unique_ptr<Task> make_task(const Config& cfg, const TaskContext& ctx);
 
 }  // namespace zoo

@@ -111,10 +111,10 @@ class ViTClassification : public FashionMnistTask {
 void add_keys(Schema& s) {
   add_fashion_mnist_keys(s, /*hflip=*/true, /*eval_limit=*/0);
   s.add_int("model.patch_size", 4, "patch side in pixels (must divide 28)", 1, 28)
-      .add_int("model.dim", 128, "token width D", 8)
+      .add_int("model.dim", 128, "token width D", 8, 16384)
       .add_int("model.depth", 6, "encoder blocks", 1, 48)
-      .add_int("model.heads", 4, "attention heads (must divide model.dim)", 1)
-      .add_int("model.mlp_dim", 256, "hidden width of each block's MLP", 1)
+      .add_int("model.heads", 4, "attention heads (must divide model.dim)", 1, 1024)
+      .add_int("model.mlp_dim", 256, "hidden width of each block's MLP", 1, 65536)
       .add_float("model.dropout", 0.0, "dropout after embeddings, attention and in the MLP", 0.0, 0.9)
       .add_float("model.attention_dropout", 0.0, "dropout on attention probabilities", 0.0, 0.9)
       .add_int("data.crop_padding", 2, "random-crop padding in pixels (0 = no crop)", 0, 14)
