@@ -192,9 +192,16 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diver
   CHECK(again.code == 2);
   CHECK_THAT(again.output,
              Contains("--run-dir " + rd + ": already holds a run's checkpoints; continue it with --resume"));
-  auto refused = run(zoo_bin() + " train --config " + cfg + " --set model.dim=64 --run-dir " + rd + " --resume");
-  CHECK(refused.code == 2);  // a resume that does not fit leaves config.yaml as it was
-  CHECK_THAT(refused.output, Contains("does not fit") || Contains("do not fit"));
+  // A resume or an evaluation that changes what the weights are for is refused, even where the
+  // tensors' shapes would still fit (2 heads of 16 and 1 head of 32 hold the same matrices).
+  auto refused = run(zoo_bin() + " train --config " + cfg + " --set model.heads=1 --run-dir " + rd + " --resume");
+  CHECK(refused.code == 2);  // a refused resume leaves config.yaml as it was
+  CHECK_THAT(last_line(refused.output), Contains("--resume: model.heads is 1 but " + rd + "/checkpoints/step-00000004.pt "
+                                                 "was trained with 2; put it back, or start a new run"));
+  check_refused("eval --checkpoint " + best + " --set model.heads=1",
+                "--set model.heads=1: " + best + " was trained with model.heads=2 and its weights are for that; drop the --set");
+  auto dropout = run(zoo_bin() + " eval --checkpoint " + best + " --set model.dropout=0.3 --set data.eval_limit=50");
+  CHECK(dropout.code == 0);  // dropout is off in evaluation: not a key the weights depend on
   auto onto = run(zoo_bin() + " eval --checkpoint " + best + " --predictions " + best);
   CHECK(onto.code == 2);
   CHECK_THAT(onto.output, Contains("--predictions " + best + ": would overwrite a checkpoint"));

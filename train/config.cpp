@@ -139,24 +139,39 @@ std::string device_check(const Value& v) {
 
 }  // namespace
 
+namespace {
+/// KeySpec::fixed's default: model.* and diffusion.* keys, but not dropout rates (off in evaluation).
+bool shapes_checkpoint(const std::string& key) {
+  return (key.rfind("model.", 0) == 0 || key.rfind("diffusion.", 0) == 0) && key.find("dropout") == std::string::npos;
+}
+}  // namespace
+
 Schema& Schema::add_bool(const std::string& key, bool def, std::string help) {
-  keys_.push_back({key, Kind::kBool, def, std::move(help), {}, {}, {}, nullptr});
+  keys_.push_back({key, Kind::kBool, def, std::move(help), {}, {}, {}, nullptr, shapes_checkpoint(key)});
   return *this;
 }
 Schema& Schema::add_int(const std::string& key, int64_t def, std::string help, std::optional<double> min,
                         std::optional<double> max) {
-  keys_.push_back({key, Kind::kInt, def, std::move(help), min, max, {}, nullptr});
+  keys_.push_back({key, Kind::kInt, def, std::move(help), min, max, {}, nullptr, shapes_checkpoint(key)});
   return *this;
 }
 Schema& Schema::add_float(const std::string& key, double def, std::string help, std::optional<double> min,
                           std::optional<double> max) {
-  keys_.push_back({key, Kind::kFloat, def, std::move(help), min, max, {}, nullptr});
+  keys_.push_back({key, Kind::kFloat, def, std::move(help), min, max, {}, nullptr, shapes_checkpoint(key)});
   return *this;
 }
 Schema& Schema::add_string(const std::string& key, std::string def, std::string help,
                            std::vector<std::string> choices, std::function<std::string(const Value&)> check) {
-  keys_.push_back({key, Kind::kString, std::move(def), std::move(help), {}, {}, std::move(choices), std::move(check)});
+  keys_.push_back({key, Kind::kString, std::move(def), std::move(help), {}, {}, std::move(choices), std::move(check), shapes_checkpoint(key)});
   return *this;
+}
+Schema& Schema::fixed(const std::string& key) {
+  for (auto& k : keys_)
+    if (k.key == key) {
+      k.fixed = true;
+      return *this;
+    }
+  TORCH_CHECK(false, "zoo: Schema::fixed: ", key, " is not declared (a bug)");
 }
 const KeySpec* Schema::find(const std::string& key) const {
   for (const auto& k : keys_)
@@ -311,6 +326,23 @@ int64_t Config::get_int(const std::string& key) const { return std::get<int64_t>
 double Config::get_float(const std::string& key) const { return std::get<double>(get(key, Kind::kFloat)); }
 const std::string& Config::get_string(const std::string& key) const {
   return std::get<std::string>(get(key, Kind::kString));
+}
+
+std::string show_value(const Value& v) {
+  if (auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
+  if (auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
+  if (auto* d = std::get_if<double>(&v)) {
+    std::ostringstream os;
+    os << *d;
+    return os.str();
+  }
+  return std::get<std::string>(v);
+}
+
+std::string changed_fixed_key(const Config& now, const Config& trained) {
+  for (const auto& spec : now.schema().keys())
+    if (spec.fixed && trained.schema().find(spec.key) && now.value(spec.key) != trained.value(spec.key)) return spec.key;
+  return {};
 }
 
 std::string Config::to_yaml() const {

@@ -30,6 +30,10 @@ struct KeySpec {
   std::optional<double> min, max;           // numeric bounds, inclusive
   std::vector<std::string> choices;         // allowed strings
   std::function<std::string(const Value&)> check;  // extra check: empty string = fine
+  /// The key shapes what a checkpoint holds (a width, the label set, the noise schedule): when
+  /// loading one, --set may not change it. Every model.* and diffusion.* key but dropouts is;
+  /// Schema::fixed marks others.
+  bool fixed = false;
 };
 
 class Schema {
@@ -42,6 +46,8 @@ class Schema {
   Schema& add_string(const std::string& key, std::string def, std::string help,
                      std::vector<std::string> choices = {},
                      std::function<std::string(const Value&)> check = nullptr);
+  /// Marks `key`, declared already, as fixed by a checkpoint (see KeySpec::fixed).
+  Schema& fixed(const std::string& key);
   const KeySpec* find(const std::string& key) const;
   const std::vector<KeySpec>& keys() const { return keys_; }
 
@@ -63,6 +69,8 @@ class Config {
   int64_t get_int(const std::string& key) const;
   double get_float(const std::string& key) const;
   const std::string& get_string(const std::string& key) const;
+  /// The value of a declared key, whatever its kind.
+  const Value& value(const std::string& key) const { return values_.at(key); }
   /// Sets a key from text as --set does ("--set" names the source in messages).
   void set(const std::string& key, const std::string& text, const std::string& source = "--set");
 
@@ -76,6 +84,13 @@ class Config {
   Schema schema_;
   std::map<std::string, Value> values_;
 };
+
+/// A value as a person would write it after --set: true, 64, 0.001, universal.
+std::string show_value(const Value& v);
+
+/// The first fixed key (KeySpec::fixed) whose value in `now` differs from `trained`, the
+/// config a checkpoint was trained with; empty when none does.
+std::string changed_fixed_key(const Config& now, const Config& trained);
 
 /// The keys every task has: train.* (device, threads, seed, steps, ...) and optim.*.
 void add_common_keys(Schema& schema);

