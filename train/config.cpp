@@ -137,13 +137,11 @@ std::string device_check(const Value& v) {
   return "must be auto, cpu, cuda or cuda:N, got '" + s + "'";
 }
 
-}  // namespace
-
-namespace {
 /// KeySpec::fixed's default: model.* and diffusion.* keys, but not dropout rates (off in evaluation).
 bool shapes_checkpoint(const std::string& key) {
   return (key.rfind("model.", 0) == 0 || key.rfind("diffusion.", 0) == 0) && key.find("dropout") == std::string::npos;
 }
+
 }  // namespace
 
 Schema& Schema::add_bool(const std::string& key, bool def, std::string help) {

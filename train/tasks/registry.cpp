@@ -37,10 +37,9 @@ bool out_of_memory(const std::string& what) {
 
 [[noreturn]] void too_big(const Config& cfg, const TaskContext& ctx) {
   std::string sizes;
-  for (const auto& spec : cfg.schema().keys())
-    if (spec.kind == Kind::kInt && spec.key.rfind("model.", 0) == 0)
-      sizes += (sizes.empty() ? "" : ", ") + spec.key + "=" + std::to_string(cfg.get_int(spec.key));
-  if (cfg.schema().find("model.size")) sizes += (sizes.empty() ? "" : ", ") + ("model.size=" + cfg.get_string("model.size"));
+  for (const auto& spec : cfg.schema().keys())  // the integer model.* keys, and BERT's named size
+    if (spec.key.rfind("model.", 0) == 0 && (spec.kind == Kind::kInt || spec.key == "model.size"))
+      sizes += (sizes.empty() ? "" : ", ") + spec.key + "=" + show_value(cfg.value(spec.key));
   throw UsageError("the " + cfg.task() + " model does not fit in " + ctx.device.str() + " memory (" + sizes +
                    "): make it smaller");
 }
