@@ -270,6 +270,10 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   auto utf8 = zoo::test::run("printf 'Z\\303\\226\\n' | " + zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt);
   CHECK(utf8.code == 2);
   CHECK_THAT(utf8.output, Contains("non-ASCII"));
+  auto long_word = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " " + std::string(5000, 'A'));
+  CHECK(long_word.code == 2);
+  CHECK_THAT(long_word.output, Contains("has 5000 characters, more than the model's 48; give words of at most 48"));
+  CHECK(long_word.output.size() < 400);  // one line, not the word echoed back
   auto none = zoo::test::run(zoo::test::zoo_bin() + " g2p < /dev/null --checkpoint " + ckpt);
   CHECK(none.code == 2);
   CHECK_THAT(none.output, Contains("no words given"));

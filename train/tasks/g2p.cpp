@@ -246,7 +246,9 @@ class TransformerG2P : public G2PTask {
   std::vector<int64_t> encode_word(const std::string& word) const {
     if (word.empty()) throw UsageError("g2p: an empty word has no pronunciation");
     if (static_cast<int64_t>(word.size()) > kMaxWordLength)
-      throw UsageError("g2p: '" + word + "' is longer than " + std::to_string(kMaxWordLength) + " letters");
+      throw UsageError("g2p: '" + word.substr(0, 24) + "...' has " + std::to_string(word.size()) +
+                       " characters, more than the model's " + std::to_string(kMaxWordLength) +
+                       "; give words of at most " + std::to_string(kMaxWordLength) + " letters");
     std::vector<int64_t> ids;
     for (char c : word) {
       const char u = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
