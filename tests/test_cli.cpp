@@ -10,6 +10,8 @@
 
 #include "helpers.h"
 #include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/trainer.h"
 
 namespace fs = std::filesystem;
 using zoo::test::run;
@@ -232,6 +234,63 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diver
   CHECK_THAT(all.output, Contains("restart seed 3 left out: training diverged") &&
                              Contains("restart seed 4 left out: training diverged") &&
                              Contains("train.restarts: every restart diverged"));
+}
+
+TEST_CASE("zoo average: one checkpoint of the mean weights of a run's last checkpoints, evaluated like any",
+          "[cli][checkpoint]") {
+  auto dir = zoo::test::scratch("cli-average");
+  auto cfg = tiny_config(dir, 12);
+  const auto rd = dir + "/run";
+  REQUIRE(run(zoo_bin() + " train --config " + cfg + " --set train.keep_last=3 --run-dir " + rd).code == 0);
+  const auto steps = zoo::list_step_checkpoints(rd + "/checkpoints");
+  REQUIRE(steps.size() == 3);  // steps 4, 8 and 12
+  const auto out = dir + "/average.pt";
+  auto made = run(zoo_bin() + " average --run-dir " + rd + " --last 3 --out " + out);
+  INFO(made.output);
+  REQUIRE(made.code == 0);
+  CHECK_THAT(made.output, Contains("wrote " + out + ": the average of 3 checkpoints"));
+
+  // Its weights are the mean of the three checkpoints' weights as evaluated (their EMA weights).
+  auto weights = [](zoo::Task& t) {
+    std::vector<torch::Tensor> w;
+    for (auto& p : t.model().named_parameters()) w.push_back(p.value().detach().to(torch::kFloat64));
+    for (auto& b : t.model().named_buffers())
+      if (b.value().is_floating_point()) w.push_back(b.value().detach().to(torch::kFloat64));
+    return w;
+  };
+  std::vector<torch::Tensor> mean;
+  for (const auto& path : steps) {
+    auto t = zoo::load_task(path, {});
+    auto w = weights(*t);
+    if (mean.empty()) mean = w;
+    else for (size_t j = 0; j < w.size(); ++j) mean[j] += w[j];
+  }
+  zoo::Config stored;
+  auto avg = zoo::load_task(out, {}, &stored);
+  auto got = weights(*avg);
+  REQUIRE(got.size() == mean.size());
+  for (size_t j = 0; j < got.size(); ++j) CHECK(torch::allclose(got[j], mean[j] / 3.0, 1e-6, 1e-7));
+  CHECK_FALSE(torch::allclose(got[0], weights(*zoo::load_task(steps.back(), {}))[0]));  // not the last one alone
+  CHECK_FALSE(stored.get_bool("train.ema"));  // the averaged weights are already the EMA's
+  auto archive = zoo::read_checkpoint(out);
+  CHECK(zoo::checkpoint_step(archive) == 12);
+  auto eval = run(zoo_bin() + " eval --checkpoint " + out);
+  CHECK(eval.code == 0);
+  CHECK(nlohmann::json::parse(last_line(eval.output)).contains("accuracy"));
+
+  // Bad input: too few, a repeat, another model, an output over a checkpoint.
+  check_refused("average --run-dir " + rd + " --last 4 --out " + dir + "/a.pt",
+                "--run-dir " + rd + ": holds 3 step checkpoints, fewer than --last 4; pass a smaller --last");
+  check_refused("average " + steps[0] + " --out " + dir + "/a.pt", "1 checkpoint given; average at least two");
+  check_refused("average " + steps[0] + " " + steps[0] + " --out " + dir + "/a.pt",
+                steps[0] + " is given twice; give each checkpoint once");
+  check_refused("average " + steps[0] + " " + steps[1] + " --out " + steps[2], "--out " + steps[2] + ": would overwrite a checkpoint");
+  check_refused("average " + steps[0] + " " + steps[1], "--out is required");
+  REQUIRE(run(zoo_bin() + " train --config " + cfg + " --set model.heads=1 --set train.steps=4 --run-dir " + dir + "/one").code == 0);
+  check_refused("average " + dir + "/one/checkpoints/step-00000004.pt " + steps[1] + " --out " + dir + "/a.pt",
+                "/one/checkpoints/step-00000004.pt was trained with model.heads=1 and " + steps[1] +
+                    " with 2; average checkpoints of one run");
+  CHECK_FALSE(fs::exists(dir + "/a.pt"));
 }
 
 TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finishes", "[cli][resume]") {

@@ -818,6 +818,64 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   return test;
 }
 
+AverageResult average_checkpoints(const std::vector<std::string>& inputs, const std::string& out) {
+  if (inputs.size() < 2)
+    throw UsageError("zoo average: " + std::to_string(inputs.size()) + " checkpoint given; average at least two");
+  for (size_t i = 0; i < inputs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (inputs[i] == inputs[j] || (fs::exists(inputs[i]) && fs::exists(inputs[j]) && fs::equivalent(inputs[i], inputs[j])))
+        throw UsageError("zoo average: " + inputs[i] + " is given twice; give each checkpoint once");
+  // The last checkpoint gives the config, the step and the data state; each other must be of the
+  // same task with the same fixed keys (the shapes of the weights and what they mean).
+  Config cfg;
+  const auto& base_path = inputs.back();
+  auto base = load_task(base_path, {}, &cfg);
+  auto live = float_state(*base);
+  std::vector<torch::Tensor> sum;
+  for (auto& t : live) sum.push_back(t.detach().to(torch::kFloat64));
+  AverageResult result;
+  {
+    auto archive = read_checkpoint(base_path);
+    result.step = checkpoint_step(archive);
+  }
+  for (size_t i = 0; i + 1 < inputs.size(); ++i) {
+    Config other_cfg;
+    auto other = load_task(inputs[i], {}, &other_cfg, /*runtime=*/false);
+    if (other_cfg.task() != cfg.task())
+      throw UsageError("zoo average: " + inputs[i] + " holds a " + other_cfg.task() + " run and " + base_path + " a " +
+                       cfg.task() + " run; average checkpoints of one run");
+    if (const auto key = changed_fixed_key(other_cfg, cfg); !key.empty())
+      throw UsageError("zoo average: " + inputs[i] + " was trained with " + key + "=" + show_value(other_cfg.value(key)) +
+                       " and " + base_path + " with " + show_value(cfg.value(key)) + "; average checkpoints of one run");
+    auto w = float_state(*other);
+    bool same = w.size() == live.size();
+    for (size_t j = 0; same && j < w.size(); ++j) same = w[j].sizes() == live[j].sizes();
+    if (!same)
+      throw UsageError("zoo average: the networks of " + inputs[i] + " and " + base_path +
+                       " differ in shape; average checkpoints of one run");
+    for (size_t j = 0; j < w.size(); ++j) sum[j] += w[j].detach().to(torch::kFloat64);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t j = 0; j < live.size(); ++j) live[j].copy_(sum[j] / static_cast<double>(inputs.size()));
+  }
+  // Like a soup's best.pt: the weights are already the EMA's where the run kept one.
+  if (cfg.get_bool("train.ema")) cfg.set("train.ema", "false", "zoo average");
+  torch::serialize::OutputArchive archive;
+  archive.write("config", c10::IValue(cfg.to_yaml()));
+  archive.write("step", c10::IValue(result.step));
+  archive.write("average", c10::IValue(json(inputs).dump()));
+  write_networks(*base, archive);
+  {
+    torch::serialize::OutputArchive t;
+    base->save_state(t);
+    archive.write("task", t);
+  }
+  write_checkpoint(archive, {out});
+  result.task = std::move(base);
+  return result;
+}
+
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
                                 Config* config_out, bool runtime) {
   auto archive = read_checkpoint(checkpoint);

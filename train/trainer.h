@@ -109,4 +109,15 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
                                 Config* config_out = nullptr, bool runtime = true);
 
+/// Checkpoint averaging (Vaswani et al. 2017, Sec. 6.1: "a single model obtained by averaging the
+/// last 5 checkpoints"): writes to `out` a checkpoint whose networks are the uniform average of
+/// those of `inputs` (their EMA weights where the run kept an EMA; the stored config then says
+/// train.ema false), with the config, step and data state of the last input. The inputs must be
+/// of one task with the same fixed keys: UsageError otherwise, and for fewer than two or a repeat.
+struct AverageResult {
+  std::unique_ptr<Task> task;  // the average, loaded
+  int64_t step = 0;            // the last input's step
+};
+AverageResult average_checkpoints(const std::vector<std::string>& inputs, const std::string& out);
+
 }  // namespace zoo

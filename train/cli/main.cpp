@@ -45,6 +45,7 @@ commands:
   g2p     --checkpoint C [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
   zero-shot --checkpoint C --image FILE --labels "sneaker,bag,coat"
+  average --run-dir D [--last 5] --out F   (or: average C1 C2 ... --out F) one checkpoint of their mean weights
   list    the tasks and the shipped configs
 
 `zoo <command> --help` describes a command's options.
@@ -444,6 +445,54 @@ int cmd_zero_shot(int argc, char** argv) {
   return kExitOk;
 }
 
+int cmd_average(int argc, char** argv) {
+  cxxopts::Options o("zoo average", "Average the weights of checkpoints of one run into one checkpoint, as the "
+                                    "Transformer paper does (Vaswani et al. 2017, Sec. 6.1: the last 5).\n"
+                                    "  zoo average --run-dir D [--last 5] --out F\n  zoo average C1 C2 ... --out F\n"
+                                    "The output holds the last checkpoint's config, step and data state; evaluate it with "
+                                    "zoo eval like any checkpoint.");
+  o.add_options()("checkpoints", "checkpoint files, oldest first", cxxopts::value<std::vector<std::string>>())(
+      "run-dir", "average the run's last step checkpoints", cxxopts::value<std::string>())(
+      "last", "with --run-dir: how many step checkpoints", cxxopts::value<int64_t>()->default_value("5"))(
+      "out", "output checkpoint file", cxxopts::value<std::string>());
+  o.parse_positional({"checkpoints"});
+  auto r = parse(o, argc, argv);
+  if (!r.count("out")) throw zoo::UsageError("zoo average: --out is required (e.g. --out runs/RUN/average.pt)");
+  std::vector<std::string> inputs;
+  if (r.count("run-dir") && r.count("checkpoints"))
+    throw zoo::UsageError("zoo average: give checkpoint files or --run-dir, not both");
+  if (r.count("last") && !r.count("run-dir"))
+    throw zoo::UsageError("--last goes with --run-dir; without it, list the checkpoints to average");
+  if (r.count("run-dir")) {
+    const auto dir = r["run-dir"].as<std::string>();
+    if (!fs::is_directory(dir)) throw zoo::UsageError("--run-dir " + dir + ": no such run directory");
+    const auto last = r["last"].as<int64_t>();
+    if (last < 2) throw zoo::UsageError("--last " + std::to_string(last) + ": average at least 2 checkpoints");
+    auto all = zoo::list_step_checkpoints((fs::path(dir) / "checkpoints").string());
+    if (static_cast<int64_t>(all.size()) < last)
+      throw zoo::UsageError("--run-dir " + dir + ": holds " + std::to_string(all.size()) + " step checkpoints, fewer than --last " +
+                            std::to_string(last) + "; pass a smaller --last (train.keep_last sets how many a run keeps)");
+    inputs.assign(all.end() - last, all.end());
+  } else if (r.count("checkpoints")) {
+    inputs = r["checkpoints"].as<std::vector<std::string>>();
+  } else {
+    throw zoo::UsageError("zoo average: give the checkpoints to average, or --run-dir D");
+  }
+  const auto out = r["out"].as<std::string>();
+  for (const auto& in : inputs) check_output(out, "--out", in, /*renamed_over=*/true);
+  zoo::AverageResult avg;
+  try {
+    avg = zoo::average_checkpoints(inputs, out);
+  } catch (const zoo::UsageError&) {
+    throw;
+  } catch (const std::runtime_error& e) {  // atomic_write's: the folder or file cannot be written
+    throw zoo::UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
+  }
+  std::cout << "wrote " << out << ": the average of " << inputs.size() << " checkpoints, " << inputs.front() << " to "
+            << inputs.back() << "\n";
+  return kExitOk;
+}
+
 int cmd_list(int argc, char** argv) {
   cxxopts::Options o("zoo list", "List the tasks and the configs under ./configs.");
   parse(o, argc, argv);
@@ -489,8 +538,9 @@ int main(int argc, char** argv) {
     if (cmd == "g2p") return cmd_g2p(argc - 1, argv + 1);
     if (cmd == "fill-mask") return cmd_fill_mask(argc - 1, argv + 1);
     if (cmd == "zero-shot") return cmd_zero_shot(argc - 1, argv + 1);
+    if (cmd == "average") return cmd_average(argc - 1, argv + 1);
     std::cerr << "zoo: unknown command '" << cmd
-              << "' (commands: train, eval, sample, g2p, fill-mask, zero-shot, list; see zoo --help)\n";
+              << "' (commands: train, eval, sample, g2p, fill-mask, zero-shot, average, list; see zoo --help)\n";
     return kExitUsage;
   } catch (const zoo::UsageError& e) {
     std::cerr << "zoo: error: " << e.what() << "\n";
