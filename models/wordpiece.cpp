@@ -1,6 +1,7 @@
 #include "models/wordpiece.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <queue>
 #include <sstream>
@@ -153,6 +154,13 @@ WordPiece WordPiece::from_text(const std::string& text, bool lower_case) {
 }
 
 WordPiece WordPiece::load(const std::string& path, bool lower_case) {
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+    throw std::runtime_error(path + ": is not a regular file (a device, a pipe or a folder); give a vocab.txt");
+  constexpr uintmax_t kMaxVocabBytes = uintmax_t{64} << 20;  // BERT's 30,522 tokens take 232 KB
+  if (!ec && std::filesystem::exists(st) && std::filesystem::file_size(path, ec) > kMaxVocabBytes)
+    throw std::runtime_error(path + ": over 64 MiB, too big for a vocabulary; give a vocab.txt, one token per line");
   std::ifstream in(path);
   if (!in) throw std::runtime_error(path + ": cannot read the vocabulary file");
   std::stringstream text;

@@ -160,6 +160,20 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
                    "/vocab.txt --run-dir " + dir + "/r");
   CHECK(vocab.code == 2);
   CHECK_THAT(vocab.output, Contains("data.vocab: " + dir + "/vocab.txt: cannot read"));
+  // Files that are not files: read to the end they would never end, or hang.
+  check_refused("train --config /dev/zero", "/dev/zero: is not a regular file (a device or a pipe)");
+  check_refused("train --config " + configs + "bert_mlm.yaml --set data.vocab=/dev/zero --run-dir " + dir + "/r",
+                "data.vocab: /dev/zero: is not a regular file");
+  check_refused(train + "--set optim.beta2=1", "optim.beta2: must be below 1 (Adam divides by 1 - beta^t)");
+  check_refused("train --config " + configs + "ddpm_fashion_mnist.yaml --set model.base_channels=12 --set data.root=" +
+                    zoo::test::data_root() + " --run-dir " + dir + "/r",
+                "model.base_channels: 12 is not a multiple of 8 (GroupNorm's 8 groups)");
+  check_refused(train + "--set train.seed=9223372036854775807 --set train.restarts=2",
+                "train.seed: 9223372036854775807 + train.restarts - 1 overflows");
+  // What a run writes, with a folder in its way: named before any training.
+  fs::create_directories(dir + "/inway/metrics.jsonl");
+  check_refused("train --config " + cfg + " --run-dir " + dir + "/inway",
+                dir + "/inway/metrics.jsonl: is not a file (a folder?) and the run writes its metrics.jsonl there");
 }
 
 TEST_CASE("zoo eval: bad checkpoints exit 2 naming the file", "[cli]") {
@@ -207,6 +221,20 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diver
   auto onto = run(zoo_bin() + " eval --checkpoint " + best + " --predictions " + best);
   CHECK(onto.code == 2);
   CHECK_THAT(onto.output, Contains("--predictions " + best + ": would overwrite a checkpoint"));
+  // A checkpoint by content, whatever its name, and through a link.
+  fs::copy_file(best, dir + "/copy.ckpt");
+  fs::create_symlink(best, dir + "/link.txt");
+  check_refused("eval --checkpoint " + best + " --predictions " + dir + "/link.txt",
+                "--predictions " + dir + "/link.txt: would overwrite a checkpoint");
+  check_refused("average " + rd + "/checkpoints/step-00000004.pt " + best + " --out " + dir + "/copy.ckpt",
+                "--out " + dir + "/copy.ckpt: would overwrite a checkpoint");
+  check_refused("average " + rd + "/checkpoints/step-00000004.pt " + best + " --out " + rd + "/checkpoints/step-00000005.pt",
+                "step-00000005.pt is a name the trainer gives its own checkpoints");
+  // A one-run directory resumed as restarts (which would replace its best.pt), or past its end.
+  check_refused("train --config " + cfg + " --set train.restarts=2 --run-dir " + rd + " --resume",
+                "--resume: " + rd + " holds one run (train.restarts 1), not restarts");
+  check_refused("train --config " + cfg + " --set train.steps=2 --run-dir " + rd + " --resume",
+                "--resume: the run is at step 4, past train.steps=2; give a train.steps of at least 4");
   CHECK(bytes(best) == best_before);
   CHECK(bytes(config) == config_before);
   // One flipped byte inside a tensor's record: torch's reader would load it; the zip CRC-32 does not match.
@@ -284,7 +312,7 @@ TEST_CASE("zoo average: one checkpoint of the mean weights of a run's last check
   check_refused("average " + steps[0] + " --out " + dir + "/a.pt", "1 checkpoint given; average at least two");
   check_refused("average " + steps[0] + " " + steps[0] + " --out " + dir + "/a.pt",
                 steps[0] + " is given twice; give each checkpoint once");
-  check_refused("average " + steps[0] + " " + steps[1] + " --out " + steps[2], "--out " + steps[2] + ": would overwrite a checkpoint");
+  check_refused("average " + steps[0] + " " + steps[1] + " --out " + out, "--out " + out + ": would overwrite a checkpoint");
   check_refused("average " + steps[0] + " " + steps[1], "--out is required");
   REQUIRE(run(zoo_bin() + " train --config " + cfg + " --set model.heads=1 --set train.steps=4 --run-dir " + dir + "/one").code == 0);
   check_refused("average " + dir + "/one/checkpoints/step-00000004.pt " + steps[1] + " --out " + dir + "/a.pt",

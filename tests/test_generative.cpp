@@ -282,6 +282,9 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto ddim_flag = test::run(test::zoo_bin() + " sample ddpm --checkpoint " + ckpt + " --steps 5");
   CHECK(ddim_flag.code == 2);  // DDPM's sampler takes every step: --steps is DDIM's
   CHECK_THAT(ddim_flag.output, Contains("--steps is a DDIM setting"));
+  auto sampler = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --set sample.sampler=ddpm");
+  CHECK(sampler.code == 2);  // the command names the sampler
+  CHECK_THAT(sampler.output, Contains("--set sample.sampler=ddpm: zoo sample names the sampler"));
   auto side = test::run(test::zoo_bin() + " train --config " + cfg + " --set model.attention_resolutions=7 --run-dir " +
                         dir + "/side");
   CHECK(side.code == 2);  // two levels work at 28 and 14
@@ -308,6 +311,7 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
     fs::create_directories(dir + "/runs/vit_newer/checkpoints");
     fs::copy_file(dir + "/vit/checkpoints/best.pt", dir + "/runs/vit_newer/checkpoints/best.pt");
     fs::last_write_time(dir + "/runs/vit_newer/checkpoints/best.pt", fs::last_write_time(ckpt) + std::chrono::hours(1));
+    fs::create_symlink(dir + "/gone.pt", dir + "/runs/ddpm_old/checkpoints/step-00000009.pt");  // a link to nothing
   }
   auto newest = test::run("cd " + dir + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out c.png");
   CHECK(newest.code == 0);

@@ -147,6 +147,8 @@ void storage_bytes(const c10::IValue& v, std::unordered_map<const void*, uint64_
 
 void atomic_write(const std::string& path, const std::string& bytes) {
   fs::path target(path);
+  if (fs::is_directory(fs::symlink_status(target)))
+    throw UsageError(path + ": is a folder where zoo writes a file; move it away");
   auto dir = target.parent_path().empty() ? fs::path(".") : target.parent_path();
   fs::create_directories(dir);
   auto tmp = (dir / ("." + target.filename().string() + ".tmp." + std::to_string(::getpid()))).string();

@@ -137,6 +137,12 @@ std::string device_check(const Value& v) {
   return "must be auto, cpu, cuda or cuda:N, got '" + s + "'";
 }
 
+/// Adam's betas: its bias corrections divide by 1 - beta^t.
+std::string below_one(const Value& v) {
+  const double x = std::holds_alternative<double>(v) ? std::get<double>(v) : static_cast<double>(std::get<int64_t>(v));
+  return x < 1.0 ? "" : "must be below 1 (Adam divides by 1 - beta^t), e.g. 0.9 or 0.999";
+}
+
 /// KeySpec::fixed's default: model.* and diffusion.* keys, but not dropout rates (off in evaluation).
 bool shapes_checkpoint(const std::string& key) {
   return (key.rfind("model.", 0) == 0 || key.rfind("diffusion.", 0) == 0) && key.find("dropout") == std::string::npos;
@@ -170,6 +176,14 @@ Schema& Schema::fixed(const std::string& key) {
       return *this;
     }
   TORCH_CHECK(false, "zoo: Schema::fixed: ", key, " is not declared (a bug)");
+}
+Schema& Schema::check(const std::string& key, std::function<std::string(const Value&)> fn) {
+  for (auto& k : keys_)
+    if (k.key == key) {
+      k.check = std::move(fn);
+      return *this;
+    }
+  TORCH_CHECK(false, "zoo: Schema::check: ", key, " is not declared (a bug)");
 }
 const KeySpec* Schema::find(const std::string& key) const {
   for (const auto& k : keys_)
@@ -206,6 +220,8 @@ void add_common_keys(Schema& s) {
       .add_float("optim.weight_decay", 0.0, "decoupled weight decay (adamw) or L2 penalty (adam, sgd)", 0.0)
       .add_float("optim.beta1", 0.9, "Adam beta1", 0.0, 1.0)
       .add_float("optim.beta2", 0.999, "Adam beta2", 0.0, 1.0)
+      .check("optim.beta1", below_one)
+      .check("optim.beta2", below_one)
       .add_float("optim.eps", 1e-8, "Adam epsilon", 0.0)
       .add_float("optim.momentum", 0.9, "SGD momentum", 0.0, 1.0)
       .add_string("optim.schedule", "cosine",
@@ -222,6 +238,13 @@ void add_common_keys(Schema& s) {
 Config Config::from_file(const std::string& path, const std::vector<std::string>& overrides) {
   if (std::filesystem::is_directory(path))
     throw UsageError(path + ": is a directory; give a config file (configs/*.yaml; `zoo list` shows them)");
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+    throw UsageError(path + ": is not a regular file (a device or a pipe); give a config file (configs/*.yaml)");
+  constexpr uintmax_t kMaxConfigBytes = 1 << 20;
+  if (!ec && std::filesystem::exists(st) && std::filesystem::file_size(path, ec) > kMaxConfigBytes)
+    throw UsageError(path + ": over 1 MiB, too big for a config; give a config file (configs/*.yaml)");
   std::ifstream in(path);
   if (!in) throw UsageError(path + ": cannot read the config file (check the path; `zoo list` shows the shipped configs)");
   std::stringstream ss;

@@ -48,6 +48,8 @@ class Schema {
                      std::function<std::string(const Value&)> check = nullptr);
   /// Marks `key`, declared already, as fixed by a checkpoint (see KeySpec::fixed).
   Schema& fixed(const std::string& key);
+  /// Adds a check to `key`, declared already (see KeySpec::check).
+  Schema& check(const std::string& key, std::function<std::string(const Value&)> fn);
   const KeySpec* find(const std::string& key) const;
   const std::vector<KeySpec>& keys() const { return keys_; }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <csignal>
 #include <functional>
+#include <limits>
 #include <chrono>
 #include <cstdlib>
 #include <cmath>
@@ -370,21 +371,41 @@ int64_t Trainer::restore() {
       }
     }
     if (ema_) ema_->load(archive, path);
-    torch::Tensor rng;
-    archive.read("rng/cpu", rng, true);
-    at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
-    cpu_gen.set_state(rng);
-    if (device_.is_cuda() && archive.try_read("rng/cuda", rng, true)) {
-      at::Generator cuda_gen = at::globalContext().defaultGenerator(device_);
-      cuda_gen.set_state(rng);
-    }
+    // The rest of the state, which a damaged (or crafted) file may hold wrongly though its CRCs match.
+    auto damaged = [&](const std::string& what) {
+      return UsageError(path + ": damaged checkpoint: " + what + "; move it away to resume from the one before");
+    };
     c10::IValue v;
-    if (archive.try_read("amp/scale", v)) ctx_->scale_ = v.toDouble();
-    if (archive.try_read("window", v)) window_json_ = v.toStringRef();
-    if (archive.try_read("best", v) && !std::isnan(v.toDouble())) best_ = v.toDouble();
-    torch::serialize::InputArchive t;
-    if (archive.try_read("task", t)) task_->load_state(t);
-    const auto step = checkpoint_step(archive);
+    if (!archive.try_read("step", v) || !v.isInt() || v.toInt() < 0) throw damaged("its step is missing or not a count");
+    const auto step = v.toInt();
+    try {
+      torch::Tensor rng;
+      if (!archive.try_read("rng/cpu", rng, true)) throw damaged("its random-number state (rng/cpu) is missing");
+      at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+      cpu_gen.set_state(rng);
+      if (device_.is_cuda() && archive.try_read("rng/cuda", rng, true)) {
+        at::Generator cuda_gen = at::globalContext().defaultGenerator(device_);
+        cuda_gen.set_state(rng);
+      }
+      if (archive.try_read("amp/scale", v)) {
+        if (!v.isDouble()) throw damaged("its loss scale (amp/scale) is not a number");
+        ctx_->scale_ = v.toDouble();
+      }
+      if (archive.try_read("window", v)) {
+        if (!v.isString() || !json::parse(v.toStringRef(), nullptr, false).is_object())
+          throw damaged("its logging window is not a JSON object");
+        window_json_ = v.toStringRef();
+      }
+      if (archive.try_read("best", v)) {
+        if (!v.isDouble()) throw damaged("its best validation value is not a number");
+        if (!std::isnan(v.toDouble())) best_ = v.toDouble();
+      }
+      torch::serialize::InputArchive t;
+      if (archive.try_read("task", t)) task_->load_state(t);
+    } catch (const c10::Error& e) {
+      const std::string what = e.what_without_backtrace();
+      throw damaged(what.substr(0, what.find('\n')));
+    }
     spdlog::info("resumed from {} (step {})", path, step);
     return step;
   }
@@ -403,8 +424,17 @@ Scalars Trainer::run() {
 
   int64_t start = 0;
   const auto metrics_path = fs::path(opt_.run_dir) / "metrics.jsonl";
+  if (main)  // what the run writes there must be files, or not be there yet
+    for (const auto& f : {metrics_path, fs::path(opt_.run_dir) / "config.yaml"})
+      if (fs::exists(f) && !fs::is_regular_file(f))
+        throw UsageError(f.string() + ": is not a file (a folder?) and the run writes its " + f.filename().string() +
+                         " there; move it away, or use another --run-dir");
   if (opt_.resume) {
     start = restore();  // before config.yaml is written: a refused --resume leaves the run as it was
+    if (start > cfg_.get_int("train.steps"))
+      throw UsageError("--resume: the run is at step " + std::to_string(start) + ", past train.steps=" +
+                       std::to_string(cfg_.get_int("train.steps")) + "; give a train.steps of at least " +
+                       std::to_string(start) + " (its config.yaml has the run's own)");
     // Drop rows the interrupted run logged after its last checkpoint: they are logged again.
     if (main && fs::exists(metrics_path)) {
       std::ifstream in(metrics_path);
@@ -416,7 +446,8 @@ Scalars Trainer::run() {
       atomic_write(metrics_path.string(), kept);
     }
   } else if (main) {
-    std::ofstream(metrics_path, std::ios::trunc);
+    if (!std::ofstream(metrics_path, std::ios::trunc))
+      throw UsageError(metrics_path.string() + ": cannot be written (permissions?); use another --run-dir");
   }
   if (main) atomic_write((fs::path(opt_.run_dir) / "config.yaml").string(), cfg_.to_yaml());
 
@@ -449,8 +480,17 @@ Scalars Trainer::run() {
     task_->model().train();
   };
   const int64_t sample_every = cfg_.get_int("train.sample_every");
+  // Outputs that cannot be written (a folder in the way, a full disk) do not stop training or
+  // keep its checkpoints from being saved: the first such error ends the run once they are.
+  std::optional<std::string> outputs_error;
   auto write_outputs = [&] {
-    if (main) with_eval_weights([&] { task_->write_outputs((fs::path(opt_.run_dir) / "samples").string()); });
+    if (!main) return;
+    try {
+      with_eval_weights([&] { task_->write_outputs((fs::path(opt_.run_dir) / "samples").string()); });
+    } catch (const std::exception& e) {
+      if (!outputs_error) spdlog::error("samples not written: {}", e.what());
+      if (!outputs_error) outputs_error = e.what();
+    }
   };
   auto evaluate = [&](const std::string& split, int64_t step) {
     Scalars m;
@@ -604,7 +644,11 @@ Scalars Trainer::run() {
   const bool better = val.count(best_key) && improves(val[best_key], best_, higher_better);
   if (better) best_ = val[best_key];
   if (better || !fs::exists(fs::path(opt_.run_dir) / "checkpoints" / "best.pt")) save_checkpoint(step, true);
-  return evaluate("test", step);
+  auto test = evaluate("test", step);
+  if (outputs_error)
+    throw UsageError("samples not written: " + *outputs_error + " (the checkpoints are saved; zoo eval and zoo sample "
+                     "read them)");
+  return test;
 }
 
 namespace {
@@ -713,6 +757,19 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
                        "choose another --run-dir (or delete that one)");
   }
   const int64_t restarts = cfg.get_int("train.restarts");
+  if (cfg.get_int("train.seed") > std::numeric_limits<int64_t>::max() - (restarts - 1))
+    throw UsageError("train.seed: " + std::to_string(cfg.get_int("train.seed")) + " + train.restarts - 1 overflows a "
+                     "64-bit seed; give a smaller train.seed");
+  if (options.resume) {  // a run resumes as what it is: one run, or restarts under restarts/
+    const bool single = !list_step_checkpoints((fs::path(dir) / "checkpoints").string()).empty();
+    const bool several = fs::is_directory(fs::path(dir) / "restarts");
+    if (restarts > 1 && single && !several)
+      throw UsageError("--resume: " + dir + " holds one run (train.restarts 1), not restarts; resume it with "
+                       "train.restarts=1, or start the restarts with another --run-dir");
+    if (restarts == 1 && several && !single)
+      throw UsageError("--resume: " + dir + " holds restarts (restarts/seed-S); resume them with the train.restarts they "
+                       "were started with (its config.yaml says), or start one run with another --run-dir");
+  }
   if (restarts == 1) {
     Trainer trainer(cfg, options);
     auto m = trainer.run();

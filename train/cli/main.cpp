@@ -85,7 +85,9 @@ NewestRun newest_run(const std::string& task_prefix) {
         auto more = zoo::list_step_checkpoints((seed.path() / "checkpoints").string());
         files.insert(files.end(), more.begin(), more.end());
       }
-    // Newest first; a file that cannot be read (corrupt, foreign) gives way to the one before it.
+    // Newest first; a file that cannot be read (corrupt, foreign, a link to nothing) gives way to the one before it.
+    files.erase(std::remove_if(files.begin(), files.end(), [](const auto& f) { return !fs::is_regular_file(f); }),
+                files.end());
     std::stable_sort(files.begin(), files.end(), [](const auto& x, const auto& y) {
       return fs::last_write_time(x) > fs::last_write_time(y);
     });
@@ -179,7 +181,14 @@ void check_output(const std::string& path, const std::string& flag, const std::s
   const auto parent = p.parent_path();
   if (!parent.empty() && !fs::is_directory(parent))
     throw zoo::UsageError(flag + " " + path + ": the folder " + parent.string() + " does not exist; create it first");
-  if (fs::exists(p) && (fs::equivalent(p, checkpoint, ec) || p.extension() == ".pt"))
+  // A checkpoint by name or by content (a zip archive, as torch writes them), through a link too.
+  auto is_zip = [&] {
+    if (!fs::is_regular_file(p, ec)) return false;
+    char magic[4] = {};
+    std::ifstream in(p, std::ios::binary);
+    return in.read(magic, 4) && std::string(magic, 4) == std::string("PK\x03\x04", 4);
+  };
+  if (fs::exists(p, ec) && (fs::equivalent(p, checkpoint, ec) || p.extension() == ".pt" || is_zip()))
     throw zoo::UsageError(flag + " " + path + ": would overwrite a checkpoint; give another file name");
 }
 
@@ -314,6 +323,9 @@ int cmd_sample(int argc, char** argv) {
       throw zoo::UsageError(checkpoint + ": holds a " + task + " run, not " + model +
                             " (zoo sample takes vae, gan, ddpm or ddim to match the checkpoint)");
   }
+  for (const auto& s : sets)
+    if (s.rfind("sample.sampler=", 0) == 0)
+      throw zoo::UsageError("--set " + s + ": zoo sample names the sampler; use zoo sample ddpm or zoo sample ddim");
   if (family == "ddpm_") sets.insert(sets.begin(), "sample.sampler=" + model);
   for (const char* flag : {"steps", "eta", "spacing"})  // DDIM's sampler settings; the DDPM sampler takes every step
     if (r.count(flag) && model != "ddim")
@@ -321,7 +333,11 @@ int cmd_sample(int argc, char** argv) {
   if (r.count("variance") && model != "ddpm")
     throw zoo::UsageError("--variance is a DDPM setting: use it with zoo sample ddpm");
   if (r.count("steps")) sets.push_back("sample.steps=" + std::to_string(r["steps"].as<int64_t>()));
-  if (r.count("eta")) sets.push_back("sample.eta=" + std::to_string(r["eta"].as<double>()));
+  if (r.count("eta")) {  // every digit: std::to_string would round 1e-7 to 0
+    std::ostringstream eta;
+    eta << std::setprecision(17) << r["eta"].as<double>();
+    sets.push_back("sample.eta=" + eta.str());
+  }
   if (r.count("spacing")) sets.push_back("sample.spacing=" + r["spacing"].as<std::string>());
   if (r.count("variance")) sets.push_back("sample.variance=" + r["variance"].as<std::string>());
   const auto columns = r["columns"].as<int64_t>();
@@ -479,6 +495,11 @@ int cmd_average(int argc, char** argv) {
     throw zoo::UsageError("zoo average: give the checkpoints to average, or --run-dir D");
   }
   const auto out = r["out"].as<std::string>();
+  const auto name = fs::path(out).filename().string();
+  if (name == "best.pt" || (name.size() == 16 && name.rfind("step-", 0) == 0 &&
+                            name.find_first_not_of("0123456789", 5) == 13 && name.substr(13) == ".pt"))
+    throw zoo::UsageError("--out " + out + ": " + name + " is a name the trainer gives its own checkpoints; give "
+                          "another, e.g. average.pt");
   for (const auto& in : inputs) check_output(out, "--out", in, /*renamed_over=*/true);
   zoo::AverageResult avg;
   try {
@@ -502,7 +523,7 @@ int cmd_list(int argc, char** argv) {
   std::vector<std::string> files;
   if (fs::is_directory("configs"))
     for (const auto& e : fs::directory_iterator("configs"))
-      if (e.path().extension() == ".yaml") files.push_back(e.path().string());
+      if (e.path().extension() == ".yaml" && e.is_regular_file()) files.push_back(e.path().string());
   std::sort(files.begin(), files.end());
   for (const auto& f : files) {
     std::string task = "?";

@@ -56,6 +56,9 @@ std::vector<BrownDocument> load_brown(const std::string& root, const std::string
     }
   }
   if (docs.empty()) throw UsageError("data.root: " + cats + " lists no documents; run scripts/fetch-data brown");
+  if (std::all_of(docs.begin(), docs.end(), [](const auto& d) { return d.sentences.empty(); }))
+    throw UsageError("data.root: the " + split + " documents under " + root + " hold no tagged sentences; delete " +
+                     root + " and run scripts/fetch-data brown");
   return docs;
 }
 

@@ -150,6 +150,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
       auto sim = torch::matmul(images.slice(0, 0, n), texts.t());
       auto yn = y.slice(0, 0, n);
       for (int64_t k : {1, 5}) {
+        if (k > n) continue;  // recall@5 among fewer than 5 candidates is not measured
         auto i2t = yn.index({std::get<1>(sim.topk(k, 1))}).eq(yn.unsqueeze(1)).any(1);  // (n)
         auto t2i = yn.index({std::get<1>(sim.t().topk(k, 1))}).eq(yn.unsqueeze(1)).any(1);
         m["image_to_text_r" + std::to_string(k)] = i2t.to(torch::kDouble).mean().item<double>();

@@ -292,6 +292,9 @@ class DDPMTask : public ImageGenerationTask {
                     .attention_resolutions(parse_int_list("model.attention_resolutions", cfg.get_string("model.attention_resolutions")))
                     .dropout(cfg.get_float("model.dropout"))
                     .heads(cfg.get_int("model.heads"));
+    if (unet.base_channels() % 8 != 0)  // every level's channels in GroupNorm's 8 groups
+      throw UsageError("model.base_channels: " + std::to_string(unet.base_channels()) +
+                       " is not a multiple of 8 (GroupNorm's 8 groups); e.g. 32 or 64");
     if (unet.channel_mults().size() > 3)  // 28 halves to 14 and 7, no further
       throw UsageError("model.channel_mults: " + std::to_string(unet.channel_mults().size()) + " levels halve 28 too often (at most 3 levels)");
     for (auto m : unet.channel_mults()) {
