@@ -488,8 +488,10 @@ Scalars Trainer::run() {
     try {
       with_eval_weights([&] { task_->write_outputs((fs::path(opt_.run_dir) / "samples").string()); });
     } catch (const std::exception& e) {
-      if (!outputs_error) spdlog::error("samples not written: {}", e.what());
-      if (!outputs_error) outputs_error = e.what();
+      if (!outputs_error) {
+        spdlog::error("samples not written: {}", e.what());
+        outputs_error = e.what();
+      }
     }
   };
   auto evaluate = [&](const std::string& split, int64_t step) {
