@@ -314,11 +314,22 @@ TEST_CASE("zoo average: one checkpoint of the mean weights of a run's last check
                 steps[0] + " is given twice; give each checkpoint once");
   check_refused("average " + steps[0] + " " + steps[1] + " --out " + out, "--out " + out + ": would overwrite a checkpoint");
   check_refused("average " + steps[0] + " " + steps[1], "--out is required");
+  check_refused("average " + steps[2] + " " + rd + "/checkpoints/best.pt --out " + dir + "/a.pt",
+                steps[2] + " holds the same weights as " + rd + "/checkpoints/best.pt");
   REQUIRE(run(zoo_bin() + " train --config " + cfg + " --set model.heads=1 --set train.steps=4 --run-dir " + dir + "/one").code == 0);
   check_refused("average " + dir + "/one/checkpoints/step-00000004.pt " + steps[1] + " --out " + dir + "/a.pt",
                 "/one/checkpoints/step-00000004.pt was trained with model.heads=1 and " + steps[1] +
                     " with 2; average checkpoints of one run");
   CHECK_FALSE(fs::exists(dir + "/a.pt"));
+
+  // Things in checkpoints/ with a step checkpoint's look are not step checkpoints: a resume that
+  // keeps 1 keeps its own, not a folder or a file with letters for digits.
+  fs::create_directories(rd + "/checkpoints/step-00000099.pt");
+  std::ofstream(rd + "/checkpoints/step-0000abcd.pt") << "x";
+  CHECK(zoo::list_step_checkpoints(rd + "/checkpoints") == steps);
+  REQUIRE(run(zoo_bin() + " train --config " + cfg + " --set train.keep_last=1 --set train.steps=16 --run-dir " + rd +
+              " --resume").code == 0);
+  CHECK(zoo::list_step_checkpoints(rd + "/checkpoints") == std::vector<std::string>{rd + "/checkpoints/step-00000016.pt"});
 }
 
 TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finishes", "[cli][resume]") {

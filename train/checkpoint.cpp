@@ -261,14 +261,44 @@ std::string step_checkpoint_name(int64_t step) {
   return buf;
 }
 
-std::vector<std::string> list_step_checkpoints(const std::string& dir) {
-  std::vector<std::string> out;
-  if (!fs::is_directory(dir)) return out;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    auto name = e.path().filename().string();
-    if (name.size() == 16 && name.rfind("step-", 0) == 0 && name.substr(13) == ".pt") out.push_back(e.path().string());
+int64_t step_of_checkpoint_name(const std::string& path) {
+  const auto name = fs::path(path).filename().string();
+  if (name.size() < 16 || name.size() > 26 || name.rfind("step-", 0) != 0 || name.substr(name.size() - 3) != ".pt")
+    return -1;
+  const auto digits = name.substr(5, name.size() - 8);
+  if (digits.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return digits.size() <= 18 ? std::stoll(digits) : -1;
+}
+
+void copy_archive(torch::serialize::InputArchive& in, torch::serialize::OutputArchive& out) {
+  for (const auto& key : in.keys()) {
+    if (key == "training") continue;  // every archive's module has it
+    torch::serialize::InputArchive sub;
+    torch::Tensor t;
+    c10::IValue v;
+    if (in.try_read(key, sub)) {
+      torch::serialize::OutputArchive o;
+      copy_archive(sub, o);
+      out.write(key, o);
+    } else if (in.try_read(key, t, /*is_buffer=*/true)) {
+      out.write(key, t, /*is_buffer=*/true);
+    } else if (in.try_read(key, v)) {
+      out.write(key, v);
+    }
   }
-  std::sort(out.begin(), out.end());
+}
+
+std::vector<std::string> list_step_checkpoints(const std::string& dir) {
+  std::vector<std::pair<int64_t, std::string>> found;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return {};
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    const auto step = step_of_checkpoint_name(e.path().string());
+    if (step >= 0 && e.is_regular_file(ec)) found.emplace_back(step, e.path().string());  // not a folder, nor a link to nothing
+  }
+  std::sort(found.begin(), found.end());
+  std::vector<std::string> out;
+  for (auto& f : found) out.push_back(std::move(f.second));
   return out;
 }
 

@@ -35,9 +35,14 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path);
 std::string checkpoint_config(torch::serialize::InputArchive& archive, const std::string& path);
 int64_t checkpoint_step(torch::serialize::InputArchive& archive);
 
-/// Step checkpoints in `dir` (step-NNNNNNNN.pt), oldest first.
+/// Step checkpoints in `dir` (step-NNNNNNNN.pt, 8 or more digits, regular files), oldest first.
 std::vector<std::string> list_step_checkpoints(const std::string& dir);
+/// The step in a step checkpoint's file name (step-00000500.pt: 500); -1 for any other name.
+int64_t step_of_checkpoint_name(const std::string& path);
 std::string step_checkpoint_name(int64_t step);
+
+/// Copies every entry of `in` (nested archives, tensors, values) into `out`.
+void copy_archive(torch::serialize::InputArchive& in, torch::serialize::OutputArchive& out);
 
 /// Loads a module's parameters and buffers from archive[key]; UsageError on mismatch.
 void load_module(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& key,

@@ -331,9 +331,13 @@ void Trainer::save(int64_t step, bool best) {
   std::vector<std::string> paths{(dir / step_checkpoint_name(step)).string()};
   if (best) paths.push_back((dir / "best.pt").string());
   write_checkpoint(archive, paths);
-  auto all = list_step_checkpoints(dir.string());
+  // Keep the last train.keep_last up to this one; a later one (unreadable, or a longer run's) is left alone.
+  std::vector<std::string> upto;
+  for (auto& p : list_step_checkpoints(dir.string()))
+    if (step_of_checkpoint_name(p) <= step) upto.push_back(p);
   const auto keep = static_cast<size_t>(cfg_.get_int("train.keep_last"));
-  for (size_t i = 0; i + keep < all.size(); ++i) fs::remove(all[i]);
+  for (size_t i = 0; i + keep < upto.size(); ++i)
+    if (upto[i] != paths.front()) fs::remove(upto[i]);
 }
 
 int64_t Trainer::restore() {
@@ -892,10 +896,22 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
   auto live = float_state(*base);
   std::vector<torch::Tensor> sum;
   for (auto& t : live) sum.push_back(t.detach().to(torch::kFloat64));
+  // The same weights twice (best.pt beside the step checkpoint it copies) would count twice.
+  auto fingerprint = [](const std::vector<torch::Tensor>& w) {
+    std::vector<double> f;
+    for (auto& t : w) {
+      auto d = t.detach().to(torch::kFloat64);
+      f.push_back(d.sum().item<double>());
+      f.push_back(d.square().sum().item<double>());
+    }
+    return f;
+  };
+  std::vector<std::vector<double>> seen{fingerprint(live)};
+  std::vector<std::string> seen_path{base_path};
   AverageResult result;
   {
-    auto archive = read_checkpoint(base_path);
-    result.step = checkpoint_step(archive);
+    auto in = read_checkpoint(base_path);
+    result.step = checkpoint_step(in);
   }
   for (size_t i = 0; i + 1 < inputs.size(); ++i) {
     Config other_cfg;
@@ -912,6 +928,13 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
     if (!same)
       throw UsageError("zoo average: the networks of " + inputs[i] + " and " + base_path +
                        " differ in shape; average checkpoints of one run");
+    const auto f = fingerprint(w);
+    for (size_t k = 0; k < seen.size(); ++k)
+      if (seen[k] == f)
+        throw UsageError("zoo average: " + inputs[i] + " holds the same weights as " + seen_path[k] +
+                         " (best.pt is a copy of a step checkpoint); give each once");
+    seen.push_back(f);
+    seen_path.push_back(inputs[i]);
     for (size_t j = 0; j < w.size(); ++j) sum[j] += w[j].detach().to(torch::kFloat64);
   }
   {
@@ -925,10 +948,14 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
   archive.write("step", c10::IValue(result.step));
   archive.write("average", c10::IValue(json(inputs).dump()));
   write_networks(*base, archive);
-  {
-    torch::serialize::OutputArchive t;
-    base->save_state(t);
-    archive.write("task", t);
+  {  // the last checkpoint's task state (vocabulary, data position) as it is: no data need be read
+    auto in = read_checkpoint(base_path);
+    torch::serialize::InputArchive t;
+    if (in.try_read("task", t)) {
+      torch::serialize::OutputArchive o;
+      copy_archive(t, o);
+      archive.write("task", o);
+    }
   }
   write_checkpoint(archive, {out});
   result.task = std::move(base);

@@ -496,8 +496,7 @@ int cmd_average(int argc, char** argv) {
   }
   const auto out = r["out"].as<std::string>();
   const auto name = fs::path(out).filename().string();
-  if (name == "best.pt" || (name.size() == 16 && name.rfind("step-", 0) == 0 &&
-                            name.find_first_not_of("0123456789", 5) == 13 && name.substr(13) == ".pt"))
+  if (name == "best.pt" || zoo::step_of_checkpoint_name(out) >= 0)
     throw zoo::UsageError("--out " + out + ": " + name + " is a name the trainer gives its own checkpoints; give "
                           "another, e.g. average.pt");
   for (const auto& in : inputs) check_output(out, "--out", in, /*renamed_over=*/true);
