@@ -318,6 +318,18 @@ TEST_CASE("SpamAssassin: subject and body, MIME decoded, split by message digest
   for (const auto& m : test) spam += m.spam;
   CHECK(spam > 100);
   CHECK(spam < static_cast<int>(test.size()) - 200);
+  // Entity references and encoded words as a damaged message has them: text, and read in one pass.
+  CHECK(zoo::email_text("Subject: =?a=?a=?utf-8?q?b?= c\n\n<html>&&amp;&nosuchreference;</html>\n") ==
+        "Subject: =?a=?ab c\n &&&nosuchreference; \n");
+  // A corpus with one class only scores nothing: refused, naming the split.
+  auto dir = zoo::test::scratch("spam-one-class");
+  namespace fs = std::filesystem;
+  fs::create_directories(dir + "/data");
+  for (const char* f : {"easy-ham-1", "easy-ham-2", "hard-ham-1"})
+    fs::create_directory_symlink(data_dir("spamassassin") + "/data/" + f, dir + "/data/" + f);
+  for (const char* f : {"spam-1", "spam-2"}) fs::create_directories(dir + "/data/" + f);
+  CHECK_THROWS_WITH(zoo::load_spamassassin(dir, "val"), Contains("the val messages under " + dir) &&
+                                                            Contains("0 of them spam: both classes are needed"));
 }
 
 TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from it", "[bert][learn]") {

@@ -33,6 +33,12 @@ TEST_CASE("every shipped config is valid and names a known task", "[config]") {
   CHECK(n >= 9);
 }
 
+TEST_CASE("a UsageError's message is one line: control bytes escaped, a long one cut", "[config]") {
+  CHECK(std::string(zoo::UsageError(std::string("a\0b\nc\x7f", 6)).what()) == "a\\x00b\\x0ac\\x7f");
+  CHECK(std::string(zoo::UsageError(std::string(5000, 'x')).what()) == std::string(2000, 'x') + "...");
+  CHECK(std::string(zoo::UsageError("caf\xc3\xa9").what()) == "caf\xc3\xa9");  // UTF-8 stays
+}
+
 TEST_CASE("shipped ViT config loads with its values", "[config]") {
   auto cfg = Config::from_file(zoo::test::source_dir() + "/configs/vit_fashion_mnist.yaml");
   CHECK(cfg.task() == "vit_fashion_mnist");

@@ -14,9 +14,27 @@
 
 namespace zoo {
 
-/// Bad usage or input (config, CLI argument, data file, checkpoint): exit code 2.
+/// Bad usage or input (config, CLI argument, data file, checkpoint): exit code 2. The message is
+/// one line: control characters (a NUL, a line break) from a damaged file show as \xNN, and a
+/// message over 2,000 characters is cut there.
 struct UsageError : std::runtime_error {
-  using std::runtime_error::runtime_error;
+  explicit UsageError(const std::string& what) : std::runtime_error(one_line(what)) {}
+
+  static std::string one_line(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+      if (out.size() >= 2000) return out + "...";
+      if (c >= 0x20 && c != 0x7f) {
+        out += static_cast<char>(c);
+      } else {
+        static const char* hex = "0123456789abcdef";
+        out += "\\x";
+        out += hex[c >> 4];
+        out += hex[c & 15];
+      }
+    }
+    return out;
+  }
 };
 
 using Value = std::variant<bool, int64_t, double, std::string>;

@@ -344,8 +344,10 @@ int64_t Trainer::restore() {
   const auto dir = (fs::path(opt_.run_dir) / "checkpoints").string();
   auto all = list_step_checkpoints(dir);
   if (all.empty())
-    throw UsageError(opt_.run_dir + ": --resume found no checkpoints/step-*.pt; start without --resume or pass the "
-                                    "run's --run-dir");
+    throw UsageError(opt_.run_dir + ": --resume found no checkpoints/step-*.pt; " +
+                     (fs::exists(fs::path(dir) / "best.pt")
+                          ? std::string("its best.pt is for zoo eval; start a new run with another --run-dir")
+                          : std::string("start without --resume or pass the run's --run-dir")));
   // Newest first; a file that can't be read (it can't be half-written, but it may be foreign) is skipped.
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     const auto& path = *it;
@@ -623,7 +625,14 @@ Scalars Trainer::run() {
 
     bool best = false;
     if (eval_every > 0 && step % eval_every == 0 && step != total) {
-      auto m = evaluate("val", step);
+      Scalars m;
+      try {
+        m = evaluate("val", step);
+      } catch (const UsageError&) {  // held-out data found bad: the steps trained are kept
+        save_checkpoint(step, false);
+        if (main) spdlog::warn("checkpoint saved at step {}; fix the data and continue with --resume", step);
+        throw;
+      }
       t_window = std::chrono::steady_clock::now();  // evaluation time is not training throughput
       if (m.count(best_key)) {
         const double v = m[best_key];

@@ -485,6 +485,9 @@ int cmd_average(int argc, char** argv) {
     const auto last = r["last"].as<int64_t>();
     if (last < 2) throw zoo::UsageError("--last " + std::to_string(last) + ": average at least 2 checkpoints");
     auto all = zoo::list_step_checkpoints((fs::path(dir) / "checkpoints").string());
+    if (all.empty() && fs::is_directory(fs::path(dir) / "restarts"))
+      throw zoo::UsageError("--run-dir " + dir + ": a run of restarts keeps its step checkpoints in each restart's "
+                            "folder; pass --run-dir " + (fs::path(dir) / "restarts" / "seed-S").string());
     if (static_cast<int64_t>(all.size()) < last)
       throw zoo::UsageError("--run-dir " + dir + ": holds " + std::to_string(all.size()) + " step checkpoints, fewer than --last " +
                             std::to_string(last) + "; pass a smaller --last (train.keep_last sets how many a run keeps)");

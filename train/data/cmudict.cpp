@@ -84,7 +84,9 @@ std::vector<G2PEntry> load_cmudict(const std::string& root, const std::string& s
       out[it->second].pronunciations.push_back(pron);
     }
   }
-  if (out.empty()) throw UsageError("data.root: " + path + " holds no words; run scripts/fetch-data cmudict");
+  if (out.empty())
+    throw UsageError("data.root: " + path + " holds no words" + (split == "all" ? "" : " of the " + split + " split") +
+                     "; run scripts/fetch-data cmudict");
   return out;
 }
 

@@ -94,10 +94,17 @@ std::string decode_header_words(const std::string& s) {
       out += s.substr(i);
       break;
     }
+    // =?charset?X?text?= : the charset runs to the first '?', the encoding is one letter. Each
+    // search stops at the next "=?" or ends the loop, so a long damaged header stays linear.
     const auto q1 = s.find('?', start + 2);
-    const auto q2 = q1 == std::string::npos ? q1 : s.find('?', q1 + 1);
-    const auto end = q2 == std::string::npos ? q2 : s.find("?=", q2 + 1);
-    if (end == std::string::npos || q2 != q1 + 2) {  // not an encoded word: "=?" is text
+    const bool shaped = q1 != std::string::npos && q1 + 2 < s.size() && s[q1 + 1] != '?' && s[q1 + 2] == '?';
+    const auto q2 = q1 + 2;
+    const auto end = shaped ? s.find("?=", q2 + 1) : std::string::npos;
+    if (q1 == std::string::npos || (shaped && end == std::string::npos)) {  // no encoded word ends after here
+      out += s.substr(i);
+      break;
+    }
+    if (!shaped) {  // not an encoded word: "=?" is text
       out += s.substr(i, start + 2 - i);
       after_word = false;
       i = start + 2;
@@ -164,7 +171,12 @@ std::string html_to_text(const std::string& s) {
       out.push_back(' ');
       i = next_close + 1;
     } else if (s[i] == '&') {
-      const auto semi = s.find(';', i);
+      size_t semi = std::string::npos;  // within the 10 characters a reference takes, not the rest of the text
+      for (size_t k = i + 1; k < s.size() && k <= i + 11; ++k)
+        if (s[k] == ';') {
+          semi = k;
+          break;
+        }
       std::string name = semi == std::string::npos || semi - i > 10 ? "" : ls.substr(i + 1, semi - i - 1);
       std::string rep;
       if (name == "amp") rep = "&";
@@ -377,7 +389,10 @@ std::vector<EmailMessage> load_spamassassin(const std::string& root, const std::
                      std::string(folder).rfind("spam", 0) == 0});
     }
   }
-  if (out.empty()) throw UsageError("data.root: " + root + " holds no messages; run scripts/fetch-data spamassassin");
+  const auto spam = std::count_if(out.begin(), out.end(), [](const auto& m) { return m.spam; });
+  if (spam == 0 || spam == static_cast<std::ptrdiff_t>(out.size()))
+    throw UsageError("data.root: the " + split + " messages under " + root + " are " + std::to_string(out.size()) + ", " +
+                     std::to_string(spam) + " of them spam: both classes are needed; run scripts/fetch-data spamassassin");
   return out;
 }
 

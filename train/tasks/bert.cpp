@@ -249,6 +249,9 @@ class BertMLMTask : public MaskedLanguageModelTask {
       mlm_correct += m.mlm_correct.item<double>(), mlm_count += m.mlm_count;
       nsp_correct += m.nsp_correct.item<double>(), nsp_count += m.nsp_count;
     }
+    if (nsp_count == 0 || mlm_count == 0)  // a mean over nothing is no figure
+      throw UsageError("data.root: the " + split + " documents give no sentence pairs to evaluate (each needs two "
+                       "sentences or more); delete the data folder and run scripts/fetch-data brown");
     return {{"mlm_loss", mlm_loss / mlm_count},
             {"nsp_loss", nsp_loss / nsp_count},
             {"loss", mlm_loss / mlm_count + nsp_loss / nsp_count},
