@@ -398,8 +398,9 @@ int64_t Trainer::restore() {
         ctx_->scale_ = v.toDouble();
       }
       if (archive.try_read("window", v)) {
-        if (!v.isString() || !json::parse(v.toStringRef(), nullptr, false).is_object())
-          throw damaged("its logging window is not a JSON object");
+        const auto w = v.isString() ? json::parse(v.toStringRef(), nullptr, false) : json();
+        const bool numbers = w.is_object() && std::all_of(w.begin(), w.end(), [](const json& x) { return x.is_number(); });
+        if (!numbers) throw damaged("its logging window is not a JSON object of numbers");
         window_json_ = v.toStringRef();
       }
       if (archive.try_read("best", v)) {
@@ -493,6 +494,8 @@ Scalars Trainer::run() {
     if (!main) return;
     try {
       with_eval_weights([&] { task_->write_outputs((fs::path(opt_.run_dir) / "samples").string()); });
+    } catch (const c10::Error&) {
+      throw;  // torch's own failure (out of memory, a bug): not the output path's
     } catch (const std::exception& e) {
       if (!outputs_error) {
         spdlog::error("samples not written: {}", e.what());
@@ -661,8 +664,8 @@ Scalars Trainer::run() {
   if (better || !fs::exists(fs::path(opt_.run_dir) / "checkpoints" / "best.pt")) save_checkpoint(step, true);
   auto test = evaluate("test", step);
   if (outputs_error)
-    throw UsageError("samples not written: " + *outputs_error + " (the checkpoints are saved; zoo eval and zoo sample "
-                     "read them)");
+    throw UsageError("samples not written: " + *outputs_error + "; the checkpoints are saved: free the path (or disk "
+                     "space), and zoo eval or zoo sample reads them");
   return test;
 }
 
@@ -895,7 +898,7 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
     throw UsageError("zoo average: " + std::to_string(inputs.size()) + " checkpoint given; average at least two");
   for (size_t i = 0; i < inputs.size(); ++i)
     for (size_t j = 0; j < i; ++j)
-      if (inputs[i] == inputs[j] || (fs::exists(inputs[i]) && fs::exists(inputs[j]) && fs::equivalent(inputs[i], inputs[j])))
+      if (std::error_code ec; inputs[i] == inputs[j] || fs::equivalent(inputs[i], inputs[j], ec))
         throw UsageError("zoo average: " + inputs[i] + " is given twice; give each checkpoint once");
   // The last checkpoint gives the config, the step and the data state; each other must be of the
   // same task with the same fixed keys (the shapes of the weights and what they mean).
@@ -966,7 +969,13 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
       archive.write("task", o);
     }
   }
-  write_checkpoint(archive, {out});
+  try {
+    write_checkpoint(archive, {out});
+  } catch (const UsageError&) {
+    throw;
+  } catch (const std::runtime_error& e) {  // atomic_write's: the folder or file cannot be written
+    throw UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
+  }
   result.task = std::move(base);
   return result;
 }

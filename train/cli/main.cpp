@@ -469,7 +469,8 @@ int cmd_average(int argc, char** argv) {
                                     "zoo eval like any checkpoint.");
   o.add_options()("checkpoints", "checkpoint files, oldest first", cxxopts::value<std::vector<std::string>>())(
       "run-dir", "average the run's last step checkpoints", cxxopts::value<std::string>())(
-      "last", "with --run-dir: how many step checkpoints", cxxopts::value<int64_t>()->default_value("5"))(
+      "last", "with --run-dir: how many step checkpoints (default: up to 5, as many as the run keeps)",
+      cxxopts::value<int64_t>()->default_value("5"))(
       "out", "output checkpoint file", cxxopts::value<std::string>());
   o.parse_positional({"checkpoints"});
   auto r = parse(o, argc, argv);
@@ -482,9 +483,10 @@ int cmd_average(int argc, char** argv) {
   if (r.count("run-dir")) {
     const auto dir = r["run-dir"].as<std::string>();
     if (!fs::is_directory(dir)) throw zoo::UsageError("--run-dir " + dir + ": no such run directory");
-    const auto last = r["last"].as<int64_t>();
+    auto last = r["last"].as<int64_t>();
     if (last < 2) throw zoo::UsageError("--last " + std::to_string(last) + ": average at least 2 checkpoints");
     auto all = zoo::list_step_checkpoints((fs::path(dir) / "checkpoints").string());
+    if (!r.count("last")) last = std::max<int64_t>(2, std::min<int64_t>(last, static_cast<int64_t>(all.size())));  // up to 5
     if (all.empty() && fs::is_directory(fs::path(dir) / "restarts"))
       throw zoo::UsageError("--run-dir " + dir + ": a run of restarts keeps its step checkpoints in each restart's "
                             "folder; pass --run-dir " + (fs::path(dir) / "restarts" / "seed-S").string());
@@ -503,14 +505,7 @@ int cmd_average(int argc, char** argv) {
     throw zoo::UsageError("--out " + out + ": " + name + " is a name the trainer gives its own checkpoints; give "
                           "another, e.g. average.pt");
   for (const auto& in : inputs) check_output(out, "--out", in, /*renamed_over=*/true);
-  zoo::AverageResult avg;
-  try {
-    avg = zoo::average_checkpoints(inputs, out);
-  } catch (const zoo::UsageError&) {
-    throw;
-  } catch (const std::runtime_error& e) {  // atomic_write's: the folder or file cannot be written
-    throw zoo::UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
-  }
+  zoo::average_checkpoints(inputs, out);
   std::cout << "wrote " << out << ": the average of " << inputs.size() << " checkpoints, " << inputs.front() << " to "
             << inputs.back() << "\n";
   return kExitOk;

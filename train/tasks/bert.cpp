@@ -249,9 +249,13 @@ class BertMLMTask : public MaskedLanguageModelTask {
       mlm_correct += m.mlm_correct.item<double>(), mlm_count += m.mlm_count;
       nsp_correct += m.nsp_correct.item<double>(), nsp_count += m.nsp_count;
     }
-    if (nsp_count == 0 || mlm_count == 0)  // a mean over nothing is no figure
-      throw UsageError("data.root: the " + split + " documents give no sentence pairs to evaluate (each needs two "
-                       "sentences or more); delete the data folder and run scripts/fetch-data brown");
+    if (nsp_count == 0 || mlm_count == 0) {  // a mean over nothing is no figure
+      const bool spam = is_spamassassin_root(root_);
+      throw UsageError("data.root: the " + split + (spam ? " messages of " : " documents of ") + root_ + " give " +
+                       (nsp_count == 0 ? "no sentence pairs to evaluate (each needs two sentences or more)"
+                                       : "no token to mask") +
+                       "; delete it and run scripts/fetch-data " + (spam ? "spamassassin" : "brown"));
+    }
     return {{"mlm_loss", mlm_loss / mlm_count},
             {"nsp_loss", nsp_loss / nsp_count},
             {"loss", mlm_loss / mlm_count + nsp_loss / nsp_count},
@@ -862,6 +866,11 @@ class BertSpamTask : public BertFineTuneTask {
   /// first: a limited set takes every k-th message, to keep the class balance of the whole split.
   std::vector<EmailMessage> messages(const std::string& split, int64_t limit) const {
     auto all = load_spamassassin(root_, split);
+    const auto spam = std::count_if(all.begin(), all.end(), [](const auto& m) { return m.spam; });
+    if (spam == 0 || spam == static_cast<std::ptrdiff_t>(all.size()))  // F1 and accuracy would mean nothing
+      throw UsageError("data.root: the " + split + " messages under " + root_ + " are " + std::to_string(all.size()) +
+                       ", " + std::to_string(spam) + " of them spam: both classes are needed; run scripts/fetch-data "
+                       "spamassassin");
     if (limit <= 0 || static_cast<int64_t>(all.size()) <= limit) return all;
     std::vector<EmailMessage> kept;
     const double step = static_cast<double>(all.size()) / static_cast<double>(limit);
