@@ -45,7 +45,7 @@ commands:
   g2p     --checkpoint C [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
   zero-shot --checkpoint C --image FILE --labels "sneaker,bag,coat"
-  average --run-dir D [--last 5] --out F   (or: average C1 C2 ... --out F) one checkpoint of their mean weights
+  average --run-dir D [--last N] --out F   (or: average C1 C2 ... --out F) one checkpoint of their mean weights
   list    the tasks and the shipped configs
 
 `zoo <command> --help` describes a command's options.
@@ -464,13 +464,13 @@ int cmd_zero_shot(int argc, char** argv) {
 int cmd_average(int argc, char** argv) {
   cxxopts::Options o("zoo average", "Average the weights of checkpoints of one run into one checkpoint, as the "
                                     "Transformer paper does (Vaswani et al. 2017, Sec. 6.1: the last 5).\n"
-                                    "  zoo average --run-dir D [--last 5] --out F\n  zoo average C1 C2 ... --out F\n"
+                                    "  zoo average --run-dir D [--last N] --out F\n  zoo average C1 C2 ... --out F\n"
                                     "The output holds the last checkpoint's config, step and data state; evaluate it with "
                                     "zoo eval like any checkpoint.");
   o.add_options()("checkpoints", "checkpoint files, oldest first", cxxopts::value<std::vector<std::string>>())(
       "run-dir", "average the run's last step checkpoints", cxxopts::value<std::string>())(
       "last", "with --run-dir: how many step checkpoints (default: up to 5, as many as the run keeps)",
-      cxxopts::value<int64_t>()->default_value("5"))(
+      cxxopts::value<int64_t>())(
       "out", "output checkpoint file", cxxopts::value<std::string>());
   o.parse_positional({"checkpoints"});
   auto r = parse(o, argc, argv);
@@ -483,10 +483,13 @@ int cmd_average(int argc, char** argv) {
   if (r.count("run-dir")) {
     const auto dir = r["run-dir"].as<std::string>();
     if (!fs::is_directory(dir)) throw zoo::UsageError("--run-dir " + dir + ": no such run directory");
-    auto last = r["last"].as<int64_t>();
-    if (last < 2) throw zoo::UsageError("--last " + std::to_string(last) + ": average at least 2 checkpoints");
     auto all = zoo::list_step_checkpoints((fs::path(dir) / "checkpoints").string());
-    if (!r.count("last")) last = std::max<int64_t>(2, std::min<int64_t>(last, static_cast<int64_t>(all.size())));  // up to 5
+    const auto last = r.count("last") ? r["last"].as<int64_t>() : std::clamp<int64_t>(static_cast<int64_t>(all.size()), 2, 5);
+    if (last < 2) throw zoo::UsageError("--last " + std::to_string(last) + ": average at least 2 checkpoints");
+    if (all.size() < 2)
+      throw zoo::UsageError("--run-dir " + dir + ": holds " + std::to_string(all.size()) + " step checkpoint" +
+                            (all.size() == 1 ? "" : "s") + "; averaging needs at least 2 (train.keep_last sets how "
+                            "many a run keeps)");
     if (all.empty() && fs::is_directory(fs::path(dir) / "restarts"))
       throw zoo::UsageError("--run-dir " + dir + ": a run of restarts keeps its step checkpoints in each restart's "
                             "folder; pass --run-dir " + (fs::path(dir) / "restarts" / "seed-S").string());
