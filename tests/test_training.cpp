@@ -251,6 +251,44 @@ TEST_CASE("checkpoint round trip rebuilds the model from the file alone", "[chec
         std::vector<std::string>{dir + "/checkpoints/" + zoo::step_checkpoint_name(8), path});
 }
 
+TEST_CASE("a checkpoint written on a GPU reads on a machine without one", "[checkpoint]") {
+  auto dir = zoo::test::scratch("gpuckpt");
+  zoo::Trainer trainer(tiny(4, {"train.ema=false"}), {dir});
+  trainer.run();
+  const auto cpu = dir + "/checkpoints/" + zoo::step_checkpoint_name(4), gpu = dir + "/gpu.pt";
+  // The file a cuda run writes: every storage's location 'cuda:0' and train.device cuda in its config
+  // (the pickle's strings rewritten; locations and the config are BINUNICODE strings).
+  auto py = zoo::test::run(
+      "python3 -c \"import sys, re, struct, zipfile, pickletools\n"
+      "src, dst = zipfile.ZipFile(sys.argv[1]), zipfile.ZipFile(sys.argv[2], 'w')\n"
+      "def edit(b):\n"
+      "  out, at, n = b'', 0, 0\n"
+      "  for op, arg, pos in pickletools.genops(b):\n"
+      "    if op.name != 'BINUNICODE': continue\n"
+      "    new = 'cuda:0' if arg == 'cpu' else re.sub(r'device: \\\"?cpu\\\"?', 'device: cuda', arg)\n"
+      "    if new == arg: continue\n"
+      "    n += 1; raw = new.encode()\n"
+      "    out += b[at:pos] + b'X' + struct.pack('<I', len(raw)) + raw; at = pos + 5 + len(arg.encode())\n"
+      "  assert n >= 2, n\n"
+      "  return out + b[at:]\n"
+      "for i in src.infolist(): d = src.read(i.filename); dst.writestr(i, edit(d) if i.filename.endswith('data.pkl') else d)\n"
+      "dst.close()\" " + cpu + " " + gpu);
+  INFO(py.output);
+  REQUIRE(py.code == 0);
+  auto archive = zoo::read_checkpoint(gpu);  // tensors on the CPU, as torch.load(map_location="cpu")
+  CHECK_THAT(zoo::checkpoint_config(archive, gpu), Contains("device: cuda"));
+  if (!torch::cuda::is_available()) {
+    auto task = zoo::load_task(gpu, {});  // runs on the cpu, and says so
+    CHECK(task->model().parameters().front().device().is_cpu());
+    auto x = torch::rand({3, 1, 28, 28});
+    trainer.task().model().eval();
+    torch::NoGradGuard g;
+    CHECK(torch::equal(trainer.task().model().as<zoo::ViTImpl>()->forward(x),
+                       task->model().as<zoo::ViTImpl>()->forward(x)));
+    CHECK_THROWS_WITH(zoo::load_task(gpu, {"train.device=cuda"}), Contains("train.device: cuda requested"));
+  }
+}
+
 TEST_CASE("truncated, foreign and missing checkpoints are UsageErrors naming the path", "[checkpoint]") {
   auto dir = zoo::test::scratch("badckpt");
   zoo::Trainer trainer(tiny(4), {dir});

@@ -201,17 +201,12 @@ void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vecto
   for (const auto& p : paths) atomic_write(p, data);
 }
 
-torch::serialize::InputArchive read_checkpoint(const std::string& path) {
-  if (!fs::is_regular_file(path))
-    throw UsageError(path + ": no such checkpoint file (runs/<run>/checkpoints/ holds step-*.pt and best.pt)");
-  int64_t data_bytes = -1;
-  if (const auto record = corrupt_record(path, &data_bytes); !record.empty())
-    throw UsageError(path + ": corrupt checkpoint: its record " + record +
-                     " fails the zip CRC-32 check (the file changed after it was written); use another file from "
-                     "the run's checkpoints/");
-  torch::serialize::InputArchive archive;
+namespace {
+
+// Reads the archive at `path` with its tensors on `device`; UsageError on a file torch can't read.
+void load_archive(torch::serialize::InputArchive& archive, const std::string& path, const torch::Device& device) {
   try {
-    archive.load_from(path);
+    archive.load_from(path, device);
   } catch (const c10::Error& e) {
     throw UsageError(path + ": not a readable checkpoint (truncated or not a torch archive: " +
                      first_line(e.what_without_backtrace()) + "); use another file from the run's checkpoints/");
@@ -219,6 +214,22 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path) {
     throw UsageError(path + ": not a readable checkpoint (" + first_line(e.what()) +
                      "); use another file from the run's checkpoints/");
   }
+}
+
+}  // namespace
+
+torch::serialize::InputArchive read_checkpoint(const std::string& path, const torch::Device& device) {
+  if (!fs::is_regular_file(path))
+    throw UsageError(path + ": no such checkpoint file (runs/<run>/checkpoints/ holds step-*.pt and best.pt)");
+  int64_t data_bytes = -1;
+  if (const auto record = corrupt_record(path, &data_bytes); !record.empty())
+    throw UsageError(path + ": corrupt checkpoint: its record " + record +
+                     " fails the zip CRC-32 check (the file changed after it was written); use another file from "
+                     "the run's checkpoints/");
+  // First on the CPU, whatever device wrote it: the checks below run before any tensor is
+  // copied to a GPU.
+  torch::serialize::InputArchive archive;
+  load_archive(archive, path, torch::Device(torch::kCPU));
   c10::IValue format, version;
   if (!archive.try_read("zoo/format", format) || !format.isString() || format.toStringRef() != kCheckpointFormat)
     throw UsageError(path + ": a torch archive but not a zoo checkpoint (no zoo/format header); pass a file "
@@ -241,7 +252,10 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path) {
                        " bytes but its tensors need " + std::to_string(claimed) +
                        "; use another file from the run's checkpoints/");
   }
-  return archive;
+  if (device.is_cpu()) return archive;
+  torch::serialize::InputArchive on_device;
+  load_archive(on_device, path, device);
+  return on_device;
 }
 
 std::string checkpoint_config(torch::serialize::InputArchive& archive, const std::string& path) {

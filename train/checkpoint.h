@@ -27,9 +27,12 @@ size_t remove_stale_temporaries(const std::string& dir);
 /// Stamps format and version into `archive` and writes it atomically to each path.
 void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vector<std::string>& paths);
 
-/// Opens a zoo checkpoint. UsageError (exit 2) naming the path for a missing,
-/// truncated, foreign or newer-format file.
-torch::serialize::InputArchive read_checkpoint(const std::string& path);
+/// Opens a zoo checkpoint with its tensors on `device` (the CPU by default, so that a
+/// checkpoint written on a GPU reads on a machine without one, like torch.load's
+/// map_location). UsageError (exit 2) naming the path for a missing, truncated, foreign or
+/// newer-format file.
+torch::serialize::InputArchive read_checkpoint(const std::string& path,
+                                               const torch::Device& device = torch::Device(torch::kCPU));
 
 /// The resolved config YAML stored in a checkpoint.
 std::string checkpoint_config(torch::serialize::InputArchive& archive, const std::string& path);

@@ -353,7 +353,7 @@ int64_t Trainer::restore() {
     const auto& path = *it;
     torch::serialize::InputArchive archive;
     try {
-      archive = read_checkpoint(path);
+      archive = read_checkpoint(path, device_);  // optimizer state goes where the weights train
     } catch (const UsageError& e) {
       spdlog::warn("skipping {}", e.what());
       continue;
@@ -985,6 +985,17 @@ std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector
   auto archive = read_checkpoint(checkpoint);
   const auto stored = checkpoint_config(archive, checkpoint);
   auto cfg = Config::from_yaml(stored, checkpoint + " (stored config)", overrides);
+  // A run trained on a GPU is read where there is none on the CPU, as torch.load(map_location=
+  // "cpu") would; an explicit --set train.device=cuda still says it is missing.
+  const bool device_set = std::any_of(overrides.begin(), overrides.end(),
+                                      [](const std::string& o) { return o.rfind("train.device=", 0) == 0; });
+  if (!device_set && cfg.get_string("train.device").rfind("cuda", 0) == 0 && !torch::cuda::is_available()) {
+    auto on_cpu = overrides;
+    on_cpu.push_back("train.device=cpu");
+    cfg = Config::from_yaml(stored, checkpoint + " (stored config)", on_cpu);
+    spdlog::info("{} was trained on {}; this machine has no CUDA device, so it runs on the cpu", checkpoint,
+                 Config::from_yaml(stored, checkpoint + " (stored config)").get_string("train.device"));
+  }
   if (!overrides.empty()) {  // the weights are for the config they were trained with
     const auto trained = Config::from_yaml(stored, checkpoint + " (stored config)");
     if (const auto key = changed_fixed_key(cfg, trained); !key.empty())
