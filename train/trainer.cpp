@@ -985,23 +985,20 @@ std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector
   auto archive = read_checkpoint(checkpoint);
   const auto stored = checkpoint_config(archive, checkpoint);
   auto cfg = Config::from_yaml(stored, checkpoint + " (stored config)", overrides);
+  const auto trained = Config::from_yaml(stored, checkpoint + " (stored config)");
+  // The weights are for the config they were trained with.
+  if (const auto key = changed_fixed_key(cfg, trained); !key.empty())
+    throw UsageError("--set " + key + "=" + show_value(cfg.value(key)) + ": " + checkpoint + " was trained with " + key +
+                     "=" + show_value(trained.value(key)) + " and its weights are for that; drop the --set, or train a "
+                     "new run with it");
   // A run trained on a GPU is read where there is none on the CPU, as torch.load(map_location=
   // "cpu") would; an explicit --set train.device=cuda still says it is missing.
   const bool device_set = std::any_of(overrides.begin(), overrides.end(),
                                       [](const std::string& o) { return o.rfind("train.device=", 0) == 0; });
   if (!device_set && cfg.get_string("train.device").rfind("cuda", 0) == 0 && !torch::cuda::is_available()) {
-    auto on_cpu = overrides;
-    on_cpu.push_back("train.device=cpu");
-    cfg = Config::from_yaml(stored, checkpoint + " (stored config)", on_cpu);
+    cfg.set("train.device", "cpu", checkpoint + " (no CUDA device here)");
     spdlog::info("{} was trained on {}; this machine has no CUDA device, so it runs on the cpu", checkpoint,
-                 Config::from_yaml(stored, checkpoint + " (stored config)").get_string("train.device"));
-  }
-  if (!overrides.empty()) {  // the weights are for the config they were trained with
-    const auto trained = Config::from_yaml(stored, checkpoint + " (stored config)");
-    if (const auto key = changed_fixed_key(cfg, trained); !key.empty())
-      throw UsageError("--set " + key + "=" + show_value(cfg.value(key)) + ": " + checkpoint + " was trained with " + key +
-                       "=" + show_value(trained.value(key)) + " and its weights are for that; drop the --set, or train a "
-                       "new run with it");
+                 trained.get_string("train.device"));
   }
   const auto device = resolve_device(cfg.get_string("train.device"));
   if (runtime) apply_runtime(cfg);
