@@ -237,6 +237,11 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diver
                 "--resume: the run is at step 4, past train.steps=2; give a train.steps of at least 4");
   CHECK(bytes(best) == best_before);
   CHECK(bytes(config) == config_before);
+  // A resume may change other keys (train.steps, to go on), and says which.
+  auto longer = run(zoo_bin() + " train --config " + cfg + " --set train.steps=6 --run-dir " + rd + " --resume");
+  CHECK(longer.code == 0);
+  CHECK_THAT(longer.output,
+             Contains("--resume: the run goes on with 1 key(s) changed from its stored config: train.steps 4 -> 6"));
   // One flipped byte inside a tensor's record: torch's reader would load it; the zip CRC-32 does not match.
   auto flipped = best_before;
   flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x10);
@@ -349,7 +354,7 @@ TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finish
   auto resumed = run(zoo_bin() + " train --config " + cfg + " --run-dir " + run_dir + " --resume");
   INFO(resumed.output);
   REQUIRE(resumed.code == 0);
-  CHECK_THAT(resumed.output, Contains("resumed from"));
+  CHECK_THAT(resumed.output, Contains("resumed from") && !Contains("changed from its stored config"));
   CHECK_FALSE(fs::exists(leftover));
   auto final_metrics = nlohmann::json::parse(last_line(resumed.output));
   CHECK(final_metrics["step"] == 400);

@@ -366,6 +366,14 @@ std::string changed_fixed_key(const Config& now, const Config& trained) {
   return {};
 }
 
+std::vector<std::string> changed_keys(const Config& now, const Config& trained) {
+  std::vector<std::string> out;
+  for (const auto& spec : now.schema().keys())
+    if (trained.schema().find(spec.key) && now.value(spec.key) != trained.value(spec.key))
+      out.push_back(spec.key + " " + show_value(trained.value(spec.key)) + " -> " + show_value(now.value(spec.key)));
+  return out;
+}
+
 std::string Config::to_yaml() const {
   YAML::Emitter out;
   out << YAML::BeginMap << YAML::Key << "task" << YAML::Value << task_;

@@ -112,6 +112,10 @@ std::string show_value(const Value& v);
 /// config a checkpoint was trained with; empty when none does.
 std::string changed_fixed_key(const Config& now, const Config& trained);
 
+/// Every key of `now` whose value differs from `trained` (a key `trained` has), as
+/// "section.key OLD -> NOW", in schema order: what a resumed run changes of its stored config.
+std::vector<std::string> changed_keys(const Config& now, const Config& trained);
+
 /// The keys every task has: train.* (device, threads, seed, steps, ...) and optim.*.
 void add_common_keys(Schema& schema);
 

@@ -364,6 +364,12 @@ int64_t Trainer::restore() {
         throw UsageError("--resume: " + key + " is " + show_value(cfg_.value(key)) + " but " + path +
                          " was trained with " + show_value(trained.value(key)) + "; put it back, or start a new run "
                          "with another --run-dir");
+      // Other keys may change (train.steps to extend a run, say), but not unnoticed.
+      if (const auto changed = changed_keys(cfg_, trained); !changed.empty() && opt_.rank == 0) {
+        std::string list;
+        for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
+        spdlog::warn("--resume: the run goes on with {} key(s) changed from its stored config: {}", changed.size(), list);
+      }
     }
     load_module(task_->model(), archive, "model", path);
     for (auto& [name, module] : task_->extra_modules()) load_module(*module, archive, "modules/" + name, path);
