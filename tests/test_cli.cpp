@@ -337,6 +337,53 @@ TEST_CASE("zoo average: one checkpoint of the mean weights of a run's last check
   CHECK(zoo::list_step_checkpoints(rd + "/checkpoints") == std::vector<std::string>{rd + "/checkpoints/step-00000016.pt"});
 }
 
+TEST_CASE("zoo export: the weights a checkpoint is evaluated with, in a smaller file that evaluates the same",
+          "[cli][checkpoint]") {
+  auto dir = zoo::test::scratch("cli-export");
+  auto cfg = tiny_config(dir, 4);
+  const auto rd = dir + "/run";
+  REQUIRE(run(zoo_bin() + " train --config " + cfg + " --set train.ema=true --run-dir " + rd).code == 0);
+  const auto ckpt = rd + "/checkpoints/step-00000004.pt", out = dir + "/weights.pt";
+  auto made = run(zoo_bin() + " export --checkpoint " + ckpt + " --out " + out);
+  INFO(made.output);
+  REQUIRE(made.code == 0);
+  CHECK_THAT(made.output, Contains("wrote " + out + ": the weights of " + ckpt + " (step 4)"));
+  CHECK(fs::file_size(out) * 2 < fs::file_size(ckpt));  // no optimizer state, no second copy of the weights
+
+  // The weights evaluated (the EMA's), bit for bit, and so the same metrics.
+  auto tensors = [](zoo::Task& t) {
+    std::vector<torch::Tensor> w;
+    for (auto& p : t.model().named_parameters()) w.push_back(p.value().detach().clone());
+    for (auto& b : t.model().named_buffers()) w.push_back(b.value().detach().clone());
+    return w;
+  };
+  zoo::Config stored;
+  auto from = tensors(*zoo::load_task(ckpt, {})), got = tensors(*zoo::load_task(out, {}, &stored));
+  REQUIRE(got.size() == from.size());
+  for (size_t j = 0; j < got.size(); ++j) CHECK(torch::equal(got[j], from[j]));
+  CHECK_FALSE(stored.get_bool("train.ema"));  // the weights are already the EMA's
+  auto archive = zoo::read_checkpoint(out);
+  CHECK(zoo::checkpoint_step(archive) == 4);
+  auto e1 = run(zoo_bin() + " eval --checkpoint " + ckpt + " --split val");
+  auto e2 = run(zoo_bin() + " eval --checkpoint " + out + " --split val");
+  REQUIRE(e1.code == 0);
+  REQUIRE(e2.code == 0);
+  CHECK(last_line(e1.output) == last_line(e2.output));
+
+  // Nothing to resume from, and bad input.
+  fs::create_directories(dir + "/again/checkpoints");
+  fs::copy_file(out, dir + "/again/checkpoints/step-00000004.pt");
+  check_refused("train --config " + cfg + " --set train.steps=8 --run-dir " + dir + "/again --resume",
+                dir + "/again/checkpoints/step-00000004.pt: optimizer state missing");
+  check_refused("export --checkpoint " + ckpt, "zoo export: --out is required");
+  check_refused("export --out " + dir + "/w.pt", "zoo export: --checkpoint is required");
+  check_refused("export --checkpoint " + ckpt + " --out " + out, "--out " + out + ": would overwrite a checkpoint");
+  check_refused("export --checkpoint " + ckpt + " --out " + dir + "/best.pt",
+                "--out " + dir + "/best.pt: best.pt is a name the trainer gives its own checkpoints");
+  check_refused("export --checkpoint " + dir + "/none.pt --out " + dir + "/w.pt", dir + "/none.pt");
+  CHECK_FALSE(fs::exists(dir + "/w.pt"));
+}
+
 TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finishes", "[cli][resume]") {
   auto dir = zoo::test::scratch("cli-kill");
   auto cfg = tiny_config(dir, 400);

@@ -899,6 +899,38 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   return test;
 }
 
+namespace {
+// Writes `task`'s networks to `out` as a checkpoint to evaluate, not to resume: `cfg`, `step`, the
+// task state (vocabulary, data position) of the checkpoint `state_from` as it is (no data need be
+// read), and `note` (a key naming where the weights came from). Like a soup's best.pt, the weights
+// are already the EMA's where the run kept one, so the stored config says train.ema false.
+void write_weights(Task& task, Config cfg, int64_t step, const std::string& state_from,
+                   const std::pair<std::string, std::string>& note, const std::string& out, const std::string& who) {
+  if (cfg.get_bool("train.ema")) cfg.set("train.ema", "false", who);
+  torch::serialize::OutputArchive archive;
+  archive.write("config", c10::IValue(cfg.to_yaml()));
+  archive.write("step", c10::IValue(step));
+  archive.write(note.first, c10::IValue(note.second));
+  write_networks(task, archive);
+  {
+    auto in = read_checkpoint(state_from);
+    torch::serialize::InputArchive t;
+    if (in.try_read("task", t)) {
+      torch::serialize::OutputArchive o;
+      copy_archive(t, o);
+      archive.write("task", o);
+    }
+  }
+  try {
+    write_checkpoint(archive, {out});
+  } catch (const UsageError&) {
+    throw;
+  } catch (const std::runtime_error& e) {  // atomic_write's: the folder or file cannot be written
+    throw UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
+  }
+}
+}  // namespace
+
 AverageResult average_checkpoints(const std::vector<std::string>& inputs, const std::string& out) {
   if (inputs.size() < 2)
     throw UsageError("zoo average: " + std::to_string(inputs.size()) + " checkpoint given; average at least two");
@@ -959,31 +991,21 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
     torch::NoGradGuard no_grad;
     for (size_t j = 0; j < live.size(); ++j) live[j].copy_(sum[j] / static_cast<double>(inputs.size()));
   }
-  // Like a soup's best.pt: the weights are already the EMA's where the run kept one.
-  if (cfg.get_bool("train.ema")) cfg.set("train.ema", "false", "zoo average");
-  torch::serialize::OutputArchive archive;
-  archive.write("config", c10::IValue(cfg.to_yaml()));
-  archive.write("step", c10::IValue(result.step));
-  archive.write("average", c10::IValue(json(inputs).dump()));
-  write_networks(*base, archive);
-  {  // the last checkpoint's task state (vocabulary, data position) as it is: no data need be read
-    auto in = read_checkpoint(base_path);
-    torch::serialize::InputArchive t;
-    if (in.try_read("task", t)) {
-      torch::serialize::OutputArchive o;
-      copy_archive(t, o);
-      archive.write("task", o);
-    }
-  }
-  try {
-    write_checkpoint(archive, {out});
-  } catch (const UsageError&) {
-    throw;
-  } catch (const std::runtime_error& e) {  // atomic_write's: the folder or file cannot be written
-    throw UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
-  }
+  write_weights(*base, cfg, result.step, base_path, {"average", json(inputs).dump()}, out, "zoo average");
   result.task = std::move(base);
   return result;
+}
+
+int64_t export_checkpoint(const std::string& checkpoint, const std::string& out) {
+  Config cfg;
+  auto task = load_task(checkpoint, {}, &cfg);
+  int64_t step = 0;
+  {
+    auto in = read_checkpoint(checkpoint);
+    step = checkpoint_step(in);
+  }
+  write_weights(*task, cfg, step, checkpoint, {"exported_from", checkpoint}, out, "zoo export");
+  return step;
 }
 
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,

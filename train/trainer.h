@@ -120,4 +120,10 @@ struct AverageResult {
 };
 AverageResult average_checkpoints(const std::vector<std::string>& inputs, const std::string& out);
 
+/// Writes to `out` the weights `checkpoint` is evaluated with (its EMA weights where the run kept
+/// an EMA; the stored config then says train.ema false), with its config, step and data state, and
+/// nothing a run resumes from (optimizer state, RNG state, a second copy of the weights): a smaller
+/// file that zoo eval, sample, g2p and the others read like any checkpoint. Returns its step.
+int64_t export_checkpoint(const std::string& checkpoint, const std::string& out);
+
 }  // namespace zoo

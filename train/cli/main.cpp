@@ -46,6 +46,7 @@ commands:
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
   zero-shot --checkpoint C --image FILE --labels "sneaker,bag,coat"
   average --run-dir D [--last N] --out F   (or: average C1 C2 ... --out F) one checkpoint of their mean weights
+  export  --checkpoint C --out F   the weights C is evaluated with, without what resuming needs (a smaller file)
   list    the tasks and the shipped configs
 
 `zoo <command> --help` describes a command's options.
@@ -514,6 +515,30 @@ int cmd_average(int argc, char** argv) {
   return kExitOk;
 }
 
+int cmd_export(int argc, char** argv) {
+  cxxopts::Options o("zoo export", "Write the weights a checkpoint is evaluated with (its EMA weights where the run "
+                                   "kept an EMA) with its config and data state, and nothing a run resumes from (optimizer "
+                                   "state, RNG state, a second copy of the weights): a smaller file that zoo eval, sample, g2p "
+                                   "and the others read like any checkpoint.\n  zoo export --checkpoint C --out F");
+  o.add_options()("checkpoint", "checkpoint file", cxxopts::value<std::string>())(
+      "out", "output checkpoint file", cxxopts::value<std::string>());
+  auto r = parse(o, argc, argv);
+  if (!r.count("checkpoint")) throw zoo::UsageError("zoo export: --checkpoint is required");
+  if (!r.count("out")) throw zoo::UsageError("zoo export: --out is required (e.g. --out runs/RUN/weights.pt)");
+  const auto in = r["checkpoint"].as<std::string>(), out = r["out"].as<std::string>();
+  const auto name = fs::path(out).filename().string();
+  if (name == "best.pt" || zoo::step_of_checkpoint_name(out) >= 0)
+    throw zoo::UsageError("--out " + out + ": " + name + " is a name the trainer gives its own checkpoints; give "
+                          "another, e.g. weights.pt");
+  check_output(out, "--out", in, /*renamed_over=*/true);
+  const auto step = zoo::export_checkpoint(in, out);
+  std::error_code ec;
+  const auto before = fs::file_size(in, ec), after = fs::file_size(out, ec);
+  std::cout << "wrote " << out << ": the weights of " << in << " (step " << step << "), " << after << " bytes against "
+            << before << "\n";
+  return kExitOk;
+}
+
 int cmd_list(int argc, char** argv) {
   cxxopts::Options o("zoo list", "List the tasks and the configs under ./configs.");
   parse(o, argc, argv);
@@ -560,8 +585,9 @@ int main(int argc, char** argv) {
     if (cmd == "fill-mask") return cmd_fill_mask(argc - 1, argv + 1);
     if (cmd == "zero-shot") return cmd_zero_shot(argc - 1, argv + 1);
     if (cmd == "average") return cmd_average(argc - 1, argv + 1);
+    if (cmd == "export") return cmd_export(argc - 1, argv + 1);
     std::cerr << "zoo: unknown command '" << cmd
-              << "' (commands: train, eval, sample, g2p, fill-mask, zero-shot, average, list; see zoo --help)\n";
+              << "' (commands: train, eval, sample, g2p, fill-mask, zero-shot, average, export, list; see zoo --help)\n";
     return kExitUsage;
   } catch (const zoo::UsageError& e) {
     std::cerr << "zoo: error: " << e.what() << "\n";
