@@ -358,18 +358,14 @@ int64_t Trainer::restore() {
       spdlog::warn("skipping {}", e.what());
       continue;
     }
+    std::vector<std::string> changed;  // other keys may change (train.steps, to go on), but not unnoticed
     {  // a key that shapes the weights can't change under a resumed run
       const auto trained = Config::from_yaml(checkpoint_config(archive, path), path + " (stored config)");
       if (const auto key = changed_fixed_key(cfg_, trained); !key.empty())
         throw UsageError("--resume: " + key + " is " + show_value(cfg_.value(key)) + " but " + path +
                          " was trained with " + show_value(trained.value(key)) + "; put it back, or start a new run "
                          "with another --run-dir");
-      // Other keys may change (train.steps to extend a run, say), but not unnoticed.
-      if (const auto changed = changed_keys(cfg_, trained); !changed.empty() && opt_.rank == 0) {
-        std::string list;
-        for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
-        spdlog::warn("--resume: the run goes on with {} key(s) changed from its stored config: {}", changed.size(), list);
-      }
+      changed = changed_keys(cfg_, trained);
     }
     load_module(task_->model(), archive, "model", path);
     for (auto& [name, module] : task_->extra_modules()) load_module(*module, archive, "modules/" + name, path);
@@ -420,6 +416,11 @@ int64_t Trainer::restore() {
       throw damaged(what.substr(0, what.find('\n')));
     }
     spdlog::info("resumed from {} (step {})", path, step);
+    if (!changed.empty() && opt_.rank == 0) {
+      std::string list;
+      for (const auto& c : changed) list += (list.empty() ? "" : ", ") + c;
+      spdlog::warn("--resume: the run goes on with {} key(s) changed from its stored config: {}", changed.size(), list);
+    }
     return step;
   }
   throw UsageError(dir + ": no step checkpoint loads (the warnings above say why); start a new run with another "
