@@ -462,6 +462,15 @@ int cmd_zero_shot(int argc, char** argv) {
   return kExitOk;
 }
 
+/// An --out that zoo writes a checkpoint to may not take a name the trainer gives its own (best.pt,
+/// step-N.pt): a run's pruning and resuming would take it for one of them.
+void check_not_trainer_name(const std::string& out, const std::string& example) {
+  const auto name = fs::path(out).filename().string();
+  if (name == "best.pt" || zoo::step_of_checkpoint_name(out) >= 0)
+    throw zoo::UsageError("--out " + out + ": " + name + " is a name the trainer gives its own checkpoints; give "
+                          "another, e.g. " + example);
+}
+
 int cmd_average(int argc, char** argv) {
   cxxopts::Options o("zoo average", "Average the weights of checkpoints of one run into one checkpoint, as the "
                                     "Transformer paper does (Vaswani et al. 2017, Sec. 6.1: the last 5).\n"
@@ -504,10 +513,7 @@ int cmd_average(int argc, char** argv) {
     throw zoo::UsageError("zoo average: give the checkpoints to average, or --run-dir D");
   }
   const auto out = r["out"].as<std::string>();
-  const auto name = fs::path(out).filename().string();
-  if (name == "best.pt" || zoo::step_of_checkpoint_name(out) >= 0)
-    throw zoo::UsageError("--out " + out + ": " + name + " is a name the trainer gives its own checkpoints; give "
-                          "another, e.g. average.pt");
+  check_not_trainer_name(out, "average.pt");
   for (const auto& in : inputs) check_output(out, "--out", in, /*renamed_over=*/true);
   zoo::average_checkpoints(inputs, out);
   std::cout << "wrote " << out << ": the average of " << inputs.size() << " checkpoints, " << inputs.front() << " to "
@@ -526,10 +532,7 @@ int cmd_export(int argc, char** argv) {
   if (!r.count("checkpoint")) throw zoo::UsageError("zoo export: --checkpoint is required");
   if (!r.count("out")) throw zoo::UsageError("zoo export: --out is required (e.g. --out runs/RUN/weights.pt)");
   const auto in = r["checkpoint"].as<std::string>(), out = r["out"].as<std::string>();
-  const auto name = fs::path(out).filename().string();
-  if (name == "best.pt" || zoo::step_of_checkpoint_name(out) >= 0)
-    throw zoo::UsageError("--out " + out + ": " + name + " is a name the trainer gives its own checkpoints; give "
-                          "another, e.g. weights.pt");
+  check_not_trainer_name(out, "weights.pt");
   check_output(out, "--out", in, /*renamed_over=*/true);
   const auto step = zoo::export_checkpoint(in, out);
   std::error_code ec;
