@@ -901,26 +901,24 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
 }
 
 namespace {
-// Writes `task`'s networks to `out` as a checkpoint to evaluate, not to resume: `cfg`, `step`, the
-// task state (vocabulary, data position) of the checkpoint `state_from` as it is (no data need be
-// read), and `note` (a key naming where the weights came from). Like a soup's best.pt, the weights
-// are already the EMA's where the run kept one, so the stored config says train.ema false.
-void write_weights(Task& task, Config cfg, int64_t step, const std::string& state_from,
-                   const std::pair<std::string, std::string>& note, const std::string& out, const std::string& who) {
+// Writes `task`'s networks to `out` as a checkpoint to evaluate, not to resume: `cfg`, the step
+// and the task state (vocabulary, data position) of the checkpoint `source` as they are (no data
+// need be read), and `note` (a key naming where the weights came from); returns that step. Like a
+// soup's best.pt, the weights are already the EMA's where the run kept one, so the stored config
+// says train.ema false.
+int64_t write_weights(Task& task, Config cfg, torch::serialize::InputArchive& source,
+                      const std::pair<std::string, std::string>& note, const std::string& out, const std::string& who) {
   if (cfg.get_bool("train.ema")) cfg.set("train.ema", "false", who);
+  const auto step = checkpoint_step(source);
   torch::serialize::OutputArchive archive;
   archive.write("config", c10::IValue(cfg.to_yaml()));
   archive.write("step", c10::IValue(step));
   archive.write(note.first, c10::IValue(note.second));
   write_networks(task, archive);
-  {
-    auto in = read_checkpoint(state_from);
-    torch::serialize::InputArchive t;
-    if (in.try_read("task", t)) {
-      torch::serialize::OutputArchive o;
-      copy_archive(t, o);
-      archive.write("task", o);
-    }
+  if (torch::serialize::InputArchive t; source.try_read("task", t)) {
+    torch::serialize::OutputArchive o;
+    copy_archive(t, o);
+    archive.write("task", o);
   }
   try {
     write_checkpoint(archive, {out});
@@ -929,6 +927,7 @@ void write_weights(Task& task, Config cfg, int64_t step, const std::string& stat
   } catch (const std::runtime_error& e) {  // atomic_write's: the folder or file cannot be written
     throw UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
   }
+  return step;
 }
 }  // namespace
 
@@ -960,10 +959,6 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
   std::vector<std::vector<double>> seen{fingerprint(live)};
   std::vector<std::string> seen_path{base_path};
   AverageResult result;
-  {
-    auto in = read_checkpoint(base_path);
-    result.step = checkpoint_step(in);
-  }
   for (size_t i = 0; i + 1 < inputs.size(); ++i) {
     Config other_cfg;
     auto other = load_task(inputs[i], {}, &other_cfg, /*runtime=*/false);
@@ -992,7 +987,8 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
     torch::NoGradGuard no_grad;
     for (size_t j = 0; j < live.size(); ++j) live[j].copy_(sum[j] / static_cast<double>(inputs.size()));
   }
-  write_weights(*base, cfg, result.step, base_path, {"average", json(inputs).dump()}, out, "zoo average");
+  auto source = read_checkpoint(base_path);
+  result.step = write_weights(*base, cfg, source, {"average", json(inputs).dump()}, out, "zoo average");
   result.task = std::move(base);
   return result;
 }
@@ -1000,13 +996,8 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
 int64_t export_checkpoint(const std::string& checkpoint, const std::string& out) {
   Config cfg;
   auto task = load_task(checkpoint, {}, &cfg);
-  int64_t step = 0;
-  {
-    auto in = read_checkpoint(checkpoint);
-    step = checkpoint_step(in);
-  }
-  write_weights(*task, cfg, step, checkpoint, {"exported_from", checkpoint}, out, "zoo export");
-  return step;
+  auto source = read_checkpoint(checkpoint);
+  return write_weights(*task, cfg, source, {"exported_from", checkpoint}, out, "zoo export");
 }
 
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
