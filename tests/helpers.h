@@ -35,11 +35,19 @@ inline void remove_tree(const std::filesystem::path& dir) {
   std::filesystem::remove(dir);
 }
 
+/// The scratch directories the running test case made; test_main.cpp removes them when the test
+/// case passes and keeps them (naming them) when it fails, or always with ZOO_KEEP_TEST_DIRS=1.
+inline std::vector<std::string>& scratch_dirs() {
+  static std::vector<std::string> dirs;
+  return dirs;
+}
+
 /// A fresh, empty directory under the system temp folder.
 inline std::string scratch(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() / ("zoo-test-" + name + "-" + std::to_string(::getpid()));
   remove_tree(dir);
   std::filesystem::create_directories(dir);
+  scratch_dirs().push_back(dir.string());
   return dir.string();
 }
 

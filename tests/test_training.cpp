@@ -142,7 +142,7 @@ void check_same_steps(const Options& options) {
     for (size_t i = 0; i < pa.size(); ++i) REQUIRE(torch::equal(pa[i], pb[i]));
   }
   // The state is torch::optim's: ours saved, theirs loads it, and the two continue as one.
-  auto path = (fs::temp_directory_path() / "zoo_optim_state.pt").string();
+  auto path = zoo::test::scratch("optim-state") + "/state.pt";
   torch::save(ours, path);
   Theirs reloaded(t.a->parameters(), options);
   torch::load(reloaded, path);
