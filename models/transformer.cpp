@@ -174,14 +174,25 @@ DecoderCache TransformerImpl::make_cache() const {
 }
 
 // ---------------------------------------------------------------- decoding
+double length_penalty(int64_t length, double alpha) {
+  return std::pow((5.0 + static_cast<double>(length)) / 6.0, alpha);
+}
+
 std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& src, const DecodeOptions& o) {
+  std::vector<Hypothesis> out;
+  for (auto& f : generate_nbest(model, src, o)) out.push_back(std::move(f.front()));
+  return out;
+}
+
+std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, const torch::Tensor& src,
+                                                    const DecodeOptions& o) {
   torch::NoGradGuard no_grad;
   const int64_t b = src.size(0), k = o.beam_size(), v = model.options.tgt_vocab();
   TORCH_CHECK(o.max_len() < model.options.max_len(), "generate: max_len ", o.max_len(),
               " must be below the model's max_len ", model.options.max_len());
   const auto dev = src.device();
   const double neg_inf = -std::numeric_limits<double>::infinity();
-  auto lp = [&](int64_t length) { return std::pow((5.0 + static_cast<double>(length)) / 6.0, o.length_penalty()); };
+  auto lp = [&](int64_t length) { return length_penalty(length, o.length_penalty()); };
 
   // Row r * k + j holds live hypothesis j of source r. A hypothesis that emits EOS leaves the
   // beam for its source's finished list, scored log p / lp(|Y|) (Wu et al. 2016), and the beam
@@ -225,7 +236,7 @@ std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& sr
         const int64_t origin = r * k + ia[r][c] / v, token = ia[r][c] % v;
         if (token == o.eos_id() || step == o.max_len()) {  // finished (at max_len, with or without EOS)
           auto seq = tokens_of(tokens_cpu[origin], token == o.eos_id() ? -1 : token);
-          finished[static_cast<size_t>(r)].push_back({seq, score, score / lp(step)});
+          finished[static_cast<size_t>(r)].push_back({seq, score, score / lp(step), step});
         } else {
           rows[static_cast<size_t>(r * k + filled)] = origin;
           next[static_cast<size_t>(r * k + filled)] = token;
@@ -255,14 +266,35 @@ std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& sr
       for (auto& c : cache.self) c.reorder(index);
   }
 
-  std::vector<Hypothesis> out(static_cast<size_t>(b));
   for (int64_t r = 0; r < b; ++r) {
-    const auto& f = finished[static_cast<size_t>(r)];
+    auto& f = finished[static_cast<size_t>(r)];
     TORCH_CHECK(!f.empty(), "generate: no hypothesis finished for source ", r);
-    out[static_cast<size_t>(r)] =
-        *std::max_element(f.begin(), f.end(), [](const Hypothesis& a, const Hypothesis& c) { return a.score < c.score; });
+    // Best first; of equal scores, the one that finished first (as max_element took it).
+    std::stable_sort(f.begin(), f.end(), [](const Hypothesis& a, const Hypothesis& c) { return a.score > c.score; });
   }
-  return out;
+  return finished;
+}
+
+size_t best_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::string>& keys, double alpha) {
+  TORCH_CHECK(!nbest.empty() && nbest.size() == keys.size(), "best_merged: ", nbest.size(), " hypotheses and ",
+              keys.size(), " keys");
+  size_t best = 0;
+  double best_score = -std::numeric_limits<double>::infinity();
+  std::vector<bool> seen(nbest.size(), false);
+  for (size_t i = 0; i < nbest.size(); ++i) {
+    if (seen[i]) continue;
+    // The log of the summed probabilities of hypothesis i (its key's best-scored, as nbest is
+    // sorted) and of the later ones sharing its key, factored around nbest[i]'s.
+    double sum = 1.0;
+    for (size_t j = i + 1; j < nbest.size(); ++j)
+      if (!seen[j] && keys[j] == keys[i]) {
+        seen[j] = true;
+        sum += std::exp(nbest[j].log_prob - nbest[i].log_prob);
+      }
+    const double score = (nbest[i].log_prob + std::log(sum)) / length_penalty(nbest[i].length, alpha);
+    if (score > best_score) best = i, best_score = score;
+  }
+  return best;
 }
 
 torch::Tensor label_smoothed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& target, double eps,

@@ -142,13 +142,30 @@ struct Hypothesis {
   std::vector<int64_t> tokens;  // without BOS and EOS
   double log_prob = 0;          // sum of the tokens' log-probabilities, EOS included
   double score = 0;             // log_prob divided by the length penalty
+  int64_t length = 0;           // |Y| of the length penalty: the positions scored, EOS included
 };
+
+/// The GNMT length penalty lp(|Y|) = ((5 + |Y|) / 6)^alpha (Wu et al. 2016).
+double length_penalty(int64_t length, double alpha);
 
 /// The best hypothesis for each source row of src (B, S) by beam search (greedy for beam 1).
 /// Live hypotheses that emit EOS move to a finished list scored by log p / lp(|Y|); a source is
 /// done when beam_size hypotheses have finished or no live one can beat the best finished one.
 /// Padding and BOS are never generated. Runs under NoGradGuard; switch the model to eval() first.
 std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& src, const DecodeOptions& options);
+
+/// generate's finished list for each source row: every hypothesis that finished, best score
+/// first (its front is what generate returns). For rescoring, or for summing the probability of
+/// hypotheses that a coarser output space merges.
+std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, const torch::Tensor& src,
+                                                    const DecodeOptions& options);
+
+/// The index in `nbest` (one source's finished hypotheses) of the best output once hypotheses
+/// with equal `keys` are merged into one, as a coarser output space does (phones without their
+/// stress marks, say): a key's probability is the sum of its hypotheses', and it is scored as they
+/// are, log p / lp(|Y|). |Y| and the index returned are those of the key's first hypothesis in
+/// nbest, its best as generate_nbest orders them.
+size_t best_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::string>& keys, double alpha);
 
 /// Cross-entropy against label-smoothed targets q = (1 - eps) one_hot(y) + eps / V (Szegedy et
 /// al. 2016, used in Sec. 5.4 of Vaswani et al.), averaged over positions whose target is not

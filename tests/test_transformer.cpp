@@ -182,6 +182,49 @@ TEST_CASE("beam search finds the most probable sequence when the beam holds ever
   CHECK(hyp.log_prob == Approx(best).margin(1e-5));
 }
 
+TEST_CASE("the n-best list: generate's answer first, each scored log p / lp(|Y|); merging sums probabilities",
+          "[transformer]") {
+  auto m = tiny_transformer(false);
+  torch::NoGradGuard g;
+  auto src = tokens(3, 5);
+  const double alpha = 0.6;
+  auto opts = zoo::DecodeOptions().beam_size(3).max_len(6).length_penalty(alpha);
+  auto best = zoo::generate(*m, src, opts);
+  auto nbest = zoo::generate_nbest(*m, src, opts);
+  REQUIRE(nbest.size() == 3);
+  for (size_t r = 0; r < nbest.size(); ++r) {
+    INFO("row " << r);
+    REQUIRE(!nbest[r].empty());
+    CHECK(nbest[r].front().tokens == best[r].tokens);
+    CHECK(nbest[r].front().score == best[r].score);
+    for (size_t i = 0; i < nbest[r].size(); ++i) {
+      const auto& h = nbest[r][i];
+      if (i > 0) CHECK(nbest[r][i - 1].score >= h.score);
+      // EOS counts in |Y|; a hypothesis cut at max_len has none.
+      CHECK((h.length == static_cast<int64_t>(h.tokens.size()) + 1 ||
+             (h.length == 6 && static_cast<int64_t>(h.tokens.size()) == 6)));
+      CHECK(h.score == Approx(h.log_prob / zoo::length_penalty(h.length, alpha)).epsilon(1e-12));
+    }
+  }
+  CHECK(zoo::length_penalty(7, 0.6) == Approx(std::pow(2.0, 0.6)));  // ((5 + 7) / 6)^0.6
+
+  // Hand-made: A alone (p = e^-1.0) against B and C merged (e^-1.2 + e^-1.3 = e^-0.556).
+  auto hyp = [](double log_prob, int64_t length, double alpha_) {
+    return zoo::Hypothesis{{}, log_prob, log_prob / zoo::length_penalty(length, alpha_), length};
+  };
+  std::vector<zoo::Hypothesis> list{hyp(-1.0, 3, 0.0), hyp(-1.2, 3, 0.0), hyp(-1.3, 3, 0.0)};
+  CHECK(zoo::best_merged(list, {"a", "b", "c"}, 0.0) == 0);  // nothing merged: the first
+  CHECK(zoo::best_merged(list, {"a", "b", "b"}, 0.0) == 1);
+  CHECK(zoo::best_merged(list, {"a", "a", "b"}, 0.0) == 0);
+  // The length penalty divides the merged log p, lp(|Y|) of the key's first hypothesis: "a" of
+  // length 1 has -0.9; "b", two of length 13, log(e^-2.0 + e^-2.1) = -1.356, which is less likely
+  // but scores -1.356 / lp(13) = -1.356 / 3 at alpha 1.
+  std::vector<zoo::Hypothesis> close{hyp(-0.9, 1, 1.0), hyp(-2.0, 13, 1.0), hyp(-2.1, 13, 1.0)};
+  CHECK(zoo::best_merged(close, {"a", "b", "b"}, 1.0) == 1);
+  CHECK(zoo::best_merged(close, {"a", "b", "b"}, 0.0) == 0);
+  CHECK(zoo::best_merged(close, {"a", "b", "c"}, 1.0) == 1);  // -2.0 / 3 against -0.9
+}
+
 TEST_CASE("label-smoothed cross-entropy equals its formula on a hand-made example", "[transformer]") {
   // Two positions over V = 3 classes and one ignored position.
   auto logits = torch::tensor({{0.0, std::log(2.0), std::log(3.0)}, {2.0, 0.0, 0.0}, {5.0, -1.0, 0.5}});
@@ -280,4 +323,25 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   auto eval = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + ckpt + " --set data.eval_limit=50");
   CHECK(eval.code == 0);
   CHECK_THAT(eval.output, Contains("\"wer\"") && Contains("\"per\""));
+
+  // Without stress: the marks dropped, or the hypotheses that differ only in stress summed. The
+  // stressed metrics do not depend on which.
+  for (const std::string how : {"strip", "sum"}) {
+    INFO("decode.no_stress=" << how);
+    auto plain = zoo::test::run("echo 'cat dog' | " + zoo::test::zoo_bin() + " g2p --no-stress --checkpoint " + ckpt +
+                                " --set decode.no_stress=" + how);
+    CHECK(plain.code == 0);
+    CHECK(std::regex_search(plain.output, std::regex("CAT  [A-Z]+( [A-Z]+)*\nDOG  [A-Z]+( [A-Z]+)*\n")));
+    auto e = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + ckpt +
+                            " --set data.eval_limit=50 --set decode.no_stress=" + how);
+    REQUIRE(e.code == 0);
+    auto last = e.output.substr(e.output.rfind('{'));
+    auto a = nlohmann::json::parse(last), b = nlohmann::json::parse(eval.output.substr(eval.output.rfind('{')));
+    CHECK(a["wer"] == b["wer"]);
+    CHECK(a["per"] == b["per"]);
+    if (how == "strip") CHECK(a["wer_no_stress"] == b["wer_no_stress"]);  // strip is the default
+  }
+  auto bad_how = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " --set decode.no_stress=max cat");
+  CHECK(bad_how.code == 2);
+  CHECK_THAT(bad_how.output, Contains("decode.no_stress"));
 }

@@ -42,7 +42,7 @@ commands:
   eval    --checkpoint C [--split test|val] [--predictions FILE] [--set section.key=value]...
   sample  {vae,gan,ddpm,ddim} [--checkpoint C] [--n 64] [--seed 0] [--out grid.png] [--columns 8]
           (ddim: [--steps S] [--eta E] [--spacing S]; ddpm: [--variance V]; without --checkpoint, the newest DDPM run)
-  g2p     --checkpoint C [WORD]...   pronunciations (words from standard input when none are given)
+  g2p     --checkpoint C [--no-stress] [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
   zero-shot --checkpoint C --image FILE --labels "sneaker,bag,coat"
   average --run-dir D [--last N] --out F   (or: average C1 C2 ... --out F) one checkpoint of their mean weights
@@ -377,6 +377,7 @@ int cmd_g2p(int argc, char** argv) {
   o.add_options()("checkpoint", "transformer_g2p checkpoint", cxxopts::value<std::string>())(
       "words", "words (default: whitespace-separated words read from standard input)",
       cxxopts::value<std::vector<std::string>>())(
+      "no-stress", "print the pronunciations without stress marks (how: decode.no_stress)")(
       "s,set", "override a stored key, e.g. decode.beam_size=1 or train.device=cpu",
       cxxopts::value<std::vector<std::string>>());
   o.parse_positional({"words"});
@@ -392,7 +393,7 @@ int cmd_g2p(int argc, char** argv) {
   }
   auto [task, g2p] = load_as<zoo::G2PTask>(r["checkpoint"].as<std::string>(), sets, "a G2P model (transformer_g2p)");
   torch::NoGradGuard no_grad;
-  auto prons = g2p->pronounce(words);
+  auto prons = g2p->pronounce(words, r.count("no-stress") > 0);
   for (size_t i = 0; i < words.size(); ++i) {
     std::string upper = words[i];
     for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));

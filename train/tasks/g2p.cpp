@@ -99,6 +99,7 @@ class TransformerG2P : public G2PTask {
         accumulate_(cfg.get_int("train.accumulate")),
         smoothing_(cfg.get_float("loss.label_smoothing")),
         eval_batch_(cfg.get_int("decode.batch_size")),
+        sum_stress_(cfg.get_string("decode.no_stress") == "sum"),
         seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))),
         rank_(ctx.rank),
         world_(ctx.world_size),
@@ -172,7 +173,7 @@ class TransformerG2P : public G2PTask {
     // Decoding: PER and WER against all references of each word.
     std::vector<std::string> words;
     for (const auto& e : entries) words.push_back(e.word);
-    auto hyps = pronounce(words);
+    const auto nbest = decode(words);
     ErrorCounts with, without;
     for (size_t i = 0; i < entries.size(); ++i) {
       std::vector<std::vector<std::string>> refs, refs_plain;
@@ -180,8 +181,8 @@ class TransformerG2P : public G2PTask {
         refs.push_back(stress_ ? p : without_stress(p));
         refs_plain.push_back(without_stress(p));
       }
-      with.add(hyps[i], refs);
-      without.add(without_stress(hyps[i]), refs_plain);
+      with.add(phones_of(nbest[i].front()), refs);
+      without.add(plain_pronunciation(nbest[i]), refs_plain);
     }
     return {{"loss", loss_sum / std::max(n_tokens, 1.0)},
             {"per", with.per()},
@@ -191,25 +192,11 @@ class TransformerG2P : public G2PTask {
             {"words", static_cast<double>(with.words)}};
   }
 
-  std::vector<std::vector<std::string>> pronounce(const std::vector<std::string>& words) override {
-    std::vector<std::vector<int64_t>> src;
-    for (const auto& w : words) src.push_back(encode_word(w));
-    // Decode in batches of similar length; results go back to the words' order.
-    std::vector<int64_t> order(src.size());
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return src[a].size() < src[b].size(); });
-    std::vector<std::vector<std::string>> out(words.size());
-    const bool was_training = model_->is_training();
-    model_->eval();
-    for (size_t i = 0; i < order.size(); i += static_cast<size_t>(eval_batch_)) {
-      std::vector<int64_t> idx(order.begin() + i, order.begin() + std::min(order.size(), i + eval_batch_));
-      auto s = pad(idx, src);
-      auto hyps = generate(*model_, s, decode_);
-      for (size_t j = 0; j < idx.size(); ++j)
-        for (auto tok : hyps[j].tokens)
-          if (tok >= kSpecials) out[static_cast<size_t>(idx[j])].push_back(phones_[static_cast<size_t>(tok - kSpecials)]);
-    }
-    model_->train(was_training);
+  std::vector<std::vector<std::string>> pronounce(const std::vector<std::string>& words,
+                                                  bool no_stress) override {
+    std::vector<std::vector<std::string>> out;
+    for (const auto& hyps : decode(words))
+      out.push_back(no_stress ? plain_pronunciation(hyps) : phones_of(hyps.front()));
     return out;
   }
 
@@ -219,7 +206,7 @@ class TransformerG2P : public G2PTask {
     entries.resize(std::min<size_t>(40, entries.size()));
     std::vector<std::string> words;
     for (const auto& e : entries) words.push_back(e.word);
-    auto hyps = pronounce(words);
+    auto hyps = pronounce(words, /*no_stress=*/false);
     std::ofstream out(fs::path(dir) / "pronunciations.txt");
     out << "# first " << entries.size() << " test words: word, model, reference(s); * = wrong\n";
     auto join = [](const std::vector<std::string>& p) {
@@ -243,6 +230,47 @@ class TransformerG2P : public G2PTask {
   void load_state(torch::serialize::InputArchive& a) override { sampler().load(a); }
 
  private:
+  /// A hypothesis' phones.
+  std::vector<std::string> phones_of(const Hypothesis& h) const {
+    std::vector<std::string> out;
+    for (auto tok : h.tokens)
+      if (tok >= kSpecials) out.push_back(phones_[static_cast<size_t>(tok - kSpecials)]);
+    return out;
+  }
+
+  /// The pronunciation without stress marks that decode.no_stress picks from a word's hypotheses.
+  std::vector<std::string> plain_pronunciation(const std::vector<Hypothesis>& hyps) const {
+    if (!sum_stress_ || !stress_ || hyps.size() == 1) return without_stress(phones_of(hyps.front()));
+    std::vector<std::string> keys;
+    for (const auto& h : hyps) {
+      std::string key;
+      for (const auto& p : without_stress(phones_of(h))) key += p + " ";
+      keys.push_back(key);
+    }
+    return without_stress(phones_of(hyps[best_merged(hyps, keys, decode_.length_penalty())]));
+  }
+
+  /// Every finished beam hypothesis of each word, best first.
+  std::vector<std::vector<Hypothesis>> decode(const std::vector<std::string>& words) {
+    std::vector<std::vector<int64_t>> src;
+    for (const auto& w : words) src.push_back(encode_word(w));
+    // Decode in batches of similar length; results go back to the words' order.
+    std::vector<int64_t> order(src.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return src[a].size() < src[b].size(); });
+    std::vector<std::vector<Hypothesis>> out(words.size());
+    const bool was_training = model_->is_training();
+    model_->eval();
+    for (size_t i = 0; i < order.size(); i += static_cast<size_t>(eval_batch_)) {
+      std::vector<int64_t> idx(order.begin() + i, order.begin() + std::min(order.size(), i + eval_batch_));
+      auto s = pad(idx, src);
+      auto hyps = generate_nbest(*model_, s, decode_);
+      for (size_t j = 0; j < idx.size(); ++j) out[static_cast<size_t>(idx[j])] = std::move(hyps[j]);
+    }
+    model_->train(was_training);
+    return out;
+  }
+
   std::vector<int64_t> encode_word(const std::string& word) const {
     if (word.empty()) throw UsageError("g2p: an empty word has no pronunciation");
     if (static_cast<int64_t>(word.size()) > kMaxWordLength)
@@ -309,6 +337,7 @@ class TransformerG2P : public G2PTask {
   int64_t train_limit_, eval_limit_, batch_, accumulate_;
   double smoothing_;
   int64_t eval_batch_;
+  bool sum_stress_;
   uint64_t seed_;
   int64_t rank_, world_;
   std::vector<std::string> phones_;
@@ -337,7 +366,11 @@ void add_keys(Schema& s) {
       .add_int("decode.beam_size", 4, "beam width for evaluation and zoo g2p (1 = greedy)", 1, 64)
       .add_float("decode.length_penalty", 0.6, "alpha of the GNMT length penalty", 0.0, 5.0)
       .add_int("decode.max_len", 40, "most phones to generate, end of word included", 2, kPositions - 1)
-      .add_int("decode.batch_size", 256, "words decoded (and scored) together", 1);
+      .add_int("decode.batch_size", 256, "words decoded (and scored) together", 1)
+      .add_string("decode.no_stress", "strip",
+                  "the pronunciation without stress (the *_no_stress metrics, zoo g2p --no-stress): strip = the "
+                  "best one's marks dropped; sum = the beam's hypotheses that differ only in stress summed as one",
+                  {"strip", "sum"});
 }
 
 }  // namespace

@@ -12,7 +12,11 @@ class G2PTask : public Task {
  public:
   /// The best pronunciation (ARPAbet phones) of each word. Words may be in any case; a word
   /// with a character other than the letters A-Z and the apostrophe is a UsageError naming it.
-  virtual std::vector<std::vector<std::string>> pronounce(const std::vector<std::string>& words) = 0;
+  /// With no_stress, the most probable pronunciation without stress marks: the beam's
+  /// hypotheses that differ only in stress count as one (decode.no_stress=sum), or the best
+  /// pronunciation's marks are dropped (decode.no_stress=strip).
+  virtual std::vector<std::vector<std::string>> pronounce(const std::vector<std::string>& words,
+                                                          bool no_stress = false) = 0;
 };
 
 }  // namespace zoo
