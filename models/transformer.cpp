@@ -269,8 +269,10 @@ std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, cons
   for (int64_t r = 0; r < b; ++r) {
     auto& f = finished[static_cast<size_t>(r)];
     TORCH_CHECK(!f.empty(), "generate: no hypothesis finished for source ", r);
-    // Best first; of equal scores, the one that finished first (as max_element took it).
-    std::stable_sort(f.begin(), f.end(), [](const Hypothesis& a, const Hypothesis& c) { return a.score > c.score; });
+    // Best first; of equal scores, the one that finished first. NaN (a diverged model) goes last.
+    std::stable_sort(f.begin(), f.end(), [](const Hypothesis& a, const Hypothesis& c) {
+      return a.score > c.score || (!std::isnan(a.score) && std::isnan(c.score));
+    });
   }
   return finished;
 }
@@ -283,15 +285,15 @@ size_t best_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::
   std::vector<bool> seen(nbest.size(), false);
   for (size_t i = 0; i < nbest.size(); ++i) {
     if (seen[i]) continue;
-    // The log of the summed probabilities of hypothesis i (its key's best-scored, as nbest is
-    // sorted) and of the later ones sharing its key, factored around nbest[i]'s.
-    double sum = 1.0;
-    for (size_t j = i + 1; j < nbest.size(); ++j)
-      if (!seen[j] && keys[j] == keys[i]) {
-        seen[j] = true;
-        sum += std::exp(nbest[j].log_prob - nbest[i].log_prob);
-      }
-    const double score = (nbest[i].log_prob + std::log(sum)) / length_penalty(nbest[i].length, alpha);
+    // log sum exp of the log p of hypothesis i and of the later ones sharing its key, factored
+    // around the largest so that no term overflows.
+    std::vector<double> members;
+    for (size_t j = i; j < nbest.size(); ++j)
+      if (!seen[j] && keys[j] == keys[i]) seen[j] = true, members.push_back(nbest[j].log_prob);
+    const double top = *std::max_element(members.begin(), members.end());
+    double sum = 0;
+    for (double m : members) sum += std::exp(m - top);
+    const double score = (top + std::log(sum)) / length_penalty(nbest[i].length, alpha);
     if (score > best_score) best = i, best_score = score;
   }
   return best;

@@ -6,6 +6,7 @@
 // Decoding: greedy and beam search, incremental with a key/value cache or without one.
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -155,8 +156,9 @@ double length_penalty(int64_t length, double alpha);
 std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& src, const DecodeOptions& options);
 
 /// generate's finished list for each source row: every hypothesis that finished, best score
-/// first (its front is what generate returns). For rescoring, or for summing the probability of
-/// hypotheses that a coarser output space merges.
+/// first (its front is what generate returns). It may hold more than beam_size: several can
+/// finish at one step, and at max_len every candidate of the last step does. For rescoring, or
+/// for summing the probability of hypotheses that a coarser output space merges.
 std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, const torch::Tensor& src,
                                                     const DecodeOptions& options);
 
@@ -164,7 +166,7 @@ std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, cons
 /// with equal `keys` are merged into one, as a coarser output space does (phones without their
 /// stress marks, say): a key's probability is the sum of its hypotheses', and it is scored as they
 /// are, log p / lp(|Y|). |Y| and the index returned are those of the key's first hypothesis in
-/// nbest, its best as generate_nbest orders them.
+/// nbest, its best as generate_nbest orders them (its length, where a key's lengths differ).
 size_t best_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::string>& keys, double alpha);
 
 /// Cross-entropy against label-smoothed targets q = (1 - eps) one_hot(y) + eps / V (Szegedy et

@@ -369,7 +369,8 @@ void add_keys(Schema& s) {
       .add_int("decode.batch_size", 256, "words decoded (and scored) together", 1)
       .add_string("decode.no_stress", "strip",
                   "the pronunciation without stress (the *_no_stress metrics, zoo g2p --no-stress): strip = the "
-                  "best one's marks dropped; sum = the beam's hypotheses that differ only in stress summed as one",
+                  "best one's marks dropped; sum = the beam's hypotheses that differ only in stress summed as one (the "
+                  "same with data.stress false)",
                   {"strip", "sum"});
 }
 

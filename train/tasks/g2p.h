@@ -16,7 +16,7 @@ class G2PTask : public Task {
   /// hypotheses that differ only in stress count as one (decode.no_stress=sum), or the best
   /// pronunciation's marks are dropped (decode.no_stress=strip).
   virtual std::vector<std::vector<std::string>> pronounce(const std::vector<std::string>& words,
-                                                          bool no_stress = false) = 0;
+                                                          bool no_stress) = 0;
 };
 
 }  // namespace zoo
