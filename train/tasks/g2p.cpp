@@ -367,7 +367,7 @@ void add_keys(Schema& s) {
       .add_float("decode.length_penalty", 0.6, "alpha of the GNMT length penalty", 0.0, 5.0)
       .add_int("decode.max_len", 40, "most phones to generate, end of word included", 2, kPositions - 1)
       .add_int("decode.batch_size", 256, "words decoded (and scored) together", 1)
-      .add_string("decode.no_stress", "strip",
+      .add_string("decode.no_stress", "sum",
                   "the pronunciation without stress (the *_no_stress metrics, zoo g2p --no-stress): strip = the "
                   "best one's marks dropped; sum = the beam's hypotheses that differ only in stress summed as one (the "
                   "same with data.stress false)",
