@@ -15,10 +15,10 @@ struct ScratchCleanup : Catch::TestEventListenerBase {
   void testCaseEnded(const Catch::TestCaseStats& stats) override {
     auto dirs = std::move(zoo::test::scratch_dirs());
     zoo::test::scratch_dirs().clear();
-    const char* keep = std::getenv("ZOO_KEEP_TEST_DIRS");
-    const bool failed = stats.totals.assertions.failed > 0;
+    const char* env = std::getenv("ZOO_KEEP_TEST_DIRS");
+    const bool failed = stats.totals.assertions.failed > 0, keep = failed || (env && std::string(env) == "1");
     for (const auto& d : dirs) {
-      if (failed || (keep && std::string(keep) == "1")) {
+      if (keep) {
         if (failed) std::cerr << "kept the failed test case's scratch directory " << d << "\n";
         continue;
       }

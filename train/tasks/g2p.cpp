@@ -241,13 +241,15 @@ class TransformerG2P : public G2PTask {
   /// The pronunciation without stress marks that decode.no_stress picks from a word's hypotheses.
   std::vector<std::string> plain_pronunciation(const std::vector<Hypothesis>& hyps) const {
     if (!sum_stress_ || !stress_ || hyps.size() == 1) return without_stress(phones_of(hyps.front()));
+    std::vector<std::vector<std::string>> plain;
     std::vector<std::string> keys;
     for (const auto& h : hyps) {
+      plain.push_back(without_stress(phones_of(h)));
       std::string key;
-      for (const auto& p : without_stress(phones_of(h))) key += p + " ";
+      for (const auto& p : plain.back()) key += p + " ";
       keys.push_back(key);
     }
-    return without_stress(phones_of(hyps[best_merged(hyps, keys, decode_.length_penalty())]));
+    return plain[best_merged(hyps, keys, decode_.length_penalty())];
   }
 
   /// Every finished beam hypothesis of each word, best first.
