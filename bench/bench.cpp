@@ -4,6 +4,9 @@
 //   {"impl": "zoo", "model": ..., "items_per_s": ..., "unit": ..., "peak_rss_mib": ..., "params": ..., "threads": ...}
 //
 //   zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] [--warmup N] [--batch N]
+//             [--device cpu|cuda]
+// On cuda the model and its batch live on the GPU, in float32 as on the CPU, and the timing
+// waits for the GPU's queued work before it starts and before it stops.
 // ddim times sampling, not training: a batch through 50 DDIM steps (eta 0) per "step".
 // dropout times one training-mode dropout (p = 0.1) of a (batch, 512) activation per "step".
 #include <sys/resource.h>
@@ -13,6 +16,8 @@
 #include <cstdlib>
 #include <functional>
 #include <string>
+
+#include <torch/cuda.h>
 
 #include "models/bert.h"
 #include "models/clip.h"
@@ -25,6 +30,8 @@
 #include "models/vit.h"
 
 namespace {
+
+torch::Device dev = torch::kCPU;  // --device
 
 struct Bench {
   std::function<void()> step;  // one optimizer step
@@ -54,10 +61,11 @@ std::function<void(const torch::Tensor&)> optimizer_step(std::shared_ptr<torch::
 Bench vit(int64_t batch) {
   auto m = zoo::ViT(zoo::ViTOptions().image_size(28).patch_size(4).dim(128).depth(6).heads(4).mlp_dim(256).dropout(0.1));
   m->train();
+  m->to(dev);
   auto opt = std::make_shared<torch::optim::AdamW>(m->parameters(), torch::optim::AdamWOptions(1e-3).weight_decay(0.05));
   auto update = optimizer_step(opt, m->parameters());
-  auto x = torch::rand({batch, 1, 28, 28});
-  auto y = torch::randint(0, 10, {batch}, torch::kLong);
+  auto x = torch::rand({batch, 1, 28, 28}).to(dev);
+  auto y = torch::randint(0, 10, {batch}, torch::kLong).to(dev);
   return {[=]() mutable { update(torch::nn::functional::cross_entropy(m->forward(x), y)); }, static_cast<double>(batch),
           "images", count(m->parameters())};
 }
@@ -70,11 +78,12 @@ Bench transformer(int64_t batch) {
                                 .d_model(256).heads(4).ff_dim(512).encoder_layers(3).decoder_layers(3).dropout(0.1)
                                 .attention_dropout(0.1));  // as nn.Transformer, whose one dropout covers both
   m->train();
+  m->to(dev);
   auto opt = std::make_shared<torch::optim::Adam>(m->parameters(),
                                                   torch::optim::AdamOptions(1e-4).betas({0.9, 0.98}).eps(1e-9));
   auto update = optimizer_step(opt, m->parameters());
-  auto src = torch::randint(4, src_vocab, {batch, s}, torch::kLong);
-  auto tgt = torch::randint(4, tgt_vocab, {batch, t}, torch::kLong);
+  auto src = torch::randint(4, src_vocab, {batch, s}, torch::kLong).to(dev);
+  auto tgt = torch::randint(4, tgt_vocab, {batch, t}, torch::kLong).to(dev);
   return {[=]() mutable {
             auto logits = m->forward(src, tgt.slice(1, 0, -1));
             update(zoo::label_smoothed_cross_entropy(logits.reshape({-1, tgt_vocab}), tgt.slice(1, 1).reshape({-1}), 0.1, 0));
@@ -87,16 +96,18 @@ Bench bert(int64_t batch) {
   const int64_t vocab = 8192, len = 128, picks = 19;
   auto m = zoo::BertForPreTraining(zoo::BertOptions::preset("mini", vocab));
   m->train();
+  m->to(dev);
   auto opt = std::make_shared<torch::optim::AdamW>(m->parameters(), torch::optim::AdamWOptions(1e-4).weight_decay(0.01));
   auto update = optimizer_step(opt, m->parameters());
-  auto ids = torch::randint(5, vocab, {batch, len}, torch::kLong);
-  auto types = torch::cat({torch::zeros({batch, len / 2}, torch::kLong), torch::ones({batch, len / 2}, torch::kLong)}, 1);
-  auto mask = torch::ones({batch, len}, torch::kLong);
+  auto ids = torch::randint(5, vocab, {batch, len}, torch::kLong).to(dev);
+  auto types =
+      torch::cat({torch::zeros({batch, len / 2}, torch::kLong), torch::ones({batch, len / 2}, torch::kLong)}, 1).to(dev);
+  auto mask = torch::ones({batch, len}, torch::kLong).to(dev);
   auto rows = torch::arange(batch).repeat_interleave(picks);
   auto cols = torch::randint(1, len - 1, {batch * picks}, torch::kLong);
-  auto positions = torch::stack({rows, cols}, 1);
-  auto targets = torch::randint(5, vocab, {batch * picks}, torch::kLong);
-  auto nsp = torch::randint(0, 2, {batch}, torch::kLong);
+  auto positions = torch::stack({rows, cols}, 1).to(dev);
+  auto targets = torch::randint(5, vocab, {batch * picks}, torch::kLong).to(dev);
+  auto nsp = torch::randint(0, 2, {batch}, torch::kLong).to(dev);
   return {[=]() mutable {
             auto out = m->forward(ids, types, mask, positions);
             update(torch::nn::functional::cross_entropy(out.mlm_logits, targets) +
@@ -112,10 +123,11 @@ Bench clip(int64_t batch) {
                                       zoo::TextTransformerOptions(vocab).context_length(24).dim(128).depth(3).heads(4).mlp_dim(256).eot_id(3))
                          .embed_dim(128));
   m->train();
+  m->to(dev);
   auto opt = std::make_shared<torch::optim::AdamW>(m->parameters(), torch::optim::AdamWOptions(1e-3).weight_decay(0.05));
   auto update = optimizer_step(opt, m->parameters());
-  auto x = torch::rand({batch, 1, 28, 28});
-  auto tokens = torch::randint(5, vocab, {batch, len}, torch::kLong);
+  auto x = torch::rand({batch, 1, 28, 28}).to(dev);
+  auto tokens = torch::randint(5, vocab, {batch, len}, torch::kLong).to(dev);
   tokens.select(1, 0).fill_(2);
   tokens.select(1, len - 1).fill_(3);
   return {[=]() mutable { update(zoo::clip_loss(m->forward(x, tokens).logits_per_image)); }, static_cast<double>(batch),
@@ -126,9 +138,10 @@ Bench clip(int64_t batch) {
 Bench vae(int64_t batch) {
   auto m = zoo::VAE(zoo::VAEOptions().hidden_dim(400).latent_dim(20));
   m->train();
+  m->to(dev);
   auto opt = std::make_shared<torch::optim::Adam>(m->parameters(), torch::optim::AdamOptions(1e-3));
   auto update = optimizer_step(opt, m->parameters());
-  auto x = torch::rand({batch, 1, 28, 28});
+  auto x = torch::rand({batch, 1, 28, 28}).to(dev);
   return {[=]() mutable {
             auto terms = m->elbo(x, m->forward(x));
             update((terms.reconstruction + terms.kl).mean());
@@ -143,14 +156,15 @@ Bench gan(int64_t batch) {
   auto g = zoo::Generator(o);
   auto d = zoo::Discriminator(o);
   g->train(), d->train();
+  g->to(dev), d->to(dev);
   auto adam = torch::optim::AdamOptions(2e-4).betas({0.5, 0.999});
   auto g_opt = std::make_shared<torch::optim::Adam>(g->parameters(), adam);
   auto d_opt = std::make_shared<torch::optim::Adam>(d->parameters(), adam);
-  auto real = torch::rand({batch, 1, 28, 28}) * 2 - 1;
+  auto real = (torch::rand({batch, 1, 28, 28}) * 2 - 1).to(dev);
   namespace F = torch::nn::functional;
   return {[=]() mutable {
-            auto ones = torch::ones({batch}), zeros = torch::zeros({batch});
-            auto fake = g->forward(torch::randn({batch, 100}));
+            auto ones = torch::ones({batch}, dev), zeros = torch::zeros({batch}, dev);
+            auto fake = g->forward(torch::randn({batch, 100}, dev));
             auto d_loss = F::binary_cross_entropy_with_logits(d->forward(real), ones) +
                           F::binary_cross_entropy_with_logits(d->forward(fake.detach()), zeros);
             d_opt->zero_grad();
@@ -173,11 +187,12 @@ Bench ddpm(int64_t batch) {
   auto unet = ddpm_unet();
   zoo::NoiseSchedule schedule;
   unet->train();
+  unet->to(dev), schedule->to(dev);
   auto opt = std::make_shared<torch::optim::Adam>(unet->parameters(), torch::optim::AdamOptions(2e-4));
   auto update = optimizer_step(opt, unet->parameters());
-  auto x0 = torch::rand({batch, 1, 28, 28}) * 2 - 1;
+  auto x0 = (torch::rand({batch, 1, 28, 28}) * 2 - 1).to(dev);
   return {[=]() mutable {
-            auto t = torch::randint(0, 1000, {batch}, torch::kLong);
+            auto t = torch::randint(0, 1000, {batch}, torch::TensorOptions(torch::kLong).device(dev));
             auto noise = torch::randn_like(x0);
             update(torch::mse_loss(unet->forward(schedule->q_sample(x0, t, noise), t), noise));
           },
@@ -189,10 +204,11 @@ Bench ddim(int64_t batch) {
   auto unet = ddpm_unet();
   zoo::NoiseSchedule schedule;
   unet->eval();
+  unet->to(dev), schedule->to(dev);
   zoo::Denoiser net = [unet](const torch::Tensor& x, const torch::Tensor& t) mutable { return unet->forward(x, t); };
   return {[=]() {
             torch::NoGradGuard no_grad;
-            zoo::ddim_sample(*schedule, net, torch::randn({batch, 1, 28, 28}), zoo::DDIMSamplerOptions().steps(50));
+            zoo::ddim_sample(*schedule, net, torch::randn({batch, 1, 28, 28}, dev), zoo::DDIMSamplerOptions().steps(50));
           },
           static_cast<double>(batch), "images sampled", count(unet->parameters())};
 }
@@ -200,7 +216,7 @@ Bench ddim(int64_t batch) {
 // Dropout alone: zoo::dropout at p = 0.1 on a (batch, 512) activation; batch 2,304 is the
 // Transformer G2P feed-forward's inner activation (256 words x 9 positions).
 Bench dropout(int64_t batch) {
-  auto x = torch::randn({batch, 512});
+  auto x = torch::randn({batch, 512}).to(dev);
   return {[=]() { zoo::dropout(x, 0.1, /*training=*/true); }, static_cast<double>(x.numel()), "elements", 0};
 }
 
@@ -209,16 +225,30 @@ Bench dropout(int64_t batch) {
 int main(int argc, char** argv) {
   int threads = 2, steps = 20, warmup = 3;
   int64_t batch = 0;
-  std::string model;
+  std::string model, device = "cpu";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k == "--model") model = argv[i + 1];
+    else if (k == "--device") device = argv[i + 1];
     else if (k == "--threads") threads = std::atoi(argv[i + 1]);
     else if (k == "--steps") steps = std::atoi(argv[i + 1]);
     else if (k == "--warmup") warmup = std::atoi(argv[i + 1]);
     else if (k == "--batch") batch = std::atoll(argv[i + 1]);
     else model.clear(), i = argc;
   }
+  if (device == "cuda") {
+    if (!torch::cuda::is_available()) {
+      std::fprintf(stderr, "zoo_bench: --device cuda: this LibTorch sees no CUDA device; use --device cpu\n");
+      return 2;
+    }
+    dev = torch::Device(torch::kCUDA, 0);
+  } else if (device != "cpu") {
+    std::fprintf(stderr, "zoo_bench: --device %s: expected cpu or cuda\n", device.c_str());
+    return 2;
+  }
+  auto sync = [] {
+    if (dev.is_cuda()) torch::cuda::synchronize();
+  };
   Bench b;
   torch::set_num_threads(threads);
   torch::manual_seed(0);
@@ -233,18 +263,20 @@ int main(int argc, char** argv) {
   else if (model == "dropout") b = dropout(batch ? batch : 2304);
   else {
     std::fprintf(stderr, "usage: zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] "
-                         "[--warmup N] [--batch N]\n");
+                         "[--warmup N] [--batch N] [--device cpu|cuda]\n");
     return 2;
   }
   for (int i = 0; i < warmup; ++i) b.step();
+  sync();
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) b.step();
+  sync();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf("{\"impl\": \"zoo\", \"model\": \"%s\", \"items_per_s\": %.2f, \"unit\": \"%s\", \"peak_rss_mib\": %.1f, "
-              "\"params\": %lld, \"threads\": %d}\n",
+              "\"params\": %lld, \"threads\": %d, \"device\": \"%s\"}\n",
               model.c_str(), steps * b.items_per_step / secs, b.unit.c_str(), ru.ru_maxrss / 1024.0,
-              static_cast<long long>(b.params), threads);
+              static_cast<long long>(b.params), threads, device.c_str());
   return 0;
 }

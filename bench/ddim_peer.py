@@ -11,7 +11,7 @@ import unet_peer
 a = peer.args(default_batch=64)
 unet = unet_peer.UNet()
 unet.eval()
-ab = unet_peer.alphas_cumprod
+ab = unet_peer.alphas_cumprod.to(a.device)
 ts = sorted({round(i * 999 / 49) for i in range(50)}, reverse=True)
 
 

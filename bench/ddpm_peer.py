@@ -11,7 +11,7 @@ unet.train()
 params = list(unet.parameters())
 update = peer.optimizer_step(torch.optim.Adam(params, lr=2e-4), params)
 x0 = torch.rand(a.batch, 1, 28, 28) * 2 - 1
-ab = unet_peer.alphas_cumprod
+ab = unet_peer.alphas_cumprod.to(a.device)
 
 
 def step():

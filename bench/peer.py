@@ -1,8 +1,11 @@
 """What the PyTorch Python peers share: arguments, timing, and the JSON line that
-scripts/bench reads beside zoo_bench's. Run with Debian's /usr/bin/python3 (torch 1.13)."""
+scripts/bench reads beside zoo_bench's. Run with Debian's /usr/bin/python3 (torch 1.13) on the
+CPU; --device cuda needs a CUDA torch of 2.0 or later (torch.set_default_device puts every
+tensor and module the peer makes on the GPU)."""
 import argparse
 import json
 import resource
+import sys
 import time
 
 import torch
@@ -14,8 +17,13 @@ def args(default_batch):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=0)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     a = p.parse_args()
     a.batch = a.batch or default_batch
+    if a.device == "cuda":
+        if not torch.cuda.is_available() or not hasattr(torch, "set_default_device"):
+            sys.exit(f"{sys.argv[0]}: --device cuda needs a CUDA torch 2.0 or later; this is torch {torch.__version__}")
+        torch.set_default_device("cuda")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     return a
@@ -32,13 +40,16 @@ def optimizer_step(opt, params):
 
 
 def run(a, model, step, items_per_step, unit, params):
+    sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
     for _ in range(a.warmup):
         step()
+    sync()
     t0 = time.perf_counter()
     for _ in range(a.steps):
         step()
+    sync()
     secs = time.perf_counter() - t0
     print(json.dumps({"impl": "pytorch", "model": model, "items_per_s": round(a.steps * items_per_step / secs, 2),
                       "unit": unit,
                       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                      "params": sum(p.numel() for p in params), "threads": a.threads}))
+                      "params": sum(p.numel() for p in params), "threads": a.threads, "device": a.device}))
