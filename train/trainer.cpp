@@ -942,7 +942,8 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
   // same task with the same fixed keys (the shapes of the weights and what they mean).
   Config cfg;
   const auto& base_path = inputs.back();
-  auto base = load_task(base_path, {}, &cfg);
+  torch::serialize::InputArchive source;  // its step and task state go into the average
+  auto base = load_task(base_path, {}, &cfg, /*runtime=*/true, &source);
   auto live = float_state(*base);
   std::vector<torch::Tensor> sum;
   for (auto& t : live) sum.push_back(t.detach().to(torch::kFloat64));
@@ -987,7 +988,6 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
     torch::NoGradGuard no_grad;
     for (size_t j = 0; j < live.size(); ++j) live[j].copy_(sum[j] / static_cast<double>(inputs.size()));
   }
-  auto source = read_checkpoint(base_path);
   result.step = write_weights(*base, cfg, source, {"average", json(inputs).dump()}, out, "zoo average");
   result.task = std::move(base);
   return result;
@@ -995,13 +995,13 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
 
 int64_t export_checkpoint(const std::string& checkpoint, const std::string& out) {
   Config cfg;
-  auto task = load_task(checkpoint, {}, &cfg);
-  auto source = read_checkpoint(checkpoint);
+  torch::serialize::InputArchive source;
+  auto task = load_task(checkpoint, {}, &cfg, /*runtime=*/true, &source);
   return write_weights(*task, cfg, source, {"exported_from", checkpoint}, out, "zoo export");
 }
 
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
-                                Config* config_out, bool runtime) {
+                                Config* config_out, bool runtime, torch::serialize::InputArchive* archive_out) {
   auto archive = read_checkpoint(checkpoint);
   const auto stored = checkpoint_config(archive, checkpoint);
   auto cfg = Config::from_yaml(stored, checkpoint + " (stored config)", overrides);
@@ -1039,6 +1039,7 @@ std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector
   }
   task->model().eval();
   if (config_out) *config_out = cfg;
+  if (archive_out) *archive_out = std::move(archive);
   return task;
 }
 

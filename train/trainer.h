@@ -105,9 +105,11 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
 /// Rebuilds a checkpoint's task and loads its weights (EMA weights when the run kept them).
 /// `overrides` are --set pairs applied to the stored config (e.g. data.root, train.device).
 /// `runtime` applies the stored train.threads and train.seed to this process (false when a
-/// task loads another run's checkpoint inside its own run, as fine-tuning does).
+/// task loads another run's checkpoint inside its own run, as fine-tuning does). `archive_out`,
+/// where given, receives the checkpoint as read (and checked), for a caller that needs more of it.
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
-                                Config* config_out = nullptr, bool runtime = true);
+                                Config* config_out = nullptr, bool runtime = true,
+                                torch::serialize::InputArchive* archive_out = nullptr);
 
 /// Checkpoint averaging (Vaswani et al. 2017, Sec. 6.1: "a single model obtained by averaging the
 /// last 5 checkpoints"): writes to `out` a checkpoint whose networks are the uniform average of
