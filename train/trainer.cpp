@@ -1002,7 +1002,12 @@ int64_t export_checkpoint(const std::string& checkpoint, const std::string& out)
 
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
                                 Config* config_out, bool runtime, torch::serialize::InputArchive* archive_out) {
-  auto archive = read_checkpoint(checkpoint);
+  return load_task(read_checkpoint(checkpoint), checkpoint, overrides, config_out, runtime, archive_out);
+}
+
+std::unique_ptr<Task> load_task(torch::serialize::InputArchive archive, const std::string& checkpoint,
+                                const std::vector<std::string>& overrides, Config* config_out, bool runtime,
+                                torch::serialize::InputArchive* archive_out) {
   const auto stored = checkpoint_config(archive, checkpoint);
   auto cfg = Config::from_yaml(stored, checkpoint + " (stored config)", overrides);
   const auto trained = Config::from_yaml(stored, checkpoint + " (stored config)");

@@ -110,6 +110,10 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
 std::unique_ptr<Task> load_task(const std::string& checkpoint, const std::vector<std::string>& overrides,
                                 Config* config_out = nullptr, bool runtime = true,
                                 torch::serialize::InputArchive* archive_out = nullptr);
+/// The same, from a checkpoint already read (and checked) by read_checkpoint(checkpoint).
+std::unique_ptr<Task> load_task(torch::serialize::InputArchive archive, const std::string& checkpoint,
+                                const std::vector<std::string>& overrides, Config* config_out = nullptr,
+                                bool runtime = true, torch::serialize::InputArchive* archive_out = nullptr);
 
 /// Checkpoint averaging (Vaswani et al. 2017, Sec. 6.1: "a single model obtained by averaging the
 /// last 5 checkpoints"): writes to `out` a checkpoint whose networks are the uniform average of

@@ -73,6 +73,7 @@ std::string timestamp() {
 /// empty when there is none.
 struct NewestRun {
   std::string dir, checkpoint;
+  std::optional<torch::serialize::InputArchive> archive;  // the checkpoint, as read and checked
 };
 NewestRun newest_run(const std::string& task_prefix) {
   NewestRun best;
@@ -93,10 +94,11 @@ NewestRun newest_run(const std::string& task_prefix) {
       return fs::last_write_time(x) > fs::last_write_time(y);
     });
     std::string newest, task;
+    std::optional<torch::serialize::InputArchive> archive;
     for (const auto& f : files) {
       try {
-        auto archive = zoo::read_checkpoint(f);
-        task = zoo::Config::from_yaml(zoo::checkpoint_config(archive, f), f).task();
+        archive = zoo::read_checkpoint(f);
+        task = zoo::Config::from_yaml(zoo::checkpoint_config(*archive, f), f).task();
         newest = f;
         break;
       } catch (const std::exception&) {
@@ -104,7 +106,7 @@ NewestRun newest_run(const std::string& task_prefix) {
     }
     if (newest.empty() || task.rfind(task_prefix, 0) != 0) continue;  // none readable, or another task's run
     const auto t = fs::last_write_time(newest);
-    if (best.dir.empty() || t > best_time) best = {e.path().string(), newest}, best_time = t;
+    if (best.dir.empty() || t > best_time) best = {e.path().string(), newest, std::move(archive)}, best_time = t;
   }
   return best;
 }
@@ -295,15 +297,17 @@ int cmd_sample(int argc, char** argv) {
   if (n < 1 || n > 4096) throw zoo::UsageError("--n " + std::to_string(n) + ": expected 1 to 4096 samples");
 
   std::string checkpoint;
+  std::optional<torch::serialize::InputArchive> archive;  // the checkpoint, once read and checked
   if (r.count("checkpoint")) {
     checkpoint = r["checkpoint"].as<std::string>();
   } else if (family == "ddpm_") {
-    const auto run = newest_run(family);
+    auto run = newest_run(family);
     if (!run.dir.empty()) {  // its best.pt, else (none, or damaged) its newest readable checkpoint
       const auto best = (fs::path(run.dir) / "checkpoints" / "best.pt").string();
       checkpoint = run.checkpoint;
+      archive = std::move(run.archive);
       if (fs::exists(best) && best != checkpoint) try {
-          zoo::read_checkpoint(best);
+          archive = zoo::read_checkpoint(best);
           checkpoint = best;
         } catch (const zoo::UsageError& e) {
           std::cerr << "zoo sample: skipping " << e.what() << "\n";
@@ -317,9 +321,9 @@ int cmd_sample(int argc, char** argv) {
     throw zoo::UsageError("zoo sample " + model + ": --checkpoint is required");
   }
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  if (!archive) archive = zoo::read_checkpoint(checkpoint);
   {  // the checkpoint must hold the model asked for
-    auto archive = zoo::read_checkpoint(checkpoint);
-    auto task = zoo::Config::from_yaml(zoo::checkpoint_config(archive, checkpoint), checkpoint).task();
+    auto task = zoo::Config::from_yaml(zoo::checkpoint_config(*archive, checkpoint), checkpoint).task();
     if (task.rfind(family, 0) != 0)
       throw zoo::UsageError(checkpoint + ": holds a " + task + " run, not " + model +
                             " (zoo sample takes vae, gan, ddpm or ddim to match the checkpoint)");
@@ -346,7 +350,7 @@ int cmd_sample(int argc, char** argv) {
     throw zoo::UsageError("--columns " + std::to_string(columns) + ": expected at least 1 image per row");
   const auto out = r["out"].as<std::string>();
   check_output(out, "--out", checkpoint, /*renamed_over=*/true);
-  auto task = zoo::load_task(checkpoint, sets);
+  auto task = zoo::load_task(std::move(*archive), checkpoint, sets);
   torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
   auto images = task->sample(n);
   try {
