@@ -171,6 +171,47 @@ TEST_CASE("multi-tensor Adam and AdamW take torch::optim's steps bit for bit, an
   }
 }
 
+TEST_CASE("optim.decay_1d=false: weight decay acts on matrices and kernels, not on biases and gains", "[optim]") {
+  for (const char* name : {"adamw", "adam", "sgd"})
+    for (bool decay_1d : {true, false}) {
+      CAPTURE(name, decay_1d);
+      torch::manual_seed(0);
+      torch::nn::Linear lin(3, 2);
+      torch::nn::LayerNorm norm(torch::nn::LayerNormOptions({2}));
+      std::vector<torch::Tensor> params = lin->parameters();
+      for (auto& p : norm->parameters()) params.push_back(p);
+      auto cfg = tiny(1, {std::string("optim.name=") + name, "optim.lr=0.1", "optim.weight_decay=0.5",
+                          std::string("optim.decay_1d=") + (decay_1d ? "true" : "false")});
+      auto opt = zoo::make_optimizer(cfg, params);
+      CHECK(opt->param_groups().size() == (decay_1d ? 1u : 2u));
+      std::vector<torch::Tensor> before;
+      for (auto& p : params) {
+        before.push_back(p.detach().clone());
+        p.mutable_grad() = torch::zeros_like(p);  // no gradient: only the decay moves a parameter
+      }
+      opt->step();
+      for (size_t i = 0; i < params.size(); ++i) {
+        CAPTURE(i);
+        const bool decayed = decay_1d || params[i].dim() >= 2;
+        // AdamW: p (1 - lr wd). Adam and SGD: the L2 term wd p is the gradient, and Adam's first
+        // step moves each element by lr against its sign; SGD's by lr wd p.
+        torch::Tensor expected = before[i];
+        if (decayed) {
+          if (std::string(name) == "adamw") expected = before[i] * (1 - 0.1 * 0.5);
+          else if (std::string(name) == "adam") expected = before[i] - 0.1 * torch::sign(before[i]);
+          else expected = before[i] - 0.1 * 0.5 * before[i];
+        }
+        CHECK(torch::allclose(params[i], expected, 1e-5, 1e-6));
+      }
+      // The groups are torch::optim's: the state of a two-group optimizer saves and loads.
+      auto path = zoo::test::scratch("optim-groups") + "/state.pt";
+      torch::save(*opt, path);
+      auto again = zoo::make_optimizer(cfg, params);
+      torch::load(*again, path);
+      CHECK(again->param_groups().size() == opt->param_groups().size());
+    }
+}
+
 TEST_CASE("clip_grad_norm scales the gradients as torch::nn::utils::clip_grad_norm_", "[optim]") {
   for (double max_norm : {0.05, 1e3}) {  // clipping, and a norm already below the bound
     torch::manual_seed(1);

@@ -218,6 +218,10 @@ void add_common_keys(Schema& s) {
       .add_string("optim.name", "adamw", "optimizer", {"adamw", "adam", "sgd"})
       .add_float("optim.lr", 1e-3, "peak learning rate", 0.0)
       .add_float("optim.weight_decay", 0.0, "decoupled weight decay (adamw) or L2 penalty (adam, sgd)", 0.0)
+      .add_bool("optim.decay_1d", true,
+                "weight decay on 1-D parameters too (biases, norm gains, CLIP's temperature), as torch.optim does with "
+                "model.parameters(); false decays only matrices and kernels (CLIP Sec. 2.5, BERT, timm, nanoGPT)")
+      .fixed("optim.decay_1d")
       .add_float("optim.beta1", 0.9, "Adam beta1", 0.0, 1.0)
       .add_float("optim.beta2", 0.999, "Adam beta2", 0.0, 1.0)
       .check("optim.beta1", below_one)

@@ -107,18 +107,41 @@ torch::Tensor MultiTensorAdam::step(LossClosure closure) {
   });
 }
 
+namespace {
+
+// `Opt` over `decayed` with `options`, and over `plain` (when there are any) with the same
+// options but no weight decay: a second parameter group.
+template <class Opt, class Options>
+std::unique_ptr<torch::optim::Optimizer> with_groups(std::vector<torch::Tensor> decayed, std::vector<torch::Tensor> plain,
+                                                     const Options& options) {
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(std::move(decayed), std::make_unique<Options>(options));
+  if (!plain.empty()) {
+    auto no_decay = std::make_unique<Options>(options);
+    no_decay->weight_decay(0);
+    groups.emplace_back(std::move(plain), std::move(no_decay));
+  }
+  return std::make_unique<Opt>(std::move(groups), options);
+}
+
+}  // namespace
+
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, std::vector<torch::Tensor> params) {
   const auto name = cfg.get_string("optim.name");
   const double lr = cfg.get_float("optim.lr"), wd = cfg.get_float("optim.weight_decay");
   const auto betas = std::make_tuple(cfg.get_float("optim.beta1"), cfg.get_float("optim.beta2"));
+  // optim.decay_1d false: weight decay acts on matrices and kernels only, not on biases, norm
+  // gains or scalars such as CLIP's temperature (CLIP Sec. 2.5; timm's and nanoGPT's rule).
+  std::vector<torch::Tensor> decayed, plain;
+  for (auto& p : params) (cfg.get_bool("optim.decay_1d") || p.dim() >= 2 ? decayed : plain).push_back(p);
   if (name == "adamw")
-    return std::make_unique<MultiTensorAdamW>(
-        params, torch::optim::AdamWOptions(lr).betas(betas).eps(cfg.get_float("optim.eps")).weight_decay(wd));
+    return with_groups<MultiTensorAdamW>(
+        decayed, plain, torch::optim::AdamWOptions(lr).betas(betas).eps(cfg.get_float("optim.eps")).weight_decay(wd));
   if (name == "adam")
-    return std::make_unique<MultiTensorAdam>(
-        params, torch::optim::AdamOptions(lr).betas(betas).eps(cfg.get_float("optim.eps")).weight_decay(wd));
-  return std::make_unique<torch::optim::SGD>(
-      params, torch::optim::SGDOptions(lr).momentum(cfg.get_float("optim.momentum")).weight_decay(wd));
+    return with_groups<MultiTensorAdam>(
+        decayed, plain, torch::optim::AdamOptions(lr).betas(betas).eps(cfg.get_float("optim.eps")).weight_decay(wd));
+  return with_groups<torch::optim::SGD>(
+      decayed, plain, torch::optim::SGDOptions(lr).momentum(cfg.get_float("optim.momentum")).weight_decay(wd));
 }
 
 void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
