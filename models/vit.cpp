@@ -52,7 +52,7 @@ void ViTImpl::reset() {
     head->weight.zero_();  // a zero-initialised head, as in the paper's fine-tuning setup
     head->bias.zero_();
   }
-  // Truncated-normal(0.02)-like init for the linear layers, zero biases (as in timm / torchvision).
+  // Xavier-uniform init for the linear layers (the original ViT code's and torchvision's), zero biases.
   torch::NoGradGuard no_grad;
   for (auto& block : *blocks) {
     auto& b = *block->as<EncoderBlock>();
