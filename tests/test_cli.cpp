@@ -1,6 +1,10 @@
 // The zoo command run as a process: exit codes and one-line messages on bad input,
 // and a training run killed with SIGKILL that resumes and finishes.
 #include <catch2/catch.hpp>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -165,6 +169,16 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   check_refused("train --config " + configs + "bert_mlm.yaml --set data.vocab=/dev/zero --run-dir " + dir + "/r",
                 "data.vocab: /dev/zero: is not a regular file");
   check_refused(train + "--set optim.beta2=1", "optim.beta2: must be below 1 (Adam divides by 1 - beta^t)");
+  check_refused(train + "--set optim.eps=0", "optim.eps: must be above 0");
+  check_refused("train --config " + configs + "ddpm_fashion_mnist.yaml --set eval.fid_samples=1",
+                "eval.fid_samples: must be 0 (no FID) or at least 2");
+  check_refused("train --config " + configs + "ddpm_fashion_mnist.yaml --set sample.grid=5000",
+                "sample.grid: must be at most 4096");
+  // A file an eval key names is checked before the first step, not at the first evaluation.
+  check_refused("train --config " + configs + "ddpm_fashion_mnist.yaml --set data.root=" + zoo::test::data_root() +
+                    " --set eval.fid_classifier=" + dir + "/none.pt --run-dir " + dir + "/fid",
+                "eval.fid_classifier: " + dir + "/none.pt: no such checkpoint file");
+  CHECK(!fs::exists(dir + "/fid"));
   check_refused("train --config " + configs + "ddpm_fashion_mnist.yaml --set model.base_channels=12 --set data.root=" +
                     zoo::test::data_root() + " --run-dir " + dir + "/r",
                 "model.base_channels: 12 is not a multiple of 8 (GroupNorm's 8 groups)");
@@ -235,6 +249,22 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diver
                 "--resume: " + rd + " holds one run (train.restarts 1), not restarts");
   check_refused("train --config " + cfg + " --set train.steps=2 --run-dir " + rd + " --resume",
                 "--resume: the run is at step 4, past train.steps=2; give a train.steps of at least 4");
+  // Another task's config, and a second trainer on a directory in use (it holds run_dir/.lock).
+  check_refused("train --config " + zoo::test::source_dir() + "/configs/vae_fashion_mnist.yaml --set data.root=" +
+                    zoo::test::data_root() + " --run-dir " + rd + " --resume",
+                "--resume: " + rd + "/checkpoints/step-00000004.pt holds a vit_fashion_mnist run, not vae_fashion_mnist");
+  {
+    const int fd = ::open((rd + "/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    check_refused("train --config " + cfg + " --set train.steps=6 --run-dir " + rd + " --resume",
+                  "--run-dir " + rd + ": another zoo train is using it");
+    ::close(fd);
+  }
+  // A run that fails before its first step leaves no directory behind.
+  check_refused("train --config " + cfg + " --set data.val_size=0 --run-dir " + dir + "/noval",
+                "data.val_size: is 0, so there is no val split");
+  CHECK(!fs::exists(dir + "/noval"));
   CHECK(bytes(best) == best_before);
   CHECK(bytes(config) == config_before);
   // A resume may change other keys (train.steps, to go on), and says which.

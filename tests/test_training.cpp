@@ -330,6 +330,34 @@ TEST_CASE("a checkpoint written on a GPU reads on a machine without one", "[chec
   }
 }
 
+TEST_CASE("a checkpoint whose weights are not finite is refused, naming the tensor", "[checkpoint]") {
+  auto dir = zoo::test::scratch("nanckpt");
+  auto cfg = tiny(4, {"train.ema=false"});
+  zoo::Trainer trainer(cfg, {dir});
+  trainer.run();
+  // The file a checkpoint's weights make, written as the trainer writes one: first as it is
+  // (it loads), then with one weight NaN, then one infinite.
+  auto write = [&](const std::string& path) {
+    torch::serialize::OutputArchive a, m;
+    a.write("config", c10::IValue(cfg.to_yaml()));
+    a.write("step", c10::IValue(int64_t{4}));
+    trainer.task().model().save(m);
+    a.write("model", m);
+    zoo::write_checkpoint(a, {path});
+  };
+  write(dir + "/fine.pt");
+  CHECK_NOTHROW(zoo::load_task(dir + "/fine.pt", {}));
+  auto named = trainer.task().model().named_parameters();
+  auto& p = named[named.size() / 2];
+  torch::NoGradGuard no_grad;
+  for (double bad : {std::nan(""), std::numeric_limits<double>::infinity()}) {
+    p.value().view(-1)[0].fill_(bad);
+    write(dir + "/bad.pt");
+    CHECK_THROWS_WITH(zoo::load_task(dir + "/bad.pt", {}),
+                      Contains(dir + "/bad.pt: model/" + p.key()) && Contains("holds NaN or infinite values"));
+  }
+}
+
 TEST_CASE("truncated, foreign and missing checkpoints are UsageErrors naming the path", "[checkpoint]") {
   auto dir = zoo::test::scratch("badckpt");
   zoo::Trainer trainer(tiny(4), {dir});

@@ -332,6 +332,9 @@ void load_tree(torch::nn::Module& module, torch::serialize::InputArchive& archiv
          << target.sizes() << " (the checkpoint's weights do not fit this config's model)";
       throw UsageError(os.str());
     }
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+      throw UsageError(path + ": " + prefix + name + " holds NaN or infinite values (a damaged checkpoint, or one of "
+                       "a run that diverged); use an earlier checkpoint");
     target.copy_(t);
   };
   for (auto& p : module.named_parameters(/*recurse=*/false)) load_tensor(p.key(), p.value(), false);

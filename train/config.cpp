@@ -227,6 +227,10 @@ void add_common_keys(Schema& s) {
       .check("optim.beta1", below_one)
       .check("optim.beta2", below_one)
       .add_float("optim.eps", 1e-8, "Adam epsilon", 0.0)
+      .check("optim.eps", [](const Value& v) {
+        const double x = std::holds_alternative<double>(v) ? std::get<double>(v) : static_cast<double>(std::get<int64_t>(v));
+        return x > 0 ? "" : "must be above 0 (Adam divides by sqrt(v) + eps, and v is 0 where a gradient is), e.g. 1e-8";
+      })
       .add_float("optim.momentum", 0.9, "SGD momentum", 0.0, 1.0)
       .add_string("optim.schedule", "cosine",
                   "learning-rate schedule after warmup: cosine, constant, or inverse_sqrt (Vaswani et al. Eq. 3)",

@@ -29,7 +29,13 @@ double frechet_distance(const torch::Tensor& a_in, const torch::Tensor& b_in) {
 
 FeatureExtractor::FeatureExtractor(const std::string& checkpoint, torch::Device device) : device_(device) {
   Config cfg;
-  classifier_ = load_task(checkpoint, {"train.device=" + device.str()}, &cfg);
+  // runtime false: the classifier's stored threads, seed and determinism stay out of the run
+  // that measures FID (they reseeded its generator and reset its threads at the first evaluation).
+  try {
+    classifier_ = load_task(checkpoint, {"train.device=" + device.str()}, &cfg, /*runtime=*/false);
+  } catch (const UsageError& e) {
+    throw UsageError(std::string("eval.fid_classifier: ") + e.what());
+  }
   if (cfg.task() != "vit_fashion_mnist")
     throw UsageError("eval.fid_classifier: " + checkpoint + " holds a " + cfg.task() +
                      " run; FID needs a vit_fashion_mnist checkpoint (zoo train --config configs/vit_fashion_mnist.yaml)");

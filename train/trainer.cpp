@@ -1,6 +1,12 @@
 #include "train/trainer.h"
 
 #include <ATen/autocast_mode.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <algorithm>
 #include <csignal>
 #include <functional>
@@ -222,6 +228,9 @@ void EMA::load(torch::serialize::InputArchive& archive, const std::string& path)
     torch::Tensor t;
     if (!sub.try_read("t" + std::to_string(i), t, true) || t.sizes() != shadow_[i].sizes())
       throw UsageError(path + ": EMA weight " + names_[i] + " is missing or has the wrong shape");
+    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+      throw UsageError(path + ": EMA weight " + names_[i] + " holds NaN or infinite values (a damaged checkpoint, or "
+                       "one of a run that diverged); use an earlier checkpoint");
     shadow_[i].copy_(t);
   }
 }
@@ -290,6 +299,7 @@ Trainer::Trainer(Config cfg, TrainerOptions options) : cfg_(std::move(cfg)), opt
   auto dtype = precision_dtype(cfg_, device_, &amp);
   apply_runtime(cfg_);
   task_ = make_task(cfg_, TaskContext{device_, opt_.rank, opt_.world_size});
+  task_->before_training();
   for (auto& params : task_->optimizer_params()) optimizers_.push_back(make_optimizer(cfg_, params));
   if (cfg_.get_bool("train.ema")) ema_ = std::make_unique<EMA>(task_->model(), cfg_.get_float("train.ema_decay"));
   ctx_ = std::make_unique<Context>(*this, amp, dtype);
@@ -361,6 +371,10 @@ int64_t Trainer::restore() {
     std::vector<std::string> changed;  // other keys may change (train.steps, to go on), but not unnoticed
     {  // a key that shapes the weights can't change under a resumed run
       const auto trained = Config::from_yaml(checkpoint_config(archive, path), path + " (stored config)");
+      if (trained.task() != cfg_.task())
+        throw UsageError("--resume: " + path + " holds a " + trained.task() + " run, not " + cfg_.task() +
+                         "; resume it with its own config (" + (fs::path(opt_.run_dir) / "config.yaml").string() +
+                         "), or start a new run with another --run-dir");
       if (const auto key = changed_fixed_key(cfg_, trained); !key.empty())
         throw UsageError("--resume: " + key + " is " + show_value(cfg_.value(key)) + " but " + path +
                          " was trained with " + show_value(trained.value(key)) + "; put it back, or start a new run "
@@ -767,6 +781,46 @@ std::unique_ptr<Task> greedy_soup(const fs::path& top, const std::string& key, b
 
 }  // namespace
 
+namespace {
+
+/// An exclusive flock(2) on run_dir/.lock for as long as it lives; UsageError when another
+/// process holds it.
+class RunLock {
+ public:
+  explicit RunLock(const std::string& run_dir) : dir_(run_dir) {
+    created_ = !fs::exists(run_dir);
+    fs::create_directories(run_dir);
+    const auto path = (fs::path(run_dir) / ".lock").string();
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw UsageError("--run-dir " + run_dir + ": cannot create " + path + " (" + std::strerror(errno) +
+                                  "); give a writable run directory");
+    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+      const int err = errno;
+      ::close(fd_);
+      if (err == EWOULDBLOCK)
+        throw UsageError("--run-dir " + run_dir + ": another zoo train is using it (it holds " + path +
+                         "); wait for that one to end, or choose another --run-dir");
+      throw UsageError("--run-dir " + run_dir + ": cannot lock " + path + " (" + std::strerror(err) + ")");
+    }
+  }
+  ~RunLock() {
+    // A run directory made here for a run that failed before writing anything goes again.
+    std::error_code ec;
+    if (created_ && std::distance(fs::directory_iterator(dir_, ec), fs::directory_iterator()) == 1)
+      fs::remove_all(dir_, ec);
+    ::close(fd_);
+  }
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  std::string dir_;
+  bool created_ = false;
+  int fd_ = -1;
+};
+
+}  // namespace
+
 Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* interrupted) {
   *interrupted = false;
   const auto& dir = options.run_dir;
@@ -795,6 +849,10 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
       throw UsageError("--resume: " + dir + " holds restarts (restarts/seed-S); resume them with the train.restarts they "
                        "were started with (its config.yaml says), or start one run with another --run-dir");
   }
+  // One trainer per run directory: a second would write the same checkpoints and delete the
+  // first's (train.keep_last). The lock goes with the process, however it ends.
+  std::unique_ptr<RunLock> lock;
+  if (options.rank == 0) lock = std::make_unique<RunLock>(dir);
   if (restarts == 1) {
     Trainer trainer(cfg, options);
     auto m = trainer.run();

@@ -388,23 +388,39 @@ int cmd_g2p(int argc, char** argv) {
   auto r = parse(o, argc, argv);
   if (!r.count("checkpoint")) throw zoo::UsageError("zoo g2p: --checkpoint is required (a transformer_g2p run's best.pt)");
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  std::vector<std::string> words;
-  if (r.count("words")) {
-    words = r["words"].as<std::vector<std::string>>();
-  } else {
-    for (std::string w; std::cin >> w;) words.push_back(w);
-    if (words.empty()) throw zoo::UsageError("zoo g2p: no words given (pass them as arguments or on standard input)");
-  }
   auto [task, g2p] = load_as<zoo::G2PTask>(r["checkpoint"].as<std::string>(), sets, "a G2P model (transformer_g2p)");
   torch::NoGradGuard no_grad;
-  auto prons = g2p->pronounce(words, r.count("no-stress") > 0);
-  for (size_t i = 0; i < words.size(); ++i) {
-    std::string upper = words[i];
-    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    std::cout << upper << " ";
-    for (const auto& p : prons[i]) std::cout << " " << p;
-    std::cout << "\n";
+  const bool no_stress = r.count("no-stress") > 0;
+  auto print = [&](const std::vector<std::string>& words) {
+    auto prons = g2p->pronounce(words, no_stress);
+    for (size_t i = 0; i < words.size(); ++i) {
+      std::string upper = words[i];
+      for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      std::cout << upper << " ";
+      for (const auto& p : prons[i]) std::cout << " " << p;
+      std::cout << "\n";
+    }
+    std::cout.flush();
+  };
+  if (r.count("words")) {
+    print(r["words"].as<std::vector<std::string>>());
+    return kExitOk;
   }
+  // Standard input is read and answered 256 words at a time, so a long stream gets its first
+  // answers (or a bad word's error) at once; a "word" is cut at 1,000 characters, which the
+  // model refuses as too long, rather than read without end.
+  std::vector<std::string> batch;
+  bool any = false;
+  for (std::string w; std::cin >> std::setw(1000) >> w;) {
+    if (w.size() == 1000)
+      throw zoo::UsageError("zoo g2p: a word on standard input runs to 1,000 characters or more; give words (letters "
+                            "A-Z and the apostrophe) separated by spaces or new lines");
+    batch.push_back(std::move(w));
+    any = true;
+    if (batch.size() == 256) print(batch), batch.clear();
+  }
+  if (!any) throw zoo::UsageError("zoo g2p: no words given (pass them as arguments or on standard input)");
+  if (!batch.empty()) print(batch);
   return kExitOk;
 }
 
@@ -609,8 +625,18 @@ int main(int argc, char** argv) {
     return kExitUsage;
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();
-    std::cerr << "zoo: failed: " << what.substr(0, what.find('\n')) << "\n";
+    what = what.substr(0, what.find('\n'));
+    // The config asked for more memory than there is (CPU: DefaultCPUAllocator; CUDA: c10::OutOfMemoryError).
+    if (what.find("can't allocate memory") != std::string::npos || what.find("out of memory") != std::string::npos) {
+      std::cerr << "zoo: error: out of memory (" << what << "); lower train.batch_size or the model's size, or free "
+                << "memory\n";
+      return kExitUsage;
+    }
+    std::cerr << "zoo: failed: " << what << "\n";
     return kExitFailure;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "zoo: error: out of memory; lower train.batch_size or the model's size, or free memory\n";
+    return kExitUsage;
   } catch (const std::exception& e) {
     std::cerr << "zoo: failed: " << e.what() << "\n";
     return kExitFailure;

@@ -3,6 +3,7 @@
 // exactly. With world_size > 1 each rank takes every world_size-th example (sharding).
 #pragma once
 
+#include <sstream>
 #include <vector>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -11,6 +12,17 @@
 #include "train/config.h"
 
 namespace zoo {
+
+/// A data position read back from a checkpoint: UsageError when no sampler wrote it. (A cursor
+/// past the end of an epoch is not one: after a resume with another batch size or data limit the
+/// epoch ends there, and the next begins.)
+inline void check_sampler_position(const c10::IValue& epoch, const c10::IValue& cursor) {
+  if (epoch.isInt() && cursor.isInt() && epoch.toInt() >= 0 && cursor.toInt() >= -1) return;
+  std::ostringstream os;
+  os << "the checkpoint's data position (epoch " << epoch << ", cursor " << cursor
+     << ") is not one a sampler writes; the checkpoint is damaged: use an earlier one";
+  throw UsageError(os.str());
+}
 
 class EpochSampler {
  public:
@@ -43,6 +55,7 @@ class EpochSampler {
     c10::IValue e, c;
     a.read("epoch", e);
     a.read("cursor", c);
+    check_sampler_position(e, c);
     epoch_ = e.toInt();
     order_ = torch::Tensor();
     if (c.toInt() >= 0) {  // rebuild this epoch's order, then move to the saved position
@@ -95,9 +108,13 @@ class BucketSampler {
     c10::IValue e, c;
     a.read("epoch", e);
     a.read("cursor", c);
+    check_sampler_position(e, c);
     epoch_ = e.toInt();
     batches_.clear();
-    if (c.toInt() >= 0) build(), cursor_ = c.toInt();
+    if (c.toInt() >= 0) {
+      build();
+      cursor_ = c.toInt();
+    }
   }
 
  private:

@@ -60,6 +60,9 @@ class FashionMnistTask : public Task {
     auto b = next_labelled_batch();
     return {b.images, b.labels};
   }
+  /// Training validates on "val": a run without one fails now, not after its last step.
+  void before_training() override { eval_set("val"); }
+
   /// The first data.eval_limit images of "val" or "test", on the device, loaded once.
   const ImageSet& eval_set(const std::string& split) {
     auto& set = split == "test" ? test_ : val_;

@@ -62,6 +62,11 @@ class ImageGenerationTask : public FashionMnistTask {
         fid_floor_(cfg.get_bool("eval.fid_floor")) {}
 
  protected:
+  void before_training() override {
+    FashionMnistTask::before_training();
+    if (!fid_classifier_.empty() && fid_samples_ > 0 && !fid_) fid_ = std::make_unique<FeatureExtractor>(fid_classifier_, device_);
+  }
+
   /// The next training images alone, (B, 1, 28, 28) in [0, 1].
   torch::Tensor next_images() { return next_batch().first; }
 
@@ -96,7 +101,11 @@ class ImageGenerationTask : public FashionMnistTask {
 void add_generative_keys(Schema& s, bool hflip, int64_t eval_limit) {
   add_fashion_mnist_keys(s, hflip, eval_limit);
   s.add_string("eval.fid_classifier", "", "vit_fashion_mnist checkpoint whose [CLS] features FID uses (empty = no FID)")
-      .add_int("eval.fid_samples", 1000, "samples (and real images) for FID", 0)
+      .add_int("eval.fid_samples", 1000, "samples (and real images) for FID (0 = no FID)", 0)
+      .check("eval.fid_samples", [](const Value& v) {
+        return std::get<int64_t>(v) == 1 ? "must be 0 (no FID) or at least 2: FID fits a covariance to the features"
+                                         : "";
+      })
       .add_bool("eval.fid_floor", false, "also report FID of real training images against the split");
 }
 
@@ -165,9 +174,9 @@ class VAETask : public ImageGenerationTask {
   void write_outputs(const std::string& dir) override {
     write_grid(dir, "samples.png", sample(64));
     const auto& set = eval_set("test");
-    auto x = set.images.slice(0, 0, 32);
+    auto x = set.images.slice(0, 0, 32);  // fewer where data.eval_limit is below 32
     auto rec = torch::sigmoid(model_->decode(model_->encode(x).first)).view_as(x);
-    write_grid(dir, "reconstructions.png", torch::stack({x, rec}, 1).view({64, 1, 28, 28}));  // pairs: image, reconstruction
+    write_grid(dir, "reconstructions.png", torch::stack({x, rec}, 1).view({2 * x.size(0), 1, 28, 28}));  // pairs: image, reconstruction
   }
 
  private:
@@ -446,7 +455,7 @@ TaskInfo ddpm_fashion_mnist_task() {
                 .add_string("sample.spacing", "linspace", "DDIM timestep spacing", {"linspace", "leading", "trailing"})
                 .add_string("sample.variance", "beta_tilde", "DDPM sampling variance", {"beta", "beta_tilde"})
                 .add_bool("sample.clip", true, "clip predicted x0 to [-1, 1]")
-                .add_int("sample.grid", 64, "samples in the training-time grid (0 = none)", 0);
+                .add_int("sample.grid", 64, "samples in the training-time grid (0 = none)", 0, 4096);
             add_generative_keys(s, true, 2000);
           },
           maker<DDPMTask>()};

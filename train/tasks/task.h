@@ -76,6 +76,9 @@ class Task {
     (void)split, (void)out;
     throw UsageError("--predictions: this task writes no predictions; it is for bert_spam checkpoints");
   }
+  /// Called once before a run's first step: checks what training needs later (an evaluation
+  /// split, a file an eval key names), so that a bad one fails before the steps, not after.
+  virtual void before_training() {}
   /// The metric that picks best.pt, and whether higher is better.
   virtual std::pair<std::string, bool> best_metric() const = 0;
   /// Examples per optimizer step on this process (for the throughput figure).
