@@ -302,6 +302,53 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto fid_wrong = test::run(test::zoo_bin() + " eval --checkpoint " + ckpt + " --set eval.fid_classifier=" + ckpt);
   CHECK(fid_wrong.code == 2);
   CHECK_THAT(fid_wrong.output, Contains("FID needs a vit_fashion_mnist checkpoint"));
+  // FID's samples start from the evaluated run's train.seed (not the classifier's): the same seed
+  // gives the same FID, another seed another.
+  auto fid_at = [&](const std::string& seed) {
+    auto r = test::run(test::zoo_bin() + " eval --checkpoint " + ckpt + " --split test --set eval.fid_classifier=" + dir +
+                       "/vit/checkpoints/best.pt --set eval.fid_samples=64 --set sample.steps=3 --set train.seed=" + seed);
+    INFO(r.output);
+    REQUIRE(r.code == 0);
+    const auto at = r.output.find("\"fid\":");
+    REQUIRE(at != std::string::npos);
+    return r.output.substr(at, r.output.find(',', at) - at);
+  };
+  CHECK(fid_at("0") == fid_at("0"));
+  CHECK(fid_at("0") != fid_at("1"));
+  // A run that measures FID at each evaluation trains as one that does not: the same losses.
+  auto train_rows = [&](const std::string& name, const std::string& sets) {
+    auto r = test::run(test::zoo_bin() + " train --config " + cfg + " --set train.eval_every=1 --run-dir " + dir + "/" +
+                       name + sets);
+    INFO(r.output);
+    REQUIRE(r.code == 0);
+    std::ifstream in(dir + "/" + name + "/metrics.jsonl");
+    std::string rows;
+    for (std::string line; std::getline(in, line);)
+      if (line.find("\"split\":\"train\"") != std::string::npos)
+        rows += line.substr(line.find("\"loss\":"), line.find(",\"lr\"") - line.find("\"loss\":")) + "\n";
+    return rows;
+  };
+  const auto plain = train_rows("nofid", "");
+  CHECK(plain.size() > 20);
+  const auto classifier = " --set eval.fid_samples=16 --set eval.fid_classifier=" + dir + "/vit/checkpoints/best.pt";
+  CHECK(train_rows("withfid", classifier) == plain);
+  // Its last evaluation's FID is what zoo eval gives for its last checkpoint.
+  std::string test_row;
+  {
+    std::ifstream in(dir + "/withfid/metrics.jsonl");
+    for (std::string line; std::getline(in, line);)
+      if (line.find("\"split\":\"test\"") != std::string::npos) test_row = line;
+  }
+  auto again = test::run(test::zoo_bin() + " eval --checkpoint " + dir + "/withfid/checkpoints/" +
+                         zoo::step_checkpoint_name(3) + " --split test" + classifier);
+  INFO(again.output);
+  REQUIRE(again.code == 0);
+  const auto fid_in = [](const std::string& text) {
+    const auto at = text.find("\"fid\":");
+    return at == std::string::npos ? std::string("none") : text.substr(at, text.find(',', at) - at);
+  };
+  CHECK(fid_in(test_row) != "none");
+  CHECK(fid_in(again.output) == fid_in(test_row));
   {  // Beside it, an older DDPM run and a newer run of another task: neither is taken.
     namespace fs = std::filesystem;
     fs::create_directories(dir + "/runs/ddpm_old/checkpoints");

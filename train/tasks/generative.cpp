@@ -59,12 +59,13 @@ class ImageGenerationTask : public FashionMnistTask {
       : FashionMnistTask(cfg, ctx),
         fid_classifier_(cfg.get_string("eval.fid_classifier")),
         fid_samples_(cfg.get_int("eval.fid_samples")),
-        fid_floor_(cfg.get_bool("eval.fid_floor")) {}
+        fid_floor_(cfg.get_bool("eval.fid_floor")),
+        seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))) {}
 
  protected:
   void before_training() override {
     FashionMnistTask::before_training();
-    if (!fid_classifier_.empty() && fid_samples_ > 0 && !fid_) fid_ = std::make_unique<FeatureExtractor>(fid_classifier_, device_);
+    if (!fid_classifier_.empty() && fid_samples_ > 0 && !fid_) build_fid();
   }
 
   /// The next training images alone, (B, 1, 28, 28) in [0, 1].
@@ -75,7 +76,9 @@ class ImageGenerationTask : public FashionMnistTask {
   /// training images against the same real images, the floor a perfect model would reach.
   void add_fid(const std::string& split, Scalars& m) {
     if (fid_classifier_.empty() || fid_samples_ == 0) return;
-    if (!fid_) fid_ = std::make_unique<FeatureExtractor>(fid_classifier_, device_);
+    if (!fid_) build_fid();
+    GlobalRng kept(device_);  // the run's own random stream goes on afterwards as if no sample had been drawn
+    GlobalRng::set(device_, fid_rng_);
     auto real = load_fashion_mnist(root_, split, val_size_, fid_samples_).images;
     const auto n = real.size(0);
     std::vector<torch::Tensor> fake;
@@ -88,6 +91,37 @@ class ImageGenerationTask : public FashionMnistTask {
       m["fid_floor_train_vs_" + split] = frechet_distance(fid_->features(train), real_f);
     }
   }
+  /// The global generators' states (CPU, and the device's where it is a GPU): saved when made,
+  /// put back when destroyed.
+  struct GlobalRng {
+    explicit GlobalRng(torch::Device device) : device(device), states(get(device)) {}
+    ~GlobalRng() { set(device, states); }
+    static std::pair<at::Tensor, at::Tensor> get(torch::Device device) {
+      return {at::detail::getDefaultCPUGenerator().get_state(),
+              device.is_cuda() ? at::globalContext().defaultGenerator(device).get_state() : at::Tensor()};
+    }
+    static void set(torch::Device device, const std::pair<at::Tensor, at::Tensor>& states) {
+      at::Generator cpu = at::detail::getDefaultCPUGenerator();  // handles to the global generators
+      cpu.set_state(states.first);
+      if (device.is_cuda()) {
+        at::Generator cuda = at::globalContext().defaultGenerator(device);
+        cuda.set_state(states.second);
+      }
+    }
+    torch::Device device;
+    std::pair<at::Tensor, at::Tensor> states;
+  };
+  /// Loads the FID classifier and fixes where FID's samples start at every evaluation: the
+  /// generators seeded with train.seed, once the classifier is built (it draws initial weights
+  /// before it loads its own). The same for a training run's evaluations and for zoo eval, and
+  /// the run's own random stream is put back.
+  void build_fid() {
+    GlobalRng kept(device_);
+    torch::manual_seed(seed_);
+    fid_ = std::make_unique<FeatureExtractor>(fid_classifier_, device_);
+    fid_rng_ = GlobalRng::get(device_);
+  }
+
   void write_grid(const std::string& dir, const std::string& name, const torch::Tensor& images, int64_t columns = 8) {
     write_png((fs::path(dir) / name).string(), make_grid(images, columns, 2, 3));
   }
@@ -95,7 +129,9 @@ class ImageGenerationTask : public FashionMnistTask {
   std::string fid_classifier_;
   int64_t fid_samples_;
   bool fid_floor_;
+  uint64_t seed_;
   std::unique_ptr<FeatureExtractor> fid_;
+  std::pair<at::Tensor, at::Tensor> fid_rng_;  // see build_fid
 };
 
 void add_generative_keys(Schema& s, bool hflip, int64_t eval_limit) {
