@@ -208,7 +208,15 @@ TEST_CASE("optim.decay_1d=false: weight decay acts on matrices and kernels, not 
       torch::save(*opt, path);
       auto again = zoo::make_optimizer(cfg, params);
       torch::load(*again, path);
-      CHECK(again->param_groups().size() == opt->param_groups().size());
+      REQUIRE(again->param_groups().size() == opt->param_groups().size());
+      if (!decay_1d) {  // the second group came back with its own options and state
+        CHECK(again->param_groups()[1].options().get_lr() == Approx(0.1));
+        if (std::string(name) == "adamw")
+          CHECK(static_cast<torch::optim::AdamWOptions&>(again->param_groups()[1].options()).weight_decay() == 0);
+        if (std::string(name) == "adamw")
+          CHECK(static_cast<torch::optim::AdamWOptions&>(again->param_groups()[0].options()).weight_decay() == 0.5);
+        CHECK(again->state().size() == opt->state().size());
+      }
     }
 }
 
@@ -356,6 +364,19 @@ TEST_CASE("a checkpoint whose weights are not finite is refused, naming the tens
     CHECK_THROWS_WITH(zoo::load_task(dir + "/bad.pt", {}),
                       Contains(dir + "/bad.pt: model/" + p.key()) && Contains("holds NaN or infinite values"));
   }
+  // The EMA's weights are checked too: a finite model beside an average with an infinite weight.
+  auto with_ema = tiny(4, {"train.ema=true"});
+  zoo::EMA ema(trainer.task().model(), 0.9);  // its average: the weights now, one of them infinite
+  p.value().view(-1)[0].fill_(0.5);
+  torch::serialize::OutputArchive a, m;
+  a.write("config", c10::IValue(with_ema.to_yaml()));
+  a.write("step", c10::IValue(int64_t{4}));
+  trainer.task().model().save(m);
+  a.write("model", m);
+  ema.save(a);
+  zoo::write_checkpoint(a, {dir + "/ema.pt"});
+  CHECK_THROWS_WITH(zoo::load_task(dir + "/ema.pt", {}), Contains(dir + "/ema.pt: EMA weight") &&
+                                                           Contains("holds NaN or infinite values"));
 }
 
 TEST_CASE("truncated, foreign and missing checkpoints are UsageErrors naming the path", "[checkpoint]") {

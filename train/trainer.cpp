@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -580,12 +581,20 @@ Scalars Trainer::run() {
   auto check_weights = [&](int64_t step) {
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> ok;
+    // Everything a load checks (load_module, EMA::load): parameters, floating-point buffers
+    // (batch-norm statistics) and the EMA's weights, so that a run never writes a checkpoint it
+    // would refuse to read.
+    auto add_tensor = [&](const torch::Tensor& t) {
+      if (t.defined() && t.is_floating_point()) ok.push_back(torch::isfinite(t).all());
+    };
     auto add = [&](torch::nn::Module& m) {
-      for (auto& p : m.parameters())
-        if (p.is_floating_point()) ok.push_back(torch::isfinite(p).all());
+      for (auto& p : m.parameters()) add_tensor(p);
+      for (auto& b : m.buffers()) add_tensor(b);
     };
     add(task_->model());
     for (auto& [name, module] : task_->extra_modules()) add(*module);
+    if (ema_)
+      for (auto& t : ema_->averaged()) add_tensor(t);
     if (!ok.empty() && !torch::stack(ok).all().item<bool>()) throw diverged("the weights are not finite", step);
   };
   auto save_checkpoint = [&](int64_t step, bool best) {
@@ -791,23 +800,37 @@ class RunLock {
     created_ = !fs::exists(run_dir);
     fs::create_directories(run_dir);
     const auto path = (fs::path(run_dir) / ".lock").string();
-    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw UsageError("--run-dir " + run_dir + ": cannot create " + path + " (" + std::strerror(errno) +
-                                  "); give a writable run directory");
-    if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
-      const int err = errno;
+    for (int attempt = 0;; ++attempt) {
+      fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+      if (fd_ < 0) throw UsageError("--run-dir " + run_dir + ": cannot create " + path + " (" + std::strerror(errno) +
+                                    "); give a writable run directory");
+      if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+        const int err = errno;
+        ::close(fd_);
+        if (err == EWOULDBLOCK)
+          throw UsageError("--run-dir " + run_dir + ": another zoo train is using it (it holds " + path +
+                           "); wait for that one to end, or choose another --run-dir");
+        throw UsageError("--run-dir " + run_dir + ": cannot lock " + path + " (" + std::strerror(err) + ")");
+      }
+      // The file locked must still be the one at `path` (the destructor below may have removed
+      // it, with its directory, between this open and this lock): else lock the new one.
+      struct stat held {}, named {};
+      if (::fstat(fd_, &held) == 0 && ::stat(path.c_str(), &named) == 0 && held.st_dev == named.st_dev &&
+          held.st_ino == named.st_ino)
+        break;
       ::close(fd_);
-      if (err == EWOULDBLOCK)
-        throw UsageError("--run-dir " + run_dir + ": another zoo train is using it (it holds " + path +
-                         "); wait for that one to end, or choose another --run-dir");
-      throw UsageError("--run-dir " + run_dir + ": cannot lock " + path + " (" + std::strerror(err) + ")");
+      if (attempt == 10) throw UsageError("--run-dir " + run_dir + ": " + path + " keeps being replaced; try again");
+      fs::create_directories(run_dir);
     }
   }
   ~RunLock() {
     // A run directory made here for a run that failed before writing anything goes again.
     std::error_code ec;
-    if (created_ && std::distance(fs::directory_iterator(dir_, ec), fs::directory_iterator()) == 1)
-      fs::remove_all(dir_, ec);
+    if (created_) {
+      size_t entries = 0;
+      for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) ++entries;
+      if (!ec && entries == 1) fs::remove_all(dir_, ec);
+    }
     ::close(fd_);
   }
   RunLock(const RunLock&) = delete;
@@ -827,6 +850,10 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   if (dir.empty()) throw UsageError("--run-dir: empty; name a directory for the run (e.g. runs/my-run)");
   if (fs::exists(dir) && !fs::is_directory(dir))
     throw UsageError("--run-dir " + dir + ": is a file, not a directory; name a directory for the run");
+  // One trainer per run directory: a second would write the same checkpoints and delete the
+  // first's (train.keep_last). The lock goes with the process, however it ends.
+  std::unique_ptr<RunLock> lock;
+  if (options.rank == 0) lock = std::make_unique<RunLock>(dir);
   if (!options.resume) {  // a new run never replaces the checkpoints of an earlier one
     const auto ckpt = fs::path(dir) / "checkpoints";
     if (!list_step_checkpoints(ckpt.string()).empty() || fs::exists(ckpt / "best.pt") ||
@@ -849,10 +876,6 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
       throw UsageError("--resume: " + dir + " holds restarts (restarts/seed-S); resume them with the train.restarts they "
                        "were started with (its config.yaml says), or start one run with another --run-dir");
   }
-  // One trainer per run directory: a second would write the same checkpoints and delete the
-  // first's (train.keep_last). The lock goes with the process, however it ends.
-  std::unique_ptr<RunLock> lock;
-  if (options.rank == 0) lock = std::make_unique<RunLock>(dir);
   if (restarts == 1) {
     Trainer trainer(cfg, options);
     auto m = trainer.run();

@@ -45,6 +45,8 @@ class EMA {
   void swap();
   void save(torch::serialize::OutputArchive& archive) const;
   void load(torch::serialize::InputArchive& archive, const std::string& path);
+  /// The averaged weights (the module's own while swapped in).
+  const std::vector<torch::Tensor>& averaged() const { return shadow_; }
 
  private:
   std::vector<torch::Tensor> live_, shadow_;

@@ -1,5 +1,7 @@
 // The zoo command: train, eval, list. Exit codes: 0 success, 1 failure while
 // running, 2 bad usage or input (config, argument, data file, checkpoint), 130 interrupted.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -407,8 +409,9 @@ int cmd_g2p(int argc, char** argv) {
     return kExitOk;
   }
   // Standard input is read and answered 256 words at a time, so a long stream gets its first
-  // answers (or a bad word's error) at once; a "word" is cut at 1,000 characters, which the
-  // model refuses as too long, rather than read without end.
+  // answers (or a bad word's error) at once, and from a terminal line by line; a "word" is cut
+  // at 1,000 characters, which the model refuses as too long, rather than read without end.
+  const bool terminal = ::isatty(STDIN_FILENO) != 0;
   std::vector<std::string> batch;
   bool any = false;
   for (std::string w; std::cin >> std::setw(1000) >> w;) {
@@ -417,7 +420,7 @@ int cmd_g2p(int argc, char** argv) {
                             "A-Z and the apostrophe) separated by spaces or new lines");
     batch.push_back(std::move(w));
     any = true;
-    if (batch.size() == 256) print(batch), batch.clear();
+    if (batch.size() == 256 || (terminal && std::cin.peek() == '\n')) print(batch), batch.clear();
   }
   if (!any) throw zoo::UsageError("zoo g2p: no words given (pass them as arguments or on standard input)");
   if (!batch.empty()) print(batch);
@@ -628,14 +631,15 @@ int main(int argc, char** argv) {
     what = what.substr(0, what.find('\n'));
     // The config asked for more memory than there is (CPU: DefaultCPUAllocator; CUDA: c10::OutOfMemoryError).
     if (what.find("can't allocate memory") != std::string::npos || what.find("out of memory") != std::string::npos) {
-      std::cerr << "zoo: error: out of memory (" << what << "); lower train.batch_size or the model's size, or free "
-                << "memory\n";
+      std::cerr << "zoo: error: out of memory (" << what << "); lower the batch size (train.batch_size), the sample "
+                << "count (--n, eval.fid_samples) or the model's size, or free memory\n";
       return kExitUsage;
     }
     std::cerr << "zoo: failed: " << what << "\n";
     return kExitFailure;
   } catch (const std::bad_alloc&) {
-    std::cerr << "zoo: error: out of memory; lower train.batch_size or the model's size, or free memory\n";
+    std::cerr << "zoo: error: out of memory; lower the batch size (train.batch_size), the sample count (--n, "
+                 "eval.fid_samples) or the model's size, or free memory\n";
     return kExitUsage;
   } catch (const std::exception& e) {
     std::cerr << "zoo: failed: " << e.what() << "\n";

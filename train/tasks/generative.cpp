@@ -59,8 +59,7 @@ class ImageGenerationTask : public FashionMnistTask {
       : FashionMnistTask(cfg, ctx),
         fid_classifier_(cfg.get_string("eval.fid_classifier")),
         fid_samples_(cfg.get_int("eval.fid_samples")),
-        fid_floor_(cfg.get_bool("eval.fid_floor")),
-        seed_(static_cast<uint64_t>(cfg.get_int("train.seed"))) {}
+        fid_floor_(cfg.get_bool("eval.fid_floor")) {}
 
  protected:
   void before_training() override {
@@ -95,7 +94,13 @@ class ImageGenerationTask : public FashionMnistTask {
   /// put back when destroyed.
   struct GlobalRng {
     explicit GlobalRng(torch::Device device) : device(device), states(get(device)) {}
-    ~GlobalRng() { set(device, states); }
+    ~GlobalRng() {
+      try {
+        set(device, states);
+      } catch (const std::exception& e) {  // a destructor must not throw (it may run while an error unwinds)
+        spdlog::warn("could not restore the random-number state after FID: {}", e.what());
+      }
+    }
     static std::pair<at::Tensor, at::Tensor> get(torch::Device device) {
       return {at::detail::getDefaultCPUGenerator().get_state(),
               device.is_cuda() ? at::globalContext().defaultGenerator(device).get_state() : at::Tensor()};
@@ -129,7 +134,6 @@ class ImageGenerationTask : public FashionMnistTask {
   std::string fid_classifier_;
   int64_t fid_samples_;
   bool fid_floor_;
-  uint64_t seed_;
   std::unique_ptr<FeatureExtractor> fid_;
   std::pair<at::Tensor, at::Tensor> fid_rng_;  // see build_fid
 };
