@@ -24,9 +24,18 @@ namespace fs = std::filesystem;
 namespace zoo {
 namespace {
 
+/// The first line of a torch error, without what is addressed to PyTorch's developers: its
+/// "[enforce fail at FILE:LINE] . " prefix and its "(Could this error message be improved? ...)".
 std::string first_line(const std::string& s) {
   auto nl = s.find('\n');
-  return nl == std::string::npos ? s : s.substr(0, nl);
+  auto line = nl == std::string::npos ? s : s.substr(0, nl);
+  if (line.rfind("[enforce fail at ", 0) == 0)
+    if (auto end = line.find("] "); end != std::string::npos) {
+      line = line.substr(end + 2);
+      if (line.rfind(". ", 0) == 0) line = line.substr(2);
+    }
+  if (auto plea = line.find("  (Could this error message be improved?"); plea != std::string::npos) line = line.substr(0, plea);
+  return line;
 }
 
 void write_all(int fd, const std::string& bytes, const std::string& path) {
