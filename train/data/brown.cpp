@@ -21,6 +21,9 @@ std::vector<BrownDocument> load_brown(const std::string& root, const std::string
   if (split != "train" && split != "val" && split != "test" && split != "all")
     throw UsageError("brown split '" + split + "': expected train, val, test or all");
   const auto cats = (fs::path(root) / "cats.txt").string();
+  if (fs::exists(cats) && !fs::is_regular_file(cats))
+    throw UsageError("data.root: " + cats + " is not a regular file (a directory, pipe or device); delete it and run "
+                     "scripts/fetch-data brown (or set data.root)");
   std::ifstream in(cats);
   if (!in) throw UsageError("data.root: " + cats + " is missing; run scripts/fetch-data brown (or set data.root)");
   std::vector<BrownDocument> docs;

@@ -43,6 +43,9 @@ std::vector<G2PEntry> load_cmudict(const std::string& root, const std::string& s
   if (split != "train" && split != "val" && split != "test" && split != "all")
     throw UsageError("cmudict split '" + split + "': expected train, val, test or all");
   const auto path = (fs::path(root) / "data" / "dict.txt").string();
+  if (fs::exists(path) && !fs::is_regular_file(path))
+    throw UsageError("data.root: " + path + " is not a regular file (a directory, pipe or device); delete it and run "
+                     "scripts/fetch-data cmudict (or set data.root)");
   std::ifstream in(path);
   if (!in) throw UsageError("data.root: " + path + " is missing; run scripts/fetch-data cmudict (or set data.root)");
   std::vector<G2PEntry> out;

@@ -48,6 +48,9 @@ ImageSet load_fashion_mnist(const std::string& root, const std::string& split, i
   const auto prefix = test ? "t10k" : "train";
   for (auto suffix : {"-images-idx3-ubyte", "-labels-idx1-ubyte"}) {
     auto f = fs::path(root) / (std::string(prefix) + suffix);
+    if (fs::exists(f) && !fs::is_regular_file(f))
+      throw UsageError("data.root: " + f.string() + " is not a regular file (a directory, pipe or device); delete it and "
+                       "run scripts/fetch-data (or set data.root)");
     if (!fs::is_regular_file(f))
       throw UsageError("data.root: " + f.string() + " is missing; run scripts/fetch-data (or set data.root)");
   }

@@ -60,8 +60,12 @@ class FashionMnistTask : public Task {
     auto b = next_labelled_batch();
     return {b.images, b.labels};
   }
-  /// Training validates on "val": a run without one fails now, not after its last step.
-  void before_training() override { eval_set("val"); }
+  /// Training validates on "val" and ends with "test": a run without either (or with a damaged
+  /// file) fails now, not after its steps.
+  void before_training() override {
+    eval_set("val");
+    eval_set("test");
+  }
 
   /// The first data.eval_limit images of "val" or "test", on the device, loaded once.
   const ImageSet& eval_set(const std::string& split) {
