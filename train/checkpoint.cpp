@@ -341,9 +341,7 @@ void load_tree(torch::nn::Module& module, torch::serialize::InputArchive& archiv
          << target.sizes() << " (the checkpoint's weights do not fit this config's model)";
       throw UsageError(os.str());
     }
-    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
-      throw UsageError(path + ": " + prefix + name + " holds NaN or infinite values (a damaged checkpoint, or one of "
-                       "a run that diverged); use an earlier checkpoint");
+    check_finite_weight(t, path + ": " + prefix + name);
     target.copy_(t);
   };
   for (auto& p : module.named_parameters(/*recurse=*/false)) load_tensor(p.key(), p.value(), false);
@@ -357,6 +355,12 @@ void load_tree(torch::nn::Module& module, torch::serialize::InputArchive& archiv
 }
 
 }  // namespace
+
+void check_finite_weight(const torch::Tensor& t, const std::string& what) {
+  if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+    throw UsageError(what + " holds NaN or infinite values (a damaged checkpoint, or one of a run that diverged); use "
+                     "an earlier checkpoint");
+}
 
 void load_module(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& key,
                  const std::string& path) {

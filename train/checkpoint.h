@@ -47,6 +47,10 @@ std::string step_checkpoint_name(int64_t step);
 /// Copies every entry of `in` (nested archives, tensors, values) into `out`.
 void copy_archive(torch::serialize::InputArchive& in, torch::serialize::OutputArchive& out);
 
+/// UsageError "`what` holds NaN or infinite values ..." when a floating-point weight read from a
+/// checkpoint is not finite.
+void check_finite_weight(const torch::Tensor& t, const std::string& what);
+
 /// Loads a module's parameters and buffers from archive[key]; UsageError on mismatch.
 void load_module(torch::nn::Module& module, torch::serialize::InputArchive& archive, const std::string& key,
                  const std::string& path);

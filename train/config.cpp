@@ -137,10 +137,18 @@ std::string device_check(const Value& v) {
   return "must be auto, cpu, cuda or cuda:N, got '" + s + "'";
 }
 
+double number(const Value& v) {
+  return std::holds_alternative<double>(v) ? std::get<double>(v) : static_cast<double>(std::get<int64_t>(v));
+}
+
 /// Adam's betas: its bias corrections divide by 1 - beta^t.
 std::string below_one(const Value& v) {
-  const double x = std::holds_alternative<double>(v) ? std::get<double>(v) : static_cast<double>(std::get<int64_t>(v));
-  return x < 1.0 ? "" : "must be below 1 (Adam divides by 1 - beta^t), e.g. 0.9 or 0.999";
+  return number(v) < 1.0 ? "" : "must be below 1 (Adam divides by 1 - beta^t), e.g. 0.9 or 0.999";
+}
+
+/// Adam's epsilon: it divides by sqrt(v) + eps, and v is 0 where a gradient is.
+std::string above_zero_eps(const Value& v) {
+  return number(v) > 0 ? "" : "must be above 0 (Adam divides by sqrt(v) + eps, and v is 0 where a gradient is), e.g. 1e-8";
 }
 
 /// KeySpec::fixed's default: model.* and diffusion.* keys, but not dropout rates (off in evaluation).
@@ -220,17 +228,14 @@ void add_common_keys(Schema& s) {
       .add_float("optim.weight_decay", 0.0, "decoupled weight decay (adamw) or L2 penalty (adam, sgd)", 0.0)
       .add_bool("optim.decay_1d", true,
                 "weight decay on 1-D parameters too (biases, norm gains, CLIP's temperature), as torch.optim does with "
-                "model.parameters(); false decays only matrices and kernels (CLIP Sec. 2.5, BERT, timm, nanoGPT)")
+                "model.parameters(); false decays only parameters of 2+ dimensions (nanoGPT; CLIP Sec. 2.5)")
       .fixed("optim.decay_1d")
       .add_float("optim.beta1", 0.9, "Adam beta1", 0.0, 1.0)
       .add_float("optim.beta2", 0.999, "Adam beta2", 0.0, 1.0)
       .check("optim.beta1", below_one)
       .check("optim.beta2", below_one)
       .add_float("optim.eps", 1e-8, "Adam epsilon", 0.0)
-      .check("optim.eps", [](const Value& v) {
-        const double x = std::holds_alternative<double>(v) ? std::get<double>(v) : static_cast<double>(std::get<int64_t>(v));
-        return x > 0 ? "" : "must be above 0 (Adam divides by sqrt(v) + eps, and v is 0 where a gradient is), e.g. 1e-8";
-      })
+      .check("optim.eps", above_zero_eps)
       .add_float("optim.momentum", 0.9, "SGD momentum", 0.0, 1.0)
       .add_string("optim.schedule", "cosine",
                   "learning-rate schedule after warmup: cosine, constant, or inverse_sqrt (Vaswani et al. Eq. 3)",

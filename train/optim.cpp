@@ -130,8 +130,8 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, std::
   const auto name = cfg.get_string("optim.name");
   const double lr = cfg.get_float("optim.lr"), wd = cfg.get_float("optim.weight_decay");
   const auto betas = std::make_tuple(cfg.get_float("optim.beta1"), cfg.get_float("optim.beta2"));
-  // optim.decay_1d false: weight decay acts on matrices and kernels only, not on biases, norm
-  // gains or scalars such as CLIP's temperature (CLIP Sec. 2.5; timm's and nanoGPT's rule).
+  // optim.decay_1d false: weight decay acts on parameters of 2+ dimensions only, not on biases,
+  // norm gains or scalars such as CLIP's temperature (nanoGPT's rule; CLIP Sec. 2.5).
   std::vector<torch::Tensor> decayed, plain;
   for (auto& p : params) (cfg.get_bool("optim.decay_1d") || p.dim() >= 2 ? decayed : plain).push_back(p);
   if (name == "adamw")

@@ -25,6 +25,7 @@
 
 #include "train/checkpoint.h"
 #include "train/optim.h"
+#include "train/rng.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -229,9 +230,7 @@ void EMA::load(torch::serialize::InputArchive& archive, const std::string& path)
     torch::Tensor t;
     if (!sub.try_read("t" + std::to_string(i), t, true) || t.sizes() != shadow_[i].sizes())
       throw UsageError(path + ": EMA weight " + names_[i] + " is missing or has the wrong shape");
-    if (t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
-      throw UsageError(path + ": EMA weight " + names_[i] + " holds NaN or infinite values (a damaged checkpoint, or "
-                       "one of a run that diverged); use an earlier checkpoint");
+    check_finite_weight(t, path + ": EMA weight " + names_[i]);
     shadow_[i].copy_(t);
   }
 }
@@ -329,9 +328,9 @@ void Trainer::save(int64_t step, bool best) {
     archive.write("optim/" + std::to_string(i), o);
   }
   if (ema_) ema_->save(archive);
-  archive.write("rng/cpu", at::detail::getDefaultCPUGenerator().get_state(), /*is_buffer=*/true);
-  if (device_.is_cuda())
-    archive.write("rng/cuda", at::globalContext().defaultGenerator(device_).get_state(), /*is_buffer=*/true);
+  const auto rng = RngState::capture(device_);
+  archive.write("rng/cpu", rng.cpu, /*is_buffer=*/true);
+  if (rng.cuda.defined()) archive.write("rng/cuda", rng.cuda, /*is_buffer=*/true);
   archive.write("amp/scale", c10::IValue(ctx_->scale_));
   {
     torch::serialize::OutputArchive t;
@@ -402,14 +401,10 @@ int64_t Trainer::restore() {
     if (!archive.try_read("step", v) || !v.isInt() || v.toInt() < 0) throw damaged("its step is missing or not a count");
     const auto step = v.toInt();
     try {
-      torch::Tensor rng;
-      if (!archive.try_read("rng/cpu", rng, true)) throw damaged("its random-number state (rng/cpu) is missing");
-      at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
-      cpu_gen.set_state(rng);
-      if (device_.is_cuda() && archive.try_read("rng/cuda", rng, true)) {
-        at::Generator cuda_gen = at::globalContext().defaultGenerator(device_);
-        cuda_gen.set_state(rng);
-      }
+      RngState rng;
+      if (!archive.try_read("rng/cpu", rng.cpu, true)) throw damaged("its random-number state (rng/cpu) is missing");
+      if (device_.is_cuda()) archive.try_read("rng/cuda", rng.cuda, true);
+      rng.apply(device_);
       if (archive.try_read("amp/scale", v)) {
         if (!v.isDouble()) throw damaged("its loss scale (amp/scale) is not a number");
         ctx_->scale_ = v.toDouble();

@@ -61,6 +61,11 @@ std::string json_line(const zoo::Scalars& m) {
   return j.dump();
 }
 
+/// What an out-of-memory error says to do.
+constexpr const char* kLowerMemory =
+    "lower the batch size (train.batch_size), the sample count (--n, eval.fid_samples) or the model's size, or free "
+    "memory";
+
 std::string timestamp() {
   auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};
@@ -631,15 +636,13 @@ int main(int argc, char** argv) {
     what = what.substr(0, what.find('\n'));
     // The config asked for more memory than there is (CPU: DefaultCPUAllocator; CUDA: c10::OutOfMemoryError).
     if (what.find("can't allocate memory") != std::string::npos || what.find("out of memory") != std::string::npos) {
-      std::cerr << "zoo: error: out of memory (" << what << "); lower the batch size (train.batch_size), the sample "
-                << "count (--n, eval.fid_samples) or the model's size, or free memory\n";
+      std::cerr << "zoo: error: out of memory (" << what << "); " << kLowerMemory << "\n";
       return kExitUsage;
     }
     std::cerr << "zoo: failed: " << what << "\n";
     return kExitFailure;
   } catch (const std::bad_alloc&) {
-    std::cerr << "zoo: error: out of memory; lower the batch size (train.batch_size), the sample count (--n, "
-                 "eval.fid_samples) or the model's size, or free memory\n";
+    std::cerr << "zoo: error: out of memory; " << kLowerMemory << "\n";
     return kExitUsage;
   } catch (const std::exception& e) {
     std::cerr << "zoo: failed: " << e.what() << "\n";

@@ -16,6 +16,7 @@
 #include "models/vae.h"
 #include "train/fid.h"
 #include "train/image.h"
+#include "train/rng.h"
 #include "train/tasks/fashion_mnist_task.h"
 
 namespace fs = std::filesystem;
@@ -76,8 +77,8 @@ class ImageGenerationTask : public FashionMnistTask {
   void add_fid(const std::string& split, Scalars& m) {
     if (fid_classifier_.empty() || fid_samples_ == 0) return;
     if (!fid_) build_fid();
-    GlobalRng kept(device_);  // the run's own random stream goes on afterwards as if no sample had been drawn
-    GlobalRng::set(device_, fid_rng_);
+    RestoredRng kept(device_);  // the run's own random stream goes on afterwards as if no sample had been drawn
+    fid_rng_.apply(device_);
     auto real = load_fashion_mnist(root_, split, val_size_, fid_samples_).images;
     const auto n = real.size(0);
     std::vector<torch::Tensor> fake;
@@ -90,41 +91,28 @@ class ImageGenerationTask : public FashionMnistTask {
       m["fid_floor_train_vs_" + split] = frechet_distance(fid_->features(train), real_f);
     }
   }
-  /// The global generators' states (CPU, and the device's where it is a GPU): saved when made,
-  /// put back when destroyed.
-  struct GlobalRng {
-    explicit GlobalRng(torch::Device device) : device(device), states(get(device)) {}
-    ~GlobalRng() {
+  /// The global generators' state when made, put back when destroyed.
+  struct RestoredRng {
+    explicit RestoredRng(torch::Device device) : device(device), state(RngState::capture(device)) {}
+    ~RestoredRng() {
       try {
-        set(device, states);
+        state.apply(device);
       } catch (const std::exception& e) {  // a destructor must not throw (it may run while an error unwinds)
         spdlog::warn("could not restore the random-number state after FID: {}", e.what());
       }
     }
-    static std::pair<at::Tensor, at::Tensor> get(torch::Device device) {
-      return {at::detail::getDefaultCPUGenerator().get_state(),
-              device.is_cuda() ? at::globalContext().defaultGenerator(device).get_state() : at::Tensor()};
-    }
-    static void set(torch::Device device, const std::pair<at::Tensor, at::Tensor>& states) {
-      at::Generator cpu = at::detail::getDefaultCPUGenerator();  // handles to the global generators
-      cpu.set_state(states.first);
-      if (device.is_cuda()) {
-        at::Generator cuda = at::globalContext().defaultGenerator(device);
-        cuda.set_state(states.second);
-      }
-    }
     torch::Device device;
-    std::pair<at::Tensor, at::Tensor> states;
+    RngState state;
   };
   /// Loads the FID classifier and fixes where FID's samples start at every evaluation: the
   /// generators seeded with train.seed, once the classifier is built (it draws initial weights
   /// before it loads its own). The same for a training run's evaluations and for zoo eval, and
   /// the run's own random stream is put back.
   void build_fid() {
-    GlobalRng kept(device_);
+    RestoredRng kept(device_);
     torch::manual_seed(seed_);
     fid_ = std::make_unique<FeatureExtractor>(fid_classifier_, device_);
-    fid_rng_ = GlobalRng::get(device_);
+    fid_rng_ = RngState::capture(device_);
   }
 
   void write_grid(const std::string& dir, const std::string& name, const torch::Tensor& images, int64_t columns = 8) {
@@ -135,7 +123,7 @@ class ImageGenerationTask : public FashionMnistTask {
   int64_t fid_samples_;
   bool fid_floor_;
   std::unique_ptr<FeatureExtractor> fid_;
-  std::pair<at::Tensor, at::Tensor> fid_rng_;  // see build_fid
+  RngState fid_rng_;  // see build_fid
 };
 
 void add_generative_keys(Schema& s, bool hflip, int64_t eval_limit) {
