@@ -13,6 +13,8 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <sstream>
+#include <torch/torch.h>
 
 namespace zoo::test {
 
@@ -91,6 +93,27 @@ inline std::string tiny_vit_yaml(int steps) {
          "train: {device: cpu, threads: 1, seed: 3, batch_size: 32, steps: " + std::to_string(steps) +
          ", log_every: 2, eval_every: 0, checkpoint_every: 4, keep_last: 2, ema: true, ema_decay: 0.9}\n"
          "optim: {lr: 0.003, warmup_steps: 2, schedule: cosine}\n";
+}
+
+/// `zoo embed`'s vectors, (N, D): the output's lines that are all numbers (other lines, a log
+/// line for instance, are skipped); an empty tensor when there are none or the rows differ in length.
+inline torch::Tensor embedding_rows(const std::string& output) {
+  std::istringstream lines(output);
+  std::vector<std::vector<float>> rows;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream fields(line);
+    std::vector<float> row;
+    float v;
+    while (fields >> v) row.push_back(v);
+    if (!row.empty() && fields.eof()) rows.push_back(std::move(row));
+  }
+  if (rows.empty()) return {};
+  auto out = torch::empty({static_cast<int64_t>(rows.size()), static_cast<int64_t>(rows[0].size())});
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].size() != rows[0].size()) return {};
+    out[static_cast<int64_t>(i)] = torch::tensor(rows[i]);
+  }
+  return out;
 }
 
 }  // namespace zoo::test

@@ -17,6 +17,7 @@
 #include "train/data/bert_pretraining.h"
 #include "train/data/brown.h"
 #include "train/data/spamassassin.h"
+#include "train/tasks/bert.h"
 #include "train/trainer.h"
 
 using Catch::Matchers::Contains;
@@ -378,6 +379,36 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
   CHECK(none.code == 2);
   CHECK_THAT(none.output, Contains("no [MASK]"));
 
+  // zoo embed: the mean of the last layer's states over [CLS] text [SEP], whatever else is in the call.
+  const std::string short_text = "He went to the store.";
+  auto alone = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " '" + short_text + "'");
+  INFO(alone.output);
+  REQUIRE(alone.code == 0);
+  auto padded = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --texts 'It was the best of " +
+                               "times, it was the worst of times, it was the age of wisdom.' '" + short_text + "'");
+  REQUIRE(padded.code == 0);
+  auto one = zoo::test::embedding_rows(alone.output), two = zoo::test::embedding_rows(padded.output);
+  REQUIRE(one.defined());
+  REQUIRE(two.defined());
+  REQUIRE(one.sizes() == torch::IntArrayRef({1, 128}));  // BERT-tiny's width
+  REQUIRE(two.size(0) == 2);
+  CHECK(torch::allclose(two[1], one[0], 1e-5, 1e-5));  // padding after the short text changes nothing
+  CHECK_FALSE(torch::allclose(two[0], one[0], 1e-3, 1e-3));
+  std::vector<float> pooled;
+  {
+    torch::NoGradGuard no_grad;
+    auto task = zoo::load_task(ckpt, {});
+    auto& mlm = dynamic_cast<zoo::MaskedLanguageModelTask&>(*task);
+    std::vector<int64_t> ids{mlm.vocab().cls_id()};
+    for (auto id : mlm.vocab().encode(short_text)) ids.push_back(id);
+    ids.push_back(mlm.vocab().sep_id());
+    auto mean = mlm.encoder()->forward(torch::tensor(ids).view({1, -1})).sequence.mean(1)[0];
+    CHECK(torch::allclose(one[0], mean, 1e-5, 1e-5));
+  }
+  auto images = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --images x.png");
+  CHECK(images.code == 2);
+  CHECK_THAT(images.output, Contains("a bert_mlm model embeds texts, not images; drop --images"));
+
   std::ofstream(dir + "/pos.yaml") << "task: bert_pos\n" << common
                                    << "model: {pretrained: " + ckpt + ", dropout: 0.0, attention_dropout: 0.0}\n"
                                       "data: {root: " + brown + ", train_limit: 40, eval_limit: 300}\n"
@@ -392,6 +423,15 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
   auto eval = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + dir + "/pos/checkpoints/best.pt --set data.eval_limit=50");
   CHECK(eval.code == 0);
   CHECK_THAT(eval.output, Contains("\"accuracy\""));
+  // zoo embed reads the fine-tuned encoder, which has moved away from the pretrained one.
+  auto tuned = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + dir + "/pos/checkpoints/best.pt '" +
+                              short_text + "'");
+  INFO(tuned.output);
+  REQUIRE(tuned.code == 0);
+  auto tuned_rows = zoo::test::embedding_rows(tuned.output);
+  REQUIRE(tuned_rows.defined());
+  REQUIRE(tuned_rows.sizes() == torch::IntArrayRef({1, 128}));
+  CHECK_FALSE(torch::allclose(tuned_rows, one, 1e-3, 1e-3));
   // A non-BERT checkpoint as model.pretrained is refused with its path.
   CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/pos.yaml", {"model.pretrained=" + dir + "/pos/checkpoints/best.pt"}),
                                  {dir + "/pos2"}),

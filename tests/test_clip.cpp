@@ -12,6 +12,7 @@
 
 #include "helpers.h"
 #include "models/clip.h"
+#include "train/data/fashion_mnist.h"
 #include "train/image.h"
 #include "train/trainer.h"
 
@@ -194,4 +195,37 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
   CHECK_THAT(bad.output, Contains("notes.txt: not an image"));
   auto one = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image + " --labels a");
   CHECK(one.code == 2);
+
+  // zoo embed: unit-length vectors of the joint space, for images and for texts.
+  const auto bag = dir + "/run/samples/test_images/8-bag.png";
+  REQUIRE(std::filesystem::exists(bag));
+  auto embedded = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --images " + image + " " + bag);
+  INFO(embedded.output);
+  REQUIRE(embedded.code == 0);
+  auto rows = zoo::test::embedding_rows(embedded.output);
+  REQUIRE(rows.defined());
+  REQUIRE(rows.sizes() == torch::IntArrayRef({2, 32}));  // model.embed_dim
+  CHECK(torch::allclose(rows.norm(2, 1), torch::ones({2}), 1e-5, 1e-5));
+  {  // what the model's encode_image gives for the file, normalised as in training
+    torch::NoGradGuard no_grad;
+    auto task = zoo::load_task(ckpt, {});
+    auto x = (zoo::read_image_gray(image, 28) - zoo::kFashionMnistMean) / zoo::kFashionMnistStd;
+    CHECK(torch::allclose(rows[0], task->model().as<zoo::CLIPImpl>()->encode_image(x)[0], 1e-5, 1e-5));
+  }
+  const std::string prompt = "a photo of a sneaker";
+  auto alone = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --texts '" + prompt + "'");
+  auto padded = zoo::test::run("printf 'a pair of comfortable running shoes for the weekend\\n" + prompt + "\\n' | " +
+                               zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --texts");
+  REQUIRE(alone.code == 0);
+  REQUIRE(padded.code == 0);
+  auto text_one = zoo::test::embedding_rows(alone.output), text_two = zoo::test::embedding_rows(padded.output);
+  REQUIRE(text_one.defined());
+  REQUIRE(text_two.defined());
+  REQUIRE(text_one.sizes() == torch::IntArrayRef({1, 32}));
+  REQUIRE(text_two.sizes() == torch::IntArrayRef({2, 32}));
+  CHECK(torch::allclose(text_two[1], text_one[0], 1e-5, 1e-5));  // the longer text's padding changes nothing
+  CHECK(text_one.norm().item<double>() == Approx(1.0).margin(1e-5));
+  auto which = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " " + image);
+  CHECK(which.code == 2);
+  CHECK_THAT(which.output, Contains("embeds images and texts; say which the inputs are with --images or --texts"));
 }

@@ -15,7 +15,10 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "train/checkpoint.h"
+#include "train/data/fashion_mnist.h"
 #include "train/fid.h"
+#include "train/image.h"
+#include "train/trainer.h"
 
 using namespace zoo;
 using Catch::Matchers::Contains;
@@ -392,6 +395,79 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto steps = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 500");
   CHECK(steps.code == 2);
   CHECK_THAT(steps.output, Contains("sample.steps"));
+  auto embed = test::run(test::zoo_bin() + " embed --checkpoint " + ckpt + " --images " + dir + "/a.png");
+  CHECK(embed.code == 2);
+  CHECK_THAT(embed.output, Contains(ckpt + ": holds a ddpm_fashion_mnist run, which zoo embed does not take"));
+}
+
+TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compute; wrong inputs exit 2", "[cli][embed]") {
+  auto dir = test::scratch("embed");
+  std::ofstream(dir + "/vit.yaml") << test::tiny_vit_yaml(2);
+  std::ofstream(dir + "/vae.yaml") << "task: vae_fashion_mnist\n"
+                                      "model: {hidden_dim: 32, latent_dim: 5}\n"
+                                      "data: {root: " + test::data_root() + ", train_limit: 256, eval_limit: 64}\n"
+                                      "eval: {iw_samples: 10, iw_images: 8}\n"
+                                      "train: {device: cpu, threads: 1, batch_size: 16, steps: 3, log_every: 1, "
+                                      "eval_every: 0, ema: true, ema_decay: 0.5}\n";
+  for (const char* name : {"vit", "vae"}) {
+    auto r = test::run(test::zoo_bin() + " train --config " + dir + "/" + name + ".yaml --run-dir " + dir + "/" + name);
+    INFO(r.output);
+    REQUIRE(r.code == 0);
+  }
+  const auto vit = dir + "/vit/checkpoints/best.pt", vae = dir + "/vae/checkpoints/best.pt";
+  // Three test images as PNG files: 8-bit, so they read back as they were.
+  auto images = load_fashion_mnist(test::data_root(), "test", 0, 3).images;
+  std::string files;
+  for (int64_t i = 0; i < 3; ++i) {
+    write_png(dir + "/" + std::to_string(i) + ".png", images[i]);
+    files += " " + dir + "/" + std::to_string(i) + ".png";
+  }
+  // ViT: the [CLS] features FID reads (train/fid.cpp's own code path), of the EMA weights.
+  auto got = test::run(test::zoo_bin() + " embed --checkpoint " + vit + files);
+  INFO(got.output);
+  REQUIRE(got.code == 0);
+  auto rows = test::embedding_rows(got.output);
+  REQUIRE(rows.defined());
+  REQUIRE(rows.sizes() == torch::IntArrayRef({3, 32}));
+  auto want = FeatureExtractor(vit, torch::kCPU).features(images);
+  CHECK(torch::allclose(rows, want, 1e-5, 1e-5));
+  CHECK_FALSE(torch::allclose(rows[0], rows[1], 1e-3, 1e-3));  // different images, different vectors
+  // The same from standard input, one file a line, and with --images said.
+  auto piped = test::run("printf '%s\\n'" + files + " | " + test::zoo_bin() + " embed --images --checkpoint " + vit);
+  REQUIRE(piped.code == 0);
+  CHECK(test::embedding_rows(piped.output).equal(rows));
+  // VAE: the mean of q(z|x).
+  got = test::run(test::zoo_bin() + " embed --checkpoint " + vae + files);
+  INFO(got.output);
+  REQUIRE(got.code == 0);
+  rows = test::embedding_rows(got.output);
+  REQUIRE(rows.defined());
+  REQUIRE(rows.sizes() == torch::IntArrayRef({3, 5}));
+  {
+    torch::NoGradGuard no_grad;
+    auto task = load_task(vae, {});
+    CHECK(torch::allclose(rows, task->model().as<VAEImpl>()->encode(images).first, 1e-5, 1e-5));
+  }
+  // Wrong inputs: texts to an image model, a file that is not an image, no inputs, both kinds.
+  auto texts = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " --texts 'a shoe'");
+  CHECK(texts.code == 2);
+  CHECK_THAT(texts.output, Contains("a vit_fashion_mnist model embeds images, not texts; drop --texts"));
+  std::ofstream(dir + "/notes.txt") << "hello";
+  auto text_file = test::run(test::zoo_bin() + " embed --checkpoint " + vae + " " + dir + "/notes.txt");
+  CHECK(text_file.code == 2);
+  CHECK_THAT(text_file.output, Contains("notes.txt: not an image"));
+  auto nothing = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " < /dev/null");
+  CHECK(nothing.code == 2);
+  CHECK_THAT(nothing.output, Contains("zoo embed: no inputs given"));
+  auto empty_line = test::run("printf '\\n' | " + test::zoo_bin() + " embed --checkpoint " + vit);
+  CHECK(empty_line.code == 2);
+  CHECK_THAT(empty_line.output, Contains("line 1 of standard input is empty"));
+  auto endless = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " < /dev/zero");
+  CHECK(endless.code == 2);
+  CHECK_THAT(endless.output, Contains("a line on standard input runs to 1000000 characters or more"));
+  auto both = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " --images --texts x");
+  CHECK(both.code == 2);
+  CHECK_THAT(both.output, Contains("give --images or --texts, not both"));
 }
 
 TEST_CASE("FID: Gaussians with known moments, symmetry, zero for the same set", "[fid]") {

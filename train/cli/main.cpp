@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <set>
@@ -26,6 +27,7 @@
 #include "train/image.h"
 #include "train/tasks/bert.h"
 #include "train/tasks/clip.h"
+#include "train/tasks/embed.h"
 #include "train/tasks/g2p.h"
 #include "train/trainer.h"
 
@@ -47,6 +49,7 @@ commands:
   g2p     --checkpoint C [--no-stress] [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
   zero-shot --checkpoint C --image FILE --labels "sneaker,bag,coat"
+  embed   --checkpoint C [--images|--texts] [INPUT]...   a vector per image file or text (inputs from standard input, a line each, when none are given)
   average --run-dir D [--last N] --out F   (or: average C1 C2 ... --out F) one checkpoint of their mean weights
   export  --checkpoint C --out F   the weights C is evaluated with, without what resuming needs (a smaller file)
   list    the tasks and the shipped configs
@@ -491,6 +494,110 @@ int cmd_zero_shot(int argc, char** argv) {
   return kExitOk;
 }
 
+/// Reads one line of `in` into `line` (without its "\n" or "\r\n"); false at the end. A line of
+/// `max` characters or more is a UsageError, so `< /dev/zero` is refused rather than read without end.
+bool read_line(std::istream& in, std::string& line, size_t max, const std::string& what) {
+  line.clear();
+  int c;
+  bool any = false;
+  while ((c = in.get()) != std::char_traits<char>::eof()) {
+    any = true;
+    if (c == '\n') break;
+    line.push_back(static_cast<char>(c));
+    if (line.size() >= max)
+      throw zoo::UsageError("zoo embed: a line on standard input runs to " + std::to_string(max) +
+                            " characters or more; give one " + what + " per line");
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return any;
+}
+
+int cmd_embed(int argc, char** argv) {
+  cxxopts::Options o("zoo embed",
+                     "Print a vector for each image file or text: one line of numbers per input, in order.\n"
+                     "  zoo embed --checkpoint C --images shoe.png bag.png\n"
+                     "  zoo embed --checkpoint C --texts \"a photo of a sneaker\" \"a bag\"\n"
+                     "  ls *.png | zoo embed --checkpoint C --images   (inputs from standard input, one a line)\n"
+                     "What a vector is:\n"
+                     "  clip_fashion_mnist: the joint image-text space, unit length (images or texts)\n"
+                     "  vit_fashion_mnist: the [CLS] feature before the head (images)\n"
+                     "  vae_fashion_mnist: the mean of q(z|x) (images)\n"
+                     "  bert_mlm, bert_pos, bert_spam: the mean of the last layer's token states (texts, cut at "
+                     "data.max_length tokens)\n"
+                     "Images (PNG, JPEG, BMP, GIF; any size and channels) are made grey and 28x28, as zoo zero-shot's are.");
+  o.add_options()("checkpoint", "checkpoint of a clip, vit, vae or bert run", cxxopts::value<std::string>())(
+      "images", "the inputs are image files (the default for vit and vae checkpoints)")(
+      "texts", "the inputs are texts (the default for bert checkpoints)")(
+      "inputs", "image files or texts (default: standard input, one per line)", cxxopts::value<std::vector<std::string>>())(
+      "s,set", "override a stored key, e.g. train.device=cpu", cxxopts::value<std::vector<std::string>>());
+  o.parse_positional({"inputs"});
+  auto r = parse(o, argc, argv);
+  if (!r.count("checkpoint"))
+    throw zoo::UsageError("zoo embed: --checkpoint is required (a clip, vit, vae or bert run's best.pt)");
+  if (r.count("images") && r.count("texts"))
+    throw zoo::UsageError("zoo embed: give --images or --texts, not both (embed each kind in its own call)");
+  const auto checkpoint = r["checkpoint"].as<std::string>();
+  auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
+  zoo::Config cfg;
+  auto task = zoo::load_task(checkpoint, sets, &cfg);
+  auto* embedder = dynamic_cast<zoo::Embedder*>(task.get());
+  if (!embedder)
+    throw zoo::UsageError(checkpoint + ": holds a " + cfg.task() + " run, which zoo embed does not take; it takes "
+                          "clip_fashion_mnist, vit_fashion_mnist, vae_fashion_mnist and bert_* checkpoints");
+  bool images = embedder->embeds_images() && !embedder->embeds_texts();
+  if (r.count("images") || r.count("texts")) {
+    images = r.count("images") > 0;
+    if (images ? !embedder->embeds_images() : !embedder->embeds_texts())
+      throw zoo::UsageError(checkpoint + ": a " + cfg.task() + " model embeds " + (images ? "texts" : "images") +
+                            ", not " + (images ? "images" : "texts") + "; drop " + (images ? "--images" : "--texts"));
+  } else if (embedder->embeds_images() && embedder->embeds_texts()) {
+    throw zoo::UsageError("zoo embed: a " + cfg.task() + " model embeds images and texts; say which the inputs are "
+                          "with --images or --texts");
+  }
+  auto print = [&](const std::vector<std::string>& inputs) {
+    torch::Tensor v;
+    if (images) {
+      std::vector<torch::Tensor> xs;
+      for (const auto& path : inputs) xs.push_back(zoo::read_image_gray(path, 28));
+      v = embedder->embed_images(torch::cat(xs, 0));
+    } else {
+      v = embedder->embed_texts(inputs);
+    }
+    v = v.to(torch::kFloat).contiguous();
+    const float* p = v.data_ptr<float>();
+    std::ostringstream out;
+    out << std::setprecision(std::numeric_limits<float>::max_digits10);  // each float32 read back exactly
+    for (int64_t i = 0; i < v.size(0); ++i) {
+      for (int64_t j = 0; j < v.size(1); ++j) out << (j ? " " : "") << p[i * v.size(1) + j];
+      out << "\n";
+    }
+    std::cout << out.str() << std::flush;
+  };
+  if (r.count("inputs")) {
+    print(r["inputs"].as<std::vector<std::string>>());
+    return kExitOk;
+  }
+  // Standard input, a line an input, answered 256 at a time (from a terminal, line by line).
+  const bool terminal = ::isatty(STDIN_FILENO) != 0;
+  const std::string what = images ? "image file" : "text";
+  std::vector<std::string> batch;
+  bool any = false;
+  int64_t number = 0;
+  for (std::string line; read_line(std::cin, line, 1000000, what);) {
+    ++number;
+    if (images && line.empty())
+      throw zoo::UsageError("zoo embed: line " + std::to_string(number) + " of standard input is empty; give one image "
+                            "file per line");
+    batch.push_back(std::move(line));
+    any = true;
+    if (batch.size() == 256 || terminal) print(batch), batch.clear();
+  }
+  if (!any)
+    throw zoo::UsageError("zoo embed: no inputs given (pass " + what + "s as arguments or on standard input, one a line)");
+  if (!batch.empty()) print(batch);
+  return kExitOk;
+}
+
 /// An --out that zoo writes a checkpoint to may not take a name the trainer gives its own (best.pt,
 /// step-N.pt): a run's pruning and resuming would take it for one of them.
 void check_not_trainer_name(const std::string& out, const std::string& example) {
@@ -616,10 +723,11 @@ int main(int argc, char** argv) {
     if (cmd == "g2p") return cmd_g2p(argc - 1, argv + 1);
     if (cmd == "fill-mask") return cmd_fill_mask(argc - 1, argv + 1);
     if (cmd == "zero-shot") return cmd_zero_shot(argc - 1, argv + 1);
+    if (cmd == "embed") return cmd_embed(argc - 1, argv + 1);
     if (cmd == "average") return cmd_average(argc - 1, argv + 1);
     if (cmd == "export") return cmd_export(argc - 1, argv + 1);
     std::cerr << "zoo: unknown command '" << cmd
-              << "' (commands: train, eval, sample, g2p, fill-mask, zero-shot, average, export, list; see zoo --help)\n";
+              << "' (commands: train, eval, sample, g2p, fill-mask, zero-shot, embed, average, export, list; see zoo --help)\n";
     return kExitUsage;
   } catch (const zoo::UsageError& e) {
     std::cerr << "zoo: error: " << e.what() << "\n";

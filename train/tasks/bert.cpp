@@ -16,6 +16,7 @@
 #include "train/data/sampler.h"
 #include "train/data/sequences.h"
 #include "train/data/spamassassin.h"
+#include "train/tasks/embed.h"
 #include "train/trainer.h"
 
 namespace zoo {
@@ -136,6 +137,40 @@ std::unique_ptr<Task> load_pretrained(const std::string& path) {
   return task;
 }
 
+/// zoo embed for every BERT task: the mean of the last layer's hidden states over each text's
+/// tokens, [CLS] and [SEP] included and padding not (the mean pooling of Sentence-BERT, Reimers
+/// and Gurevych 2019), a text cut at max_length tokens as in training; batches of 64.
+torch::Tensor mean_pooled(BertModel& bert, const WordPiece& vocab, const std::vector<std::string>& texts,
+                          int64_t max_length, const torch::Device& device) {
+  return in_eval_mode(*bert, [&] {
+    std::vector<torch::Tensor> out;
+    for (size_t i = 0; i < texts.size(); i += 64) {
+      std::vector<std::vector<int64_t>> store;
+      std::vector<int64_t> lengths;
+      for (size_t j = i; j < std::min(texts.size(), i + 64); ++j) {
+        std::vector<int64_t> ids{vocab.cls_id()};
+        for (auto id : vocab.encode(texts[j])) {
+          if (static_cast<int64_t>(ids.size()) + 1 >= max_length) break;
+          ids.push_back(id);
+        }
+        ids.push_back(vocab.sep_id());
+        lengths.push_back(static_cast<int64_t>(ids.size()));
+        store.push_back(std::move(ids));
+      }
+      std::vector<const std::vector<int64_t>*> rows;
+      for (const auto& s : store) rows.push_back(&s);
+      auto input = pad_sequences(rows, vocab.pad_id(), device);
+      // The mask from the lengths, not from the pad id: a text may spell "[PAD]".
+      auto mask = torch::arange(input.size(1), torch::TensorOptions().device(device)).unsqueeze(0) <
+                  torch::tensor(lengths, torch::kLong).to(device).unsqueeze(1);
+      auto hidden = bert(input, torch::Tensor(), mask.to(torch::kLong)).sequence.to(torch::kFloat);
+      auto weight = mask.unsqueeze(-1).to(torch::kFloat);
+      out.push_back(((hidden * weight).sum(1) / weight.sum(1)).cpu());
+    }
+    return out.empty() ? torch::zeros({0, bert->options.hidden_size()}) : torch::cat(out, 0);
+  });
+}
+
 /// A BERT task's vocabulary and shape, and the run its weights start from.
 struct BertStart {
   WordPiece vocab;
@@ -175,7 +210,7 @@ BertStart bert_start(const Config& cfg, const TaskContext& ctx) {
 }
 
 // ---------------------------------------------------------------- pretraining
-class BertMLMTask : public MaskedLanguageModelTask {
+class BertMLMTask : public MaskedLanguageModelTask, public Embedder {
  public:
   BertMLMTask(const Config& cfg, const TaskContext& ctx)
       : device_(ctx.device),
@@ -210,6 +245,10 @@ class BertMLMTask : public MaskedLanguageModelTask {
   torch::nn::Module& model() override { return *model_; }
   const WordPiece& vocab() const override { return vocab_; }
   BertModel encoder() override { return model_->bert; }
+  bool embeds_texts() const override { return true; }
+  torch::Tensor embed_texts(const std::vector<std::string>& texts) override {
+    return mean_pooled(model_->bert, vocab_, texts, data_.max_length, device_);
+  }
   int64_t examples_per_step() const override { return batch_size(short_phase_) * accumulate_; }
   std::pair<std::string, bool> best_metric() const override { return {"mlm_accuracy", true}; }
 
@@ -486,7 +525,7 @@ void add_mlm_keys(Schema& s) {
 // ---------------------------------------------------------------- fine-tuning
 /// What the fine-tuning tasks share: the vocabulary and encoder shape, taken from a pretrained
 /// checkpoint (model.pretrained), from the checkpoint being loaded, or made anew (from scratch).
-class BertFineTuneTask : public Task {
+class BertFineTuneTask : public Task, public Embedder {
  public:
   BertFineTuneTask(const Config& cfg, const TaskContext& ctx)
       : device_(ctx.device),
@@ -506,6 +545,10 @@ class BertFineTuneTask : public Task {
   }
 
   int64_t examples_per_step() const override { return batch_ * accumulate_; }
+  bool embeds_texts() const override { return true; }
+  torch::Tensor embed_texts(const std::vector<std::string>& texts) override {
+    return mean_pooled(bert(), vocab_, texts, max_length_, device_);
+  }
 
   void save_state(torch::serialize::OutputArchive& a) override {
     a.write("vocab", c10::IValue(vocab_.to_text()));
@@ -527,6 +570,8 @@ class BertFineTuneTask : public Task {
     pretrained_task_.reset();
   }
 
+  /// The fine-tuned encoder.
+  virtual BertModel& bert() = 0;
   /// Builds training examples on first use: token ids and their lengths.
   virtual void load_train() = 0;
   BucketSampler& sampler() {
@@ -583,6 +628,7 @@ class BertPOSTask : public BertFineTuneTask {
   }
 
   torch::nn::Module& model() override { return *model_; }
+  BertModel& bert() override { return model_->bert; }
   std::pair<std::string, bool> best_metric() const override { return {"accuracy", true}; }
 
   StepLog train_step(StepContext& ctx) override {
@@ -759,6 +805,7 @@ class BertSpamTask : public BertFineTuneTask {
   }
 
   torch::nn::Module& model() override { return *model_; }
+  BertModel& bert() override { return model_->bert; }
   std::pair<std::string, bool> best_metric() const override { return {"f1", true}; }
 
   StepLog train_step(StepContext& ctx) override {

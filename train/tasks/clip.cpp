@@ -3,6 +3,7 @@
 // classification from held-out prompts (prompt ensembling), class-level image-text retrieval,
 // and a linear probe on the frozen image features.
 #include "train/tasks/clip.h"
+#include "train/tasks/embed.h"
 
 #include <filesystem>
 #include <fstream>
@@ -45,7 +46,7 @@ double linear_probe(torch::Tensor train_x, const torch::Tensor& train_y, torch::
   return (torch::matmul(test_x, w) + b).argmax(1).eq(test_y).to(torch::kDouble).mean().item<double>();
 }
 
-class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
+class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embedder {
  public:
   CLIPTask(const Config& cfg, const TaskContext& ctx)
       : FashionMnistTask(cfg, ctx, cfg.get_int("data.crop_padding")),
@@ -126,7 +127,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
 
   Scalars evaluate(const std::string& split) override {
     const auto& set = eval_set(split);
-    auto images = embed_images(set.images, /*projected=*/true);  // (N, E)
+    auto images = image_embeddings(set.images, /*projected=*/true);  // (N, E)
     const auto& y = set.labels;
     Scalars m{{"images", static_cast<double>(y.size(0))}};
     // Zero-shot: each class's held-out prompts, embedded, averaged and re-normalised.
@@ -159,8 +160,8 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
     }
     if (linear_probe_) {
       auto train = load_fashion_mnist(root_, "train", val_size_, probe_limit_);
-      auto train_f = embed_images(train.images.to(device_), /*projected=*/false).cpu();
-      auto test_f = embed_images(set.images, /*projected=*/false).cpu();
+      auto train_f = image_embeddings(train.images.to(device_), /*projected=*/false).cpu();
+      auto test_f = image_embeddings(set.images, /*projected=*/false).cpu();
       m["linear_probe_accuracy"] = linear_probe(train_f, train.labels, test_f, y.cpu(), 1e-4);
     }
     return m;
@@ -186,6 +187,27 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
     std::vector<double> out;
     for (int64_t i = 0; i < probs.size(0); ++i) out.push_back(probs[i].item<double>());
     return out;
+  }
+
+  /// zoo embed: unit-length vectors of the joint space, so that an image's dot product with a
+  /// text's is their cosine similarity (what zero-shot and retrieval rank by).
+  bool embeds_images() const override { return true; }
+  bool embeds_texts() const override { return true; }
+  torch::Tensor embed_images(const torch::Tensor& images) override {
+    return in_eval_mode(*model_, [&] { return image_embeddings(images, /*projected=*/true).cpu(); });
+  }
+  torch::Tensor embed_texts(const std::vector<std::string>& texts) override {
+    return in_eval_mode(*model_, [&] {
+      std::vector<torch::Tensor> out;
+      for (size_t i = 0; i < texts.size(); i += 500) {
+        std::vector<std::vector<int64_t>> store;
+        for (size_t j = i; j < std::min(texts.size(), i + 500); ++j) store.push_back(tokens_of(texts[j]));
+        std::vector<const std::vector<int64_t>*> ptrs;
+        for (auto& s : store) ptrs.push_back(&s);
+        out.push_back(model_->encode_text(pad(ptrs)).to(torch::kFloat).cpu());
+      }
+      return out.empty() ? torch::zeros({0, model_->text_projection->options.out_features()}) : torch::cat(out, 0);
+    });
   }
 
   /// test_images/: the first test image of each class as PNG (to try `zoo zero-shot` on), and
@@ -238,7 +260,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier {
   }
 
   /// Unit-length joint-space embeddings (projected) or the encoder's features, in batches of 500.
-  torch::Tensor embed_images(const torch::Tensor& images, bool projected) {
+  torch::Tensor image_embeddings(const torch::Tensor& images, bool projected) {
     std::vector<torch::Tensor> out;
     for (int64_t i = 0; i < images.size(0); i += 500) {
       auto x = normalize(images.slice(0, i, std::min(images.size(0), i + 500)).to(device_));

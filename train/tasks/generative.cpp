@@ -17,6 +17,7 @@
 #include "train/fid.h"
 #include "train/image.h"
 #include "train/rng.h"
+#include "train/tasks/embed.h"
 #include "train/tasks/fashion_mnist_task.h"
 
 namespace fs = std::filesystem;
@@ -138,7 +139,7 @@ void add_generative_keys(Schema& s, bool hflip, int64_t eval_limit) {
 }
 
 // ------------------------------------------------------------------------------- VAE
-class VAETask : public ImageGenerationTask {
+class VAETask : public ImageGenerationTask, public Embedder {
  public:
   VAETask(const Config& cfg, const TaskContext& ctx)
       : ImageGenerationTask(cfg, ctx), iw_samples_(cfg.get_int("eval.iw_samples")), iw_images_(cfg.get_int("eval.iw_images")) {
@@ -205,6 +206,19 @@ class VAETask : public ImageGenerationTask {
     auto x = set.images.slice(0, 0, 32);  // fewer where data.eval_limit is below 32
     auto rec = torch::sigmoid(model_->decode(model_->encode(x).first)).view_as(x);
     write_grid(dir, "reconstructions.png", torch::stack({x, rec}, 1).view({2 * x.size(0), 1, 28, 28}));  // pairs: image, reconstruction
+  }
+
+  /// zoo embed: the mean of q(z|x), the code without the reparameterization's noise.
+  bool embeds_images() const override { return true; }
+  torch::Tensor embed_images(const torch::Tensor& images) override {
+    return in_eval_mode(*model_, [&] {
+      std::vector<torch::Tensor> out;
+      for (int64_t i = 0; i < images.size(0); i += 500)
+        out.push_back(model_->encode(images.slice(0, i, std::min(images.size(0), i + 500)).to(device_, torch::kFloat))
+                          .first.to(torch::kFloat)
+                          .cpu());
+      return out.empty() ? torch::zeros({0, model_->options.latent_dim()}) : torch::cat(out, 0);
+    });
   }
 
  private:

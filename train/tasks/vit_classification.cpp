@@ -4,6 +4,7 @@
 
 #include "models/vit.h"
 #include "train/image.h"
+#include "train/tasks/embed.h"
 #include "train/tasks/fashion_mnist_task.h"
 
 namespace fs = std::filesystem;
@@ -11,7 +12,7 @@ namespace fs = std::filesystem;
 namespace zoo {
 namespace {
 
-class ViTClassification : public FashionMnistTask {
+class ViTClassification : public FashionMnistTask, public Embedder {
  public:
   ViTClassification(const Config& cfg, const TaskContext& ctx)
       : FashionMnistTask(cfg, ctx, cfg.get_int("data.crop_padding")),
@@ -99,6 +100,20 @@ class ViTClassification : public FashionMnistTask {
     for (int64_t i = 0; i < n; ++i)
       txt << i << "\t" << kFashionMnistClasses[pred[i].item<int64_t>()] << " (" << kFashionMnistClasses[y[i].item<int64_t>()]
           << ")" << (pred[i].item<int64_t>() == y[i].item<int64_t>() ? "" : "  WRONG") << "\n";
+  }
+
+  /// zoo embed: the [CLS] token after the final layer norm, the input of the head (timm's
+  /// pre-logits features; FID reads the same, train/fid.cpp), in batches of 500.
+  bool embeds_images() const override { return true; }
+  torch::Tensor embed_images(const torch::Tensor& images) override {
+    return in_eval_mode(*model_, [&] {
+      std::vector<torch::Tensor> out;
+      for (int64_t i = 0; i < images.size(0); i += 500) {
+        auto x = normalize(images.slice(0, i, std::min(images.size(0), i + 500)).to(device_, torch::kFloat));
+        out.push_back(model_->encode(model_->embed(x)).select(1, 0).to(torch::kFloat).cpu());
+      }
+      return out.empty() ? torch::zeros({0, model_->options.dim()}) : torch::cat(out, 0);
+    });
   }
 
  private:
