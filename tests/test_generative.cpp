@@ -47,6 +47,27 @@ void check_moments(const torch::Tensor& x, double tol_mean, double tol_std_rel) 
   CHECK(((std - kStd).abs() / kStd).max().item<double>() < tol_std_rel);
 }
 
+/// `task`'s interpolate(2, 4) after seed 5: eight images, row by row, whose first column is
+/// sample(2) after the same seed and whose last is sample(2) after that seed and one more draw
+/// of the latents (the walk's other end); the images between are neither end.
+void check_interpolation(Task& task, const std::vector<int64_t>& latent_shape) {
+  torch::manual_seed(5);
+  auto walk = task.interpolate(2, 4);
+  REQUIRE(walk.sizes() == torch::IntArrayRef({8, 1, 28, 28}));
+  torch::manual_seed(5);
+  auto from = task.sample(2);
+  torch::manual_seed(5);
+  (void)torch::randn(latent_shape);
+  auto to = task.sample(2);
+  for (int64_t row = 0; row < 2; ++row) {
+    INFO("row " << row);
+    CHECK(torch::allclose(walk[row * 4], from[row], 1e-4, 1e-4));
+    CHECK(torch::allclose(walk[row * 4 + 3], to[row], 1e-4, 1e-4));
+    CHECK_FALSE(torch::allclose(walk[row * 4 + 1], walk[row * 4], 1e-3, 1e-3));
+    CHECK_FALSE(torch::allclose(walk[row * 4 + 1], walk[row * 4 + 3], 1e-3, 1e-3));
+  }
+}
+
 }  // namespace
 
 TEST_CASE("noise schedules: alpha-bar decreases from ~1 to ~0 and buffers are registered", "[diffusion]") {
@@ -395,12 +416,38 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto steps = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 500");
   CHECK(steps.code == 2);
   CHECK_THAT(steps.output, Contains("sample.steps"));
+  // Interpolation: DDIM with eta 0 maps x_T to one image, so a walk between two x_T is a walk
+  // between two samples; DDPM and DDIM with eta > 0 draw noise at every step and are refused.
+  {
+    auto task = load_task(ckpt, {"sample.sampler=ddim", "sample.steps=3", "sample.eta=0"});
+    check_interpolation(*task, {2, 1, 28, 28});
+  }
+  auto walk = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --interpolate 4 --n 2 --steps 3 --eta 0 --out " +
+                        dir + "/walk.png");
+  INFO(walk.output);
+  CHECK(walk.code == 0);
+  CHECK_THAT(walk.output, Contains("wrote 2 interpolations of 4 images to " + dir + "/walk.png"));
+  CHECK(std::filesystem::file_size(dir + "/walk.png") > 100);
+  auto walk_ddpm = test::run(test::zoo_bin() + " sample ddpm --checkpoint " + ckpt + " --interpolate 4 --n 2");
+  CHECK(walk_ddpm.code == 2);
+  CHECK_THAT(walk_ddpm.output, Contains("--interpolate: DDPM's sampler draws new noise at every step"));
+  auto walk_eta = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --interpolate 4 --eta 0.5");
+  CHECK(walk_eta.code == 2);
+  CHECK_THAT(walk_eta.output, Contains("with eta 0.5 DDIM draws new noise at every step") && Contains("pass --eta 0"));
+  auto walk_one = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --interpolate 1");
+  CHECK(walk_one.code == 2);
+  CHECK_THAT(walk_one.output, Contains("--interpolate 1: expected 2 to 64 images per row"));
+  auto walk_columns = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --interpolate 4 --columns 2");
+  CHECK(walk_columns.code == 2);
+  auto walk_many = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --interpolate 64 --n 65");
+  CHECK(walk_many.code == 2);
+  CHECK_THAT(walk_many.output, Contains("4160 images; at most 4096"));
   auto embed = test::run(test::zoo_bin() + " embed --checkpoint " + ckpt + " --images " + dir + "/a.png");
   CHECK(embed.code == 2);
   CHECK_THAT(embed.output, Contains(ckpt + ": holds a ddpm_fashion_mnist run, which zoo embed does not take"));
 }
 
-TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compute; wrong inputs exit 2", "[cli][embed]") {
+TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compute; wrong inputs exit 2; VAE walks", "[cli][embed]") {
   auto dir = test::scratch("embed");
   std::ofstream(dir + "/vit.yaml") << test::tiny_vit_yaml(2);
   std::ofstream(dir + "/vae.yaml") << "task: vae_fashion_mnist\n"
@@ -447,7 +494,12 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
     torch::NoGradGuard no_grad;
     auto task = load_task(vae, {});
     CHECK(torch::allclose(rows, task->model().as<VAEImpl>()->encode(images).first, 1e-5, 1e-5));
+    check_interpolation(*task, {2, 5});  // and a walk between two draws of z
   }
+  auto walk = test::run(test::zoo_bin() + " sample vae --checkpoint " + vae + " --interpolate 3 --n 1 --out " + dir + "/walk.png");
+  INFO(walk.output);
+  CHECK(walk.code == 0);
+  CHECK_THAT(walk.output, Contains("wrote 1 interpolation of 3 images"));
   // Wrong inputs: texts to an image model, a file that is not an image, no inputs, both kinds.
   auto texts = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " --texts 'a shoe'");
   CHECK(texts.code == 2);

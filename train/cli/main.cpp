@@ -44,7 +44,7 @@ usage: zoo <command> [options]
 commands:
   train   --config F [--set section.key=value]... [--run-dir D] [--resume]
   eval    --checkpoint C [--split test|val] [--predictions FILE] [--set section.key=value]...
-  sample  {vae,gan,ddpm,ddim} [--checkpoint C] [--n 64] [--seed 0] [--out grid.png] [--columns 8]
+  sample  {vae,gan,ddpm,ddim} [--checkpoint C] [--n 64] [--seed 0] [--out grid.png] [--columns 8 | --interpolate K]
           (ddim: [--steps S] [--eta E] [--spacing S]; ddpm: [--variance V]; without --checkpoint, the newest DDPM run)
   g2p     --checkpoint C [--no-stress] [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
@@ -275,13 +275,16 @@ int cmd_sample(int argc, char** argv) {
   cxxopts::Options o("zoo sample", "Sample a grid of images from a generative checkpoint and write it as PNG.\n"
                                    "  zoo sample vae|gan|ddpm|ddim [--checkpoint C] [--n 64] [--seed 0] [--out grid.png]\n"
                                    "ddpm and ddim both sample a DDPM checkpoint; without --checkpoint, ddpm and ddim take\n"
-                                   "the newest DDPM run under runs/.");
+                                   "the newest DDPM run under runs/.\n"
+                                   "  zoo sample vae|gan|ddim --interpolate 8 --n 4   4 rows of 8, each between two latents");
   o.add_options()("model", "vae, gan, ddpm or ddim", cxxopts::value<std::string>())(
       "checkpoint", "checkpoint file", cxxopts::value<std::string>())(
       "n", "number of samples", cxxopts::value<int64_t>()->default_value("64"))(
       "seed", "random seed", cxxopts::value<int64_t>()->default_value("0"))(
       "out", "output PNG", cxxopts::value<std::string>()->default_value("grid.png"))(
       "columns", "images per row of the grid", cxxopts::value<int64_t>()->default_value("8"))(
+      "interpolate", "K: --n rows of K images, each row walking between two random latents (spherical "
+                     "interpolation; ddim with eta 0)", cxxopts::value<int64_t>())(
       "steps", "ddim: sampling steps S", cxxopts::value<int64_t>())(
       "eta", "ddim: eta in [0, 1]", cxxopts::value<double>())(
       "spacing", "ddim: linspace, leading or trailing", cxxopts::value<std::string>())(
@@ -355,14 +358,26 @@ int cmd_sample(int argc, char** argv) {
   }
   if (r.count("spacing")) sets.push_back("sample.spacing=" + r["spacing"].as<std::string>());
   if (r.count("variance")) sets.push_back("sample.variance=" + r["variance"].as<std::string>());
-  const auto columns = r["columns"].as<int64_t>();
+  auto columns = r["columns"].as<int64_t>();
   if (columns < 1)
     throw zoo::UsageError("--columns " + std::to_string(columns) + ": expected at least 1 image per row");
+  int64_t per_row = 0;  // --interpolate's images per row
+  if (r.count("interpolate")) {
+    per_row = r["interpolate"].as<int64_t>();
+    if (per_row < 2 || per_row > 64)
+      throw zoo::UsageError("--interpolate " + std::to_string(per_row) + ": expected 2 to 64 images per row");
+    if (r.count("columns"))
+      throw zoo::UsageError("--columns: with --interpolate a row holds one interpolation (--interpolate images)");
+    if (n * per_row > 4096)
+      throw zoo::UsageError("--n " + std::to_string(n) + " --interpolate " + std::to_string(per_row) + ": " +
+                            std::to_string(n * per_row) + " images; at most 4096");
+    columns = per_row;
+  }
   const auto out = r["out"].as<std::string>();
   check_output(out, "--out", checkpoint, /*renamed_over=*/true);
   auto task = zoo::load_task(std::move(*archive), checkpoint, sets);
   torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
-  auto images = task->sample(n);
+  auto images = per_row ? task->interpolate(n, per_row) : task->sample(n);
   try {
     zoo::write_png(out, zoo::make_grid(images, columns, 2, 2));
   } catch (const zoo::UsageError&) {
@@ -370,7 +385,8 @@ int cmd_sample(int argc, char** argv) {
   } catch (const std::runtime_error& e) {  // atomic_write's: the folder or file cannot be written
     throw zoo::UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
   }
-  std::cout << "wrote " << n << " samples to " << out << "\n";
+  if (per_row) std::cout << "wrote " << n << (n == 1 ? " interpolation" : " interpolations") << " of " << per_row << " images to " << out << "\n";
+  else std::cout << "wrote " << n << " samples to " << out << "\n";
   return kExitOk;
 }
 

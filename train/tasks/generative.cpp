@@ -63,7 +63,34 @@ class ImageGenerationTask : public FashionMnistTask {
         fid_samples_(cfg.get_int("eval.fid_samples")),
         fid_floor_(cfg.get_bool("eval.fid_floor")) {}
 
+  /// Images from latents drawn from the prior N(0, I), one draw for the batch.
+  torch::Tensor sample(int64_t n) override {
+    torch::NoGradGuard no_grad;
+    return generate(torch::randn(latent_shape(n), torch::TensorOptions().device(device_)));
+  }
+
+  /// Each row walks from one latent draw to another along the great circle (spherical
+  /// interpolation: White 2016 for Gaussian latents, the DDIM paper's Sec. 5.3 for x_T), in
+  /// `steps` images, both ends included. The first column is what sample(rows) gives after the
+  /// same seed.
+  torch::Tensor interpolate(int64_t rows, int64_t steps) override {
+    check_interpolation();
+    torch::NoGradGuard no_grad;
+    const auto options = torch::TensorOptions().device(device_);
+    auto from = torch::randn(latent_shape(rows), options), to = torch::randn(latent_shape(rows), options);
+    std::vector<torch::Tensor> path;
+    for (int64_t j = 0; j < steps; ++j) path.push_back(slerp(from, to, static_cast<double>(j) / static_cast<double>(steps - 1)));
+    return generate(torch::stack(path, 1).flatten(0, 1));  // row by row: (rows * steps, ...)
+  }
+
  protected:
+  /// The shape of n latents: (n, latent_dim), or (n, 1, 28, 28) for a diffusion model's x_T.
+  virtual std::vector<int64_t> latent_shape(int64_t n) const = 0;
+  /// Images (n, 1, 28, 28) in [0, 1] from n latents, under no_grad.
+  virtual torch::Tensor generate(const torch::Tensor& latents) = 0;
+  /// UsageError when the latent does not fix the image (a sampler that draws noise of its own).
+  virtual void check_interpolation() const {}
+
   void before_training() override {
     FashionMnistTask::before_training();
     if (!fid_classifier_.empty() && fid_samples_ > 0 && !fid_) build_fid();
@@ -194,10 +221,9 @@ class VAETask : public ImageGenerationTask, public Embedder {
   }
   std::pair<std::string, bool> best_metric() const override { return {"elbo", true}; }
 
-  torch::Tensor sample(int64_t n) override {
-    torch::NoGradGuard no_grad;
-    auto z = torch::randn({n, model_->options.latent_dim()}, torch::TensorOptions().device(device_));
-    return torch::sigmoid(model_->decode(z)).view({n, 1, 28, 28});  // the Bernoulli means
+  std::vector<int64_t> latent_shape(int64_t n) const override { return {n, model_->options.latent_dim()}; }
+  torch::Tensor generate(const torch::Tensor& z) override {
+    return torch::sigmoid(model_->decode(z)).view({z.size(0), 1, 28, 28});  // the Bernoulli means
   }
 
   void write_outputs(const std::string& dir) override {
@@ -293,11 +319,8 @@ class GANTask : public ImageGenerationTask {
   }
   std::pair<std::string, bool> best_metric() const override { return {"", true}; }  // best.pt = the last
 
-  torch::Tensor sample(int64_t n) override {
-    torch::NoGradGuard no_grad;
-    auto z = torch::randn({n, generator_->options.latent_dim()}, torch::TensorOptions().device(device_));
-    return (generator_->forward(z) + 1) / 2;
-  }
+  std::vector<int64_t> latent_shape(int64_t n) const override { return {n, generator_->options.latent_dim()}; }
+  torch::Tensor generate(const torch::Tensor& z) override { return (generator_->forward(z) + 1) / 2; }
   void write_outputs(const std::string& dir) override {
     torch::NoGradGuard no_grad;
     write_grid(dir, "samples.png", (generator_->forward(fixed_z_) + 1) / 2);
@@ -415,11 +438,18 @@ class DDPMTask : public ImageGenerationTask {
   }
   std::pair<std::string, bool> best_metric() const override { return {"loss", false}; }
 
-  torch::Tensor sample(int64_t n) override {
-    torch::NoGradGuard no_grad;
+  std::vector<int64_t> latent_shape(int64_t n) const override { return {n, 1, 28, 28}; }
+  void check_interpolation() const override {
+    if (sampler_name_ == "ddpm")
+      throw UsageError("--interpolate: DDPM's sampler draws new noise at every step, so x_T does not fix the image; "
+                       "use zoo sample ddim (eta 0)");
+    if (eta_ != 0)
+      throw UsageError("--interpolate: with eta " + (std::ostringstream() << eta_).str() + " DDIM draws new noise at every step, so "
+                       "x_T does not fix the image; pass --eta 0");
+  }
+  torch::Tensor generate(const torch::Tensor& x_T) override {
     auto& unet = model_->unet;
     Denoiser net = [&](const torch::Tensor& x, const torch::Tensor& t) { return unet->forward(x, t).to(torch::kFloat); };
-    auto x_T = torch::randn({n, 1, 28, 28}, torch::TensorOptions().device(device_));
     torch::Tensor x0;
     if (sampler_name_ == "ddpm") {
       x0 = ddpm_sample(*model_->schedule, net, x_T,

@@ -89,6 +89,12 @@ class Task {
     (void)n;
     throw UsageError("this task does not sample; zoo sample takes vae, gan, ddpm or ddim checkpoints");
   }
+  /// `rows` interpolations of `steps` images each, row by row, (rows * steps, C, H, W) in [0, 1]:
+  /// each row walks between two latent draws (zoo sample --interpolate). The global RNG drives it.
+  virtual torch::Tensor interpolate(int64_t rows, int64_t steps) {
+    (void)rows, (void)steps;
+    throw UsageError("this task does not sample; zoo sample takes vae, gan, ddpm or ddim checkpoints");
+  }
   /// Outputs a person can look at (a sample grid, predictions), written into `dir`.
   virtual void write_outputs(const std::string& dir) { (void)dir; }
   /// The data position, so that --resume continues where the run left off.
