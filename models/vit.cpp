@@ -79,8 +79,12 @@ torch::Tensor ViTImpl::encode(torch::Tensor tokens) {
   return norm(tokens);
 }
 
+torch::Tensor ViTImpl::features(const torch::Tensor& images) {
+  return encode(embed(images)).select(/*dim=*/1, 0);  // (B, D): y = LN(z_L^0), Eq. 4
+}
+
 torch::Tensor ViTImpl::forward(const torch::Tensor& images) {
-  auto cls = encode(embed(images)).select(/*dim=*/1, 0);  // (B, D): y = LN(z_L^0), Eq. 4
+  auto cls = features(images);
   return head ? head(cls) : cls;
 }
 

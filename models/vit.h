@@ -65,6 +65,9 @@ class ViTImpl : public torch::nn::Cloneable<ViTImpl> {
 
   /// images (B, C, H, W) -> logits (B, num_classes), or the [CLS] feature (B, D) without a head.
   torch::Tensor forward(const torch::Tensor& images);
+  /// images (B, C, H, W) -> the [CLS] feature (B, D) after the final layer norm, the head's input
+  /// (timm's pre-logits features).
+  torch::Tensor features(const torch::Tensor& images);
   /// images (B, C, H, W) -> token embeddings with positions (B, 1 + N, D), [CLS] first.
   torch::Tensor embed(const torch::Tensor& images);
   /// tokens (B, T, D) -> encoded tokens (B, T, D), after the final layer norm.

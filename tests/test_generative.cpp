@@ -14,6 +14,7 @@
 #include "models/gan.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "models/vit.h"
 #include "train/checkpoint.h"
 #include "train/data/fashion_mnist.h"
 #include "train/fid.h"
@@ -63,8 +64,8 @@ void check_interpolation(Task& task, const std::vector<int64_t>& latent_shape) {
     INFO("row " << row);
     CHECK(torch::allclose(walk[row * 4], from[row], 1e-4, 1e-4));
     CHECK(torch::allclose(walk[row * 4 + 3], to[row], 1e-4, 1e-4));
-    CHECK_FALSE(torch::allclose(walk[row * 4 + 1], walk[row * 4], 1e-3, 1e-3));
-    CHECK_FALSE(torch::allclose(walk[row * 4 + 1], walk[row * 4 + 3], 1e-3, 1e-3));
+    CHECK((walk[row * 4 + 1] - walk[row * 4]).abs().max().item<double>() > 1e-6);
+    CHECK((walk[row * 4 + 1] - walk[row * 4 + 3]).abs().max().item<double>() > 1e-6);
   }
 }
 
@@ -439,6 +440,7 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   CHECK_THAT(walk_one.output, Contains("--interpolate 1: expected 2 to 64 images per row"));
   auto walk_columns = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --interpolate 4 --columns 2");
   CHECK(walk_columns.code == 2);
+  CHECK_THAT(walk_columns.output, Contains("--columns: with --interpolate a row holds one interpolation"));
   auto walk_many = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --interpolate 64 --n 65");
   CHECK(walk_many.code == 2);
   CHECK_THAT(walk_many.output, Contains("4160 images; at most 4096"));
@@ -450,13 +452,18 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
 TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compute; wrong inputs exit 2; VAE walks", "[cli][embed]") {
   auto dir = test::scratch("embed");
   std::ofstream(dir + "/vit.yaml") << test::tiny_vit_yaml(2);
+  std::ofstream(dir + "/gan.yaml") << "task: gan_fashion_mnist\n"
+                                      "model: {latent_dim: 6, generator_features: 16, discriminator_features: 8}\n"
+                                      "data: {root: " + test::data_root() + ", train_limit: 256, eval_limit: 64}\n"
+                                      "train: {device: cpu, threads: 1, batch_size: 16, steps: 20, log_every: 5, "
+                                      "eval_every: 0}\n";
   std::ofstream(dir + "/vae.yaml") << "task: vae_fashion_mnist\n"
                                       "model: {hidden_dim: 32, latent_dim: 5}\n"
                                       "data: {root: " + test::data_root() + ", train_limit: 256, eval_limit: 64}\n"
                                       "eval: {iw_samples: 10, iw_images: 8}\n"
                                       "train: {device: cpu, threads: 1, batch_size: 16, steps: 3, log_every: 1, "
                                       "eval_every: 0, ema: true, ema_decay: 0.5}\n";
-  for (const char* name : {"vit", "vae"}) {
+  for (const char* name : {"vit", "vae", "gan"}) {
     auto r = test::run(test::zoo_bin() + " train --config " + dir + "/" + name + ".yaml --run-dir " + dir + "/" + name);
     INFO(r.output);
     REQUIRE(r.code == 0);
@@ -476,8 +483,14 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
   auto rows = test::embedding_rows(got.output);
   REQUIRE(rows.defined());
   REQUIRE(rows.sizes() == torch::IntArrayRef({3, 32}));
-  auto want = FeatureExtractor(vit, torch::kCPU).features(images);
-  CHECK(torch::allclose(rows, want, 1e-5, 1e-5));
+  CHECK(torch::allclose(rows, FeatureExtractor(vit, torch::kCPU).features(images), 1e-5, 1e-5));
+  {  // by the paper's definition: token 0 of the encoder's output (after its final layer norm)
+    torch::NoGradGuard no_grad;
+    auto task = load_task(vit, {});
+    auto* model = task->model().as<ViTImpl>();
+    auto x = (images - kFashionMnistMean) / kFashionMnistStd;
+    CHECK(torch::allclose(rows, model->encode(model->embed(x)).select(1, 0), 1e-5, 1e-5));
+  }
   CHECK_FALSE(torch::allclose(rows[0], rows[1], 1e-3, 1e-3));  // different images, different vectors
   // The same from standard input, one file a line, and with --images said.
   auto piped = test::run("printf '%s\\n'" + files + " | " + test::zoo_bin() + " embed --images --checkpoint " + vit);
@@ -495,6 +508,11 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
     auto task = load_task(vae, {});
     CHECK(torch::allclose(rows, task->model().as<VAEImpl>()->encode(images).first, 1e-5, 1e-5));
     check_interpolation(*task, {2, 5});  // and a walk between two draws of z
+  }
+  {  // DCGAN: a walk between two draws of z, through a generator with batch norm (eval mode)
+    torch::NoGradGuard no_grad;
+    auto task = load_task(dir + "/gan/checkpoints/best.pt", {});
+    check_interpolation(*task, {2, 6});
   }
   auto walk = test::run(test::zoo_bin() + " sample vae --checkpoint " + vae + " --interpolate 3 --n 1 --out " + dir + "/walk.png");
   INFO(walk.output);
@@ -517,6 +535,9 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
   auto endless = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " < /dev/zero");
   CHECK(endless.code == 2);
   CHECK_THAT(endless.output, Contains("a line on standard input runs to 1000000 characters or more"));
+  auto empty_path = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " ''");
+  CHECK(empty_path.code == 2);
+  CHECK_THAT(empty_path.output, Contains("zoo embed: input 1 is an empty file name"));
   auto both = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " --images --texts x");
   CHECK(both.code == 2);
   CHECK_THAT(both.output, Contains("give --images or --texts, not both"));

@@ -50,7 +50,7 @@ torch::Tensor FeatureExtractor::features(const torch::Tensor& images, int64_t ba
   for (int64_t i = 0; i < images.size(0); i += batch) {
     auto x = images.slice(0, i, std::min(images.size(0), i + batch)).to(device_, torch::kFloat);
     x = (x - kFashionMnistMean) / kFashionMnistStd;
-    out.push_back(vit->encode(vit->embed(x)).select(1, 0).cpu());  // the [CLS] feature before the head, (B, D)
+    out.push_back(vit->features(x).cpu());  // the [CLS] feature before the head, (B, D)
   }
   return torch::cat(out, 0);
 }

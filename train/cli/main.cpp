@@ -540,7 +540,8 @@ int cmd_embed(int argc, char** argv) {
                      "  vae_fashion_mnist: the mean of q(z|x) (images)\n"
                      "  bert_mlm, bert_pos, bert_spam: the mean of the last layer's token states (texts, cut at "
                      "data.max_length tokens)\n"
-                     "Images (PNG, JPEG, BMP, GIF; any size and channels) are made grey and 28x28, as zoo zero-shot's are.");
+                     "Images (PNG, JPEG, BMP, GIF; any size and channels) are made grey and 28x28, as zoo zero-shot's are.\n"
+                     "A text that starts with '-' goes after --: zoo embed --checkpoint C --texts -- \"-5 degrees\"");
   o.add_options()("checkpoint", "checkpoint of a clip, vit, vae or bert run", cxxopts::value<std::string>())(
       "images", "the inputs are image files (the default for vit and vae checkpoints)")(
       "texts", "the inputs are texts (the default for bert checkpoints)")(
@@ -579,7 +580,7 @@ int cmd_embed(int argc, char** argv) {
     } else {
       v = embedder->embed_texts(inputs);
     }
-    v = v.to(torch::kFloat).contiguous();
+    v = v.to(torch::kCPU, torch::kFloat).contiguous();
     const float* p = v.data_ptr<float>();
     std::ostringstream out;
     out << std::setprecision(std::numeric_limits<float>::max_digits10);  // each float32 read back exactly
@@ -590,7 +591,11 @@ int cmd_embed(int argc, char** argv) {
     std::cout << out.str() << std::flush;
   };
   if (r.count("inputs")) {
-    print(r["inputs"].as<std::vector<std::string>>());
+    const auto inputs = r["inputs"].as<std::vector<std::string>>();
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (images && inputs[i].empty())
+        throw zoo::UsageError("zoo embed: input " + std::to_string(i + 1) + " is an empty file name; give image files");
+    print(inputs);
     return kExitOk;
   }
   // Standard input, a line an input, answered 256 at a time (from a terminal, line by line).

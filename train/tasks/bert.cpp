@@ -137,29 +137,30 @@ std::unique_ptr<Task> load_pretrained(const std::string& path) {
   return task;
 }
 
-/// zoo embed for every BERT task: the mean of the last layer's hidden states over each text's
-/// tokens, [CLS] and [SEP] included and padding not (the mean pooling of Sentence-BERT, Reimers
-/// and Gurevych 2019), a text cut at max_length tokens as in training; batches of 64.
-torch::Tensor mean_pooled(BertModel& bert, const WordPiece& vocab, const std::vector<std::string>& texts,
-                          int64_t max_length, const torch::Device& device) {
+/// [CLS] text [SEP], cut at max_length tokens (the text's head).
+std::vector<int64_t> head_ids(const WordPiece& vocab, const std::string& text, int64_t max_length) {
+  std::vector<int64_t> ids{vocab.cls_id()};
+  for (auto id : vocab.encode(text)) {
+    if (static_cast<int64_t>(ids.size()) + 1 >= max_length) break;
+    ids.push_back(id);
+  }
+  ids.push_back(vocab.sep_id());
+  return ids;
+}
+
+/// zoo embed for every BERT task: the mean of the last layer's hidden states over each
+/// sequence's tokens, [CLS] and [SEP] included and padding not (the mean pooling of
+/// Sentence-BERT, Reimers and Gurevych 2019); batches of 64.
+torch::Tensor mean_pooled(BertModel& bert, const std::vector<std::vector<int64_t>>& ids, int64_t pad_id,
+                          const torch::Device& device) {
   return in_eval_mode(*bert, [&] {
     std::vector<torch::Tensor> out;
-    for (size_t i = 0; i < texts.size(); i += 64) {
-      std::vector<std::vector<int64_t>> store;
-      std::vector<int64_t> lengths;
-      for (size_t j = i; j < std::min(texts.size(), i + 64); ++j) {
-        std::vector<int64_t> ids{vocab.cls_id()};
-        for (auto id : vocab.encode(texts[j])) {
-          if (static_cast<int64_t>(ids.size()) + 1 >= max_length) break;
-          ids.push_back(id);
-        }
-        ids.push_back(vocab.sep_id());
-        lengths.push_back(static_cast<int64_t>(ids.size()));
-        store.push_back(std::move(ids));
-      }
+    for (size_t i = 0; i < ids.size(); i += 64) {
       std::vector<const std::vector<int64_t>*> rows;
-      for (const auto& s : store) rows.push_back(&s);
-      auto input = pad_sequences(rows, vocab.pad_id(), device);
+      std::vector<int64_t> lengths;
+      for (size_t j = i; j < std::min(ids.size(), i + 64); ++j)
+        rows.push_back(&ids[j]), lengths.push_back(static_cast<int64_t>(ids[j].size()));
+      auto input = pad_sequences(rows, pad_id, device);
       // The mask from the lengths, not from the pad id: a text may spell "[PAD]".
       auto mask = torch::arange(input.size(1), torch::TensorOptions().device(device)).unsqueeze(0) <
                   torch::tensor(lengths, torch::kLong).to(device).unsqueeze(1);
@@ -247,7 +248,9 @@ class BertMLMTask : public MaskedLanguageModelTask, public Embedder {
   BertModel encoder() override { return model_->bert; }
   bool embeds_texts() const override { return true; }
   torch::Tensor embed_texts(const std::vector<std::string>& texts) override {
-    return mean_pooled(model_->bert, vocab_, texts, data_.max_length, device_);
+    std::vector<std::vector<int64_t>> ids;
+    for (const auto& t : texts) ids.push_back(head_ids(vocab_, t, data_.max_length));
+    return mean_pooled(model_->bert, ids, vocab_.pad_id(), device_);
   }
   int64_t examples_per_step() const override { return batch_size(short_phase_) * accumulate_; }
   std::pair<std::string, bool> best_metric() const override { return {"mlm_accuracy", true}; }
@@ -547,7 +550,9 @@ class BertFineTuneTask : public Task, public Embedder {
   int64_t examples_per_step() const override { return batch_ * accumulate_; }
   bool embeds_texts() const override { return true; }
   torch::Tensor embed_texts(const std::vector<std::string>& texts) override {
-    return mean_pooled(bert(), vocab_, texts, max_length_, device_);
+    std::vector<std::vector<int64_t>> ids;
+    for (const auto& t : texts) ids.push_back(text_ids(t));
+    return mean_pooled(bert(), ids, vocab_.pad_id(), device_);
   }
 
   void save_state(torch::serialize::OutputArchive& a) override {
@@ -572,6 +577,9 @@ class BertFineTuneTask : public Task, public Embedder {
 
   /// The fine-tuned encoder.
   virtual BertModel& bert() = 0;
+  /// A text's token ids as the task reads its examples (zoo embed): [CLS] text [SEP], cut at
+  /// data.max_length tokens.
+  virtual std::vector<int64_t> text_ids(const std::string& text) const { return head_ids(vocab_, text, max_length_); }
   /// Builds training examples on first use: token ids and their lengths.
   virtual void load_train() = 0;
   BucketSampler& sampler() {
@@ -893,6 +901,8 @@ class BertSpamTask : public BertFineTuneTask {
 
   /// [CLS] message [SEP], at most data.max_length tokens: a longer message keeps its first
   /// tokens, or with data.tail_tokens its first and its last (Sun et al. 2019, head + tail).
+  std::vector<int64_t> text_ids(const std::string& text) const override { return encode(text); }  // head and tail
+
   std::vector<int64_t> encode(const std::string& text) const {
     const auto room = static_cast<size_t>(max_length_ - 2);
     // A token is rarely longer than 16 bytes: head only, tokenize only the head of a long message.

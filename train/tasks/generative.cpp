@@ -443,8 +443,10 @@ class DDPMTask : public ImageGenerationTask {
     if (sampler_name_ == "ddpm")
       throw UsageError("--interpolate: DDPM's sampler draws new noise at every step, so x_T does not fix the image; "
                        "use zoo sample ddim (eta 0)");
+    std::ostringstream eta;
+    eta << eta_;
     if (eta_ != 0)
-      throw UsageError("--interpolate: with eta " + (std::ostringstream() << eta_).str() + " DDIM draws new noise at every step, so "
+      throw UsageError("--interpolate: with eta " + eta.str() + " DDIM draws new noise at every step, so "
                        "x_T does not fix the image; pass --eta 0");
   }
   torch::Tensor generate(const torch::Tensor& x_T) override {

@@ -110,7 +110,7 @@ class ViTClassification : public FashionMnistTask, public Embedder {
       std::vector<torch::Tensor> out;
       for (int64_t i = 0; i < images.size(0); i += 500) {
         auto x = normalize(images.slice(0, i, std::min(images.size(0), i + 500)).to(device_, torch::kFloat));
-        out.push_back(model_->encode(model_->embed(x)).select(1, 0).to(torch::kFloat).cpu());
+        out.push_back(model_->features(x).to(torch::kFloat).cpu());
       }
       return out.empty() ? torch::zeros({0, model_->options.dim()}) : torch::cat(out, 0);
     });
