@@ -82,6 +82,19 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
   auto list = run("cd " + zoo::test::source_dir() + " && " + zoo_bin() + " list");
   CHECK(list.code == 0);
   CHECK_THAT(list.output, Contains("vit_fashion_mnist") && Contains("configs/vit_fashion_mnist.yaml"));
+  // A task's keys: every one, with its default, range and meaning; an unknown key points there.
+  auto keys = run(zoo_bin() + " list vit_fashion_mnist");
+  CHECK(keys.code == 0);
+  CHECK_THAT(keys.output, Contains("model.patch_size") && Contains("4; 1..28") && Contains("patch side in pixels") &&
+                              Contains("train.steps") && Contains("optim.lr"));
+  CHECK_THAT(keys.output, !Contains("vocab_size"));  // BERT's, not the ViT's
+  auto no_task = run(zoo_bin() + " list nope");
+  CHECK(no_task.code == 2);
+  CHECK_THAT(no_task.output, Contains("unknown task 'nope' (known: vit_fashion_mnist"));
+  auto far = run("cd " + zoo::test::source_dir() + " && " + zoo_bin() +
+                 " train --config configs/vit_fashion_mnist.yaml --set foo.bar=1");
+  CHECK(far.code == 2);
+  CHECK_THAT(far.output, Contains("--set foo.bar=1: unknown key 'foo.bar' (`zoo list vit_fashion_mnist` lists the task's keys)"));
 }
 
 TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
@@ -203,6 +216,12 @@ TEST_CASE("zoo eval: bad checkpoints exit 2 naming the file", "[cli]") {
   auto r3 = run(zoo_bin() + " eval");
   CHECK(r3.code == 2);
   CHECK_THAT(r3.output, Contains("--checkpoint is required"));
+  auto r4 = run(zoo_bin() + " eval --checkpoint " + dir);
+  CHECK(r4.code == 2);
+  CHECK_THAT(r4.output, Contains(dir + ": is a directory; give a checkpoint file in it"));
+  auto r5 = run(zoo_bin() + " eval --checkpoint /dev/null");
+  CHECK(r5.code == 2);
+  CHECK_THAT(r5.output, Contains("/dev/null: is not a regular file (a pipe or device); give a checkpoint file"));
 }
 
 TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diverged run saves nothing",

@@ -225,6 +225,9 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
   REQUIRE(text_two.sizes() == torch::IntArrayRef({2, 32}));
   CHECK(torch::allclose(text_two[1], text_one[0], 1e-5, 1e-5));  // the longer text's padding changes nothing
   CHECK(text_one.norm().item<double>() == Approx(1.0).margin(1e-5));
+  auto sep = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --texts 'a shoe [SEP] a bag'");
+  CHECK(sep.code == 2);  // it would end the text there: "a shoe" alone
+  CHECK_THAT(sep.output, Contains("a text holds [SEP], which ends a CLIP text"));
   auto which = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " " + image);
   CHECK(which.code == 2);
   CHECK_THAT(which.output, Contains("embeds images and texts; say which the inputs are with --images or --texts"));

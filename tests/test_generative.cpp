@@ -538,6 +538,26 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
   auto empty_path = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " ''");
   CHECK(empty_path.code == 2);
   CHECK_THAT(empty_path.output, Contains("zoo embed: input 1 is an empty file name"));
+  {  // a small file whose header declares a 20,000 x 20,000 image (a 54-byte BMP header)
+    std::string bmp(54, '\0');
+    auto put = [&](size_t at, uint32_t v) {
+      for (int b = 0; b < 4; ++b) bmp[at + b] = static_cast<char>((v >> (8 * b)) & 0xff);
+    };
+    bmp[0] = 'B', bmp[1] = 'M';
+    put(2, 54 + 3u * 20000u * 20000u), put(10, 54), put(14, 40), put(18, 20000), put(22, 20000);
+    bmp[26] = 1, bmp[28] = 24;  // one plane, 24 bits a pixel
+    std::ofstream(dir + "/huge.bmp", std::ios::binary) << bmp;
+  }
+  auto huge = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " " + dir + "/huge.bmp");
+  CHECK(huge.code == 2);
+  CHECK_THAT(huge.output, Contains("huge.bmp: 20000x20000 pixels, more than the 64 million read here"));
+  // Vectors that can't be written are a failure, not a success.
+  auto full = test::run("{ " + test::zoo_bin() + " embed --checkpoint " + vit + files + " > /dev/full; }");
+  CHECK(full.code == 1);
+  CHECK_THAT(full.output, Contains("could not write to standard output"));
+  auto jpg = test::run(test::zoo_bin() + " sample vae --checkpoint " + vae + " --n 2 --out " + dir + "/grid.jpg");
+  CHECK(jpg.code == 2);
+  CHECK_THAT(jpg.output, Contains("grid.jpg: zoo sample writes a PNG file; give a name that ends in .png"));
   auto both = test::run(test::zoo_bin() + " embed --checkpoint " + vit + " --images --texts x");
   CHECK(both.code == 2);
   CHECK_THAT(both.output, Contains("give --images or --texts, not both"));

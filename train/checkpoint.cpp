@@ -228,8 +228,15 @@ void load_archive(torch::serialize::InputArchive& archive, const std::string& pa
 }  // namespace
 
 torch::serialize::InputArchive read_checkpoint(const std::string& path, const torch::Device& device) {
-  if (!fs::is_regular_file(path))
+  if (!fs::is_regular_file(path)) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec))
+      throw UsageError(path + ": is a directory; give a checkpoint file in it (runs/<run>/checkpoints/ holds step-*.pt "
+                       "and best.pt)");
+    if (fs::exists(path, ec))
+      throw UsageError(path + ": is not a regular file (a pipe or device); give a checkpoint file");
     throw UsageError(path + ": no such checkpoint file (runs/<run>/checkpoints/ holds step-*.pt and best.pt)");
+  }
   int64_t data_bytes = -1;
   if (const auto record = corrupt_record(path, &data_bytes); !record.empty())
     throw UsageError(path + ": corrupt checkpoint: its record " + record +

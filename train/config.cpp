@@ -38,14 +38,15 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return prev[b.size()];
 }
 
-std::string suggestion(const Schema& schema, const std::string& key) {
+/// What to do about an unknown key: the nearest known one, else where the keys are listed.
+std::string suggestion(const Schema& schema, const std::string& key, const std::string& task) {
   std::string best;
   size_t best_d = 4;
   for (const auto& k : schema.keys()) {
     auto d = edit_distance(key, k.key);
     if (d < best_d) best_d = d, best = k.key;
   }
-  return best.empty() ? "" : " (did you mean " + best + "?)";
+  return best.empty() ? " (`zoo list " + task + "` lists the task's keys)" : " (did you mean " + best + "?)";
 }
 
 /// Parses a YAML scalar's text into the key's kind; empty optional + message on failure.
@@ -310,7 +311,7 @@ Config Config::from_yaml(const std::string& yaml, const std::string& origin, con
       const auto key = name + "." + kv.first.Scalar();
       Located kat{origin, kv.first.Mark().line + 1};
       const auto* spec = cfg.schema_.find(key);
-      if (!spec) fail(kat, key, "unknown key" + suggestion(cfg.schema_, key));
+      if (!spec) fail(kat, key, "unknown key" + suggestion(cfg.schema_, key, cfg.task_));
       once(kat, key);
       if (kv.second.IsNull())
         fail(kat, key,
@@ -336,7 +337,7 @@ Config Config::from_yaml(const std::string& yaml, const std::string& origin, con
 void Config::set(const std::string& key, const std::string& text, const std::string& source) {
   const auto* spec = schema_.find(key);
   if (key == "task") throw UsageError(source + ": the task comes from the config file and can't be overridden");
-  if (!spec) throw UsageError(source + ": unknown key '" + key + "'" + suggestion(schema_, key));
+  if (!spec) throw UsageError(source + ": unknown key '" + key + "'" + suggestion(schema_, key, task_));
   std::string scalar = text;
   try {  // accept YAML quoting: --set data.root='"a b"'
     auto node = YAML::Load(text);

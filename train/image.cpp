@@ -48,6 +48,12 @@ void write_png(const std::string& path, const torch::Tensor& image) {
 
 torch::Tensor read_image_gray(const std::string& path, int64_t size) {
   int w = 0, h = 0, c = 0;
+  // The header first: a small file can declare a huge image, and decoding it would take its
+  // width x height x channels bytes (a 46,000-pixel square: 6 GB) before it is shrunk.
+  if (stbi_info(path.c_str(), &w, &h, &c) && static_cast<int64_t>(w) * h > kMaxImagePixels)
+    throw UsageError(path + ": " + std::to_string(w) + "x" + std::to_string(h) + " pixels, more than the " +
+                     std::to_string(kMaxImagePixels / 1000000) + " million read here; shrink it first (it becomes " +
+                     std::to_string(size) + "x" + std::to_string(size) + " anyway)");
   std::unique_ptr<unsigned char, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &c, 0), stbi_image_free);
   if (!pixels) {
     const char* why = stbi_failure_reason();

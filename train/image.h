@@ -19,5 +19,7 @@ void write_png(const std::string& path, const torch::Tensor& image);
 /// alpha channel is composited over black, and the image is resized (area averaging when
 /// shrinking, bilinear when growing). UsageError naming the file when it can't be read.
 torch::Tensor read_image_gray(const std::string& path, int64_t size);
+/// The most pixels read_image_gray decodes (64 million: 8,000 x 8,000); a larger image is a UsageError.
+constexpr int64_t kMaxImagePixels = 64000000;
 
 }  // namespace zoo

@@ -52,7 +52,7 @@ commands:
   embed   --checkpoint C [--images|--texts] [INPUT]...   a vector per image file or text (inputs from standard input, a line each, when none are given)
   average --run-dir D [--last N] --out F   (or: average C1 C2 ... --out F) one checkpoint of their mean weights
   export  --checkpoint C --out F   the weights C is evaluated with, without what resuming needs (a smaller file)
-  list    the tasks and the shipped configs
+  list    [TASK]   the tasks and the shipped configs; with a task's name, its config keys
 
 `zoo <command> --help` describes a command's options.
 exit codes: 0 ok, 1 failure while running, 2 bad usage or input, 130 interrupted (checkpoint saved)
@@ -375,6 +375,12 @@ int cmd_sample(int argc, char** argv) {
   }
   const auto out = r["out"].as<std::string>();
   check_output(out, "--out", checkpoint, /*renamed_over=*/true);
+  {
+    auto ext = fs::path(out).extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (ext != ".png")
+      throw zoo::UsageError("--out " + out + ": zoo sample writes a PNG file; give a name that ends in .png");
+  }
   auto task = zoo::load_task(std::move(*archive), checkpoint, sets);
   torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
   auto images = per_row ? task->interpolate(n, per_row) : task->sample(n);
@@ -388,6 +394,12 @@ int cmd_sample(int argc, char** argv) {
   if (per_row) std::cout << "wrote " << n << (n == 1 ? " interpolation" : " interpolations") << " of " << per_row << " images to " << out << "\n";
   else std::cout << "wrote " << n << " samples to " << out << "\n";
   return kExitOk;
+}
+
+/// A failure when standard output could not be written (closed, or a full disk): what a command
+/// prints there would be lost, so it does not end with success.
+void check_stdout() {
+  if (!std::cout) throw std::runtime_error("could not write to standard output (closed, or the disk is full)");
 }
 
 /// Loads `checkpoint` and checks that its task is a T; UsageError naming what it holds otherwise.
@@ -427,6 +439,7 @@ int cmd_g2p(int argc, char** argv) {
       std::cout << "\n";
     }
     std::cout.flush();
+    check_stdout();
   };
   if (r.count("words")) {
     print(r["words"].as<std::vector<std::string>>());
@@ -535,7 +548,8 @@ int cmd_embed(int argc, char** argv) {
                      "  zoo embed --checkpoint C --texts \"a photo of a sneaker\" \"a bag\"\n"
                      "  ls *.png | zoo embed --checkpoint C --images   (inputs from standard input, one a line)\n"
                      "What a vector is:\n"
-                     "  clip_fashion_mnist: the joint image-text space, unit length (images or texts)\n"
+                     "  clip_fashion_mnist: the joint image-text space, unit length (images, or texts cut at "
+                     "model.context_length tokens)\n"
                      "  vit_fashion_mnist: the [CLS] feature before the head (images)\n"
                      "  vae_fashion_mnist: the mean of q(z|x) (images)\n"
                      "  bert_mlm, bert_pos, bert_spam: the mean of the last layer's token states (texts, cut at "
@@ -589,6 +603,7 @@ int cmd_embed(int argc, char** argv) {
       out << "\n";
     }
     std::cout << out.str() << std::flush;
+    check_stdout();
   };
   if (r.count("inputs")) {
     const auto inputs = r["inputs"].as<std::vector<std::string>>();
@@ -699,9 +714,41 @@ int cmd_export(int argc, char** argv) {
   return kExitOk;
 }
 
+/// `zoo list TASK`: every key the task's configs take, with its default, range and meaning.
+void list_keys(const std::string& name) {
+  const auto& task = zoo::find_task(name);
+  zoo::Schema schema;
+  zoo::add_common_keys(schema);
+  task.add_keys(schema);
+  std::cout << task.name << ": " << task.description << "\nkeys (default; allowed values) meaning:\n";
+  for (const auto& k : schema.keys()) {
+    std::string allowed;
+    if (!k.choices.empty()) {
+      for (const auto& c : k.choices) allowed += (allowed.empty() ? "" : "|") + c;
+    } else if (k.min || k.max) {
+      auto bound = [&](const std::optional<double>& b) {
+        if (!b) return std::string();
+        return k.kind == zoo::Kind::kInt ? std::to_string(static_cast<int64_t>(*b)) : zoo::show_value(zoo::Value(*b));
+      };
+      allowed = k.max ? bound(k.min) + ".." + bound(k.max) : ">= " + bound(k.min);
+    }
+    auto def = zoo::show_value(k.default_value);
+    if (k.kind == zoo::Kind::kString && def.empty()) def = "\"\"";
+    std::cout << "  " << std::left << std::setw(30) << k.key << " " << def << (allowed.empty() ? "" : "; " + allowed)
+              << (k.fixed ? "; fixed by a checkpoint" : "") << "\n      " << k.help << "\n";
+  }
+}
+
 int cmd_list(int argc, char** argv) {
-  cxxopts::Options o("zoo list", "List the tasks and the configs under ./configs.");
-  parse(o, argc, argv);
+  cxxopts::Options o("zoo list", "List the tasks and the configs under ./configs; with a task's name, its config keys.\n"
+                                 "  zoo list\n  zoo list vit_fashion_mnist");
+  o.add_options()("task", "a task's name: list its config keys", cxxopts::value<std::string>());
+  o.parse_positional({"task"});
+  auto r = parse(o, argc, argv);
+  if (r.count("task")) {
+    list_keys(r["task"].as<std::string>());
+    return kExitOk;
+  }
   std::cout << "tasks:\n";
   for (const auto& t : zoo::task_registry()) std::cout << "  " << std::left << std::setw(22) << t.name << t.description << "\n";
   std::cout << "configs:\n";

@@ -201,7 +201,12 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
       std::vector<torch::Tensor> out;
       for (size_t i = 0; i < texts.size(); i += 500) {
         std::vector<std::vector<int64_t>> store;
-        for (size_t j = i; j < std::min(texts.size(), i + 500); ++j) store.push_back(tokens_of(texts[j]));
+        for (size_t j = i; j < std::min(texts.size(), i + 500); ++j) {
+          store.push_back(tokens_of(texts[j]));
+          if (std::find(store.back().begin() + 1, store.back().end() - 1, vocab_.sep_id()) != store.back().end() - 1)
+            throw UsageError("a text holds [SEP], which ends a CLIP text (its feature is read there): \"" +
+                             texts[j].substr(0, 60) + "\"; remove the [SEP]");
+        }
         std::vector<const std::vector<int64_t>*> ptrs;
         for (auto& s : store) ptrs.push_back(&s);
         out.push_back(model_->encode_text(pad(ptrs)).to(torch::kFloat).cpu());
