@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <torch/torch.h>
@@ -72,6 +73,21 @@ inline Run run(const std::string& command) {
 }
 
 inline std::string zoo_bin() { return ZOO_BINARY; }
+
+inline std::string last_line(const std::string& s) {
+  auto t = s;
+  while (!t.empty() && t.back() == '\n') t.pop_back();
+  auto nl = t.rfind('\n');
+  return nl == std::string::npos ? t : t.substr(nl + 1);
+}
+
+/// `zoo ARGS` (shell redirections allowed) exits 2, its last line an error that contains `message`.
+inline void check_refused(const std::string& args, const std::string& message) {
+  INFO("zoo " + args);
+  auto r = run(zoo_bin() + " " + args);
+  CHECK(r.code == 2);
+  CHECK_THAT(last_line(r.output), Catch::Matchers::Contains("zoo: error: ") && Catch::Matchers::Contains(message));
+}
 
 /// (step, loss) of each training row of a run's metrics.jsonl.
 inline std::vector<std::pair<int64_t, double>> train_losses(const std::string& run_dir) {

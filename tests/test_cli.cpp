@@ -19,6 +19,8 @@
 
 namespace fs = std::filesystem;
 using zoo::test::run;
+using zoo::test::check_refused;
+using zoo::test::last_line;
 using zoo::test::zoo_bin;
 using Catch::Matchers::Contains;
 
@@ -30,20 +32,6 @@ std::string tiny_config(const std::string& dir, int steps) {
   return path;
 }
 
-std::string last_line(const std::string& s) {
-  auto t = s;
-  while (!t.empty() && t.back() == '\n') t.pop_back();
-  auto nl = t.rfind('\n');
-  return nl == std::string::npos ? t : t.substr(nl + 1);
-}
-
-/// `zoo ARGS` exits 2, its last line an error that contains `message`.
-void check_refused(const std::string& args, const std::string& message) {
-  INFO("zoo " + args);
-  auto r = run(zoo_bin() + " " + args);
-  CHECK(r.code == 2);
-  CHECK_THAT(last_line(r.output), Contains("zoo: error: ") && Contains(message));
-}
 
 /// Starts `zoo train` in the background, waits for its first step checkpoint, sends `signal`,
 /// and returns "code=<exit code>" followed by the run's log.
