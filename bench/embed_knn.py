@@ -23,7 +23,7 @@ def read_idx(root, name, offset):
 
 
 def embed(zoo, checkpoint, paths):
-    """zoo embed's vectors for the image files `paths`, in order, (N, D) float32."""
+    """zoo embed's vectors for the image files `paths`, in order, (N, D) float64."""
     out = subprocess.run([zoo, "embed", "--checkpoint", checkpoint, "--images"], input="\n".join(paths) + "\n",
                          capture_output=True, text=True)
     if out.returncode != 0:
@@ -31,13 +31,13 @@ def embed(zoo, checkpoint, paths):
     rows = [line.split() for line in out.stdout.splitlines() if line.strip()]
     if len(rows) != len(paths):
         sys.exit(f"zoo embed printed {len(rows)} vectors for {len(paths)} images")
-    return torch.tensor(np.array(rows, dtype=np.float32))
+    return torch.tensor(np.array(rows, dtype=np.float64))
 
 
 def knn_accuracy(train_x, train_y, test_x, test_y, k):
     right = 0
     for i in range(0, len(test_x), 500):
-        d = torch.cdist(test_x[i:i + 500], train_x)  # (b, N)
+        d = torch.cdist(test_x[i:i + 500], train_x)  # (b, N), in float64: near ties decided exactly
         idx = d.topk(k, largest=False).indices  # nearest first
         votes = train_y[idx]  # (b, k)
         counts = torch.zeros(len(votes), 10).scatter_add_(1, votes, torch.ones_like(votes, dtype=torch.float))
@@ -52,11 +52,13 @@ def knn_accuracy(train_x, train_y, test_x, test_y, k):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint")
-    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--k", type=int, default=5, help="neighbours that vote (at most --train)")
     ap.add_argument("--train", type=int, default=60000)
     ap.add_argument("--zoo", default="build/zoo")
     ap.add_argument("--data", default="data/fashion-mnist")
     a = ap.parse_args()
+    if not 1 <= a.k <= a.train:
+        sys.exit(f"--k {a.k}: expected 1 to --train ({a.train})")
     torch.set_num_threads(os.cpu_count() or 1)
     splits = {}
     for split, prefix, n in (("train", "train", a.train), ("test", "t10k", 10000)):
@@ -72,7 +74,7 @@ def main():
                 torchvision.io.write_png(torch.from_numpy(img.copy()).unsqueeze(0), paths[-1])
             vectors[split] = embed(a.zoo, a.checkpoint, paths)
     (train_img, train_y), (test_img, test_y) = splits["train"], splits["test"]
-    pixels = {s: torch.tensor(splits[s][0].reshape(len(splits[s][0]), -1), dtype=torch.float32) / 255 for s in splits}
+    pixels = {s: torch.tensor(splits[s][0].reshape(len(splits[s][0]), -1), dtype=torch.float64) / 255 for s in splits}
     print(f"{a.k}-NN test accuracy, {len(train_y)} training images, 10000 test images:")
     print(f"  zoo embed ({vectors['train'].shape[1]} values): "
           f"{100 * knn_accuracy(vectors['train'], train_y, vectors['test'], test_y, a.k):.2f}%")

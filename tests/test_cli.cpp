@@ -15,6 +15,7 @@
 #include "helpers.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/tasks/task.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -76,6 +77,12 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
   CHECK_THAT(keys.output, Contains("model.patch_size") && Contains("4; 1..28") && Contains("patch side in pixels") &&
                               Contains("train.steps") && Contains("optim.lr"));
   CHECK_THAT(keys.output, !Contains("vocab_size"));  // BERT's, not the ViT's
+  for (const auto& task : zoo::task_registry()) {
+    INFO(task.name);
+    auto r = run(zoo_bin() + " list " + task.name);
+    CHECK(r.code == 0);
+    CHECK_THAT(r.output, Contains(task.name + ": ") && Contains("  train.steps ") && Contains("      "));
+  }
   auto no_task = run(zoo_bin() + " list nope");
   CHECK(no_task.code == 2);
   CHECK_THAT(no_task.output, Contains("unknown task 'nope' (known: vit_fashion_mnist"));

@@ -139,6 +139,12 @@ TEST_CASE("read_image_gray: any size and channel count becomes grey 28x28, other
   std::ofstream(dir + "/notes.png") << "not an image";
   CHECK_THROWS_AS(zoo::read_image_gray(dir + "/notes.png", 28), zoo::UsageError);
   CHECK_THROWS_WITH(zoo::read_image_gray(dir + "/missing.png", 28), Contains(dir + "/missing.png"));
+  CHECK_THROWS_WITH(zoo::read_image_gray(dir, 28), Contains(dir + ": is a directory"));
+  // A pipe is read once: its bytes give the same image as the file.
+  auto piped = zoo::test::run("cat " + dir + "/red.png | " + zoo::test::zoo_bin() + " zero-shot --checkpoint " + dir +
+                              "/none.pt --image /dev/stdin --labels a,b");
+  CHECK_THAT(piped.output, Contains(dir + "/none.pt"));  // past the image, to the missing checkpoint
+  CHECK_THAT(piped.output, !Contains("/dev/stdin"));
 }
 
 TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities out, bad files exit 2", "[clip][cli]") {
@@ -228,6 +234,10 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
   auto sep = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --texts 'a shoe [SEP] a bag'");
   CHECK(sep.code == 2);  // it would end the text there: "a shoe" alone
   CHECK_THAT(sep.output, Contains("a text holds [SEP], which ends a CLIP text"));
+  auto sep_label = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image +
+                                  " --labels 'shoe [SEP] x,bag'");
+  CHECK(sep_label.code == 2);  // zero-shot builds its prompts the same way
+  CHECK_THAT(sep_label.output, Contains("a text holds [SEP], which ends a CLIP text"));
   auto which = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " " + image);
   CHECK(which.code == 2);
   CHECK_THAT(which.output, Contains("embeds images and texts; say which the inputs are with --images or --texts"));

@@ -541,6 +541,10 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
   CHECK_THAT(full.output, Contains("could not write to standard output"));
   test::check_refused("sample vae --checkpoint " + vae + " --n 2 --out " + dir + "/grid.jpg",
                       "grid.jpg: zoo sample writes a PNG file; give a name that ends in .png");
+  test::check_refused("sample vae --checkpoint " + vae + " --n 2 --out " + dir + "/grid",
+                      "grid: zoo sample writes a PNG file; give a name that ends in .png");
+  CHECK(test::run(test::zoo_bin() + " sample vae --checkpoint " + vae + " --n 2 --out " + dir + "/GRID.PNG").code == 0);
+  CHECK(std::filesystem::file_size(dir + "/GRID.PNG") > 100);
   test::check_refused("embed --checkpoint " + vit + " --images --texts x", "give --images or --texts, not both");
 }
 

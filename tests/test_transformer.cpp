@@ -317,6 +317,9 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   CHECK(ok.code == 0);
   CHECK_THAT(ok.output, Contains("CAT  "));
   CHECK(std::regex_search(ok.output, std::regex("CAT  [A-Z]+[0-2]?( [A-Z]+[0-2]?)*\n")));  // ARPAbet phones follow
+  auto full = zoo::test::run("{ " + zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " cat > /dev/full; }");
+  CHECK(full.code == 1);  // pronunciations that can't be written are a failure
+  CHECK_THAT(full.output, Contains("could not write to standard output"));
   auto bad = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " 'ZO3'");
   CHECK(bad.code == 2);
   CHECK_THAT(bad.output, Contains("'ZO3' has '3'"));

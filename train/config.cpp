@@ -305,7 +305,7 @@ Config Config::from_yaml(const std::string& yaml, const std::string& origin, con
     if (name == "task") continue;
     bool known_section = false;
     for (const auto& k : cfg.schema_.keys()) known_section |= k.key.rfind(name + ".", 0) == 0;
-    if (!known_section) fail(at, name, "unknown section (sections: train, optim, and the task's own: see `zoo list`)");
+    if (!known_section) fail(at, name, "unknown section (sections: train, optim, and the task's own: `zoo list " + cfg.task_ + "` lists them)");
     if (!section.second.IsMap()) fail(at, name, "expected a mapping of keys");
     for (const auto& kv : section.second) {
       const auto key = name + "." + kv.first.Scalar();

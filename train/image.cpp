@@ -7,6 +7,8 @@
 #define STB_IMAGE_STATIC
 #include <stb_image.h>
 
+#include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "train/config.h"
@@ -47,14 +49,30 @@ void write_png(const std::string& path, const torch::Tensor& image) {
 }
 
 torch::Tensor read_image_gray(const std::string& path, int64_t size) {
+  // The file is read once, up to kMaxImageBytes (a pipe can be read only once; /dev/zero never
+  // ends), and its header checked before it is decoded: a small file can declare a huge image,
+  // and decoding takes width x height x channels bytes (a 46,000-pixel square: 6 GB).
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw UsageError(path + ": is a directory; give a PNG, JPEG, BMP or GIF file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw UsageError(path + ": cannot be opened (missing, or not readable); give a PNG, JPEG, BMP or GIF file");
+  std::string bytes;
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    bytes.append(buf, static_cast<size_t>(in.gcount()));
+    if (static_cast<int64_t>(bytes.size()) > kMaxImageBytes)
+      throw UsageError(path + ": more than " + std::to_string(kMaxImageBytes >> 20) +
+                       " MB, more than an image read here may take; shrink it first");
+  }
+  if (in.bad()) throw UsageError(path + ": cannot be read; give a PNG, JPEG, BMP or GIF file");
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int len = static_cast<int>(bytes.size());
   int w = 0, h = 0, c = 0;
-  // The header first: a small file can declare a huge image, and decoding it would take its
-  // width x height x channels bytes (a 46,000-pixel square: 6 GB) before it is shrunk.
-  if (stbi_info(path.c_str(), &w, &h, &c) && static_cast<int64_t>(w) * h > kMaxImagePixels)
+  if (stbi_info_from_memory(data, len, &w, &h, &c) && static_cast<int64_t>(w) * h > kMaxImagePixels)
     throw UsageError(path + ": " + std::to_string(w) + "x" + std::to_string(h) + " pixels, more than the " +
                      std::to_string(kMaxImagePixels / 1000000) + " million read here; shrink it first (it becomes " +
                      std::to_string(size) + "x" + std::to_string(size) + " anyway)");
-  std::unique_ptr<unsigned char, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &c, 0), stbi_image_free);
+  std::unique_ptr<unsigned char, void (*)(void*)> pixels(stbi_load_from_memory(data, len, &w, &h, &c, 0), stbi_image_free);
   if (!pixels) {
     const char* why = stbi_failure_reason();
     throw UsageError(path + ": not an image that can be read (" + (why ? why : "unknown reason") +

@@ -19,7 +19,8 @@ void write_png(const std::string& path, const torch::Tensor& image);
 /// alpha channel is composited over black, and the image is resized (area averaging when
 /// shrinking, bilinear when growing). UsageError naming the file when it can't be read.
 torch::Tensor read_image_gray(const std::string& path, int64_t size);
-/// The most pixels read_image_gray decodes (64 million: 8,000 x 8,000); a larger image is a UsageError.
-constexpr int64_t kMaxImagePixels = 64000000;
+/// The most pixels read_image_gray decodes (64 million: 8,000 x 8,000), and the largest file it
+/// reads (256 MB); a larger image or file is a UsageError.
+constexpr int64_t kMaxImagePixels = 64000000, kMaxImageBytes = int64_t{256} << 20;
 
 }  // namespace zoo

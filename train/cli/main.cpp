@@ -281,7 +281,7 @@ int cmd_sample(int argc, char** argv) {
       "checkpoint", "checkpoint file", cxxopts::value<std::string>())(
       "n", "number of samples", cxxopts::value<int64_t>()->default_value("64"))(
       "seed", "random seed", cxxopts::value<int64_t>()->default_value("0"))(
-      "out", "output PNG", cxxopts::value<std::string>()->default_value("grid.png"))(
+      "out", "output PNG (its name ends in .png)", cxxopts::value<std::string>()->default_value("grid.png"))(
       "columns", "images per row of the grid", cxxopts::value<int64_t>()->default_value("8"))(
       "interpolate", "K: --n rows of K images, each row walking between two random latents (spherical "
                      "interpolation; ddim with eta 0)", cxxopts::value<int64_t>())(
@@ -308,6 +308,13 @@ int cmd_sample(int argc, char** argv) {
   else throw zoo::UsageError("zoo sample: unknown model '" + model + "' (vae, gan, ddpm or ddim)");
   const auto n = r["n"].as<int64_t>();
   if (n < 1 || n > 4096) throw zoo::UsageError("--n " + std::to_string(n) + ": expected 1 to 4096 samples");
+  {
+    auto name = fs::path(r["out"].as<std::string>()).filename().string();
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (name.size() < 4 || name.compare(name.size() - 4, 4, ".png") != 0)
+      throw zoo::UsageError("--out " + r["out"].as<std::string>() + ": zoo sample writes a PNG file; give a name that "
+                            "ends in .png");
+  }
 
   std::string checkpoint;
   std::optional<torch::serialize::InputArchive> archive;  // the checkpoint, once read and checked
@@ -375,12 +382,6 @@ int cmd_sample(int argc, char** argv) {
   }
   const auto out = r["out"].as<std::string>();
   check_output(out, "--out", checkpoint, /*renamed_over=*/true);
-  {
-    auto ext = fs::path(out).extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    if (ext != ".png")
-      throw zoo::UsageError("--out " + out + ": zoo sample writes a PNG file; give a name that ends in .png");
-  }
   auto task = zoo::load_task(std::move(*archive), checkpoint, sets);
   torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
   auto images = per_row ? task->interpolate(n, per_row) : task->sample(n);
@@ -494,7 +495,7 @@ int cmd_fill_mask(int argc, char** argv) {
 int cmd_zero_shot(int argc, char** argv) {
   cxxopts::Options o("zoo zero-shot", "Classify an image by text labels alone with a clip_fashion_mnist checkpoint: "
                                       "each label's probability.\n  zoo zero-shot --checkpoint C --image shoe.png "
-                                      "--labels \"sneaker,bag,coat\"\nThe image (PNG, JPEG, BMP, GIF; any size and "
+                                      "--labels \"sneaker,bag,coat\"\nThe image (PNG, JPEG, BMP, GIF; up to 64 million pixels, any "
                                       "channels) is made grey and 28x28; like Fashion-MNIST, a light item on a dark ground.");
   o.add_options()("checkpoint", "clip_fashion_mnist checkpoint", cxxopts::value<std::string>())(
       "image", "image file", cxxopts::value<std::string>())(
@@ -554,7 +555,8 @@ int cmd_embed(int argc, char** argv) {
                      "  vae_fashion_mnist: the mean of q(z|x) (images)\n"
                      "  bert_mlm, bert_pos, bert_spam: the mean of the last layer's token states (texts, cut at "
                      "data.max_length tokens)\n"
-                     "Images (PNG, JPEG, BMP, GIF; any size and channels) are made grey and 28x28, as zoo zero-shot's are.\n"
+                     "Images (PNG, JPEG, BMP, GIF; up to 64 million pixels, any channels) are made grey and 28x28, as zoo "
+                     "zero-shot's are.\n"
                      "A text that starts with '-' goes after --: zoo embed --checkpoint C --texts -- \"-5 degrees\"");
   o.add_options()("checkpoint", "checkpoint of a clip, vit, vae or bert run", cxxopts::value<std::string>())(
       "images", "the inputs are image files (the default for vit and vae checkpoints)")(
@@ -720,7 +722,9 @@ void list_keys(const std::string& name) {
   zoo::Schema schema;
   zoo::add_common_keys(schema);
   task.add_keys(schema);
-  std::cout << task.name << ": " << task.description << "\nkeys (default; allowed values) meaning:\n";
+  std::cout << task.name << ": " << task.description
+            << "\nkeys: kind, the value when a config leaves the key out (shipped configs set many), allowed values; "
+               "meaning\n";
   for (const auto& k : schema.keys()) {
     std::string allowed;
     if (!k.choices.empty()) {
@@ -734,9 +738,13 @@ void list_keys(const std::string& name) {
     }
     auto def = zoo::show_value(k.default_value);
     if (k.kind == zoo::Kind::kString && def.empty()) def = "\"\"";
-    std::cout << "  " << std::left << std::setw(30) << k.key << " " << def << (allowed.empty() ? "" : "; " + allowed)
-              << (k.fixed ? "; fixed by a checkpoint" : "") << "\n      " << k.help << "\n";
+    static const char* kinds[] = {"bool", "int", "float", "string"};
+    std::cout << "  " << std::left << std::setw(30) << k.key << " " << kinds[static_cast<int>(k.kind)] << ", " << def
+              << (allowed.empty() ? "" : "; " + allowed) << (k.fixed ? "; fixed by a checkpoint" : "") << "\n      "
+              << k.help << "\n";
   }
+  std::cout.flush();
+  check_stdout();
 }
 
 int cmd_list(int argc, char** argv) {
@@ -744,6 +752,7 @@ int cmd_list(int argc, char** argv) {
                                  "  zoo list\n  zoo list vit_fashion_mnist");
   o.add_options()("task", "a task's name: list its config keys", cxxopts::value<std::string>());
   o.parse_positional({"task"});
+  o.positional_help("[TASK]");
   auto r = parse(o, argc, argv);
   if (r.count("task")) {
     list_keys(r["task"].as<std::string>());

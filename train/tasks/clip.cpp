@@ -201,12 +201,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
       std::vector<torch::Tensor> out;
       for (size_t i = 0; i < texts.size(); i += 500) {
         std::vector<std::vector<int64_t>> store;
-        for (size_t j = i; j < std::min(texts.size(), i + 500); ++j) {
-          store.push_back(tokens_of(texts[j]));
-          if (std::find(store.back().begin() + 1, store.back().end() - 1, vocab_.sep_id()) != store.back().end() - 1)
-            throw UsageError("a text holds [SEP], which ends a CLIP text (its feature is read there): \"" +
-                             texts[j].substr(0, 60) + "\"; remove the [SEP]");
-        }
+        for (size_t j = i; j < std::min(texts.size(), i + 500); ++j) store.push_back(tokens_of(texts[j]));
         std::vector<const std::vector<int64_t>*> ptrs;
         for (auto& s : store) ptrs.push_back(&s);
         out.push_back(model_->encode_text(pad(ptrs)).to(torch::kFloat).cpu());
@@ -251,10 +246,19 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
  private:
   torch::Tensor normalize(const torch::Tensor& x) const { return (x - kFashionMnistMean) / kFashionMnistStd; }
 
+  /// [CLS] text [SEP], cut at model.context_length tokens. A [SEP] in the text (zoo embed's, a
+  /// zero-shot label) is a UsageError: the feature is read at the first, so it would end the text.
   std::vector<int64_t> tokens_of(const std::string& text) const {
     std::vector<int64_t> ids{vocab_.cls_id()};
     const auto max = model_->text->options.context_length() - 1;
-    for (auto id : vocab_.encode(text))
+    const auto pieces = vocab_.encode(text);
+    if (std::find(pieces.begin(), pieces.end(), vocab_.sep_id()) != pieces.end()) {
+      size_t cut = std::min<size_t>(text.size(), 60);
+      while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
+      throw UsageError("a text holds [SEP], which ends a CLIP text (its feature is read there): \"" + text.substr(0, cut) +
+                       (cut < text.size() ? "..." : "") + "\"; remove the [SEP]");
+    }
+    for (auto id : pieces)
       if (static_cast<int64_t>(ids.size()) < max) ids.push_back(id);
     ids.push_back(vocab_.sep_id());  // end of text
     return ids;
