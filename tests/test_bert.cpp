@@ -405,6 +405,12 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
     auto mean = mlm.encoder()->forward(torch::tensor(ids).view({1, -1})).sequence.mean(1)[0];
     CHECK(torch::allclose(one[0], mean, 1e-5, 1e-5));
   }
+  // data.max_length may change for a loaded checkpoint; the short phase's divisor rule is training's.
+  auto longer = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --set data.max_length=136 '" +
+                               short_text + "'");
+  INFO(longer.output);
+  CHECK(longer.code == 0);
+  CHECK(torch::allclose(zoo::test::embedding_rows(longer.output), one, 1e-5, 1e-5));  // a short text: not cut either way
   auto images = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --images x.png");
   CHECK(images.code == 2);
   CHECK_THAT(images.output, Contains("a bert_mlm model embeds texts, not images; drop --images"));

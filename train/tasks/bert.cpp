@@ -230,7 +230,8 @@ class BertMLMTask : public MaskedLanguageModelTask, public Embedder {
     short_data_ = data_;
     short_data_.max_length = cfg.get_int("data.short_length");
     short_steps_ = cfg.get_int("data.short_steps");
-    if (short_steps_ > 0 && data_.max_length % short_data_.max_length != 0)  // a divisor is never longer
+    // A training rule only: a loaded checkpoint (zoo eval, embed, fill-mask) takes no training steps.
+    if (!ctx.state && short_steps_ > 0 && data_.max_length % short_data_.max_length != 0)  // a divisor is never longer
       throw UsageError("data.short_length: " + std::to_string(short_data_.max_length) + " must divide data.max_length (" +
                        std::to_string(data_.max_length) + ") when data.short_steps is above 0; set data.short_steps: 0 to "
                        "train at data.max_length throughout");
