@@ -97,6 +97,9 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   auto missing = run(zoo_bin() + " train --config " + dir + "/missing.yaml");
   CHECK(missing.code == 2);
   CHECK_THAT(missing.output, Contains(dir + "/missing.yaml: cannot read"));
+  check_refused("train --config " + zoo::test::source_dir() + "/configs/bert_mlm.yaml --set data.max_length=136 --run-dir " +
+                    dir + "/bert",
+                "data.short_length: 16 must divide data.max_length (136) when data.short_steps is above 0");
 
   auto bad = dir + "/bad.yaml";
   std::ofstream(bad) << "task: vit_fashion_mnist\ntrain:\n  steps: 3\n  batch_sise: 4\n";
