@@ -519,10 +519,11 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
   test::check_refused("embed --checkpoint " + vit + " < /dev/null", "zoo embed: no inputs given");
   auto empty_line = test::run("printf '\\n' | " + test::zoo_bin() + " embed --checkpoint " + vit);
   CHECK(empty_line.code == 2);
-  CHECK_THAT(empty_line.output, Contains("line 1 of standard input is empty"));
+  CHECK_THAT(empty_line.output, Contains("zoo embed: input 1 is an empty file name (an empty argument or line)"));
   test::check_refused("embed --checkpoint " + vit + " < /dev/zero",
                       "a line on standard input runs to 1000000 characters or more");
-  test::check_refused("embed --checkpoint " + vit + " ''", "zoo embed: input 1 is an empty file name");
+  test::check_refused("embed --checkpoint " + vit + " " + dir + "/0.png ''",
+                      "zoo embed: input 2 is an empty file name (an empty argument or line)");
   {  // a small file whose header declares a 20,000 x 20,000 image (a 54-byte BMP header)
     std::string bmp(54, '\0');
     auto put = [&](size_t at, uint32_t v) {

@@ -403,6 +403,24 @@ void check_stdout() {
   if (!std::cout) throw std::runtime_error("could not write to standard output (closed, or the disk is full)");
 }
 
+/// Answers what standard input holds: `read(item, line_end)` takes one item (false at the end)
+/// and says whether a line ended with it; `answer` gets them 256 at a time, so that a long stream
+/// gets its first answers (or a bad item's error) at once, and from a terminal line by line.
+/// False when standard input held nothing.
+template <class Read, class Answer>
+bool answer_stdin(Read read, Answer answer) {
+  const bool terminal = ::isatty(STDIN_FILENO) != 0;
+  std::vector<std::string> batch;
+  bool any = false, line_end = false;
+  for (std::string item; read(item, line_end);) {
+    batch.push_back(std::move(item));
+    any = true;
+    if (batch.size() == 256 || (terminal && line_end)) answer(batch), batch.clear();
+  }
+  if (!batch.empty()) answer(batch);
+  return any;
+}
+
 /// Loads `checkpoint` and checks that its task is a T; UsageError naming what it holds otherwise.
 template <class T>
 std::pair<std::unique_ptr<zoo::Task>, T*> load_as(const std::string& checkpoint, const std::vector<std::string>& sets,
@@ -446,22 +464,18 @@ int cmd_g2p(int argc, char** argv) {
     print(r["words"].as<std::vector<std::string>>());
     return kExitOk;
   }
-  // Standard input is read and answered 256 words at a time, so a long stream gets its first
-  // answers (or a bad word's error) at once, and from a terminal line by line; a "word" is cut
-  // at 1,000 characters, which the model refuses as too long, rather than read without end.
-  const bool terminal = ::isatty(STDIN_FILENO) != 0;
-  std::vector<std::string> batch;
-  bool any = false;
-  for (std::string w; std::cin >> std::setw(1000) >> w;) {
+  // A "word" is cut at 1,000 characters, which the model refuses as too long, rather than read
+  // without end.
+  auto read_word = [](std::string& w, bool& line_end) {
+    if (!(std::cin >> std::setw(1000) >> w)) return false;
     if (w.size() == 1000)
       throw zoo::UsageError("zoo g2p: a word on standard input runs to 1,000 characters or more; give words (letters "
                             "A-Z and the apostrophe) separated by spaces or new lines");
-    batch.push_back(std::move(w));
-    any = true;
-    if (batch.size() == 256 || (terminal && std::cin.peek() == '\n')) print(batch), batch.clear();
-  }
-  if (!any) throw zoo::UsageError("zoo g2p: no words given (pass them as arguments or on standard input)");
-  if (!batch.empty()) print(batch);
+    line_end = std::cin.peek() == '\n';
+    return true;
+  };
+  if (!answer_stdin(read_word, print))
+    throw zoo::UsageError("zoo g2p: no words given (pass them as arguments or on standard input)");
   return kExitOk;
 }
 
@@ -587,11 +601,17 @@ int cmd_embed(int argc, char** argv) {
     throw zoo::UsageError("zoo embed: a " + cfg.task() + " model embeds images and texts; say which the inputs are "
                           "with --images or --texts");
   }
+  int64_t done = 0;  // inputs answered
   auto print = [&](const std::vector<std::string>& inputs) {
     torch::Tensor v;
     if (images) {
       std::vector<torch::Tensor> xs;
-      for (const auto& path : inputs) xs.push_back(zoo::read_image_gray(path, 28));
+      for (const auto& path : inputs) {
+        if (path.empty())
+          throw zoo::UsageError("zoo embed: input " + std::to_string(done + xs.size() + 1) +
+                                " is an empty file name (an empty argument or line); give image files");
+        xs.push_back(zoo::read_image_gray(path, 28));
+      }
       v = embedder->embed_images(torch::cat(xs, 0));
     } else {
       v = embedder->embed_texts(inputs);
@@ -606,33 +626,16 @@ int cmd_embed(int argc, char** argv) {
     }
     std::cout << out.str() << std::flush;
     check_stdout();
+    done += static_cast<int64_t>(inputs.size());
   };
   if (r.count("inputs")) {
-    const auto inputs = r["inputs"].as<std::vector<std::string>>();
-    for (size_t i = 0; i < inputs.size(); ++i)
-      if (images && inputs[i].empty())
-        throw zoo::UsageError("zoo embed: input " + std::to_string(i + 1) + " is an empty file name; give image files");
-    print(inputs);
+    print(r["inputs"].as<std::vector<std::string>>());
     return kExitOk;
   }
-  // Standard input, a line an input, answered 256 at a time (from a terminal, line by line).
-  const bool terminal = ::isatty(STDIN_FILENO) != 0;
-  const std::string what = images ? "image file" : "text";
-  std::vector<std::string> batch;
-  bool any = false;
-  int64_t number = 0;
-  for (std::string line; read_line(std::cin, line, 1000000, what);) {
-    ++number;
-    if (images && line.empty())
-      throw zoo::UsageError("zoo embed: line " + std::to_string(number) + " of standard input is empty; give one image "
-                            "file per line");
-    batch.push_back(std::move(line));
-    any = true;
-    if (batch.size() == 256 || terminal) print(batch), batch.clear();
-  }
-  if (!any)
+  const std::string what = images ? "image file" : "text";  // standard input: one a line
+  auto read = [&](std::string& line, bool& line_end) { return line_end = true, read_line(std::cin, line, 1000000, what); };
+  if (!answer_stdin(read, print))
     throw zoo::UsageError("zoo embed: no inputs given (pass " + what + "s as arguments or on standard input, one a line)");
-  if (!batch.empty()) print(batch);
   return kExitOk;
 }
 

@@ -154,11 +154,10 @@ std::vector<int64_t> head_ids(const WordPiece& vocab, const std::string& text, i
 torch::Tensor mean_pooled(BertModel& bert, const std::vector<std::vector<int64_t>>& ids, int64_t pad_id,
                           const torch::Device& device) {
   return in_eval_mode(*bert, [&] {
-    std::vector<torch::Tensor> out;
-    for (size_t i = 0; i < ids.size(); i += 64) {
+    return in_batches(static_cast<int64_t>(ids.size()), 64, bert->options.hidden_size(), [&](int64_t begin, int64_t end) {
       std::vector<const std::vector<int64_t>*> rows;
       std::vector<int64_t> lengths;
-      for (size_t j = i; j < std::min(ids.size(), i + 64); ++j)
+      for (auto j = static_cast<size_t>(begin); j < static_cast<size_t>(end); ++j)
         rows.push_back(&ids[j]), lengths.push_back(static_cast<int64_t>(ids[j].size()));
       auto input = pad_sequences(rows, pad_id, device);
       // The mask from the lengths, not from the pad id: a text may spell "[PAD]".
@@ -166,9 +165,8 @@ torch::Tensor mean_pooled(BertModel& bert, const std::vector<std::vector<int64_t
                   torch::tensor(lengths, torch::kLong).to(device).unsqueeze(1);
       auto hidden = bert(input, torch::Tensor(), mask.to(torch::kLong)).sequence.to(torch::kFloat);
       auto weight = mask.unsqueeze(-1).to(torch::kFloat);
-      out.push_back(((hidden * weight).sum(1) / weight.sum(1)).cpu());
-    }
-    return out.empty() ? torch::zeros({0, bert->options.hidden_size()}) : torch::cat(out, 0);
+      return ((hidden * weight).sum(1) / weight.sum(1)).cpu();
+    });
   });
 }
 
@@ -319,17 +317,15 @@ class BertMLMTask : public MaskedLanguageModelTask, public Embedder {
     if (static_cast<int64_t>(ids.size()) > model_->bert->options.max_position())
       throw UsageError("fill-mask: the text is " + std::to_string(ids.size()) + " tokens long; the model reads at most " +
                        std::to_string(model_->bert->options.max_position()));
-    torch::NoGradGuard no_grad;
-    const bool was_training = model_->is_training();
-    model_->eval();
     auto input = torch::tensor(ids, torch::kLong).view({1, -1}).to(device_);
     auto positions = torch::stack({torch::zeros({static_cast<int64_t>(where.size())}, torch::kLong),
                                    torch::tensor(where, torch::kLong)},
                                   1)
                          .to(device_);
-    auto out = model_(input, torch::zeros_like(input), torch::ones_like(input), positions);
-    model_->train(was_training);
-    auto probs = torch::softmax(out.mlm_logits.to(torch::kFloat), -1).cpu();
+    auto logits = in_eval_mode(*model_, [&] {
+      return model_(input, torch::zeros_like(input), torch::ones_like(input), positions).mlm_logits;
+    });
+    auto probs = torch::softmax(logits.to(torch::kFloat), -1).cpu();
     auto top = probs.topk(std::min<int64_t>(k, vocab_.size()), -1);
     std::vector<std::vector<std::pair<std::string, double>>> result;
     for (int64_t m = 0; m < probs.size(0); ++m) {

@@ -168,22 +168,20 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
   }
 
   std::vector<double> zero_shot(const torch::Tensor& image, const std::vector<std::string>& labels) override {
-    torch::NoGradGuard no_grad;
-    const bool was_training = model_->is_training();
-    model_->eval();
-    auto img = model_->encode_image(normalize(image.to(device_)));  // (1, E)
-    std::vector<torch::Tensor> classes;
-    const auto& k = fashion_captions();
-    for (const auto& label : labels) {
-      std::vector<std::vector<int64_t>> store;
-      for (const auto* templates : {&k.train_templates, &k.heldout_templates})
-        for (const auto& t : *templates) store.push_back(tokens_of(fill_template(t, label)));
-      std::vector<const std::vector<int64_t>*> ptrs;
-      for (auto& s : store) ptrs.push_back(&s);
-      classes.push_back(F::normalize(model_->encode_text(pad(ptrs)).mean(0), F::NormalizeFuncOptions().dim(0)));
-    }
-    auto probs = torch::softmax(model_->scale() * torch::matmul(img, torch::stack(classes).t()), -1)[0].cpu();
-    model_->train(was_training);
+    auto probs = in_eval_mode(*model_, [&] {
+      auto img = model_->encode_image(normalize(image.to(device_)));  // (1, E)
+      std::vector<torch::Tensor> classes;
+      const auto& k = fashion_captions();
+      for (const auto& label : labels) {
+        std::vector<std::vector<int64_t>> store;
+        for (const auto* templates : {&k.train_templates, &k.heldout_templates})
+          for (const auto& t : *templates) store.push_back(tokens_of(fill_template(t, label)));
+        std::vector<const std::vector<int64_t>*> ptrs;
+        for (auto& s : store) ptrs.push_back(&s);
+        classes.push_back(F::normalize(model_->encode_text(pad(ptrs)).mean(0), F::NormalizeFuncOptions().dim(0)));
+      }
+      return torch::softmax(model_->scale() * torch::matmul(img, torch::stack(classes).t()), -1)[0].cpu();
+    });
     std::vector<double> out;
     for (int64_t i = 0; i < probs.size(0); ++i) out.push_back(probs[i].item<double>());
     return out;
@@ -197,16 +195,15 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
     return in_eval_mode(*model_, [&] { return image_embeddings(images, /*projected=*/true).cpu(); });
   }
   torch::Tensor embed_texts(const std::vector<std::string>& texts) override {
+    const auto n = static_cast<int64_t>(texts.size());
     return in_eval_mode(*model_, [&] {
-      std::vector<torch::Tensor> out;
-      for (size_t i = 0; i < texts.size(); i += 500) {
+      return in_batches(n, 500, model_->text_projection->options.out_features(), [&](int64_t begin, int64_t end) {
         std::vector<std::vector<int64_t>> store;
-        for (size_t j = i; j < std::min(texts.size(), i + 500); ++j) store.push_back(tokens_of(texts[j]));
+        for (auto j = begin; j < end; ++j) store.push_back(tokens_of(texts[static_cast<size_t>(j)]));
         std::vector<const std::vector<int64_t>*> ptrs;
         for (auto& s : store) ptrs.push_back(&s);
-        out.push_back(model_->encode_text(pad(ptrs)).to(torch::kFloat).cpu());
-      }
-      return out.empty() ? torch::zeros({0, model_->text_projection->options.out_features()}) : torch::cat(out, 0);
+        return model_->encode_text(pad(ptrs)).to(torch::kFloat).cpu();
+      });
     });
   }
 
@@ -270,12 +267,11 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
 
   /// Unit-length joint-space embeddings (projected) or the encoder's features, in batches of 500.
   torch::Tensor image_embeddings(const torch::Tensor& images, bool projected) {
-    std::vector<torch::Tensor> out;
-    for (int64_t i = 0; i < images.size(0); i += 500) {
-      auto x = normalize(images.slice(0, i, std::min(images.size(0), i + 500)).to(device_));
-      out.push_back(projected ? model_->encode_image(x) : model_->image_features(x));
-    }
-    return torch::cat(out, 0);
+    const auto width = projected ? model_->visual_projection->options.out_features() : model_->visual->options.dim();
+    return in_batches(images.size(0), 500, width, [&](int64_t begin, int64_t end) {
+      auto x = normalize(images.slice(0, begin, end).to(device_));
+      return projected ? model_->encode_image(x) : model_->image_features(x);
+    });
   }
 
   /// (10, E): per class, the normalised mean of its prompts' embeddings.

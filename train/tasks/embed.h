@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "train/config.h"
+#include "train/tasks/task.h"
 
 namespace zoo {
 
@@ -26,18 +27,5 @@ class Embedder {
     throw UsageError("this model embeds images, not texts");
   }
 };
-
-/// f() with gradients off and `module` in eval mode (no dropout), its mode put back after.
-template <class F>
-auto in_eval_mode(torch::nn::Module& module, F&& f) {
-  struct Restore {
-    torch::nn::Module& m;
-    bool was_training;
-    ~Restore() { m.train(was_training); }
-  } restore{module, module.is_training()};
-  torch::NoGradGuard no_grad;
-  module.eval();
-  return f();
-}
 
 }  // namespace zoo

@@ -261,15 +261,13 @@ class TransformerG2P : public G2PTask {
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return src[a].size() < src[b].size(); });
     std::vector<std::vector<Hypothesis>> out(words.size());
-    const bool was_training = model_->is_training();
-    model_->eval();
-    for (size_t i = 0; i < order.size(); i += static_cast<size_t>(eval_batch_)) {
-      std::vector<int64_t> idx(order.begin() + i, order.begin() + std::min(order.size(), i + eval_batch_));
-      auto s = pad(idx, src);
-      auto hyps = generate_nbest(*model_, s, decode_);
-      for (size_t j = 0; j < idx.size(); ++j) out[static_cast<size_t>(idx[j])] = std::move(hyps[j]);
-    }
-    model_->train(was_training);
+    in_eval_mode(*model_, [&] {
+      for (size_t i = 0; i < order.size(); i += static_cast<size_t>(eval_batch_)) {
+        std::vector<int64_t> idx(order.begin() + i, order.begin() + std::min(order.size(), i + eval_batch_));
+        auto hyps = generate_nbest(*model_, pad(idx, src), decode_);
+        for (size_t j = 0; j < idx.size(); ++j) out[static_cast<size_t>(idx[j])] = std::move(hyps[j]);
+      }
+    });
     return out;
   }
 

@@ -238,12 +238,9 @@ class VAETask : public ImageGenerationTask, public Embedder {
   bool embeds_images() const override { return true; }
   torch::Tensor embed_images(const torch::Tensor& images) override {
     return in_eval_mode(*model_, [&] {
-      std::vector<torch::Tensor> out;
-      for (int64_t i = 0; i < images.size(0); i += 500)
-        out.push_back(model_->encode(images.slice(0, i, std::min(images.size(0), i + 500)).to(device_, torch::kFloat))
-                          .first.to(torch::kFloat)
-                          .cpu());
-      return out.empty() ? torch::zeros({0, model_->options.latent_dim()}) : torch::cat(out, 0);
+      return in_batches(images.size(0), 500, model_->options.latent_dim(), [&](int64_t begin, int64_t end) {
+        return model_->encode(images.slice(0, begin, end).to(device_, torch::kFloat)).first.to(torch::kFloat).cpu();
+      });
     });
   }
 

@@ -16,6 +16,29 @@
 
 namespace zoo {
 
+/// f() with gradients off and `module` in eval mode (no dropout), its mode put back after, also
+/// when f throws.
+template <class F>
+auto in_eval_mode(torch::nn::Module& module, F&& f) {
+  struct Restore {
+    torch::nn::Module& m;
+    bool was_training;
+    ~Restore() { m.train(was_training); }
+  } restore{module, module.is_training()};
+  torch::NoGradGuard no_grad;
+  module.eval();
+  return f();
+}
+
+/// f(begin, end) for each batch of at most `size` of n items, its (b, D) results concatenated:
+/// (n, D), or (0, width) when n is 0.
+template <class F>
+torch::Tensor in_batches(int64_t n, int64_t size, int64_t width, F&& f) {
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < n; i += size) out.push_back(f(i, std::min(n, i + size)));
+  return out.empty() ? torch::zeros({0, width}) : torch::cat(out, 0);
+}
+
 using Scalars = std::map<std::string, double>;
 
 /// What train_step returns to log: `values`, numbers, and `deferred`, 0-dim tensors (possibly

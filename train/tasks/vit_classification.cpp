@@ -80,14 +80,7 @@ class ViTClassification : public FashionMnistTask, public Embedder {
     const int64_t n = std::min<int64_t>(64, set.size());
     auto x = set.images.slice(0, 0, n).cpu();
     auto y = set.labels.slice(0, 0, n).cpu();
-    torch::Tensor pred;
-    {
-      torch::NoGradGuard no_grad;
-      const bool was_training = model_->is_training();
-      model_->eval();
-      pred = model_->forward(normalize(x.to(device_))).argmax(1).cpu();
-      model_->train(was_training);
-    }
+    auto pred = in_eval_mode(*model_, [&] { return model_->forward(normalize(x.to(device_))).argmax(1).cpu(); });
     auto right = (pred == y).view({n, 1, 1, 1});
     auto frame = torch::where(right, torch::tensor({0.1f, 0.8f, 0.1f}).view({1, 3, 1, 1}),
                               torch::tensor({0.9f, 0.1f, 0.1f}).view({1, 3, 1, 1}))
@@ -107,12 +100,9 @@ class ViTClassification : public FashionMnistTask, public Embedder {
   bool embeds_images() const override { return true; }
   torch::Tensor embed_images(const torch::Tensor& images) override {
     return in_eval_mode(*model_, [&] {
-      std::vector<torch::Tensor> out;
-      for (int64_t i = 0; i < images.size(0); i += 500) {
-        auto x = normalize(images.slice(0, i, std::min(images.size(0), i + 500)).to(device_, torch::kFloat));
-        out.push_back(model_->features(x).to(torch::kFloat).cpu());
-      }
-      return out.empty() ? torch::zeros({0, model_->options.dim()}) : torch::cat(out, 0);
+      return in_batches(images.size(0), 500, model_->options.dim(), [&](int64_t begin, int64_t end) {
+        return model_->features(normalize(images.slice(0, begin, end).to(device_, torch::kFloat))).to(torch::kFloat).cpu();
+      });
     });
   }
 
