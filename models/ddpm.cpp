@@ -18,6 +18,10 @@ void NoiseScheduleImpl::reset() {
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   torch::Tensor b;
   if (options.kind() == "linear") {
+    // beta_1 = 0 would give the posterior at t = 1 a variance of 0 (its log -inf); beta = 1 an alpha of 0.
+    TORCH_CHECK(options.beta_start() > 0 && options.beta_start() <= options.beta_end() && options.beta_end() < 1,
+                "linear noise schedule: need 0 < beta_start <= beta_end < 1, got ", options.beta_start(), " and ",
+                options.beta_end());
     b = torch::linspace(options.beta_start(), options.beta_end(), T, f64);
   } else if (options.kind() == "cosine") {
     // alpha-bar(t) = f(t) / f(0), f(t) = cos^2(((t / T + s) / (1 + s)) pi / 2), s = 0.008 (Nichol and Dhariwal, Eq. 17)

@@ -166,7 +166,9 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   auto pre = run(zoo_bin() + " train --config " + configs + "bert_pos.yaml --set model.pretrained=" + dir +
                  "/none.pt --run-dir " + dir + "/r");
   CHECK(pre.code == 2);
-  CHECK_THAT(pre.output, Contains(dir + "/none.pt: no such checkpoint"));
+  CHECK_THAT(last_line(pre.output), Contains("zoo: error: model.pretrained: " + dir + "/none.pt: no such checkpoint") &&
+                                        Contains("pretrain one with `zoo train --config configs/bert_mlm.yaml`"));
+  CHECK(!fs::exists(dir + "/r"));
   auto cmu = run(zoo_bin() + " train --config " + configs + "transformer_g2p.yaml --set data.root=" + dir +
                  " --run-dir " + dir + "/r");
   CHECK(cmu.code == 2);
@@ -278,10 +280,23 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diver
                   "--run-dir " + rd + ": another zoo train is using it");
     ::close(fd);
   }
-  // A run that fails before its first step leaves no directory behind.
+  // A run that fails before its first step leaves no directory behind, refused by the data or by the task
+  // once the run's config.yaml is written.
   check_refused("train --config " + cfg + " --set data.val_size=0 --run-dir " + dir + "/noval",
                 "data.val_size: is 0, so there is no val split");
   CHECK(!fs::exists(dir + "/noval"));
+  check_refused("train --config " + cfg + " --set train.batch_size=65 --set data.train_limit=64 --run-dir " + dir + "/big",
+                "train.batch_size: 65 x 1 ranks is more than the 64 training examples");
+  CHECK(!fs::exists(dir + "/big"));
+  // --resume given a run's checkpoints/ folder: refused, and nothing is written there.
+  const auto entries = [](const std::string& d) {
+    return std::distance(fs::directory_iterator(d), fs::directory_iterator{});
+  };
+  const auto in_checkpoints = entries(rd + "/checkpoints");
+  check_refused("train --config " + cfg + " --run-dir " + rd + "/checkpoints --resume",
+                "--resume found no checkpoints/step-*.pt; that is a run's checkpoints/ folder; pass the run itself: "
+                "--run-dir " + rd);
+  CHECK(entries(rd + "/checkpoints") == in_checkpoints);
   CHECK(bytes(best) == best_before);
   CHECK(bytes(config) == config_before);
   // A resume may change other keys (train.steps, to go on), and says which.
@@ -421,7 +436,8 @@ TEST_CASE("zoo export: the weights a checkpoint is evaluated with, in a smaller 
   fs::create_directories(dir + "/again/checkpoints");
   fs::copy_file(out, dir + "/again/checkpoints/step-00000004.pt");
   check_refused("train --config " + cfg + " --set train.steps=8 --run-dir " + dir + "/again --resume",
-                dir + "/again/checkpoints/step-00000004.pt: optimizer state missing");
+                dir + "/again/checkpoints/step-00000004.pt: holds no optimizer state (a file of zoo export or zoo "
+                "average, for evaluating); move it out of checkpoints/ and --resume again");
   check_refused("export --checkpoint " + ckpt, "zoo export: --out is required");
   check_refused("export --out " + dir + "/w.pt", "zoo export: --checkpoint is required");
   check_refused("export --checkpoint " + ckpt + " --out " + out, "--out " + out + ": would overwrite a checkpoint");

@@ -201,6 +201,15 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
   CHECK_THAT(bad.output, Contains("notes.txt: not an image"));
   auto one = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image + " --labels a");
   CHECK(one.code == 2);
+  // One printed line per label, each label once; the answer reaches standard output or the command fails.
+  zoo::test::check_refused("zero-shot --checkpoint " + ckpt + " --image " + image + " --labels \"$(printf 'bag\\ttote,coat')\"",
+                           "--labels: label 1 holds a control character (a tab or line break)");
+  zoo::test::check_refused("zero-shot --checkpoint " + ckpt + " --image " + image + " --labels 'bag,coat, bag'",
+                           "--labels: 'bag' is given twice; give each label once");
+  auto full = zoo::test::run("{ " + zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image +
+                             " --labels bag,coat > /dev/full; }");
+  CHECK(full.code == 1);
+  CHECK_THAT(full.output, Contains("could not write to standard output"));
 
   // zoo embed: unit-length vectors of the joint space, for images and for texts.
   const auto bag = dir + "/run/samples/test_images/8-bag.png";

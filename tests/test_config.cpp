@@ -37,6 +37,11 @@ TEST_CASE("a UsageError's message is one line: control bytes escaped, a long one
   CHECK(std::string(zoo::UsageError(std::string("a\0b\nc\x7f", 6)).what()) == "a\\x00b\\x0ac\\x7f");
   CHECK(std::string(zoo::UsageError(std::string(5000, 'x')).what()) == std::string(2000, 'x') + "...");
   CHECK(std::string(zoo::UsageError("caf\xc3\xa9").what()) == "caf\xc3\xa9");  // UTF-8 stays
+  // A byte that is not UTF-8 (a damaged file's, a stray Latin-1 one, a sequence cut short) is escaped.
+  CHECK(std::string(zoo::UsageError("IDA\xff chunk").what()) == "IDA\\xff chunk");
+  CHECK(std::string(zoo::UsageError("\x89PNG").what()) == "\\x89PNG");
+  CHECK(std::string(zoo::UsageError("caf\xc3").what()) == "caf\\xc3");
+  CHECK(std::string(zoo::UsageError("\xe2\x82\xac 5").what()) == "\xe2\x82\xac 5");  // the euro sign stays
 }
 
 TEST_CASE("shipped ViT config loads with its values", "[config]") {
@@ -68,6 +73,9 @@ TEST_CASE("wrong types and out-of-range values are rejected with the line", "[co
   CHECK_THROWS_WITH(Config::from_file(p6), Contains("train.device: must be auto, cpu, cuda or cuda:N"));
   auto p7 = write_config("t7.yaml", "task: vit_fashion_mnist\ntrain:\n  threads: many\n");
   CHECK_THROWS_WITH(Config::from_file(p7), Contains("train.threads: must be 'auto' or a thread count"));
+  // The value as given, to the digit that puts it out of range.
+  auto p8 = write_config("t8.yaml", "task: ddpm_fashion_mnist\nsample:\n  eta: 1.0000001\n");
+  CHECK_THROWS_WITH(Config::from_file(p8), Contains("sample.eta: must be at most 1, got 1.0000001"));
 }
 
 TEST_CASE("missing file, unknown task, unknown section, bad YAML", "[config]") {

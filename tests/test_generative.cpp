@@ -87,6 +87,10 @@ TEST_CASE("noise schedules: alpha-bar decreases from ~1 to ~0 and buffers are re
   NoiseSchedule linear;
   CHECK(linear->betas[0].item<double>() == Approx(1e-4));
   CHECK(linear->betas[999].item<double>() == Approx(0.02));
+  // beta_1 = 0 gives beta-tilde_1 = 0 (its log -inf); a beta of 1 leaves no signal; a falling schedule.
+  CHECK_THROWS(NoiseSchedule(NoiseScheduleOptions().beta_start(0)));
+  CHECK_THROWS(NoiseSchedule(NoiseScheduleOptions().beta_end(1)));
+  CHECK_THROWS(NoiseSchedule(NoiseScheduleOptions().beta_start(0.03)));
 }
 
 TEST_CASE("q(x_t | x0) has mean sqrt(ab) x0 and variance 1 - ab", "[diffusion]") {
@@ -295,6 +299,11 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
                         "sample: {grid: 4, steps: 4}\n"
                         "data: {root: " + test::data_root() + ", train_limit: 256, eval_limit: 64}\n"
                         "train: {device: cpu, threads: 1, batch_size: 16, steps: 3, log_every: 1, eval_every: 0, ema: true}\n";
+  test::check_refused("train --config " + cfg + " --set diffusion.beta_start=0 --run-dir " + dir + "/beta0",
+                      "diffusion.beta_start: must be above 0, got 0");
+  test::check_refused("train --config " + cfg + " --set diffusion.beta_start=0.05 --run-dir " + dir + "/beta0",
+                      "diffusion.beta_start: 0.05 is above diffusion.beta_end 0.02");
+  CHECK(!std::filesystem::exists(dir + "/beta0"));
   auto train = test::run("cd " + dir + " && " + test::zoo_bin() + " train --config " + cfg + " --run-dir runs/ddpm_tiny");
   INFO(train.output);
   REQUIRE(train.code == 0);
@@ -398,9 +407,24 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   INFO(damaged.output);
   CHECK(damaged.code == 0);
   CHECK_THAT(damaged.output, Contains("using runs/ddpm_damaged/checkpoints/" + zoo::step_checkpoint_name(4)));
+  // A run that cannot be read at all (a link to itself) is passed over, not an error.
+  std::filesystem::create_symlink("self", dir + "/runs/self");
+  auto looped = test::run("cd " + dir + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out e.png");
+  INFO(looped.output);
+  CHECK(looped.code == 0);
+  CHECK_THAT(looped.output, Contains("using runs/ddpm_damaged/checkpoints/" + zoo::step_checkpoint_name(4)));
   auto none = test::run("cd /tmp && mkdir -p " + dir + "/empty && cd " + dir + "/empty && " + test::zoo_bin() + " sample ddim");
   CHECK(none.code == 2);
   CHECK_THAT(none.output, Contains("zoo train --config configs/ddpm_fashion_mnist.yaml"));
+  {  // ... and named when no run is found
+    std::filesystem::create_directories(dir + "/unread/runs");
+    std::filesystem::create_symlink("self", dir + "/unread/runs/self");
+    auto unread = test::run("cd " + dir + "/unread && " + test::zoo_bin() + " sample ddim");
+    CHECK(unread.code == 2);
+    CHECK_THAT(test::last_line(unread.output),
+               Contains("no DDPM run with checkpoints under runs/ that can be read (1 run could not be, e.g. runs/self: "
+                        "Too many levels of symbolic links)"));
+  }
   // A checkpoint of another model, a corrupt file, a bad option.
   auto wrong = test::run(test::zoo_bin() + " sample vae --checkpoint " + ckpt);
   CHECK(wrong.code == 2);
@@ -417,6 +441,17 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto steps = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 500");
   CHECK(steps.code == 2);
   CHECK_THAT(steps.output, Contains("sample.steps"));
+  // The flags' own bad values are named as given, not as the --set they become.
+  test::check_refused("sample ddim --checkpoint " + ckpt + " --steps 0", "--steps 0: expected at least 1 sampling step");
+  test::check_refused("sample ddim --checkpoint " + ckpt + " --eta 1.0000001",
+                      "--eta 1.0000001: expected a number from 0 (deterministic) to 1");
+  test::check_refused("sample ddim --checkpoint " + ckpt + " --set sample.eta=1.0000001",
+                      "sample.eta: must be at most 1, got 1.0000001");
+  // The line saying what was written can't be: a failure (the grid itself is written).
+  auto full = test::run("{ " + test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 2 --n 1 --out " + dir +
+                        "/full.png > /dev/full; }");
+  CHECK(full.code == 1);
+  CHECK_THAT(full.output, Contains("could not write to standard output"));
   // Interpolation: DDIM with eta 0 maps x_T to one image, so a walk between two x_T is a walk
   // between two samples; DDPM and DDIM with eta > 0 draw noise at every step and are refused.
   {
@@ -469,6 +504,7 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
     write_png(dir + "/" + std::to_string(i) + ".png", images[i]);
     files += " " + dir + "/" + std::to_string(i) + ".png";
   }
+  std::ofstream(dir + "/nul.txt", std::ios::binary) << dir + "/0.png" + std::string(1, '\0') + "junk\n";
   // ViT: the [CLS] features FID reads (train/fid.cpp's own code path), of the EMA weights.
   auto got = test::run(test::zoo_bin() + " embed --checkpoint " + vit + files);
   INFO(got.output);
@@ -517,6 +553,8 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
   std::ofstream(dir + "/notes.txt") << "hello";
   test::check_refused("embed --checkpoint " + vae + " " + dir + "/notes.txt", "notes.txt: not an image");
   test::check_refused("embed --checkpoint " + vit + " < /dev/null", "zoo embed: no inputs given");
+  test::check_refused("embed --checkpoint " + vit + " < " + dir + "/nul.txt",
+                      "zoo embed: input 1 holds a NUL byte, which no file name has; give one image file a line");
   auto empty_line = test::run("printf '\\n' | " + test::zoo_bin() + " embed --checkpoint " + vit);
   CHECK(empty_line.code == 2);
   CHECK_THAT(empty_line.output, Contains("zoo embed: input 1 is an empty file name (an empty argument or line)"));

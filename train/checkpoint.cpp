@@ -237,6 +237,10 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path, const to
       throw UsageError(path + ": is not a regular file (a pipe or device); give a checkpoint file");
     throw UsageError(path + ": no such checkpoint file (runs/<run>/checkpoints/ holds step-*.pt and best.pt)");
   }
+  if (const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); fd < 0)
+    throw UsageError(path + ": cannot be opened (" + std::strerror(errno) + "); check the file's permissions");
+  else
+    ::close(fd);
   int64_t data_bytes = -1;
   if (const auto record = corrupt_record(path, &data_bytes); !record.empty())
     throw UsageError(path + ": corrupt checkpoint: its record " + record +

@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <limits>
 #include <map>
 #include <sstream>
@@ -92,11 +94,11 @@ std::string check_value(const KeySpec& spec, const Value& v) {
   }();
   std::ostringstream os;
   if (num && spec.min && *num < *spec.min) {
-    os << "must be at least " << *spec.min << ", got " << *num;
+    os << "must be at least " << show_value(*spec.min) << ", got " << show_value(*num);
     return os.str();
   }
   if (num && spec.max && *num > *spec.max) {
-    os << "must be at most " << *spec.max << ", got " << *num;
+    os << "must be at most " << show_value(*spec.max) << ", got " << show_value(*num);
     return os.str();
   }
   if (!spec.choices.empty()) {
@@ -367,8 +369,13 @@ std::string show_value(const Value& v) {
   if (auto* b = std::get_if<bool>(&v)) return *b ? "true" : "false";
   if (auto* i = std::get_if<int64_t>(&v)) return std::to_string(*i);
   if (auto* d = std::get_if<double>(&v)) {
+    // The fewest digits that read back as the same double: 0.1 shows as 0.1, 1.0000001 not as 1.
     std::ostringstream os;
-    os << *d;
+    for (int digits = 6; digits <= 17; ++digits) {
+      os.str("");
+      os << std::setprecision(digits) << *d;
+      if (std::strtod(os.str().c_str(), nullptr) == *d) break;
+    }
     return os.str();
   }
   return std::get<std::string>(v);

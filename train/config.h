@@ -15,22 +15,31 @@
 namespace zoo {
 
 /// Bad usage or input (config, CLI argument, data file, checkpoint): exit code 2. The message is
-/// one line: control characters (a NUL, a line break) from a damaged file show as \xNN, and a
-/// message over 2,000 characters is cut there.
+/// one line: control characters (a NUL, a line break) and bytes that are not UTF-8, from a damaged
+/// file, show as \xNN, and a message over 2,000 characters is cut there.
 struct UsageError : std::runtime_error {
   explicit UsageError(const std::string& what) : std::runtime_error(one_line(what)) {}
 
   static std::string one_line(const std::string& s) {
+    static const char* hex = "0123456789abcdef";
     std::string out;
-    for (unsigned char c : s) {
+    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+    for (size_t i = 0, n = s.size(); i < n;) {
       if (out.size() >= 2000) return out + "...";
-      if (c >= 0x20 && c != 0x7f) {
-        out += static_cast<char>(c);
+      const unsigned char c = p[i];
+      // A byte of a well-formed UTF-8 sequence is kept; a stray byte (a damaged file's) is escaped.
+      size_t len = c >= 0x20 && c < 0x7f ? 1 : (c & 0xE0) == 0xC0 && c >= 0xC2 ? 2 : (c & 0xF0) == 0xE0 ? 3
+                 : (c & 0xF8) == 0xF0 && c <= 0xF4 ? 4 : 0;
+      for (size_t k = 1; k < len; ++k)
+        if (i + k >= n || (p[i + k] & 0xC0) != 0x80) len = 0;
+      if (len) {
+        out.append(s, i, len);
+        i += len;
       } else {
-        static const char* hex = "0123456789abcdef";
         out += "\\x";
         out += hex[c >> 4];
         out += hex[c & 15];
+        ++i;
       }
     }
     return out;

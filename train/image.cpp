@@ -75,7 +75,7 @@ torch::Tensor read_image_gray(const std::string& path, int64_t size) {
   std::unique_ptr<unsigned char, void (*)(void*)> pixels(stbi_load_from_memory(data, len, &w, &h, &c, 0), stbi_image_free);
   if (!pixels) {
     const char* why = stbi_failure_reason();
-    throw UsageError(path + ": not an image that can be read (" + (why ? why : "unknown reason") +
+    throw UsageError(path + ": not an image that can be read (" + (why && *why ? why : "truncated or damaged") +
                      "); give a PNG, JPEG, BMP or GIF file");
   }
   auto img = torch::from_blob(pixels.get(), {h, w, c}, torch::kUInt8).to(torch::kFloat).div(255.0);  // (H, W, C)

@@ -385,7 +385,8 @@ int64_t Trainer::restore() {
     for (auto& [name, module] : task_->extra_modules()) load_module(*module, archive, "modules/" + name, path);
     for (size_t i = 0; i < optimizers_.size(); ++i) {
       torch::serialize::InputArchive o;
-      if (!archive.try_read("optim/" + std::to_string(i), o)) throw UsageError(path + ": optimizer state missing");
+      if (!archive.try_read("optim/" + std::to_string(i), o)) throw UsageError(path + ": holds no optimizer state (a file of zoo export or zoo average, for evaluating); "
+                         "move it out of checkpoints/ and --resume again");
       try {
         optimizers_[i]->load(o);
       } catch (const c10::Error& e) {
@@ -819,12 +820,17 @@ class RunLock {
     }
   }
   ~RunLock() {
-    // A run directory made here for a run that failed before writing anything goes again.
+    // A run directory made here for a run refused or failed before it wrote anything of its own
+    // (only the lock, its config.yaml, empty files and folders) goes again.
     std::error_code ec;
     if (created_) {
-      size_t entries = 0;
-      for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec)) ++entries;
-      if (!ec && entries == 1) fs::remove_all(dir_, ec);
+      bool written = false;
+      for (fs::recursive_directory_iterator it(dir_, ec), end; !ec && !written && it != end; it.increment(ec)) {
+        const auto name = it->path().filename().string();
+        if (it->is_regular_file(ec) && name != ".lock" && name != "config.yaml" && it->file_size(ec) > 0) written = true;
+        else if (!it->is_regular_file(ec) && !it->is_directory(ec)) written = true;  // a link or other: keep
+      }
+      if (!ec && !written) fs::remove_all(dir_, ec);
     }
     ::close(fd_);
   }
@@ -845,6 +851,17 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   if (dir.empty()) throw UsageError("--run-dir: empty; name a directory for the run (e.g. runs/my-run)");
   if (fs::exists(dir) && !fs::is_directory(dir))
     throw UsageError("--run-dir " + dir + ": is a file, not a directory; name a directory for the run");
+  if (options.resume && list_step_checkpoints((fs::path(dir) / "checkpoints").string()).empty() &&
+      !fs::is_directory(fs::path(dir) / "restarts")) {  // refused before anything is written there
+    auto named = fs::path(dir);
+    if (!named.has_filename()) named = named.parent_path();  // "run/checkpoints/"
+    std::string what = "start without --resume or pass the run's --run-dir";
+    if (fs::exists(fs::path(dir) / "checkpoints" / "best.pt"))
+      what = "its best.pt is for zoo eval; start a new run with another --run-dir";
+    else if (named.filename() == "checkpoints" && !list_step_checkpoints(named.string()).empty())
+      what = "that is a run's checkpoints/ folder; pass the run itself: --run-dir " + named.parent_path().string();
+    throw UsageError(dir + ": --resume found no checkpoints/step-*.pt; " + what);
+  }
   // One trainer per run directory: a second would write the same checkpoints and delete the
   // first's (train.keep_last). The lock goes with the process, however it ends.
   std::unique_ptr<RunLock> lock;

@@ -84,39 +84,51 @@ std::string timestamp() {
 struct NewestRun {
   std::string dir, checkpoint;
   std::optional<torch::serialize::InputArchive> archive;  // the checkpoint, as read and checked
+  std::vector<std::string> unreadable;  // runs passed over: a checkpoint or folder that could not be read, and why
 };
 NewestRun newest_run(const std::string& task_prefix) {
   NewestRun best;
   fs::file_time_type best_time{};
   if (!fs::is_directory("runs")) return best;
   for (const auto& e : fs::directory_iterator("runs")) {
-    auto files = zoo::list_step_checkpoints((e.path() / "checkpoints").string());
-    if (fs::is_regular_file(e.path() / "checkpoints" / "best.pt")) files.push_back((e.path() / "checkpoints" / "best.pt").string());
-    if (fs::is_directory(e.path() / "restarts"))
-      for (const auto& seed : fs::directory_iterator(e.path() / "restarts")) {
-        auto more = zoo::list_step_checkpoints((seed.path() / "checkpoints").string());
-        files.insert(files.end(), more.begin(), more.end());
+    // One run that cannot be read (a link to itself, a folder without permission, no readable
+    // checkpoint) gives way to the others, and is named if none is found.
+    try {
+      auto files = zoo::list_step_checkpoints((e.path() / "checkpoints").string());
+      if (fs::is_regular_file(e.path() / "checkpoints" / "best.pt"))
+        files.push_back((e.path() / "checkpoints" / "best.pt").string());
+      if (fs::is_directory(e.path() / "restarts"))
+        for (const auto& seed : fs::directory_iterator(e.path() / "restarts")) {
+          auto more = zoo::list_step_checkpoints((seed.path() / "checkpoints").string());
+          files.insert(files.end(), more.begin(), more.end());
+        }
+      // Newest first; a file that cannot be read (corrupt, foreign, a link to nothing) gives way to the one before it.
+      files.erase(std::remove_if(files.begin(), files.end(), [](const auto& f) { return !fs::is_regular_file(f); }),
+                  files.end());
+      std::vector<std::pair<fs::file_time_type, std::string>> dated;
+      for (const auto& f : files) dated.emplace_back(fs::last_write_time(f), f);
+      std::stable_sort(dated.begin(), dated.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+      std::string newest, task, why;
+      std::optional<torch::serialize::InputArchive> archive;
+      fs::file_time_type t{};
+      for (const auto& [time, f] : dated) {
+        try {
+          archive = zoo::read_checkpoint(f);
+          task = zoo::Config::from_yaml(zoo::checkpoint_config(*archive, f), f).task();
+          newest = f, t = time;
+          break;
+        } catch (const std::exception& x) {
+          if (why.empty()) why = std::string(x.what()).substr(0, std::string(x.what()).find("; "));  // the cause
+        }
       }
-    // Newest first; a file that cannot be read (corrupt, foreign, a link to nothing) gives way to the one before it.
-    files.erase(std::remove_if(files.begin(), files.end(), [](const auto& f) { return !fs::is_regular_file(f); }),
-                files.end());
-    std::stable_sort(files.begin(), files.end(), [](const auto& x, const auto& y) {
-      return fs::last_write_time(x) > fs::last_write_time(y);
-    });
-    std::string newest, task;
-    std::optional<torch::serialize::InputArchive> archive;
-    for (const auto& f : files) {
-      try {
-        archive = zoo::read_checkpoint(f);
-        task = zoo::Config::from_yaml(zoo::checkpoint_config(*archive, f), f).task();
-        newest = f;
-        break;
-      } catch (const std::exception&) {
+      if (newest.empty() && !why.empty()) best.unreadable.push_back(why);
+      if (newest.empty() || task.rfind(task_prefix, 0) != 0) continue;  // none readable, or another task's run
+      if (best.dir.empty() || t > best_time) {
+        best.dir = e.path().string(), best.checkpoint = newest, best.archive = std::move(archive), best_time = t;
       }
+    } catch (const fs::filesystem_error& x) {
+      best.unreadable.push_back(e.path().string() + ": " + x.code().message());
     }
-    if (newest.empty() || task.rfind(task_prefix, 0) != 0) continue;  // none readable, or another task's run
-    const auto t = fs::last_write_time(newest);
-    if (best.dir.empty() || t > best_time) best = {e.path().string(), newest, std::move(archive)}, best_time = t;
   }
   return best;
 }
@@ -205,6 +217,12 @@ void check_output(const std::string& path, const std::string& flag, const std::s
     throw zoo::UsageError(flag + " " + path + ": would overwrite a checkpoint; give another file name");
 }
 
+/// A failure when standard output could not be written (closed, or a full disk): what a command
+/// prints there would be lost, so it does not end with success.
+void check_stdout() {
+  if (!std::cout) throw std::runtime_error("could not write to standard output (closed, or the disk is full)");
+}
+
 int cmd_train(int argc, char** argv) {
   cxxopts::Options o("zoo train", "Train a model from a YAML config. Writes config.yaml, metrics.jsonl, "
                                   "checkpoints/ and samples/ into the run directory.");
@@ -222,9 +240,14 @@ int cmd_train(int argc, char** argv) {
   if (r.count("run-dir")) {
     opt.run_dir = r["run-dir"].as<std::string>();
   } else if (opt.resume) {
-    opt.run_dir = newest_run(cfg.task()).dir;
+    const auto run = newest_run(cfg.task());
+    opt.run_dir = run.dir;
     if (opt.run_dir.empty())
-      throw zoo::UsageError("--resume: no run of " + cfg.task() + " with checkpoints under runs/; pass --run-dir");
+      throw zoo::UsageError("--resume: no run of " + cfg.task() + " with checkpoints under runs/" +
+                            (run.unreadable.empty() ? std::string()
+                                                    : " that can be read (" + std::to_string(run.unreadable.size()) +
+                                                          " could not be, e.g. " + run.unreadable.front() + ")") +
+                            "; pass --run-dir");
   } else {
     opt.run_dir = "runs/" + cfg.task() + "-" + timestamp();
   }
@@ -334,8 +357,13 @@ int cmd_sample(int argc, char** argv) {
         }
     }
     if (checkpoint.empty())
-      throw zoo::UsageError("zoo sample " + model + ": no DDPM run with checkpoints under runs/; train one with "
-                            "`zoo train --config configs/ddpm_fashion_mnist.yaml` or pass --checkpoint");
+      throw zoo::UsageError(
+          "zoo sample " + model + ": no DDPM run with checkpoints under runs/" +
+          (run.unreadable.empty() ? std::string()
+                                  : " that can be read (" + std::to_string(run.unreadable.size()) +
+                                        (run.unreadable.size() == 1 ? " run" : " runs") + " could not be, e.g. " +
+                                        run.unreadable.front() + ")") +
+          "; train one with `zoo train --config configs/ddpm_fashion_mnist.yaml` or pass --checkpoint");
     std::cerr << "zoo sample: using " << checkpoint << "\n";
   } else {
     throw zoo::UsageError("zoo sample " + model + ": --checkpoint is required");
@@ -357,8 +385,15 @@ int cmd_sample(int argc, char** argv) {
       throw zoo::UsageError(std::string("--") + flag + " is a DDIM setting: use it with zoo sample ddim");
   if (r.count("variance") && model != "ddpm")
     throw zoo::UsageError("--variance is a DDPM setting: use it with zoo sample ddpm");
-  if (r.count("steps")) sets.push_back("sample.steps=" + std::to_string(r["steps"].as<int64_t>()));
+  if (r.count("steps")) {
+    const auto steps = r["steps"].as<int64_t>();
+    if (steps < 1) throw zoo::UsageError("--steps " + std::to_string(steps) + ": expected at least 1 sampling step");
+    sets.push_back("sample.steps=" + std::to_string(steps));
+  }
   if (r.count("eta")) {  // every digit: std::to_string would round 1e-7 to 0
+    const double e = r["eta"].as<double>();
+    if (!(e >= 0 && e <= 1))
+      throw zoo::UsageError("--eta " + zoo::show_value(e) + ": expected a number from 0 (deterministic) to 1");
     std::ostringstream eta;
     eta << std::setprecision(17) << r["eta"].as<double>();
     sets.push_back("sample.eta=" + eta.str());
@@ -393,14 +428,8 @@ int cmd_sample(int argc, char** argv) {
     throw zoo::UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
   }
   if (per_row) std::cout << "wrote " << n << (n == 1 ? " interpolation" : " interpolations") << " of " << per_row << " images to " << out << "\n";
-  else std::cout << "wrote " << n << " samples to " << out << "\n";
+  else std::cout << "wrote " << n << (n == 1 ? " sample" : " samples") << " to " << out << "\n";
   return kExitOk;
-}
-
-/// A failure when standard output could not be written (closed, or a full disk): what a command
-/// prints there would be lost, so it does not end with success.
-void check_stdout() {
-  if (!std::cout) throw std::runtime_error("could not write to standard output (closed, or the disk is full)");
 }
 
 /// Answers what standard input holds: `read(item, line_end)` takes one item (false at the end)
@@ -526,6 +555,13 @@ int cmd_zero_shot(int argc, char** argv) {
     if (b != std::string::npos) labels.push_back(l.substr(b, e - b + 1));
   }
   if (labels.size() < 2) throw zoo::UsageError("--labels: give at least two comma-separated labels");
+  for (size_t i = 0; i < labels.size(); ++i) {  // one printed line per label, each label once
+    if (std::any_of(labels[i].begin(), labels[i].end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+      throw zoo::UsageError("--labels: label " + std::to_string(i + 1) + " holds a control character (a tab or line "
+                            "break); separate the labels with commas");
+    if (std::find(labels.begin(), labels.begin() + static_cast<std::ptrdiff_t>(i), labels[i]) != labels.begin() + static_cast<std::ptrdiff_t>(i))
+      throw zoo::UsageError("--labels: '" + labels[i] + "' is given twice; give each label once");
+  }
   auto image = zoo::read_image_gray(r["image"].as<std::string>(), 28);
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   auto [task, clip] = load_as<zoo::ZeroShotClassifier>(r["checkpoint"].as<std::string>(), sets,
@@ -610,6 +646,9 @@ int cmd_embed(int argc, char** argv) {
         if (path.empty())
           throw zoo::UsageError("zoo embed: input " + std::to_string(done + xs.size() + 1) +
                                 " is an empty file name (an empty argument or line); give image files");
+        if (path.find('\0') != std::string::npos)  // only a line of standard input can hold one
+          throw zoo::UsageError("zoo embed: input " + std::to_string(done + xs.size() + 1) +
+                                " holds a NUL byte, which no file name has; give one image file a line");
         xs.push_back(zoo::read_image_gray(path, 28));
       }
       v = embedder->embed_images(torch::cat(xs, 0));
@@ -796,16 +835,23 @@ int main(int argc, char** argv) {
       std::cout << kUsage;
       return kExitOk;
     }
-    if (cmd == "train") return cmd_train(argc - 1, argv + 1);
-    if (cmd == "eval") return cmd_eval(argc - 1, argv + 1);
-    if (cmd == "sample") return cmd_sample(argc - 1, argv + 1);
-    if (cmd == "list") return cmd_list(argc - 1, argv + 1);
-    if (cmd == "g2p") return cmd_g2p(argc - 1, argv + 1);
-    if (cmd == "fill-mask") return cmd_fill_mask(argc - 1, argv + 1);
-    if (cmd == "zero-shot") return cmd_zero_shot(argc - 1, argv + 1);
-    if (cmd == "embed") return cmd_embed(argc - 1, argv + 1);
-    if (cmd == "average") return cmd_average(argc - 1, argv + 1);
-    if (cmd == "export") return cmd_export(argc - 1, argv + 1);
+    // Every command's output reaches standard output, or the command fails (check_stdout).
+    auto run = [&](int (*command)(int, char**)) {
+      const int rc = command(argc - 1, argv + 1);
+      std::cout.flush();
+      check_stdout();
+      return rc;
+    };
+    if (cmd == "train") return run(cmd_train);
+    if (cmd == "eval") return run(cmd_eval);
+    if (cmd == "sample") return run(cmd_sample);
+    if (cmd == "list") return run(cmd_list);
+    if (cmd == "g2p") return run(cmd_g2p);
+    if (cmd == "fill-mask") return run(cmd_fill_mask);
+    if (cmd == "zero-shot") return run(cmd_zero_shot);
+    if (cmd == "embed") return run(cmd_embed);
+    if (cmd == "average") return run(cmd_average);
+    if (cmd == "export") return run(cmd_export);
     std::cerr << "zoo: unknown command '" << cmd
               << "' (commands: train, eval, sample, g2p, fill-mask, zero-shot, embed, average, export, list; see zoo --help)\n";
     return kExitUsage;

@@ -130,7 +130,15 @@ void copy_weights(torch::nn::Module& from, torch::nn::Module& to, const std::str
 /// The bert_mlm run at `path` (a model.pretrained), loaded on the CPU; a UsageError if it is another task's.
 std::unique_ptr<Task> load_pretrained(const std::string& path) {
   Config pcfg;
-  auto task = load_task(path, {"train.device=cpu"}, &pcfg, /*runtime=*/false);
+  std::unique_ptr<Task> task;
+  try {
+    task = load_task(path, {"train.device=cpu"}, &pcfg, /*runtime=*/false);
+  } catch (const UsageError& e) {
+    std::string why = e.what();
+    if (why.rfind("model.pretrained", 0) == 0) throw;
+    throw UsageError("model.pretrained: " + why.substr(0, why.find("; ")) + "; pretrain one with `zoo train --config "
+                     "configs/bert_mlm.yaml`, or set model.pretrained to its best.pt (empty: from scratch)");
+  }
   if (!dynamic_cast<MaskedLanguageModelTask*>(task.get()))
     throw UsageError("model.pretrained: " + path + " holds a " + pcfg.task() +
                      " run, not a pretrained BERT (train one with configs/bert_mlm.yaml)");

@@ -387,6 +387,16 @@ class DDPMTask : public ImageGenerationTask {
       spdlog::warn("{}; the network was trained without attention there", what);  // a checkpoint from before the check
     }
     unet.attention_resolutions(reached);
+    if (cfg.get_string("diffusion.schedule") == "linear") {
+      const double b1 = cfg.get_float("diffusion.beta_start"), bT = cfg.get_float("diffusion.beta_end");
+      if (!(b1 > 0)) throw UsageError("diffusion.beta_start: must be above 0, got 0 (a variance of 0 at t = 1); the "
+                                      "paper's is 0.0001");
+      if (!(bT < 1)) throw UsageError("diffusion.beta_end: must be below 1, got 1 (no signal left at t = T); the "
+                                      "paper's is 0.02");
+      if (b1 > bT)
+        throw UsageError("diffusion.beta_start: " + show_value(b1) + " is above diffusion.beta_end " + show_value(bT) +
+                         "; the linear schedule rises from beta_start to beta_end (the paper's: 0.0001 to 0.02)");
+    }
     model_ = DiffusionModel(unet, NoiseScheduleOptions()
                                       .timesteps(T)
                                       .kind(cfg.get_string("diffusion.schedule"))
@@ -517,8 +527,8 @@ TaskInfo ddpm_fashion_mnist_task() {
                 .add_int("model.heads", 4, "attention heads", 1, 1024)
                 .add_int("diffusion.timesteps", 1000, "diffusion steps T", 2, 100000)
                 .add_string("diffusion.schedule", "linear", "noise schedule", {"linear", "cosine"})
-                .add_float("diffusion.beta_start", 1e-4, "linear schedule: beta_1", 0.0, 1.0)
-                .add_float("diffusion.beta_end", 0.02, "linear schedule: beta_T", 0.0, 1.0)
+                .add_float("diffusion.beta_start", 1e-4, "linear schedule: beta_1, above 0", 0.0, 1.0)
+                .add_float("diffusion.beta_end", 0.02, "linear schedule: beta_T, below 1", 0.0, 1.0)
                 .add_string("diffusion.prediction", "epsilon", "what the network predicts", {"epsilon", "v", "x0"})
                 .add_string("sample.sampler", "ddim", "sampler for outputs and zoo sample", {"ddpm", "ddim"})
                 .add_int("sample.steps", 50, "DDIM steps S", 1)
