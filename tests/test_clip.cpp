@@ -12,8 +12,11 @@
 
 #include "helpers.h"
 #include "models/clip.h"
+#include "train/data/fashion_captions.h"
 #include "train/data/fashion_mnist.h"
 #include "train/image.h"
+#include "train/tasks/clip.h"
+#include "train/tasks/embed.h"
 #include "train/trainer.h"
 
 using Catch::Matchers::Contains;
@@ -194,6 +197,30 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
   }
   CHECK(sum == Approx(1.0).margin(2e-4));  // printed to 4 decimals
   CHECK(labels == std::set<std::string>{"sneaker", "bag", "coat"});
+  {  // The labels' prompts are encoded together: each class vector is what its own prompts give alone.
+    auto task = zoo::load_task(ckpt, {});
+    auto* zs = dynamic_cast<zoo::ZeroShotClassifier*>(task.get());
+    auto* emb = dynamic_cast<zoo::Embedder*>(task.get());
+    REQUIRE(zs);
+    REQUIRE(emb);
+    const auto img = zoo::read_image_gray(image, 28);
+    const std::vector<std::string> names{"sneaker", "ankle boot", "a very long and unusual label for a bag"};
+    const auto got = zs->zero_shot(img, names);
+    const auto& k = zoo::fashion_captions();
+    std::vector<torch::Tensor> classes;
+    for (const auto& name : names) {
+      std::vector<std::string> prompts;
+      for (const auto* templates : {&k.train_templates, &k.heldout_templates})
+        for (const auto& t : *templates) prompts.push_back(zoo::fill_template(t, name));
+      classes.push_back(torch::nn::functional::normalize(emb->embed_texts(prompts).mean(0),
+                                                         torch::nn::functional::NormalizeFuncOptions().dim(0)));
+    }
+    torch::NoGradGuard no_grad;
+    const auto scale = task->model().as<zoo::CLIPImpl>()->scale();
+    const auto want = torch::softmax(scale * torch::matmul(emb->embed_images(img), torch::stack(classes).t()), -1)[0];
+    REQUIRE(got.size() == names.size());
+    for (size_t i = 0; i < names.size(); ++i) CHECK(got[i] == Approx(want[static_cast<int64_t>(i)].item<double>()).margin(1e-5));
+  }
   std::ofstream(dir + "/notes.txt") << "hello";
   auto bad = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + dir +
                             "/notes.txt --labels a,b");

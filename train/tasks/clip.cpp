@@ -170,17 +170,22 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
   std::vector<double> zero_shot(const torch::Tensor& image, const std::vector<std::string>& labels) override {
     auto probs = in_eval_mode(*model_, [&] {
       auto img = model_->encode_image(normalize(image.to(device_)));  // (1, E)
-      std::vector<torch::Tensor> classes;
+      // Each label's prompts (every template), all labels' encoded together in batches: (L, T, E),
+      // averaged over the templates (CLIP Sec. 3.1.4's ensemble) and normalised.
       const auto& k = fashion_captions();
-      for (const auto& label : labels) {
-        std::vector<std::vector<int64_t>> store;
+      std::vector<std::vector<int64_t>> store;
+      for (const auto& label : labels)
         for (const auto* templates : {&k.train_templates, &k.heldout_templates})
           for (const auto& t : *templates) store.push_back(tokens_of(fill_template(t, label)));
+      const auto n = static_cast<int64_t>(store.size()), per_label = n / static_cast<int64_t>(labels.size());
+      auto texts = in_batches(n, 512, model_->text_projection->options.out_features(), [&](int64_t begin, int64_t end) {
         std::vector<const std::vector<int64_t>*> ptrs;
-        for (auto& s : store) ptrs.push_back(&s);
-        classes.push_back(F::normalize(model_->encode_text(pad(ptrs)).mean(0), F::NormalizeFuncOptions().dim(0)));
-      }
-      return torch::softmax(model_->scale() * torch::matmul(img, torch::stack(classes).t()), -1)[0].cpu();
+        for (auto j = begin; j < end; ++j) ptrs.push_back(&store[static_cast<size_t>(j)]);
+        return model_->encode_text(pad(ptrs));
+      });
+      auto classes = F::normalize(texts.view({static_cast<int64_t>(labels.size()), per_label, -1}).mean(1),
+                                  F::NormalizeFuncOptions().dim(1));
+      return torch::softmax(model_->scale() * torch::matmul(img, classes.t()), -1)[0].cpu();
     });
     std::vector<double> out;
     for (int64_t i = 0; i < probs.size(0); ++i) out.push_back(probs[i].item<double>());
