@@ -570,7 +570,8 @@ Scalars Trainer::run() {
   auto check_finite = [&](int64_t step) {
     for (auto& [k, v] : window.items())
       if (k.find("loss") != std::string::npos && !std::isfinite(v.get<double>()))
-        throw diverged(fmt::format("{} is {}", k, v.get<double>()), step);
+        throw diverged(fmt::format("{} is {}", k, std::isnan(v.get<double>()) ? "nan" : v.get<double>() > 0 ? "inf" : "-inf"),
+                       step);  // "nan" whatever its sign bit
   };
   // The weights themselves at a checkpoint (the loss logged at step k is that of the weights
   // before step k's update): one reduction, one read.
@@ -788,6 +789,36 @@ std::unique_ptr<Task> greedy_soup(const fs::path& top, const std::string& key, b
 
 namespace {
 
+/// Removes a directory tree, entry by entry (a link is removed, not followed). Not
+/// fs::remove_all: a LibTorch 2.x libtorch.so exports its own, which the dynamic linker may pick
+/// and which crashed on a non-empty folder (torch 2.11; README, Building).
+void remove_tree(const fs::path& path, std::error_code& ec) {
+  if (fs::is_directory(fs::symlink_status(path, ec))) {
+    std::vector<fs::path> entries;
+    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(it->path());
+    for (const auto& e : entries)
+      if (!ec) remove_tree(e, ec);
+  }
+  if (!ec) fs::remove(path, ec);
+}
+
+/// Whether a run directory holds anything a run wrote besides its .lock and config.yaml: a
+/// non-empty file, or a link or other entry (kept, not judged).
+bool holds_output(const fs::path& dir, std::error_code& ec) {
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto status = fs::symlink_status(it->path(), ec);
+    if (ec) return true;
+    const auto name = it->path().filename().string();
+    if (fs::is_directory(status)) {
+      if (holds_output(it->path(), ec)) return true;
+    } else if (!fs::is_regular_file(status) ||
+               (name != ".lock" && name != "config.yaml" && fs::file_size(it->path(), ec) > 0)) {
+      return true;
+    }
+  }
+  return ec.operator bool();
+}
+
 /// An exclusive flock(2) on run_dir/.lock for as long as it lives; UsageError when another
 /// process holds it.
 class RunLock {
@@ -824,13 +855,7 @@ class RunLock {
     // (only the lock, its config.yaml, empty files and folders) goes again.
     std::error_code ec;
     if (created_) {
-      bool written = false;
-      for (fs::recursive_directory_iterator it(dir_, ec), end; !ec && !written && it != end; it.increment(ec)) {
-        const auto name = it->path().filename().string();
-        if (it->is_regular_file(ec) && name != ".lock" && name != "config.yaml" && it->file_size(ec) > 0) written = true;
-        else if (!it->is_regular_file(ec) && !it->is_directory(ec)) written = true;  // a link or other: keep
-      }
-      if (!ec && !written) fs::remove_all(dir_, ec);
+      if (!holds_output(dir_, ec) && !ec) remove_tree(dir_, ec);
     }
     ::close(fd_);
   }
