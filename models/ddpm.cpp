@@ -19,8 +19,8 @@ void NoiseScheduleImpl::reset() {
   torch::Tensor b;
   if (options.kind() == "linear") {
     // beta_1 = 0 would give the posterior at t = 1 a variance of 0 (its log -inf); beta = 1 an alpha of 0.
-    TORCH_CHECK(options.beta_start() > 0 && options.beta_start() <= options.beta_end() && options.beta_end() < 1,
-                "linear noise schedule: need 0 < beta_start <= beta_end < 1, got ", options.beta_start(), " and ",
+    TORCH_CHECK(options.beta_start() > 0 && options.beta_start() < 1 && options.beta_end() > 0 && options.beta_end() < 1,
+                "linear noise schedule: need betas between 0 and 1 (exclusive), got ", options.beta_start(), " and ",
                 options.beta_end());
     b = torch::linspace(options.beta_start(), options.beta_end(), T, f64);
   } else if (options.kind() == "cosine") {

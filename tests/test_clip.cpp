@@ -230,7 +230,7 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
   CHECK(one.code == 2);
   // One printed line per label, each label once; the answer reaches standard output or the command fails.
   zoo::test::check_refused("zero-shot --checkpoint " + ckpt + " --image " + image + " --labels \"$(printf 'bag\\ttote,coat')\"",
-                           "--labels: label 1 holds a control character (a tab or line break)");
+                           "--labels: label 1 holds a control character (such as a tab or line break)");
   zoo::test::check_refused("zero-shot --checkpoint " + ckpt + " --image " + image + " --labels 'bag,coat, bag'",
                            "--labels: 'bag' is given twice; give each label once");
   auto full = zoo::test::run("{ " + zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image +

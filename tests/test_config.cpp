@@ -42,6 +42,11 @@ TEST_CASE("a UsageError's message is one line: control bytes escaped, a long one
   CHECK(std::string(zoo::UsageError("\x89PNG").what()) == "\\x89PNG");
   CHECK(std::string(zoo::UsageError("caf\xc3").what()) == "caf\\xc3");
   CHECK(std::string(zoo::UsageError("\xe2\x82\xac 5").what()) == "\xe2\x82\xac 5");  // the euro sign stays
+  // C1 controls (a terminal's CSI), the line separator, an overlong form and a surrogate are escaped too.
+  CHECK(std::string(zoo::UsageError("a\xc2\x9b" "2J").what()) == "a\\xc2\\x9b2J");
+  CHECK(std::string(zoo::UsageError("a\xe2\x80\xa8" "b").what()) == "a\\xe2\\x80\\xa8b");
+  CHECK(std::string(zoo::UsageError("\xc0\xaf").what()) == "\\xc0\\xaf");
+  CHECK(std::string(zoo::UsageError("\xed\xa0\x80").what()) == "\\xed\\xa0\\x80");
 }
 
 TEST_CASE("shipped ViT config loads with its values", "[config]") {

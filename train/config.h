@@ -27,11 +27,20 @@ struct UsageError : std::runtime_error {
     for (size_t i = 0, n = s.size(); i < n;) {
       if (out.size() >= 2000) return out + "...";
       const unsigned char c = p[i];
-      // A byte of a well-formed UTF-8 sequence is kept; a stray byte (a damaged file's) is escaped.
-      size_t len = c >= 0x20 && c < 0x7f ? 1 : (c & 0xE0) == 0xC0 && c >= 0xC2 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                 : (c & 0xF8) == 0xF0 && c <= 0xF4 ? 4 : 0;
+      // A well-formed UTF-8 sequence is kept (RFC 3629's table: no overlong forms, no surrogates),
+      // but for the C1 controls and the line and paragraph separators; a stray byte (a damaged
+      // file's) is escaped.
+      size_t len = c >= 0x20 && c < 0x7f ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : (c & 0xF0) == 0xE0 ? 3
+                 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
       for (size_t k = 1; k < len; ++k)
         if (i + k >= n || (p[i + k] & 0xC0) != 0x80) len = 0;
+      if (len > 1) {
+        const unsigned char b = p[i + 1];
+        if ((c == 0xC2 && b < 0xA0) || (c == 0xE0 && b < 0xA0) || (c == 0xED && b >= 0xA0) ||
+            (c == 0xF0 && b < 0x90) || (c == 0xF4 && b >= 0x90) ||
+            (c == 0xE2 && b == 0x80 && (p[i + 2] == 0xA8 || p[i + 2] == 0xA9)))
+          len = 0;
+      }
       if (len) {
         out.append(s, i, len);
         i += len;

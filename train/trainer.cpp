@@ -854,8 +854,16 @@ class RunLock {
     // A run directory made here for a run refused or failed before it wrote anything of its own
     // (only the lock, its config.yaml, empty files and folders) goes again.
     std::error_code ec;
-    if (created_) {
-      if (!holds_output(dir_, ec) && !ec) remove_tree(dir_, ec);
+    // The .lock goes last, then the folder (only if empty): a zoo train that locks a new .lock
+    // there meanwhile keeps what it writes.
+    if (created_ && !holds_output(dir_, ec) && !ec) {
+      std::vector<fs::path> entries;
+      for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec))
+        if (it->path().filename() != ".lock") entries.push_back(it->path());
+      for (const auto& e : entries)
+        if (!ec) remove_tree(e, ec);
+      if (!ec) fs::remove(fs::path(dir_) / ".lock", ec);
+      if (!ec) fs::remove(dir_, ec);
     }
     ::close(fd_);
   }
@@ -884,7 +892,8 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     if (fs::exists(fs::path(dir) / "checkpoints" / "best.pt"))
       what = "its best.pt is for zoo eval; start a new run with another --run-dir";
     else if (named.filename() == "checkpoints" && !list_step_checkpoints(named.string()).empty())
-      what = "that is a run's checkpoints/ folder; pass the run itself: --run-dir " + named.parent_path().string();
+      what = "that is a run's checkpoints/ folder; pass the run itself: --run-dir " +
+             (named.parent_path().empty() ? std::string(".") : named.parent_path().string());
     throw UsageError(dir + ": --resume found no checkpoints/step-*.pt; " + what);
   }
   // One trainer per run directory: a second would write the same checkpoints and delete the

@@ -106,7 +106,11 @@ NewestRun newest_run(const std::string& task_prefix) {
       files.erase(std::remove_if(files.begin(), files.end(), [](const auto& f) { return !fs::is_regular_file(f); }),
                   files.end());
       std::vector<std::pair<fs::file_time_type, std::string>> dated;
-      for (const auto& f : files) dated.emplace_back(fs::last_write_time(f), f);
+      for (const auto& f : files) {  // one pruned (train.keep_last) since it was listed is passed over
+        std::error_code gone;
+        const auto time = fs::last_write_time(f, gone);
+        if (!gone) dated.emplace_back(time, f);
+      }
       std::stable_sort(dated.begin(), dated.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
       std::string newest, task, why;
       std::optional<torch::serialize::InputArchive> archive;
@@ -127,7 +131,7 @@ NewestRun newest_run(const std::string& task_prefix) {
         best.dir = e.path().string(), best.checkpoint = newest, best.archive = std::move(archive), best_time = t;
       }
     } catch (const fs::filesystem_error& x) {
-      best.unreadable.push_back(e.path().string() + ": " + x.code().message());
+      best.unreadable.push_back((x.path1().empty() ? e.path() : x.path1()).string() + ": " + x.code().message());
     }
   }
   return best;
@@ -246,6 +250,7 @@ int cmd_train(int argc, char** argv) {
       throw zoo::UsageError("--resume: no run of " + cfg.task() + " with checkpoints under runs/" +
                             (run.unreadable.empty() ? std::string()
                                                     : " that can be read (" + std::to_string(run.unreadable.size()) +
+                                                          (run.unreadable.size() == 1 ? " run" : " runs") +
                                                           " could not be, e.g. " + run.unreadable.front() + ")") +
                             "; pass --run-dir");
   } else {
@@ -557,8 +562,8 @@ int cmd_zero_shot(int argc, char** argv) {
   if (labels.size() < 2) throw zoo::UsageError("--labels: give at least two comma-separated labels");
   for (size_t i = 0; i < labels.size(); ++i) {  // one printed line per label, each label once
     if (std::any_of(labels[i].begin(), labels[i].end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
-      throw zoo::UsageError("--labels: label " + std::to_string(i + 1) + " holds a control character (a tab or line "
-                            "break); separate the labels with commas");
+      throw zoo::UsageError("--labels: label " + std::to_string(i + 1) + " holds a control character (such as a tab "
+                            "or line break); separate the labels with commas");
     if (std::find(labels.begin(), labels.begin() + static_cast<std::ptrdiff_t>(i), labels[i]) != labels.begin() + static_cast<std::ptrdiff_t>(i))
       throw zoo::UsageError("--labels: '" + labels[i] + "' is given twice; give each label once");
   }

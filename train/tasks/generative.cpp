@@ -393,7 +393,7 @@ class DDPMTask : public ImageGenerationTask {
                                       "paper's is 0.0001");
       if (!(bT < 1)) throw UsageError("diffusion.beta_end: must be below 1, got 1 (no signal left at t = T); the "
                                       "paper's is 0.02");
-      if (b1 > bT)
+      if (b1 > bT && !ctx.state)  // a new run; a checkpoint trained so still loads (the schedule is valid, if odd)
         throw UsageError("diffusion.beta_start: " + show_value(b1) + " is above diffusion.beta_end " + show_value(bT) +
                          "; the linear schedule rises from beta_start to beta_end (the paper's: 0.0001 to 0.02)");
     }
