@@ -489,6 +489,27 @@ TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume
   REQUIRE_FALSE(ckpts.empty());
   auto archive = zoo::read_checkpoint(ckpts.back());
   CHECK(zoo::checkpoint_step(archive) > 0);
+
+  // In the final evaluation (here a wider model's, over the 10,000 test images) Ctrl-C ends the
+  // process at once, saying the checkpoints are saved; --resume evaluates again.
+  auto wide = dir + "/wide.yaml";
+  std::ofstream(wide) << "task: vit_fashion_mnist\n"
+                         "model: {patch_size: 4, dim: 128, depth: 4, heads: 4, mlp_dim: 256}\n"
+                         "data: {root: " + zoo::test::data_root() + ", train_limit: 500}\n"
+                         "train: {device: cpu, threads: 1, batch_size: 8, steps: 2, log_every: 1, eval_every: 0, "
+                         "checkpoint_every: 2}\n";
+  const auto log = dir + "/wide.log", rd = dir + "/wide";
+  auto in_eval = run("(" + zoo_bin() + " train --config " + wide + " --run-dir " + rd + " > " + log +
+                     " 2>&1 & pid=$!; for i in $(seq 2400); do grep -q 'eval val @ step 2' " + log +
+                     " && break; sleep 0.05; done; kill -INT $pid; wait $pid; echo code=$?; cat " + log + ")");
+  INFO(in_eval.output);
+  CHECK_THAT(in_eval.output, Contains("code=130"));
+  CHECK_THAT(in_eval.output, Contains("zoo: interrupted in the final evaluation; the checkpoints of step 2 are saved: "
+                                      "evaluate again with --resume --run-dir " + rd));
+  CHECK_FALSE(Contains("eval test @").match(in_eval.output));
+  auto again = run(zoo_bin() + " train --config " + wide + " --run-dir " + rd + " --resume");
+  CHECK(again.code == 0);
+  CHECK_THAT(again.output, Contains("eval test @ step 2"));
 }
 
 TEST_CASE("zoo train --resume without --run-dir finds the newest run of the task, restarts runs too", "[cli][resume]") {

@@ -45,6 +45,16 @@ extern "C" void on_signal(int sig) {
   std::signal(sig, SIG_DFL);  // a second Ctrl-C kills at once
 }
 
+// During the final evaluation Ctrl-C (or SIGTERM) ends the process at once, as it would without
+// a handler, but first says (write(2): safe in a handler) that the checkpoints are saved.
+char g_eval_note[1024];
+size_t g_eval_note_size = 0;
+extern "C" void on_signal_in_final_eval(int sig) {
+  const ssize_t written = ::write(STDERR_FILENO, g_eval_note, g_eval_note_size);
+  (void)written;
+  ::_exit(128 + sig);
+}
+
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   auto t = static_cast<int64_t>(s);
@@ -685,6 +695,21 @@ Scalars Trainer::run() {
 
   // The end of the run: validation picks best.pt (the last weights when the task has no
   // metric to pick by), then the test figure is reported once.
+  struct FinalEvalSignals {
+    void (*old_int)(int), (*old_term)(int);
+    FinalEvalSignals(const std::string& note, bool says) {
+      g_eval_note_size = says ? std::min(note.size(), sizeof g_eval_note) : 0;
+      std::memcpy(g_eval_note, note.data(), g_eval_note_size);
+      old_int = std::signal(SIGINT, on_signal_in_final_eval);
+      old_term = std::signal(SIGTERM, on_signal_in_final_eval);
+    }
+    ~FinalEvalSignals() {
+      std::signal(SIGINT, old_int);
+      std::signal(SIGTERM, old_term);
+    }
+  } final_eval_signals("zoo: interrupted in the final evaluation; the checkpoints of step " + std::to_string(step) +
+                       " are saved: evaluate again with --resume --run-dir " + opt_.run_dir + "\n",
+                       main);
   auto val = evaluate("val", step);
   const bool better = val.count(best_key) && improves(val[best_key], best_, higher_better);
   if (better) best_ = val[best_key];
