@@ -395,7 +395,8 @@ int64_t Trainer::restore() {
     for (auto& [name, module] : task_->extra_modules()) load_module(*module, archive, "modules/" + name, path);
     for (size_t i = 0; i < optimizers_.size(); ++i) {
       torch::serialize::InputArchive o;
-      if (!archive.try_read("optim/" + std::to_string(i), o)) throw UsageError(path + ": holds no optimizer state (a file of zoo export or zoo average, for evaluating); "
+      if (!archive.try_read("optim/" + std::to_string(i), o))
+        throw UsageError(path + ": holds no optimizer state (a file of zoo export or zoo average, for evaluating); "
                          "move it out of checkpoints/ and --resume again");
       try {
         optimizers_[i]->load(o);
