@@ -448,6 +448,10 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
                       "--eta 1.0000001: expected a number from 0 (deterministic) to 1");
   test::check_refused("sample ddim --checkpoint " + ckpt + " --set sample.eta=1.0000001",
                       "sample.eta: must be at most 1, got 1.0000001");
+  test::check_refused("sample ddim --checkpoint " + ckpt + " --set sample.steps=3 --steps 2",
+                      "--set sample.steps=3 and --steps: give the value once");
+  test::check_refused("sample ddim --checkpoint " + ckpt + " --set train.seed=5",
+                      "--set train.seed=5: zoo sample draws with --seed (default 0); use --seed");
   // The line saying what was written can't be: a failure (the grid itself is written).
   auto full = test::run("{ " + test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 2 --n 1 --out " + dir +
                         "/full.png > /dev/full; }");

@@ -381,9 +381,15 @@ int cmd_sample(int argc, char** argv) {
       throw zoo::UsageError(checkpoint + ": holds a " + task + " run, not " + model +
                             " (zoo sample takes vae, gan, ddpm or ddim to match the checkpoint)");
   }
-  for (const auto& s : sets)
+  for (const auto& s : sets) {
     if (s.rfind("sample.sampler=", 0) == 0)
       throw zoo::UsageError("--set " + s + ": zoo sample names the sampler; use zoo sample ddpm or zoo sample ddim");
+    if (s.rfind("train.seed=", 0) == 0)
+      throw zoo::UsageError("--set " + s + ": zoo sample draws with --seed (default 0); use --seed");
+    for (const char* flag : {"steps", "eta", "spacing", "variance"})  // one of the two, not both
+      if (r.count(flag) && s.rfind(std::string("sample.") + flag + "=", 0) == 0)
+        throw zoo::UsageError("--set " + s + " and --" + flag + ": give the value once");
+  }
   if (family == "ddpm_") sets.insert(sets.begin(), "sample.sampler=" + model);
   for (const char* flag : {"steps", "eta", "spacing"})  // DDIM's sampler settings; the DDPM sampler takes every step
     if (r.count(flag) && model != "ddim")
