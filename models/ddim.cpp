@@ -87,10 +87,12 @@ torch::Tensor ddim_invert(const NoiseScheduleImpl& schedule, const Denoiser& den
 
 torch::Tensor slerp(const torch::Tensor& x1, const torch::Tensor& x2, double alpha) {
   auto a = x1.flatten(1), b = x2.flatten(1);
-  auto cos = (a * b).sum(1) / (a.norm(2, 1) * b.norm(2, 1));
+  auto cos = (a * b).sum(1) / (a.norm(2, 1) * b.norm(2, 1)).clamp_min(1e-30);  // a zero vector: orthogonal
   auto theta = torch::acos(cos.clamp(-1, 1)).view({-1, 1});
-  auto s = torch::sin(theta).clamp_min(1e-8);
-  auto out = torch::sin((1 - alpha) * theta) / s * a + torch::sin(alpha * theta) / s * b;
+  auto s = torch::sin(theta);
+  auto out = torch::sin((1 - alpha) * theta) / s.clamp_min(1e-8) * a + torch::sin(alpha * theta) / s.clamp_min(1e-8) * b;
+  // (Nearly) parallel endpoints, e.g. the same one twice: the great circle is the straight line.
+  out = torch::where(s < 1e-6, (1 - alpha) * a + alpha * b, out);
   return out.view_as(x1);
 }
 

@@ -226,6 +226,9 @@ TEST_CASE("slerp keeps the norm of unit-norm endpoints and hits them at 0 and 1"
   CHECK(torch::allclose(slerp(a, b, 0.0), a, 1e-5, 1e-5));
   CHECK(torch::allclose(slerp(a, b, 1.0), b, 1e-5, 1e-5));
   CHECK(slerp(a, b, 0.5).norm(2, 1).sub(1).abs().max().item<double>() < 1e-4);
+  // The same endpoint twice (two copies of one image's latent) stays there; a zero vector gives no NaN.
+  CHECK(torch::allclose(slerp(a, a, 0.3), a, 1e-5, 1e-5));
+  CHECK(torch::isfinite(slerp(torch::zeros_like(a), b, 0.5)).all().item<bool>());
 }
 
 TEST_CASE("VAE: the closed-form KL agrees with a Monte-Carlo estimate", "[vae]") {
@@ -468,6 +471,43 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   INFO(walk.output);
   CHECK(walk.code == 0);
   CHECK_THAT(walk.output, Contains("wrote 2 interpolations of 4 images to " + dir + "/walk.png"));
+  {  // --between: a walk between two real images, whose ends are their DDIM inversions sampled back
+    auto pair = load_fashion_mnist(test::data_root(), "test", 0, 2).images;
+    write_png(dir + "/a.png", pair[0]);
+    write_png(dir + "/b.png", pair[1]);
+    torch::NoGradGuard no_grad;
+    auto task = load_task(ckpt, {"sample.sampler=ddim", "sample.steps=3", "sample.eta=0", "sample.clip=true",
+                                 "sample.spacing=linspace"});
+    const auto a = read_image_gray(dir + "/a.png", 28), b = read_image_gray(dir + "/b.png", 28);
+    auto row = task->interpolate_between(a, b, 4);
+    REQUIRE(row.sizes() == torch::IntArrayRef({4, 1, 28, 28}));
+    auto children = task->model().named_children();
+    auto unet = children["unet"]->as<UNetImpl>();
+    auto schedule = children["schedule"]->as<NoiseScheduleImpl>();
+    REQUIRE(unet);
+    REQUIRE(schedule);
+    Denoiser net = [&](const torch::Tensor& x, const torch::Tensor& t) { return unet->forward(x, t); };
+    const auto opts = DDIMSamplerOptions().steps(3).eta(0);
+    for (const auto& [image, at] : {std::pair{a, 0}, std::pair{b, 3}}) {
+      auto back = ddim_sample(*schedule, net, ddim_invert(*schedule, net, image * 2 - 1, opts), opts);
+      CHECK(torch::allclose(row[at], ((back[0] + 1) / 2).clamp(0, 1), 1e-4, 1e-4));
+    }
+    CHECK((row[1] - row[0]).abs().max().item<double>() > 1e-6);
+    CHECK((row[1] - row[3]).abs().max().item<double>() > 1e-6);
+  }
+  auto between = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 3 --interpolate 5 --between " +
+                           dir + "/a.png," + dir + "/b.png --out " + dir + "/between.png");
+  INFO(between.output);
+  CHECK(between.code == 0);
+  CHECK_THAT(between.output, Contains("wrote 1 interpolation of 5 images to " + dir + "/between.png"));
+  test::check_refused("sample ddim --checkpoint " + ckpt + " --between " + dir + "/a.png," + dir + "/b.png",
+                      "--between: goes with --interpolate K");
+  test::check_refused("sample ddim --checkpoint " + ckpt + " --interpolate 3 --between " + dir + "/a.png",
+                      "--between: expected two image files, A.png,B.png; got 1");
+  test::check_refused("sample ddim --checkpoint " + ckpt + " --interpolate 3 --n 2 --between " + dir + "/a.png," + dir + "/b.png",
+                      "--n: with --between there is one row");
+  test::check_refused("sample ddim --checkpoint " + ckpt + " --interpolate 3 --between " + dir + "/a.png," + dir + "/none.png",
+                      "none.png");
   CHECK(std::filesystem::file_size(dir + "/walk.png") > 100);
   test::check_refused("sample ddpm --checkpoint " + ckpt + " --interpolate 4 --n 2",
                       "--interpolate: DDPM's sampler draws new noise at every step");
@@ -552,6 +592,22 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
   INFO(walk.output);
   CHECK(walk.code == 0);
   CHECK_THAT(walk.output, Contains("wrote 1 interpolation of 3 images"));
+  {  // --between: the VAE's row runs from one image's mean code to another's, decoded
+    torch::NoGradGuard no_grad;
+    auto task = load_task(vae, {});
+    const auto a = read_image_gray(dir + "/0.png", 28), b = read_image_gray(dir + "/1.png", 28);
+    auto row = task->interpolate_between(a, b, 3);
+    REQUIRE(row.sizes() == torch::IntArrayRef({3, 1, 28, 28}));
+    auto vae_model = task->model().as<VAEImpl>();
+    CHECK(torch::allclose(row[0], torch::sigmoid(vae_model->decode(vae_model->encode(a).first)).view({1, 28, 28}), 1e-5, 1e-5));
+    CHECK(torch::allclose(row[2], torch::sigmoid(vae_model->decode(vae_model->encode(b).first)).view({1, 28, 28}), 1e-5, 1e-5));
+    // The same image at both ends: the walk stays on its reconstruction.
+    auto still = task->interpolate_between(a, a, 3);
+    CHECK(torch::allclose(still[1], still[0], 1e-5, 1e-5));
+  }
+  test::check_refused("sample gan --checkpoint " + dir + "/gan/checkpoints/best.pt --interpolate 3 --between " + dir +
+                          "/0.png," + dir + "/1.png",
+                      "--between: this model has no encoder");
   // Wrong inputs: texts to an image model, a file that is not an image, no inputs, both kinds.
   test::check_refused("embed --checkpoint " + vit + " --texts 'a shoe'",
                       "a vit_fashion_mnist model embeds images, not texts; drop --texts");

@@ -44,7 +44,7 @@ usage: zoo <command> [options]
 commands:
   train   --config F [--set section.key=value]... [--run-dir D] [--resume]
   eval    --checkpoint C [--split test|val] [--predictions FILE] [--set section.key=value]...
-  sample  {vae,gan,ddpm,ddim} [--checkpoint C] [--n 64] [--seed 0] [--out grid.png] [--columns 8 | --interpolate K]
+  sample  {vae,gan,ddpm,ddim} [--checkpoint C] [--n 64] [--seed 0] [--out grid.png] [--columns 8 | --interpolate K [--between A.png,B.png]]
           (ddim: [--steps S] [--eta E] [--spacing S]; ddpm: [--variance V]; without --checkpoint, the newest DDPM run)
   g2p     --checkpoint C [--no-stress] [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
@@ -304,7 +304,8 @@ int cmd_sample(int argc, char** argv) {
                                    "  zoo sample vae|gan|ddpm|ddim [--checkpoint C] [--n 64] [--seed 0] [--out grid.png]\n"
                                    "ddpm and ddim both sample a DDPM checkpoint; without --checkpoint, ddpm and ddim take\n"
                                    "the newest DDPM run under runs/.\n"
-                                   "  zoo sample vae|gan|ddim --interpolate 8 --n 4   4 rows of 8, each between two latents");
+                                   "  zoo sample vae|gan|ddim --interpolate 8 --n 4   4 rows of 8, each between two latents\n"
+                                   "  zoo sample vae|ddim --interpolate 8 --between a.png,b.png   one row from image a to image b");
   o.add_options()("model", "vae, gan, ddpm or ddim", cxxopts::value<std::string>())(
       "checkpoint", "checkpoint file", cxxopts::value<std::string>())(
       "n", "number of samples", cxxopts::value<int64_t>()->default_value("64"))(
@@ -313,6 +314,8 @@ int cmd_sample(int argc, char** argv) {
       "columns", "images per row of the grid", cxxopts::value<int64_t>()->default_value("8"))(
       "interpolate", "K: --n rows of K images, each row walking between two random latents (spherical "
                      "interpolation; ddim with eta 0)", cxxopts::value<int64_t>())(
+      "between", "A.png,B.png: with --interpolate K, one row from the model's latent of image A to that of B "
+                 "(vae: the mean of q(z|x); ddim: DDIM inversion)", cxxopts::value<std::vector<std::string>>())(
       "steps", "ddim: sampling steps S", cxxopts::value<int64_t>())(
       "eta", "ddim: eta in [0, 1]", cxxopts::value<double>())(
       "spacing", "ddim: linspace, leading or trailing", cxxopts::value<std::string>())(
@@ -426,11 +429,27 @@ int cmd_sample(int argc, char** argv) {
                             std::to_string(n * per_row) + " images; at most 4096");
     columns = per_row;
   }
+  std::vector<torch::Tensor> ends;  // --between's two images
+  if (r.count("between")) {
+    std::vector<std::string> files;  // A.png,B.png (or --between given twice)
+    for (const auto& v : r["between"].as<std::vector<std::string>>()) {
+      std::stringstream list(v);
+      for (std::string f; std::getline(list, f, ',');) files.push_back(f);
+    }
+    if (!per_row) throw zoo::UsageError("--between: goes with --interpolate K (the images of the row)");
+    if (files.size() != 2)
+      throw zoo::UsageError("--between: expected two image files, A.png,B.png; got " + std::to_string(files.size()));
+    if (r.count("n")) throw zoo::UsageError("--n: with --between there is one row, from one image to the other");
+    for (const auto& f : files) ends.push_back(zoo::read_image_gray(f, 28));
+  }
   const auto out = r["out"].as<std::string>();
   check_output(out, "--out", checkpoint, /*renamed_over=*/true);
   auto task = zoo::load_task(std::move(*archive), checkpoint, sets);
   torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
-  auto images = per_row ? task->interpolate(n, per_row) : task->sample(n);
+  const int64_t rows = ends.empty() ? n : 1;
+  auto images = !ends.empty() ? task->interpolate_between(ends[0], ends[1], per_row)
+                : per_row     ? task->interpolate(n, per_row)
+                              : task->sample(n);
   try {
     zoo::write_png(out, zoo::make_grid(images, columns, 2, 2));
   } catch (const zoo::UsageError&) {
@@ -438,7 +457,7 @@ int cmd_sample(int argc, char** argv) {
   } catch (const std::runtime_error& e) {  // atomic_write's: the folder or file cannot be written
     throw zoo::UsageError("--out " + out + ": cannot write it (" + e.what() + "); give a writable path");
   }
-  if (per_row) std::cout << "wrote " << n << (n == 1 ? " interpolation" : " interpolations") << " of " << per_row << " images to " << out << "\n";
+  if (per_row) std::cout << "wrote " << rows << (rows == 1 ? " interpolation" : " interpolations") << " of " << per_row << " images to " << out << "\n";
   else std::cout << "wrote " << n << (n == 1 ? " sample" : " samples") << " to " << out << "\n";
   return kExitOk;
 }

@@ -83,6 +83,18 @@ class ImageGenerationTask : public FashionMnistTask {
     return generate(torch::stack(path, 1).flatten(0, 1));  // row by row: (rows * steps, ...)
   }
 
+  /// The same walk between the latents of two images (encode), e.g. DDIM's inversion (Sec. 4.3)
+  /// of each; its ends are the model's reconstructions of them.
+  torch::Tensor interpolate_between(const torch::Tensor& from, const torch::Tensor& to, int64_t steps) override {
+    check_interpolation();
+    torch::NoGradGuard no_grad;
+    auto ends = encode(torch::cat({from, to}, 0).to(device_, torch::kFloat));
+    std::vector<torch::Tensor> path;
+    for (int64_t j = 0; j < steps; ++j)
+      path.push_back(slerp(ends.slice(0, 0, 1), ends.slice(0, 1, 2), static_cast<double>(j) / static_cast<double>(steps - 1)));
+    return generate(torch::cat(path, 0));
+  }
+
  protected:
   /// The shape of n latents: (n, latent_dim), or (n, 1, 28, 28) for a diffusion model's x_T.
   virtual std::vector<int64_t> latent_shape(int64_t n) const = 0;
@@ -90,6 +102,12 @@ class ImageGenerationTask : public FashionMnistTask {
   virtual torch::Tensor generate(const torch::Tensor& latents) = 0;
   /// UsageError when the latent does not fix the image (a sampler that draws noise of its own).
   virtual void check_interpolation() const {}
+  /// The latents of images (n, 1, 28, 28) in [0, 1], under no_grad: what generate maps back to them.
+  virtual torch::Tensor encode(const torch::Tensor& images) {
+    (void)images;
+    throw UsageError("--between: this model has no encoder to find the latent of an image (a GAN's generator only "
+                     "maps latents to images); use a vae or ddpm checkpoint (zoo sample vae or ddim)");
+  }
 
   void before_training() override {
     FashionMnistTask::before_training();
@@ -225,6 +243,7 @@ class VAETask : public ImageGenerationTask, public Embedder {
   torch::Tensor generate(const torch::Tensor& z) override {
     return torch::sigmoid(model_->decode(z)).view({z.size(0), 1, 28, 28});  // the Bernoulli means
   }
+  torch::Tensor encode(const torch::Tensor& images) override { return model_->encode(images).first; }  // mean of q(z|x)
 
   void write_outputs(const std::string& dir) override {
     write_grid(dir, "samples.png", sample(64));
@@ -455,6 +474,14 @@ class DDPMTask : public ImageGenerationTask {
     if (eta_ != 0)
       throw UsageError("--interpolate: with eta " + eta.str() + " DDIM draws new noise at every step, so "
                        "x_T does not fix the image; pass --eta 0");
+  }
+  /// DDIM's inversion (eta 0, the sampler's steps and spacing): x_0 in [-1, 1] run to x_T.
+  torch::Tensor encode(const torch::Tensor& images) override {
+    auto& unet = model_->unet;
+    Denoiser net = [&](const torch::Tensor& x, const torch::Tensor& t) { return unet->forward(x, t).to(torch::kFloat); };
+    return ddim_invert(*model_->schedule, net, images * 2 - 1,
+                       DDIMSamplerOptions().steps(steps_).eta(0).spacing(spacing_).prediction(prediction_),
+                       progress_bar("ddim inversion " + std::to_string(steps_) + " steps"));
   }
   torch::Tensor generate(const torch::Tensor& x_T) override {
     auto& unet = model_->unet;

@@ -118,6 +118,13 @@ class Task {
     (void)rows, (void)steps;
     throw UsageError("this task does not sample; zoo sample takes vae, gan, ddpm or ddim checkpoints");
   }
+  /// One row of `steps` images walking from image `from` to image `to` (each (1, 1, H, W) in
+  /// [0, 1]) through the latents the model finds for them (zoo sample --interpolate --between):
+  /// (steps, C, H, W), its ends the model's reconstructions of the two images.
+  virtual torch::Tensor interpolate_between(const torch::Tensor& from, const torch::Tensor& to, int64_t steps) {
+    (void)from, (void)to, (void)steps;
+    throw UsageError("this task does not sample; zoo sample takes vae, gan, ddpm or ddim checkpoints");
+  }
   /// Outputs a person can look at (a sample grid, predictions), written into `dir`.
   virtual void write_outputs(const std::string& dir) { (void)dir; }
   /// The data position, so that --resume continues where the run left off.
