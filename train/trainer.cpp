@@ -52,7 +52,8 @@ size_t g_eval_note_size = 0;
 extern "C" void on_signal_in_final_eval(int sig) {
   const ssize_t written = ::write(STDERR_FILENO, g_eval_note, g_eval_note_size);
   (void)written;
-  ::_exit(128 + sig);
+  (void)sig;
+  ::_exit(130);  // zoo's code for an interrupted run, SIGTERM's too
 }
 
 std::string format_duration(double s) {
@@ -709,7 +710,8 @@ Scalars Trainer::run() {
       std::signal(SIGTERM, old_term);
     }
   } final_eval_signals("zoo: interrupted in the final evaluation; the checkpoints of step " + std::to_string(step) +
-                       " are saved: evaluate again with --resume --run-dir " + opt_.run_dir + "\n",
+                       " are saved: evaluate again with --resume --run-dir " +
+                           (opt_.restarts_dir.empty() ? opt_.run_dir : opt_.restarts_dir) + "\n",
                        main);
   auto val = evaluate("val", step);
   const bool better = val.count(best_key) && improves(val[best_key], best_, higher_better);
@@ -974,6 +976,7 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     c.set("train.restarts", "1", "train.restarts");
     TrainerOptions o = options;
     o.run_dir = (top / "restarts" / ("seed-" + std::to_string(seed))).string();
+    o.restarts_dir = options.run_dir;
     // --resume continues each restart from its own newest checkpoint; a finished one only
     // evaluates again. Restarts not begun yet start from scratch.
     o.resume = options.resume && !list_step_checkpoints((fs::path(o.run_dir) / "checkpoints").string()).empty();

@@ -59,6 +59,9 @@ struct TrainerOptions {
   std::string run_dir;
   /// Continue from the newest loadable checkpoint in run_dir/checkpoints.
   bool resume = false;
+  /// For one of train.restarts' runs: the directory of them all, which --resume takes (what
+  /// messages name); empty for a run of its own.
+  std::string restarts_dir;
   /// Stop (with a checkpoint) after this step even if train.steps is larger; for tests.
   std::optional<int64_t> stop_after;
   /// Data-parallel position (c10d slots in here); only rank 0 logs and checkpoints.

@@ -389,9 +389,6 @@ int cmd_sample(int argc, char** argv) {
       throw zoo::UsageError("--set " + s + ": zoo sample names the sampler; use zoo sample ddpm or zoo sample ddim");
     if (s.rfind("train.seed=", 0) == 0)
       throw zoo::UsageError("--set " + s + ": zoo sample draws with --seed (default 0); use --seed");
-    for (const char* flag : {"steps", "eta", "spacing", "variance"})  // one of the two, not both
-      if (r.count(flag) && s.rfind(std::string("sample.") + flag + "=", 0) == 0)
-        throw zoo::UsageError("--set " + s + " and --" + flag + ": give the value once");
   }
   if (family == "ddpm_") sets.insert(sets.begin(), "sample.sampler=" + model);
   for (const char* flag : {"steps", "eta", "spacing"})  // DDIM's sampler settings; the DDPM sampler takes every step
@@ -399,6 +396,10 @@ int cmd_sample(int argc, char** argv) {
       throw zoo::UsageError(std::string("--") + flag + " is a DDIM setting: use it with zoo sample ddim");
   if (r.count("variance") && model != "ddpm")
     throw zoo::UsageError("--variance is a DDPM setting: use it with zoo sample ddpm");
+  for (const auto& s : sets)
+    for (const char* flag : {"steps", "eta", "spacing", "variance"})  // one of the two, not both
+      if (r.count(flag) && s.rfind(std::string("sample.") + flag + "=", 0) == 0)
+        throw zoo::UsageError("--set " + s + " and --" + flag + ": give the value once");
   if (r.count("steps")) {
     const auto steps = r["steps"].as<int64_t>();
     if (steps < 1) throw zoo::UsageError("--steps " + std::to_string(steps) + ": expected at least 1 sampling step");
@@ -439,7 +440,10 @@ int cmd_sample(int argc, char** argv) {
     if (!per_row) throw zoo::UsageError("--between: goes with --interpolate K (the images of the row)");
     if (files.size() != 2)
       throw zoo::UsageError("--between: expected two image files, A.png,B.png; got " + std::to_string(files.size()));
-    if (r.count("n")) throw zoo::UsageError("--n: with --between there is one row, from one image to the other");
+    for (const auto& f : files)
+      if (f.empty()) throw zoo::UsageError("--between: an empty file name; give two image files, A.png,B.png");
+    if (r.count("n"))
+      throw zoo::UsageError("--n: with --between there is one row, from one image to the other; drop --n");
     for (const auto& f : files) ends.push_back(zoo::read_image_gray(f, 28));
   }
   const auto out = r["out"].as<std::string>();

@@ -92,7 +92,7 @@ class ImageGenerationTask : public FashionMnistTask {
     std::vector<torch::Tensor> path;
     for (int64_t j = 0; j < steps; ++j)
       path.push_back(slerp(ends.slice(0, 0, 1), ends.slice(0, 1, 2), static_cast<double>(j) / static_cast<double>(steps - 1)));
-    return generate(torch::cat(path, 0));
+    return decode_encoded(torch::cat(path, 0));
   }
 
  protected:
@@ -102,7 +102,10 @@ class ImageGenerationTask : public FashionMnistTask {
   virtual torch::Tensor generate(const torch::Tensor& latents) = 0;
   /// UsageError when the latent does not fix the image (a sampler that draws noise of its own).
   virtual void check_interpolation() const {}
-  /// The latents of images (n, 1, 28, 28) in [0, 1], under no_grad: what generate maps back to them.
+  /// Images from latents that encode found (and walks between them): generate, or where generate
+  /// is not encode's inverse, the process that is.
+  virtual torch::Tensor decode_encoded(const torch::Tensor& latents) { return generate(latents); }
+  /// The latents of images (n, 1, 28, 28) in [0, 1], under no_grad: what decode_encoded maps back to them.
   virtual torch::Tensor encode(const torch::Tensor& images) {
     (void)images;
     throw UsageError("--between: this model has no encoder to find the latent of an image (a GAN's generator only "
@@ -482,6 +485,16 @@ class DDPMTask : public ImageGenerationTask {
     return ddim_invert(*model_->schedule, net, images * 2 - 1,
                        DDIMSamplerOptions().steps(steps_).eta(0).spacing(spacing_).prediction(prediction_),
                        progress_bar("ddim inversion " + std::to_string(steps_) + " steps"));
+  }
+  /// The inversion's own inverse: the same steps forwards, x0 unclipped as the inversion leaves
+  /// it (sample.clip's clipping would pull a reconstruction away from its image).
+  torch::Tensor decode_encoded(const torch::Tensor& x_T) override {
+    auto& unet = model_->unet;
+    Denoiser net = [&](const torch::Tensor& x, const torch::Tensor& t) { return unet->forward(x, t).to(torch::kFloat); };
+    auto x0 = ddim_sample(*model_->schedule, net, x_T,
+                          DDIMSamplerOptions().steps(steps_).eta(0).spacing(spacing_).prediction(prediction_).clip_x0(false),
+                          progress_bar("ddim " + std::to_string(steps_) + " steps"));
+    return ((x0 + 1) / 2).clamp(0, 1);
   }
   torch::Tensor generate(const torch::Tensor& x_T) override {
     auto& unet = model_->unet;
