@@ -445,16 +445,15 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto steps = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 500");
   CHECK(steps.code == 2);
   CHECK_THAT(steps.output, Contains("sample.steps"));
-  // The flags' own bad values are named as given, not as the --set they become.
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --steps 0", "--steps 0: expected at least 1 sampling step");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --eta 1.0000001",
-                      "--eta 1.0000001: expected a number from 0 (deterministic) to 1");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --set sample.eta=1.0000001",
-                      "sample.eta: must be at most 1, got 1.0000001");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --set sample.steps=3 --steps 2",
-                      "--set sample.steps=3 and --steps: give the value once");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --set train.seed=5",
-                      "--set train.seed=5: zoo sample draws with --seed (default 0); use --seed");
+  // The flags' own bad values are named as given, not as the --set they become; a value given
+  // twice, and a seed that sampling would not read, are refused.
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--steps 0", "--steps 0: expected at least 1 sampling step"},
+           {"--eta 1.0000001", "--eta 1.0000001: expected a number from 0 (deterministic) to 1"},
+           {"--set sample.eta=1.0000001", "sample.eta: must be at most 1, got 1.0000001"},
+           {"--set sample.steps=3 --steps 2", "--set sample.steps=3 and --steps: give the value once"},
+           {"--set train.seed=5", "--set train.seed=5: zoo sample draws with --seed (default 0); use --seed"}})
+    test::check_refused("sample ddim --checkpoint " + ckpt + " " + args, message);
   // The line saying what was written can't be: a failure (the grid itself is written).
   auto full = test::run("{ " + test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 2 --n 1 --out " + dir +
                         "/full.png > /dev/full; }");
@@ -501,24 +500,21 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   INFO(between.output);
   CHECK(between.code == 0);
   CHECK_THAT(between.output, Contains("wrote 1 interpolation of 5 images to " + dir + "/between.png"));
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --between " + dir + "/a.png," + dir + "/b.png",
-                      "--between: goes with --interpolate K");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --interpolate 3 --between " + dir + "/a.png",
-                      "--between: expected two image files, A.png,B.png; got 1");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --interpolate 3 --n 2 --between " + dir + "/a.png," + dir + "/b.png",
-                      "--n: with --between there is one row");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --interpolate 3 --between " + dir + "/a.png," + dir + "/none.png",
-                      "none.png");
   CHECK(std::filesystem::file_size(dir + "/walk.png") > 100);
-  test::check_refused("sample ddpm --checkpoint " + ckpt + " --interpolate 4 --n 2",
-                      "--interpolate: DDPM's sampler draws new noise at every step");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --interpolate 4 --eta 0.5",
-                      "with eta 0.5 DDIM draws new noise at every step, so x_T does not fix the image; pass --eta 0");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --interpolate 1",
-                      "--interpolate 1: expected 2 to 64 images per row");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --interpolate 4 --columns 2",
-                      "--columns: with --interpolate a row holds one interpolation");
-  test::check_refused("sample ddim --checkpoint " + ckpt + " --interpolate 64 --n 65", "4160 images; at most 4096");
+  const auto ab = dir + "/a.png," + dir + "/b.png";
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"ddim --between " + ab, "--between: goes with --interpolate K"},
+           {"ddim --interpolate 3 --between " + dir + "/a.png", "--between: expected two image files, A.png,B.png; got 1"},
+           {"ddim --interpolate 3 --between ," + dir + "/b.png", "--between: an empty file name"},
+           {"ddim --interpolate 3 --n 2 --between " + ab, "--n: with --between there is one row"},
+           {"ddim --interpolate 3 --between " + dir + "/a.png," + dir + "/none.png", "none.png"},
+           {"ddpm --interpolate 4 --n 2", "--interpolate: DDPM's sampler draws new noise at every step"},
+           {"ddim --interpolate 4 --eta 0.5",
+            "with eta 0.5 DDIM draws new noise at every step, so x_T does not fix the image; pass --eta 0"},
+           {"ddim --interpolate 1", "--interpolate 1: expected 2 to 64 images per row"},
+           {"ddim --interpolate 4 --columns 2", "--columns: with --interpolate a row holds one interpolation"},
+           {"ddim --interpolate 64 --n 65", "4160 images; at most 4096"}})
+    test::check_refused("sample " + args + " --checkpoint " + ckpt, message);
   test::check_refused("embed --checkpoint " + ckpt + " --images " + dir + "/a.png",
                       ckpt + ": holds a ddpm_fashion_mnist run, which zoo embed does not take");
 }
