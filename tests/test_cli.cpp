@@ -53,6 +53,11 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
   CHECK_THAT(help.output, Contains("train") && Contains("eval") && Contains("list"));
   CHECK(run(zoo_bin() + " train --help").code == 0);
   CHECK(run(zoo_bin() + " eval --help").code == 0);
+  for (const char* args : {" --help", " sample --help"}) {  // help that can't be written is a failure too
+    auto full = run("{ " + zoo_bin() + args + " > /dev/full; }");
+    CHECK(full.code == 1);
+    CHECK_THAT(full.output, Contains("could not write to standard output"));
+  }
   auto unknown = run(zoo_bin() + " frobnicate");
   CHECK(unknown.code == 2);
   CHECK_THAT(unknown.output, Contains("unknown command 'frobnicate'"));

@@ -175,6 +175,10 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, cha
   }
   if (result.count("help")) {
     std::cout << options.help() << std::endl;
+    if (!std::cout) {  // as check_stdout: what the command prints must arrive
+      std::cerr << "zoo: failed: could not write to standard output (closed, or the disk is full)\n";
+      std::exit(kExitFailure);
+    }
     std::exit(kExitOk);
   }
   // A single-valued option given twice would silently keep the last; only options that take a list
@@ -866,7 +870,8 @@ int main(int argc, char** argv) {
   const std::string cmd = argv[1];
   try {
     if (cmd == "-h" || cmd == "--help" || cmd == "help") {
-      std::cout << kUsage;
+      std::cout << kUsage << std::flush;
+      check_stdout();
       return kExitOk;
     }
     // Every command's output reaches standard output, or the command fails (check_stdout).
