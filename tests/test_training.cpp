@@ -415,7 +415,7 @@ TEST_CASE("atomic_write: a kill at any instant leaves the old or the new file, w
   auto path = dir + "/ckpt.bin";
   const std::string old_bytes(3 << 20, 'a'), new_bytes(5 << 20, 'b');
   zoo::atomic_write(path, old_bytes);
-  int replaced = 0;  // trials in which the child's writes reached the file (each one a new inode)
+  int replaced = 0;  // trials in which the child's writes reached the file (each one a new inode): the odd ones at least
   for (int trial = 0; trial < 12; ++trial) {
     struct stat before {};
     REQUIRE(::stat(path.c_str(), &before) == 0);
@@ -430,6 +430,10 @@ TEST_CASE("atomic_write: a kill at any instant leaves the old or the new file, w
       } catch (...) {
       }
       ::_exit(3);  // never back into Catch from the child
+    }
+    if (trial % 2 == 1) {  // odd trials: once the child has replaced the file at least once (however slow the disk)
+      struct stat seen {};
+      for (int i = 0; i < 30000 && ::stat(path.c_str(), &seen) == 0 && seen.st_ino == before.st_ino; ++i) ::usleep(1000);
     }
     ::usleep(1000 * (1 + trial * 7));
     ::kill(pid, SIGKILL);
