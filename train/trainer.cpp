@@ -56,6 +56,19 @@ extern "C" void on_signal_in_final_eval(int sig) {
   ::_exit(130);  // zoo's code for an interrupted run, SIGTERM's too
 }
 
+/// Installs `handler` for SIGINT and SIGTERM for as long as it lives, then puts back what was there.
+struct SignalScope {
+  void (*old_int)(int), (*old_term)(int);
+  explicit SignalScope(void (*handler)(int))
+      : old_int(std::signal(SIGINT, handler)), old_term(std::signal(SIGTERM, handler)) {}
+  ~SignalScope() {
+    std::signal(SIGINT, old_int);
+    std::signal(SIGTERM, old_term);
+  }
+  SignalScope(const SignalScope&) = delete;
+  SignalScope& operator=(const SignalScope&) = delete;
+};
+
 std::string format_duration(double s) {
   if (!std::isfinite(s) || s < 0) return "?";
   auto t = static_cast<int64_t>(s);
@@ -361,14 +374,25 @@ void Trainer::save(int64_t step, bool best) {
     if (upto[i] != paths.front()) fs::remove(upto[i]);
 }
 
+namespace {
+/// The refusal of a --resume whose run directory holds no step checkpoint, with what to do.
+UsageError no_step_checkpoints(const std::string& run_dir) {
+  auto named = fs::path(run_dir);
+  if (!named.has_filename()) named = named.parent_path();  // "run/checkpoints/"
+  std::string what = "start without --resume or pass the run's --run-dir";
+  if (fs::exists(fs::path(run_dir) / "checkpoints" / "best.pt"))
+    what = "its best.pt is for zoo eval; start a new run with another --run-dir";
+  else if (named.filename() == "checkpoints" && !list_step_checkpoints(named.string()).empty())
+    what = "that is a run's checkpoints/ folder; pass the run itself: --run-dir " +
+           (named.parent_path().empty() ? std::string(".") : named.parent_path().string());
+  return UsageError(run_dir + ": --resume found no checkpoints/step-*.pt; " + what);
+}
+}  // namespace
+
 int64_t Trainer::restore() {
   const auto dir = (fs::path(opt_.run_dir) / "checkpoints").string();
   auto all = list_step_checkpoints(dir);
-  if (all.empty())
-    throw UsageError(opt_.run_dir + ": --resume found no checkpoints/step-*.pt; " +
-                     (fs::exists(fs::path(dir) / "best.pt")
-                          ? std::string("its best.pt is for zoo eval; start a new run with another --run-dir")
-                          : std::string("start without --resume or pass the run's --run-dir")));
+  if (all.empty()) throw no_step_checkpoints(opt_.run_dir);
   // Newest first; a file that can't be read (it can't be half-written, but it may be foreign) is skipped.
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     const auto& path = *it;
@@ -495,15 +519,8 @@ Scalars Trainer::run() {
   const auto [best_key, higher_better] = task_->best_metric();
 
   g_signal = 0;
-  struct SignalScope {  // Ctrl-C and SIGTERM save a checkpoint while the loop runs, however it ends
-    void (*old_int)(int) = std::signal(SIGINT, on_signal);
-    void (*old_term)(int) = std::signal(SIGTERM, on_signal);
-    ~SignalScope() {
-      std::signal(SIGINT, old_int);
-      std::signal(SIGTERM, old_term);
-    }
-  };
-  auto signals = std::make_unique<SignalScope>();
+  // Ctrl-C and SIGTERM save a checkpoint while the loop runs, however it ends.
+  auto signals = std::make_unique<SignalScope>(on_signal);
 
   // Evaluation and outputs see the EMA weights when the run keeps them.
   auto with_eval_weights = [&](const std::function<void()>& fn) {
@@ -697,22 +714,14 @@ Scalars Trainer::run() {
 
   // The end of the run: validation picks best.pt (the last weights when the task has no
   // metric to pick by), then the test figure is reported once.
-  struct FinalEvalSignals {
-    void (*old_int)(int), (*old_term)(int);
-    FinalEvalSignals(const std::string& note, bool says) {
-      g_eval_note_size = says ? std::min(note.size(), sizeof g_eval_note) : 0;
-      std::memcpy(g_eval_note, note.data(), g_eval_note_size);
-      old_int = std::signal(SIGINT, on_signal_in_final_eval);
-      old_term = std::signal(SIGTERM, on_signal_in_final_eval);
-    }
-    ~FinalEvalSignals() {
-      std::signal(SIGINT, old_int);
-      std::signal(SIGTERM, old_term);
-    }
-  } final_eval_signals("zoo: interrupted in the final evaluation; the checkpoints of step " + std::to_string(step) +
-                       " are saved: evaluate again with --resume --run-dir " +
-                           (opt_.restarts_dir.empty() ? opt_.run_dir : opt_.restarts_dir) + "\n",
-                       main);
+  {
+    const auto note = "zoo: interrupted in the final evaluation; the checkpoints of step " + std::to_string(step) +
+                      " are saved: evaluate again with --resume --run-dir " +
+                      (opt_.restarts_dir.empty() ? opt_.run_dir : opt_.restarts_dir) + "\n";
+    g_eval_note_size = main ? std::min(note.size(), sizeof g_eval_note) : 0;
+    std::memcpy(g_eval_note, note.data(), g_eval_note_size);
+  }
+  SignalScope final_eval_signals(on_signal_in_final_eval);
   auto val = evaluate("val", step);
   const bool better = val.count(best_key) && improves(val[best_key], best_, higher_better);
   if (better) best_ = val[best_key];
@@ -912,18 +921,10 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   if (dir.empty()) throw UsageError("--run-dir: empty; name a directory for the run (e.g. runs/my-run)");
   if (fs::exists(dir) && !fs::is_directory(dir))
     throw UsageError("--run-dir " + dir + ": is a file, not a directory; name a directory for the run");
-  if (options.resume && list_step_checkpoints((fs::path(dir) / "checkpoints").string()).empty() &&
-      !fs::is_directory(fs::path(dir) / "restarts")) {  // refused before anything is written there
-    auto named = fs::path(dir);
-    if (!named.has_filename()) named = named.parent_path();  // "run/checkpoints/"
-    std::string what = "start without --resume or pass the run's --run-dir";
-    if (fs::exists(fs::path(dir) / "checkpoints" / "best.pt"))
-      what = "its best.pt is for zoo eval; start a new run with another --run-dir";
-    else if (named.filename() == "checkpoints" && !list_step_checkpoints(named.string()).empty())
-      what = "that is a run's checkpoints/ folder; pass the run itself: --run-dir " +
-             (named.parent_path().empty() ? std::string(".") : named.parent_path().string());
-    throw UsageError(dir + ": --resume found no checkpoints/step-*.pt; " + what);
-  }
+  // What the directory holds: one run's step checkpoints, or restarts under restarts/.
+  const bool single = !list_step_checkpoints((fs::path(dir) / "checkpoints").string()).empty();
+  const bool several = fs::is_directory(fs::path(dir) / "restarts");
+  if (options.resume && !single && !several) throw no_step_checkpoints(dir);  // before anything is written there
   // One trainer per run directory: a second would write the same checkpoints and delete the
   // first's (train.keep_last). The lock goes with the process, however it ends.
   std::unique_ptr<RunLock> lock;
@@ -941,8 +942,6 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     throw UsageError("train.seed: " + std::to_string(cfg.get_int("train.seed")) + " + train.restarts - 1 overflows a "
                      "64-bit seed; give a smaller train.seed");
   if (options.resume) {  // a run resumes as what it is: one run, or restarts under restarts/
-    const bool single = !list_step_checkpoints((fs::path(dir) / "checkpoints").string()).empty();
-    const bool several = fs::is_directory(fs::path(dir) / "restarts");
     if (restarts > 1 && single && !several)
       throw UsageError("--resume: " + dir + " holds one run (train.restarts 1), not restarts; resume it with "
                        "train.restarts=1, or start the restarts with another --run-dir");

@@ -85,6 +85,12 @@ struct NewestRun {
   std::string dir, checkpoint;
   std::optional<torch::serialize::InputArchive> archive;  // the checkpoint, as read and checked
   std::vector<std::string> unreadable;  // runs passed over: a checkpoint or folder that could not be read, and why
+  /// For a message that no run was found: " that can be read (N runs could not be, e.g. ...)", or "".
+  std::string unreadable_note() const {
+    if (unreadable.empty()) return "";
+    return " that can be read (" + std::to_string(unreadable.size()) + (unreadable.size() == 1 ? " run" : " runs") +
+           " could not be, e.g. " + unreadable.front() + ")";
+  }
 };
 NewestRun newest_run(const std::string& task_prefix) {
   NewestRun best;
@@ -150,6 +156,12 @@ std::string option_given(int argc, char** argv, const std::string& value) {
   return "";
 }
 
+/// A failure when standard output could not be written (closed, or a full disk): what a command
+/// prints there would be lost, so it does not end with success.
+void check_stdout() {
+  if (!std::cout) throw std::runtime_error("could not write to standard output (closed, or the disk is full)");
+}
+
 /// `shown` is the command line as the user typed it, for messages, when `argv` is a rewrite of it.
 cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, char** shown = nullptr) {
   options.add_options()("h,help", "show this help");
@@ -175,10 +187,7 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, cha
   }
   if (result.count("help")) {
     std::cout << options.help() << std::endl;
-    if (!std::cout) {  // as check_stdout: what the command prints must arrive
-      std::cerr << "zoo: failed: could not write to standard output (closed, or the disk is full)\n";
-      std::exit(kExitFailure);
-    }
+    check_stdout();
     std::exit(kExitOk);
   }
   // A single-valued option given twice would silently keep the last; only options that take a list
@@ -225,12 +234,6 @@ void check_output(const std::string& path, const std::string& flag, const std::s
     throw zoo::UsageError(flag + " " + path + ": would overwrite a checkpoint; give another file name");
 }
 
-/// A failure when standard output could not be written (closed, or a full disk): what a command
-/// prints there would be lost, so it does not end with success.
-void check_stdout() {
-  if (!std::cout) throw std::runtime_error("could not write to standard output (closed, or the disk is full)");
-}
-
 int cmd_train(int argc, char** argv) {
   cxxopts::Options o("zoo train", "Train a model from a YAML config. Writes config.yaml, metrics.jsonl, "
                                   "checkpoints/ and samples/ into the run directory.");
@@ -252,11 +255,7 @@ int cmd_train(int argc, char** argv) {
     opt.run_dir = run.dir;
     if (opt.run_dir.empty())
       throw zoo::UsageError("--resume: no run of " + cfg.task() + " with checkpoints under runs/" +
-                            (run.unreadable.empty() ? std::string()
-                                                    : " that can be read (" + std::to_string(run.unreadable.size()) +
-                                                          (run.unreadable.size() == 1 ? " run" : " runs") +
-                                                          " could not be, e.g. " + run.unreadable.front() + ")") +
-                            "; pass --run-dir");
+                            run.unreadable_note() + "; pass --run-dir");
   } else {
     opt.run_dir = "runs/" + cfg.task() + "-" + timestamp();
   }
@@ -370,11 +369,7 @@ int cmd_sample(int argc, char** argv) {
     }
     if (checkpoint.empty())
       throw zoo::UsageError(
-          "zoo sample " + model + ": no DDPM run with checkpoints under runs/" +
-          (run.unreadable.empty() ? std::string()
-                                  : " that can be read (" + std::to_string(run.unreadable.size()) +
-                                        (run.unreadable.size() == 1 ? " run" : " runs") + " could not be, e.g. " +
-                                        run.unreadable.front() + ")") +
+          "zoo sample " + model + ": no DDPM run with checkpoints under runs/" + run.unreadable_note() +
           "; train one with `zoo train --config configs/ddpm_fashion_mnist.yaml` or pass --checkpoint");
     std::cerr << "zoo sample: using " << checkpoint << "\n";
   } else {
@@ -409,13 +404,11 @@ int cmd_sample(int argc, char** argv) {
     if (steps < 1) throw zoo::UsageError("--steps " + std::to_string(steps) + ": expected at least 1 sampling step");
     sets.push_back("sample.steps=" + std::to_string(steps));
   }
-  if (r.count("eta")) {  // every digit: std::to_string would round 1e-7 to 0
+  if (r.count("eta")) {
     const double e = r["eta"].as<double>();
     if (!(e >= 0 && e <= 1))
       throw zoo::UsageError("--eta " + zoo::show_value(e) + ": expected a number from 0 (deterministic) to 1");
-    std::ostringstream eta;
-    eta << std::setprecision(17) << r["eta"].as<double>();
-    sets.push_back("sample.eta=" + eta.str());
+    sets.push_back("sample.eta=" + zoo::show_value(e));  // the digits that read back as e (std::to_string: 1e-7 -> 0)
   }
   if (r.count("spacing")) sets.push_back("sample.spacing=" + r["spacing"].as<std::string>());
   if (r.count("variance")) sets.push_back("sample.variance=" + r["variance"].as<std::string>());
@@ -823,8 +816,6 @@ void list_keys(const std::string& name) {
               << (allowed.empty() ? "" : "; " + allowed) << (k.fixed ? "; fixed by a checkpoint" : "") << "\n      "
               << k.help << "\n";
   }
-  std::cout.flush();
-  check_stdout();
 }
 
 int cmd_list(int argc, char** argv) {

@@ -78,9 +78,7 @@ class ImageGenerationTask : public FashionMnistTask {
     torch::NoGradGuard no_grad;
     const auto options = torch::TensorOptions().device(device_);
     auto from = torch::randn(latent_shape(rows), options), to = torch::randn(latent_shape(rows), options);
-    std::vector<torch::Tensor> path;
-    for (int64_t j = 0; j < steps; ++j) path.push_back(slerp(from, to, static_cast<double>(j) / static_cast<double>(steps - 1)));
-    return generate(torch::stack(path, 1).flatten(0, 1));  // row by row: (rows * steps, ...)
+    return generate(walk(from, to, steps));
   }
 
   /// The same walk between the latents of two images (encode), e.g. DDIM's inversion (Sec. 4.3)
@@ -89,13 +87,17 @@ class ImageGenerationTask : public FashionMnistTask {
     check_interpolation();
     torch::NoGradGuard no_grad;
     auto ends = encode(torch::cat({from, to}, 0).to(device_, torch::kFloat));
-    std::vector<torch::Tensor> path;
-    for (int64_t j = 0; j < steps; ++j)
-      path.push_back(slerp(ends.slice(0, 0, 1), ends.slice(0, 1, 2), static_cast<double>(j) / static_cast<double>(steps - 1)));
-    return decode_encoded(torch::cat(path, 0));
+    return decode_encoded(walk(ends.slice(0, 0, 1), ends.slice(0, 1, 2), steps));
   }
 
  protected:
+  /// `steps` latents along the great circle from each row of `from` to the same row of `to`,
+  /// both ends included, row by row: (rows * steps, ...).
+  static torch::Tensor walk(const torch::Tensor& from, const torch::Tensor& to, int64_t steps) {
+    std::vector<torch::Tensor> path;
+    for (int64_t j = 0; j < steps; ++j) path.push_back(slerp(from, to, static_cast<double>(j) / static_cast<double>(steps - 1)));
+    return torch::stack(path, 1).flatten(0, 1);
+  }
   /// The shape of n latents: (n, latent_dim), or (n, 1, 28, 28) for a diffusion model's x_T.
   virtual std::vector<int64_t> latent_shape(int64_t n) const = 0;
   /// Images (n, 1, 28, 28) in [0, 1] from n latents, under no_grad.
@@ -472,50 +474,44 @@ class DDPMTask : public ImageGenerationTask {
     if (sampler_name_ == "ddpm")
       throw UsageError("--interpolate: DDPM's sampler draws new noise at every step, so x_T does not fix the image; "
                        "use zoo sample ddim (eta 0)");
-    std::ostringstream eta;
-    eta << eta_;
     if (eta_ != 0)
-      throw UsageError("--interpolate: with eta " + eta.str() + " DDIM draws new noise at every step, so "
+      throw UsageError("--interpolate: with eta " + show_value(eta_) + " DDIM draws new noise at every step, so "
                        "x_T does not fix the image; pass --eta 0");
   }
   /// DDIM's inversion (eta 0, the sampler's steps and spacing): x_0 in [-1, 1] run to x_T.
   torch::Tensor encode(const torch::Tensor& images) override {
-    auto& unet = model_->unet;
-    Denoiser net = [&](const torch::Tensor& x, const torch::Tensor& t) { return unet->forward(x, t).to(torch::kFloat); };
-    return ddim_invert(*model_->schedule, net, images * 2 - 1,
-                       DDIMSamplerOptions().steps(steps_).eta(0).spacing(spacing_).prediction(prediction_),
+    return ddim_invert(*model_->schedule, denoiser(), images * 2 - 1, ddim_options().eta(0),
                        progress_bar("ddim inversion " + std::to_string(steps_) + " steps"));
   }
   /// The inversion's own inverse: the same steps forwards, x0 unclipped as the inversion leaves
   /// it (sample.clip's clipping would pull a reconstruction away from its image).
   torch::Tensor decode_encoded(const torch::Tensor& x_T) override {
-    auto& unet = model_->unet;
-    Denoiser net = [&](const torch::Tensor& x, const torch::Tensor& t) { return unet->forward(x, t).to(torch::kFloat); };
-    auto x0 = ddim_sample(*model_->schedule, net, x_T,
-                          DDIMSamplerOptions().steps(steps_).eta(0).spacing(spacing_).prediction(prediction_).clip_x0(false),
-                          progress_bar("ddim " + std::to_string(steps_) + " steps"));
-    return ((x0 + 1) / 2).clamp(0, 1);
+    return to_unit(ddim_sample(*model_->schedule, denoiser(), x_T, ddim_options().eta(0).clip_x0(false),
+                               progress_bar("ddim " + std::to_string(steps_) + " steps")));
   }
   torch::Tensor generate(const torch::Tensor& x_T) override {
-    auto& unet = model_->unet;
-    Denoiser net = [&](const torch::Tensor& x, const torch::Tensor& t) { return unet->forward(x, t).to(torch::kFloat); };
-    torch::Tensor x0;
-    if (sampler_name_ == "ddpm") {
-      x0 = ddpm_sample(*model_->schedule, net, x_T,
-                       DDPMSamplerOptions().prediction(prediction_).variance_beta(variance_beta_).clip_x0(clip_),
-                       progress_bar("ddpm " + std::to_string(model_->schedule->timesteps()) + " steps"));
-    } else {
-      x0 = ddim_sample(*model_->schedule, net, x_T,
-                       DDIMSamplerOptions().steps(steps_).eta(eta_).spacing(spacing_).prediction(prediction_).clip_x0(clip_),
-                       progress_bar("ddim " + std::to_string(steps_) + " steps"));
-    }
-    return ((x0 + 1) / 2).clamp(0, 1);
+    if (sampler_name_ == "ddpm")
+      return to_unit(ddpm_sample(*model_->schedule, denoiser(), x_T,
+                                 DDPMSamplerOptions().prediction(prediction_).variance_beta(variance_beta_).clip_x0(clip_),
+                                 progress_bar("ddpm " + std::to_string(model_->schedule->timesteps()) + " steps")));
+    return to_unit(ddim_sample(*model_->schedule, denoiser(), x_T, ddim_options().eta(eta_).clip_x0(clip_),
+                               progress_bar("ddim " + std::to_string(steps_) + " steps")));
   }
   void write_outputs(const std::string& dir) override {
     if (grid_n_ > 0) write_grid(dir, "samples.png", sample(grid_n_));
   }
 
  private:
+  /// The U-Net as the samplers take it, its output in float32.
+  Denoiser denoiser() {
+    auto* unet = model_->unet.get();
+    return [unet](const torch::Tensor& x, const torch::Tensor& t) { return unet->forward(x, t).to(torch::kFloat); };
+  }
+  /// DDIM with the config's steps, spacing and prediction (eta and clipping are each caller's).
+  DDIMSamplerOptions ddim_options() const { return DDIMSamplerOptions().steps(steps_).spacing(spacing_).prediction(prediction_); }
+  /// x0 in [-1, 1] as images in [0, 1].
+  static torch::Tensor to_unit(const torch::Tensor& x0) { return ((x0 + 1) / 2).clamp(0, 1); }
+
   DiffusionModel model_{nullptr};
   Prediction prediction_;
   std::string sampler_name_;
