@@ -9,6 +9,8 @@
 #include <tuple>
 #include <unordered_set>
 
+#include "models/common/utf8.h"
+
 namespace zoo {
 namespace {
 
@@ -23,26 +25,10 @@ std::u32string decode_utf8(const std::string& s) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const size_t n = s.size();
   for (size_t i = 0; i < n;) {
-    const unsigned char c = p[i];
-    int len = 0;
-    char32_t cp = 0, min = 0;
-    if (c < 0x80) len = 1, cp = c;
-    else if ((c & 0xE0) == 0xC0) len = 2, cp = c & 0x1F, min = 0x80;
-    else if ((c & 0xF0) == 0xE0) len = 3, cp = c & 0x0F, min = 0x800;
-    else if ((c & 0xF8) == 0xF0) len = 4, cp = c & 0x07, min = 0x10000;
-    bool ok = len > 0 && i + static_cast<size_t>(len) <= n;
-    for (int k = 1; ok && k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) ok = false;
-      else cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if (ok && len > 1 && (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))) ok = false;
-    if (ok) {
-      out.push_back(cp);
-      i += static_cast<size_t>(len);
-    } else {
-      out.push_back(kReplacement);
-      ++i;
-    }
+    char32_t cp = 0;
+    const size_t len = utf8::sequence(p + i, n - i, cp);
+    out.push_back(len ? cp : kReplacement);
+    i += len ? len : 1;
   }
   return out;
 }

@@ -17,6 +17,8 @@
 #include <sstream>
 #include <torch/torch.h>
 
+#include "train/checkpoint.h"
+
 namespace zoo::test {
 
 inline std::string source_dir() { return ZOO_SOURCE_DIR; }
@@ -25,17 +27,12 @@ inline std::string data_root() {
   return (env ? std::string(env) : source_dir() + "/data") + "/fashion-mnist";
 }
 
-/// Removes a directory tree. Not std::filesystem::remove_all: LibTorch 2.x wheels export their own
-/// copy of it, which the dynamic linker may pick and which crashed on a non-empty folder (torch 2.11).
+/// Removes a directory tree (zoo::remove_tree, which says why it is not remove_all); throws
+/// std::filesystem::filesystem_error on failure.
 inline void remove_tree(const std::filesystem::path& dir) {
-  if (!std::filesystem::is_directory(std::filesystem::symlink_status(dir))) {
-    std::filesystem::remove(dir);
-    return;
-  }
-  std::vector<std::filesystem::path> entries;
-  for (const auto& e : std::filesystem::directory_iterator(dir)) entries.push_back(e.path());
-  for (const auto& e : entries) remove_tree(e);
-  std::filesystem::remove(dir);
+  std::error_code ec;
+  zoo::remove_tree(dir.string(), ec);
+  if (ec) throw std::filesystem::filesystem_error("cannot remove", dir, ec);
 }
 
 /// The scratch directories the running test case made; test_main.cpp removes them when the test

@@ -73,13 +73,12 @@ uint32_t crc32(uint32_t crc, const unsigned char* p, size_t n) {
   return ~crc;
 }
 
-/// The first record of the zip archive at `path` whose bytes do not match the CRC-32 its central
+/// The first record of the zip archive `in` (of `size` bytes) whose bytes do not match the CRC-32 its central
 /// directory gives; "" when every record matches. torch's reader does not check these, so a
 /// flipped bit in a tensor would load as a wrong weight. A file this cannot parse as a plain zip
 /// of stored records (zip64, compression) is left to torch's reader: "".
-std::string corrupt_record(const std::string& path, int64_t* data_bytes) {
+std::string corrupt_record(std::istream& in, uint64_t size, int64_t* data_bytes) {
   *data_bytes = -1;  // unknown until every record has been read from the directory
-  std::ifstream in(path, std::ios::binary);
   auto read = [&](uint64_t at, size_t n) {
     std::string b(n, '\0');
     in.seekg(static_cast<std::streamoff>(at));
@@ -92,7 +91,6 @@ std::string corrupt_record(const std::string& path, int64_t* data_bytes) {
     return static_cast<uint32_t>(static_cast<unsigned char>(b[i]) | static_cast<unsigned char>(b[i + 1]) << 8);
   };
   auto u32 = [&](const std::string& b, size_t i) { return u16(b, i) | u16(b, i + 2) << 16; };
-  const auto size = fs::file_size(path);
   if (size < 22) return "";
   const auto eocd = read(size - 22, 22);  // torch writes no archive comment
   if (eocd.size() != 22 || u32(eocd, 0) != 0x06054b50) return "";
@@ -201,6 +199,22 @@ size_t remove_stale_temporaries(const std::string& dir) {
   return removed;
 }
 
+void remove_tree(const std::string& path, std::error_code& ec) {
+  const auto status = fs::symlink_status(path, ec);
+  if (status.type() == fs::file_type::not_found) {  // nothing to remove (or gone meanwhile)
+    ec.clear();
+    return;
+  }
+  if (!ec && fs::is_directory(status)) {
+    std::vector<std::string> entries;
+    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec))
+      entries.push_back(it->path().string());
+    for (const auto& e : entries)
+      if (!ec) remove_tree(e, ec);
+  }
+  if (!ec) fs::remove(path, ec);
+}
+
 void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vector<std::string>& paths) {
   archive.write("zoo/format", c10::IValue(std::string(kCheckpointFormat)));
   archive.write("zoo/version", c10::IValue(kCheckpointVersion));
@@ -237,12 +251,11 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path, const to
       throw UsageError(path + ": is not a regular file (a pipe or device); give a checkpoint file");
     throw UsageError(path + ": no such checkpoint file (runs/<run>/checkpoints/ holds step-*.pt and best.pt)");
   }
-  if (const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); fd < 0)
-    throw UsageError(path + ": cannot be opened (" + std::strerror(errno) + "); check the file's permissions");
-  else
-    ::close(fd);
+  std::ifstream file(path, std::ios::binary);
+  if (const int err = errno; !file)
+    throw UsageError(path + ": cannot be opened (" + std::strerror(err) + "); check the file's permissions");
   int64_t data_bytes = -1;
-  if (const auto record = corrupt_record(path, &data_bytes); !record.empty())
+  if (const auto record = corrupt_record(file, fs::file_size(path), &data_bytes); !record.empty())
     throw UsageError(path + ": corrupt checkpoint: its record " + record +
                      " fails the zip CRC-32 check (the file changed after it was written); use another file from "
                      "the run's checkpoints/");

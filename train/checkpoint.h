@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <torch/torch.h>
@@ -23,6 +24,12 @@ void atomic_write(const std::string& path, const std::string& bytes);
 /// Removes the temporary files of atomic_write in `dir` (".NAME.tmp.PID") whose process is gone: what
 /// a kill in the middle of a write leaves behind. Returns how many it removed.
 size_t remove_stale_temporaries(const std::string& dir);
+
+/// Removes a directory tree entry by entry (a link is removed, not followed); stops at the first
+/// error, left in `ec`; a path that does not exist is no error. Not std::filesystem::remove_all:
+/// a LibTorch 2.x libtorch.so exports its own copy, which the dynamic linker may pick and which
+/// crashed on a non-empty folder (torch 2.11; README, Building).
+void remove_tree(const std::string& path, std::error_code& ec);
 
 /// Stamps format and version into `archive` and writes it atomically to each path.
 void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vector<std::string>& paths);

@@ -12,6 +12,8 @@
 #include <variant>
 #include <vector>
 
+#include "models/common/utf8.h"
+
 namespace zoo {
 
 /// Bad usage or input (config, CLI argument, data file, checkpoint): exit code 2. The message is
@@ -26,21 +28,13 @@ struct UsageError : std::runtime_error {
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     for (size_t i = 0, n = s.size(); i < n;) {
       if (out.size() >= 2000) return out + "...";
+      // A well-formed UTF-8 sequence is kept (zoo::utf8::sequence), but for the C0 and C1
+      // controls, DEL and the line and paragraph separators; a stray byte (a damaged file's) is
+      // escaped.
       const unsigned char c = p[i];
-      // A well-formed UTF-8 sequence is kept (RFC 3629's table: no overlong forms, no surrogates),
-      // but for the C1 controls and the line and paragraph separators; a stray byte (a damaged
-      // file's) is escaped.
-      size_t len = c >= 0x20 && c < 0x7f ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : (c & 0xF0) == 0xE0 ? 3
-                 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-      for (size_t k = 1; k < len; ++k)
-        if (i + k >= n || (p[i + k] & 0xC0) != 0x80) len = 0;
-      if (len > 1) {
-        const unsigned char b = p[i + 1];
-        if ((c == 0xC2 && b < 0xA0) || (c == 0xE0 && b < 0xA0) || (c == 0xED && b >= 0xA0) ||
-            (c == 0xF0 && b < 0x90) || (c == 0xF4 && b >= 0x90) ||
-            (c == 0xE2 && b == 0x80 && (p[i + 2] == 0xA8 || p[i + 2] == 0xA9)))
-          len = 0;
-      }
+      char32_t cp = 0;
+      size_t len = utf8::sequence(p + i, n - i, cp);
+      if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0) || cp == 0x2028 || cp == 0x2029) len = 0;
       if (len) {
         out.append(s, i, len);
         i += len;

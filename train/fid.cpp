@@ -46,13 +46,11 @@ FeatureExtractor::~FeatureExtractor() = default;
 torch::Tensor FeatureExtractor::features(const torch::Tensor& images, int64_t batch) {
   torch::NoGradGuard no_grad;
   auto* vit = classifier_->model().as<ViTImpl>();
-  std::vector<torch::Tensor> out;
-  for (int64_t i = 0; i < images.size(0); i += batch) {
-    auto x = images.slice(0, i, std::min(images.size(0), i + batch)).to(device_, torch::kFloat);
+  return in_batches(images.size(0), batch, vit->options.dim(), [&](int64_t begin, int64_t end) {
+    auto x = images.slice(0, begin, end).to(device_, torch::kFloat);
     x = (x - kFashionMnistMean) / kFashionMnistStd;
-    out.push_back(vit->features(x).cpu());  // the [CLS] feature before the head, (B, D)
-  }
-  return torch::cat(out, 0);
+    return vit->features(x).cpu();  // the [CLS] feature before the head, (B, D)
+  });
 }
 
 }  // namespace zoo

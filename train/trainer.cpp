@@ -826,19 +826,6 @@ std::unique_ptr<Task> greedy_soup(const fs::path& top, const std::string& key, b
 
 namespace {
 
-/// Removes a directory tree, entry by entry (a link is removed, not followed). Not
-/// fs::remove_all: a LibTorch 2.x libtorch.so exports its own, which the dynamic linker may pick
-/// and which crashed on a non-empty folder (torch 2.11; README, Building).
-void remove_tree(const fs::path& path, std::error_code& ec) {
-  if (fs::is_directory(fs::symlink_status(path, ec))) {
-    std::vector<fs::path> entries;
-    for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) entries.push_back(it->path());
-    for (const auto& e : entries)
-      if (!ec) remove_tree(e, ec);
-  }
-  if (!ec) fs::remove(path, ec);
-}
-
 /// Whether a run directory holds anything a run wrote besides its .lock and config.yaml: a
 /// non-empty file, or a link or other entry (kept, not judged).
 bool holds_output(const fs::path& dir, std::error_code& ec) {
@@ -898,7 +885,7 @@ class RunLock {
       for (fs::directory_iterator it(dir_, ec), end; !ec && it != end; it.increment(ec))
         if (it->path().filename() != ".lock") entries.push_back(it->path());
       for (const auto& e : entries)
-        if (!ec) remove_tree(e, ec);
+        if (!ec) remove_tree(e.string(), ec);
       if (!ec) fs::remove(fs::path(dir_) / ".lock", ec);
       if (!ec) fs::remove(dir_, ec);
     }

@@ -138,16 +138,13 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
     // of its class; a hit is a neighbour of the same class.
     const auto n = std::min<int64_t>(retrieval_size_, y.size(0));
     if (n > 0) {
-      std::vector<const std::vector<int64_t>*> captions;
-      std::vector<std::vector<int64_t>> store;
-      store.reserve(static_cast<size_t>(n));
+      std::vector<std::string> captions;
       auto yc = y.slice(0, 0, n).cpu();
       for (int64_t i = 0; i < n; ++i) {
         const auto prompts = heldout_prompts(static_cast<int>(yc[i].item<int64_t>()));
-        store.push_back(tokens_of(prompts[static_cast<size_t>(i) % prompts.size()]));
+        captions.push_back(prompts[static_cast<size_t>(i) % prompts.size()]);
       }
-      for (auto& s : store) captions.push_back(&s);
-      auto texts = model_->encode_text(pad(captions));  // (n, E)
+      auto texts = encode_texts(captions);  // (n, E)
       auto sim = torch::matmul(images.slice(0, 0, n), texts.t());
       auto yn = y.slice(0, 0, n);
       for (int64_t k : {1, 5}) {
@@ -173,16 +170,12 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
       // Each label's prompts (every template), all labels' encoded together in batches: (L, T, E),
       // averaged over the templates (CLIP Sec. 3.1.4's ensemble) and normalised.
       const auto& k = fashion_captions();
-      std::vector<std::vector<int64_t>> store;
+      std::vector<std::string> prompts;
       for (const auto& label : labels)
         for (const auto* templates : {&k.train_templates, &k.heldout_templates})
-          for (const auto& t : *templates) store.push_back(tokens_of(fill_template(t, label)));
-      const auto n = static_cast<int64_t>(store.size()), per_label = n / static_cast<int64_t>(labels.size());
-      auto texts = in_batches(n, 512, model_->text_projection->options.out_features(), [&](int64_t begin, int64_t end) {
-        std::vector<const std::vector<int64_t>*> ptrs;
-        for (auto j = begin; j < end; ++j) ptrs.push_back(&store[static_cast<size_t>(j)]);
-        return model_->encode_text(pad(ptrs));
-      });
+          for (const auto& t : *templates) prompts.push_back(fill_template(t, label));
+      auto texts = encode_texts(prompts);
+      const auto per_label = texts.size(0) / static_cast<int64_t>(labels.size());
       auto classes = F::normalize(texts.view({static_cast<int64_t>(labels.size()), per_label, -1}).mean(1),
                                   F::NormalizeFuncOptions().dim(1));
       return torch::softmax(model_->scale() * torch::matmul(img, classes.t()), -1)[0].cpu();
@@ -200,16 +193,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
     return in_eval_mode(*model_, [&] { return image_embeddings(images, /*projected=*/true).cpu(); });
   }
   torch::Tensor embed_texts(const std::vector<std::string>& texts) override {
-    const auto n = static_cast<int64_t>(texts.size());
-    return in_eval_mode(*model_, [&] {
-      return in_batches(n, 500, model_->text_projection->options.out_features(), [&](int64_t begin, int64_t end) {
-        std::vector<std::vector<int64_t>> store;
-        for (auto j = begin; j < end; ++j) store.push_back(tokens_of(texts[static_cast<size_t>(j)]));
-        std::vector<const std::vector<int64_t>*> ptrs;
-        for (auto& s : store) ptrs.push_back(&s);
-        return model_->encode_text(pad(ptrs)).to(torch::kFloat).cpu();
-      });
-    });
+    return in_eval_mode(*model_, [&] { return encode_texts(texts).to(torch::kFloat).cpu(); });
   }
 
   /// test_images/: the first test image of each class as PNG (to try `zoo zero-shot` on), and
@@ -270,6 +254,20 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
     return pad_sequences(rows, vocab_.pad_id(), device_);
   }
 
+  /// (n, E) unit-length joint-space embeddings of texts, on the device, 512 texts a batch (each
+  /// padded to its batch's longest).
+  torch::Tensor encode_texts(const std::vector<std::string>& texts) {
+    std::vector<std::vector<int64_t>> tokens;
+    tokens.reserve(texts.size());
+    for (const auto& t : texts) tokens.push_back(tokens_of(t));
+    const auto width = model_->text_projection->options.out_features();
+    return in_batches(static_cast<int64_t>(tokens.size()), 512, width, [&](int64_t begin, int64_t end) {
+      std::vector<const std::vector<int64_t>*> rows;
+      for (auto j = begin; j < end; ++j) rows.push_back(&tokens[static_cast<size_t>(j)]);
+      return model_->encode_text(pad(rows));
+    });
+  }
+
   /// Unit-length joint-space embeddings (projected) or the encoder's features, in batches of 500.
   torch::Tensor image_embeddings(const torch::Tensor& images, bool projected) {
     const auto width = projected ? model_->visual_projection->options.out_features() : model_->visual->options.dim();
@@ -282,13 +280,9 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
   /// (10, E): per class, the normalised mean of its prompts' embeddings.
   torch::Tensor class_embeddings(bool heldout) {
     std::vector<torch::Tensor> rows;
-    for (int c = 0; c < 10; ++c) {
-      std::vector<std::vector<int64_t>> store;
-      for (const auto& p : heldout ? heldout_prompts(c) : train_prompts(c)) store.push_back(tokens_of(p));
-      std::vector<const std::vector<int64_t>*> ptrs;
-      for (auto& s : store) ptrs.push_back(&s);
-      rows.push_back(F::normalize(model_->encode_text(pad(ptrs)).mean(0), F::NormalizeFuncOptions().dim(0)));
-    }
+    for (int c = 0; c < 10; ++c)
+      rows.push_back(F::normalize(encode_texts(heldout ? heldout_prompts(c) : train_prompts(c)).mean(0),
+                                  F::NormalizeFuncOptions().dim(0)));
     return torch::stack(rows);
   }
 

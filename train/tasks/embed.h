@@ -7,7 +7,6 @@
 #include <torch/torch.h>
 
 #include "train/config.h"
-#include "train/tasks/task.h"
 
 namespace zoo {
 
