@@ -16,10 +16,7 @@ import numpy as np
 import torch
 import torchvision
 
-
-def read_idx(root, name, offset):
-    with open(os.path.join(root, name), "rb") as f:
-        return np.frombuffer(f.read()[offset:], np.uint8)
+import fashion
 
 
 def embed(zoo, checkpoint, paths):
@@ -61,10 +58,9 @@ def main():
         sys.exit(f"--k {a.k}: expected 1 to --train ({a.train})")
     torch.set_num_threads(os.cpu_count() or 1)
     splits = {}
-    for split, prefix, n in (("train", "train", a.train), ("test", "t10k", 10000)):
-        images = read_idx(a.data, f"{prefix}-images-idx3-ubyte", 16).reshape(-1, 28, 28)[:n]
-        labels = torch.tensor(read_idx(a.data, f"{prefix}-labels-idx1-ubyte", 8)[:n].astype(np.int64))
-        splits[split] = (images, labels)
+    for split, n in (("train", a.train), ("test", 10000)):
+        images, labels = fashion.split(a.data, split, n)
+        splits[split] = (images, torch.tensor(labels.astype(np.int64)))
     with tempfile.TemporaryDirectory() as tmp:
         vectors = {}
         for split, (images, _) in splits.items():

@@ -6,21 +6,19 @@ not all the training format. Uses Debian's torch and torchvision (/usr/bin/pytho
 import os
 import sys
 
-import numpy as np
 import torch
 import torchvision
+
+import fashion
 
 
 def main():
     out = sys.argv[1]
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
     root = sys.argv[3] if len(sys.argv) > 3 else "data/fashion-mnist"
-    with open(os.path.join(root, "t10k-images-idx3-ubyte"), "rb") as f:
-        images = np.frombuffer(f.read()[16:], np.uint8).reshape(-1, 28, 28)
-    with open(os.path.join(root, "t10k-labels-idx1-ubyte"), "rb") as f:
-        labels = np.frombuffer(f.read()[8:], np.uint8)
+    images, labels = fashion.split(root, "test", n)
     os.makedirs(out, exist_ok=True)
-    for i in range(n):
+    for i in range(len(images)):
         t = torch.from_numpy(images[i].copy()).unsqueeze(0)
         if i % 3 == 1:
             t = t.repeat(3, 1, 1)

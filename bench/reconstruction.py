@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torchvision.io as io
 
+import fashion
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -28,8 +30,7 @@ def main():
     a = ap.parse_args()
     if a.n < 2 or a.n % 2:
         sys.exit("reconstruction.py: --n must be an even number of at least 2 (the images go in pairs)")
-    with open(os.path.join(a.data, "t10k-images-idx3-ubyte"), "rb") as f:
-        images = np.frombuffer(f.read()[16:], np.uint8).reshape(-1, 28, 28)[: a.n]
+    images, _ = fashion.split(a.data, "test", a.n)
     runs = [("ddim S=%s" % s, ["ddim", "--checkpoint", a.ddpm, "--steps", s]) for s in a.steps.split()]
     runs.append(("vae", ["vae", "--checkpoint", a.vae]))
     with tempfile.TemporaryDirectory() as tmp:
