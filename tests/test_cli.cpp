@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "helpers.h"
@@ -512,9 +513,21 @@ TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume
   CHECK_THAT(in_eval.output, Contains("zoo: interrupted in the final evaluation; the checkpoints of step 2 are saved: "
                                       "evaluate again with --resume --run-dir " + rd));
   CHECK_FALSE(Contains("eval test @").match(in_eval.output));
-  auto again = run(zoo_bin() + " train --config " + wide + " --run-dir " + rd + " --resume");
-  CHECK(again.code == 0);
-  CHECK_THAT(again.output, Contains("eval test @ step 2"));
+  // Resumed (twice: the second evaluates again too), metrics.jsonl holds the final evaluation's
+  // rows once: the interrupted one's val row is not kept beside the new one.
+  for (int i = 0; i < 2; ++i) {
+    auto again = run(zoo_bin() + " train --config " + wide + " --run-dir " + rd + " --resume");
+    INFO(again.output);
+    CHECK(again.code == 0);
+    CHECK_THAT(again.output, Contains("eval test @ step 2"));
+    std::ifstream rows(rd + "/metrics.jsonl");
+    std::map<std::string, int> at_step_2;
+    for (std::string line; std::getline(rows, line);) {
+      auto row = nlohmann::json::parse(line);
+      if (row.value("step", 0) == 2) ++at_step_2[row["split"].get<std::string>()];
+    }
+    CHECK(at_step_2 == std::map<std::string, int>{{"train", 1}, {"val", 1}, {"test", 1}});
+  }
 }
 
 TEST_CASE("zoo train --resume without --run-dir finds the newest run of the task, restarts runs too", "[cli][resume]") {

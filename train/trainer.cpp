@@ -496,13 +496,19 @@ Scalars Trainer::run() {
       throw UsageError("--resume: the run is at step " + std::to_string(start) + ", past train.steps=" +
                        std::to_string(cfg_.get_int("train.steps")) + "; give a train.steps of at least " +
                        std::to_string(start) + " (its config.yaml has the run's own)");
-    // Drop rows the interrupted run logged after its last checkpoint: they are logged again.
+    // Drop rows the interrupted run logged after its last checkpoint: they are logged again. So
+    // are the final evaluation's (val and test at train.steps, logged after its checkpoint; the
+    // periodic evaluation skips that step), when the run resumes there to evaluate again.
+    const int64_t total = cfg_.get_int("train.steps");
     if (main && fs::exists(metrics_path)) {
       std::ifstream in(metrics_path);
       std::string line, kept;
       while (std::getline(in, line)) {
         auto row = json::parse(line, nullptr, /*allow_exceptions=*/false);
-        if (!row.is_discarded() && row.value("step", int64_t{0}) <= start) kept += line + "\n";
+        if (row.is_discarded() || !row.is_object()) continue;
+        const auto at = row.value("step", int64_t{0});
+        const bool final_eval = at == total && start == total && row.value("split", std::string()) != "train";
+        if (at <= start && !final_eval) kept += line + "\n";
       }
       atomic_write(metrics_path.string(), kept);
     }
