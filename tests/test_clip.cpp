@@ -237,6 +237,42 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
                              " --labels bag,coat > /dev/full; }");
   CHECK(full.code == 1);
   CHECK_THAT(full.output, Contains("could not write to standard output"));
+  {  // Several images: one line each, in order, "file<TAB>best label<TAB>probability", as --image gives
+     // for each alone; from arguments or from standard input alike.
+    const auto bag = dir + "/run/samples/test_images/8-bag.png";
+    const std::string labels = " --labels 'sneaker, bag,coat,ankle boot'";
+    std::vector<std::string> want;
+    for (const auto& f : {image, bag, image}) {
+      auto alone = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + f + labels);
+      REQUIRE(alone.code == 0);
+      std::istringstream first(alone.output);
+      std::string p, label;
+      first >> p >> std::ws;
+      std::getline(first, label);
+      want.push_back(f + "\t" + label + "\t" + p);
+    }
+    auto args = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + labels + " " + image + " " +
+                               bag + " " + image);
+    auto piped = zoo::test::run("printf '%s\\n' " + image + " " + bag + " " + image + " | " + zoo::test::zoo_bin() +
+                                " zero-shot --checkpoint " + ckpt + labels);
+    for (const auto* got : {&args, &piped}) {
+      INFO(got->output);
+      CHECK(got->code == 0);
+      std::istringstream lines(got->output);
+      std::vector<std::string> rows;
+      for (std::string line; std::getline(lines, line);) rows.push_back(line);
+      CHECK(rows == want);
+    }
+    zoo::test::check_refused("zero-shot --checkpoint " + ckpt + labels + " --image " + image + " " + bag,
+                             "zoo zero-shot: give one image with --image, or image files as arguments, not both");
+    zoo::test::check_refused("zero-shot --checkpoint " + ckpt + labels + " < /dev/null",
+                             "zoo zero-shot: no image given (--image FILE, image files as arguments, or their names on "
+                             "standard input, one a line)");
+    auto empty = zoo::test::run("printf '" + image + "\\n\\n' | " + zoo::test::zoo_bin() + " zero-shot --checkpoint " +
+                                ckpt + labels);
+    CHECK(empty.code == 2);
+    CHECK_THAT(empty.output, Contains("zoo zero-shot: input 2 is an empty file name (an empty argument or line)"));
+  }
 
   // zoo embed: unit-length vectors of the joint space, for images and for texts.
   const auto bag = dir + "/run/samples/test_images/8-bag.png";

@@ -48,7 +48,8 @@ commands:
           (ddim: [--steps S] [--eta E] [--spacing S]; ddpm: [--variance V]; without --checkpoint, the newest DDPM run)
   g2p     --checkpoint C [--no-stress] [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
-  zero-shot --checkpoint C --image FILE --labels "sneaker,bag,coat"
+  zero-shot --checkpoint C --labels "sneaker,bag,coat" (--image FILE | [IMAGE]...)   each label's probability for FILE;
+          for several images (from standard input, a line each, when none are given) one line each: file, best label, probability
   embed   --checkpoint C [--images|--texts] [INPUT]...   a vector per image file or text (inputs from standard input, a line each, when none are given)
   average --run-dir D [--last N] --out F   (or: average C1 C2 ... --out F) one checkpoint of their mean weights
   export  --checkpoint C --out F   the weights C is evaluated with, without what resuming needs (a smaller file)
@@ -566,19 +567,64 @@ int cmd_fill_mask(int argc, char** argv) {
   return kExitOk;
 }
 
+/// Reads one line of `in` into `line` (without its "\n" or "\r\n"); false at the end. A line of
+/// `max` characters or more is a UsageError, so `< /dev/zero` is refused rather than read without end.
+bool read_line(std::istream& in, std::string& line, size_t max, const std::string& command, const std::string& what) {
+  line.clear();
+  int c;
+  bool any = false;
+  while ((c = in.get()) != std::char_traits<char>::eof()) {
+    any = true;
+    if (c == '\n') break;
+    line.push_back(static_cast<char>(c));
+    if (line.size() >= max)
+      throw zoo::UsageError("zoo " + command + ": a line on standard input runs to " + std::to_string(max) +
+                            " characters or more; give one " + what + " per line");
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return any;
+}
+
+/// The grey 28x28 images (N, 1, 28, 28) of image files; `done` files were read before these (for
+/// the input numbers in messages). An empty name or one holding a NUL byte is a UsageError.
+torch::Tensor read_images(const std::vector<std::string>& paths, int64_t done, const std::string& command) {
+  std::vector<torch::Tensor> xs;
+  for (const auto& path : paths) {
+    const auto at = std::to_string(done + static_cast<int64_t>(xs.size()) + 1);
+    if (path.empty())
+      throw zoo::UsageError("zoo " + command + ": input " + at + " is an empty file name (an empty argument or line); "
+                            "give image files");
+    if (path.find('\0') != std::string::npos)  // only a line of standard input can hold one
+      throw zoo::UsageError("zoo " + command + ": input " + at + " holds a NUL byte, which no file name has; give one "
+                            "image file a line");
+    xs.push_back(zoo::read_image_gray(path, 28));
+  }
+  return torch::cat(xs, 0);
+}
+
 int cmd_zero_shot(int argc, char** argv) {
-  cxxopts::Options o("zoo zero-shot", "Classify an image by text labels alone with a clip_fashion_mnist checkpoint: "
-                                      "each label's probability.\n  zoo zero-shot --checkpoint C --image shoe.png "
-                                      "--labels \"sneaker,bag,coat\"\nThe image (PNG, JPEG, BMP, GIF; up to 64 million pixels, any "
-                                      "channels) is made grey and 28x28; like Fashion-MNIST, a light item on a dark ground.");
+  cxxopts::Options o("zoo zero-shot",
+                     "Classify images by text labels alone with a clip_fashion_mnist checkpoint.\n"
+                     "  zoo zero-shot --checkpoint C --image shoe.png --labels \"sneaker,bag,coat\"\n"
+                     "    each label's probability, most probable first\n"
+                     "  zoo zero-shot --checkpoint C --labels \"sneaker,bag,coat\" shoe.png bag.png\n"
+                     "  ls *.png | zoo zero-shot --checkpoint C --labels \"sneaker,bag,coat\"\n"
+                     "    one line per image, in order: file, its most probable label and that probability, "
+                     "tab-separated\n"
+                     "An image (PNG, JPEG, BMP, GIF; up to 64 million pixels, any channels) is made grey and 28x28; "
+                     "like Fashion-MNIST, a light item on a dark ground.");
   o.add_options()("checkpoint", "clip_fashion_mnist checkpoint", cxxopts::value<std::string>())(
-      "image", "image file", cxxopts::value<std::string>())(
+      "image", "one image file: each label's probability", cxxopts::value<std::string>())(
+      "images", "image files: one line each (default: standard input, one file a line)",
+      cxxopts::value<std::vector<std::string>>())(
       "labels", "comma-separated labels", cxxopts::value<std::string>())(
       "s,set", "override a stored key, e.g. train.device=cpu", cxxopts::value<std::vector<std::string>>());
+  o.parse_positional({"images"});
   auto r = parse(o, argc, argv);
   if (!r.count("checkpoint")) throw zoo::UsageError("zoo zero-shot: --checkpoint is required (a clip_fashion_mnist run's best.pt)");
-  if (!r.count("image")) throw zoo::UsageError("zoo zero-shot: --image is required");
   if (!r.count("labels")) throw zoo::UsageError("zoo zero-shot: --labels is required, e.g. --labels \"sneaker,bag,coat\"");
+  if (r.count("image") && r.count("images"))
+    throw zoo::UsageError("zoo zero-shot: give one image with --image, or image files as arguments, not both");
   std::vector<std::string> labels;
   std::stringstream ss(r["labels"].as<std::string>());
   for (std::string l; std::getline(ss, l, ',');) {
@@ -593,34 +639,47 @@ int cmd_zero_shot(int argc, char** argv) {
     if (std::find(labels.begin(), labels.begin() + static_cast<std::ptrdiff_t>(i), labels[i]) != labels.begin() + static_cast<std::ptrdiff_t>(i))
       throw zoo::UsageError("--labels: '" + labels[i] + "' is given twice; give each label once");
   }
-  auto image = zoo::read_image_gray(r["image"].as<std::string>(), 28);
+  torch::Tensor image;  // --image's, read before the checkpoint: a bad file fails at once
+  if (r.count("image")) image = zoo::read_image_gray(r["image"].as<std::string>(), 28);
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   auto [task, clip] = load_as<zoo::ZeroShotClassifier>(r["checkpoint"].as<std::string>(), sets,
                                                        "a CLIP model (clip_fashion_mnist)");
-  auto p = clip->zero_shot(image, labels);
-  std::vector<size_t> order(labels.size());
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
-  for (auto i : order) std::cout << std::fixed << std::setprecision(4) << p[i] << "  " << labels[i] << "\n";
-  return kExitOk;
-}
-
-/// Reads one line of `in` into `line` (without its "\n" or "\r\n"); false at the end. A line of
-/// `max` characters or more is a UsageError, so `< /dev/zero` is refused rather than read without end.
-bool read_line(std::istream& in, std::string& line, size_t max, const std::string& what) {
-  line.clear();
-  int c;
-  bool any = false;
-  while ((c = in.get()) != std::char_traits<char>::eof()) {
-    any = true;
-    if (c == '\n') break;
-    line.push_back(static_cast<char>(c));
-    if (line.size() >= max)
-      throw zoo::UsageError("zoo embed: a line on standard input runs to " + std::to_string(max) +
-                            " characters or more; give one " + what + " per line");
+  const auto classes = clip->label_embeddings(labels);  // once, for every image
+  if (image.defined()) {
+    const auto p = clip->classify(image, classes)[0].to(torch::kDouble).contiguous();
+    const double* pp = p.data_ptr<double>();
+    std::vector<size_t> order(labels.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return pp[a] > pp[b]; });
+    for (auto i : order) std::cout << std::fixed << std::setprecision(4) << pp[i] << "  " << labels[i] << "\n";
+    return kExitOk;
   }
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  return any;
+  int64_t done = 0;  // images answered
+  auto print = [&](const std::vector<std::string>& files) {
+    const auto p = clip->classify(read_images(files, done, "zero-shot"), classes);
+    const auto [best_p, best] = p.max(1);
+    std::ostringstream out;
+    out << std::fixed << std::setprecision(4);
+    for (size_t i = 0; i < files.size(); ++i) {
+      const auto k = static_cast<int64_t>(i);
+      out << files[i] << "\t" << labels[static_cast<size_t>(best[k].item<int64_t>())] << "\t"
+          << best_p[k].item<double>() << "\n";
+    }
+    std::cout << out.str() << std::flush;
+    check_stdout();
+    done += static_cast<int64_t>(files.size());
+  };
+  if (r.count("images")) {
+    print(r["images"].as<std::vector<std::string>>());
+    return kExitOk;
+  }
+  auto read = [&](std::string& line, bool& line_end) {
+    return line_end = true, read_line(std::cin, line, 1000000, "zero-shot", "image file");
+  };
+  if (!answer_stdin(read, print))
+    throw zoo::UsageError("zoo zero-shot: no image given (--image FILE, image files as arguments, or their names on "
+                          "standard input, one a line)");
+  return kExitOk;
 }
 
 int cmd_embed(int argc, char** argv) {
@@ -671,21 +730,7 @@ int cmd_embed(int argc, char** argv) {
   int64_t done = 0;  // inputs answered
   auto print = [&](const std::vector<std::string>& inputs) {
     torch::Tensor v;
-    if (images) {
-      std::vector<torch::Tensor> xs;
-      for (const auto& path : inputs) {
-        if (path.empty())
-          throw zoo::UsageError("zoo embed: input " + std::to_string(done + xs.size() + 1) +
-                                " is an empty file name (an empty argument or line); give image files");
-        if (path.find('\0') != std::string::npos)  // only a line of standard input can hold one
-          throw zoo::UsageError("zoo embed: input " + std::to_string(done + xs.size() + 1) +
-                                " holds a NUL byte, which no file name has; give one image file a line");
-        xs.push_back(zoo::read_image_gray(path, 28));
-      }
-      v = embedder->embed_images(torch::cat(xs, 0));
-    } else {
-      v = embedder->embed_texts(inputs);
-    }
+    v = images ? embedder->embed_images(read_images(inputs, done, "embed")) : embedder->embed_texts(inputs);
     v = v.to(torch::kCPU, torch::kFloat).contiguous();
     const float* p = v.data_ptr<float>();
     std::ostringstream out;
@@ -703,7 +748,7 @@ int cmd_embed(int argc, char** argv) {
     return kExitOk;
   }
   const std::string what = images ? "image file" : "text";  // standard input: one a line
-  auto read = [&](std::string& line, bool& line_end) { return line_end = true, read_line(std::cin, line, 1000000, what); };
+  auto read = [&](std::string& line, bool& line_end) { return line_end = true, read_line(std::cin, line, 1000000, "embed", what); };
   if (!answer_stdin(read, print))
     throw zoo::UsageError("zoo embed: no inputs given (pass " + what + "s as arguments or on standard input, one a line)");
   return kExitOk;

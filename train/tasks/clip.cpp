@@ -164,25 +164,26 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
     return m;
   }
 
-  std::vector<double> zero_shot(const torch::Tensor& image, const std::vector<std::string>& labels) override {
-    auto probs = in_eval_mode(*model_, [&] {
-      auto img = model_->encode_image(normalize(image.to(device_)));  // (1, E)
-      // Each label's prompts (every template), all labels' encoded together in batches: (L, T, E),
-      // averaged over the templates (CLIP Sec. 3.1.4's ensemble) and normalised.
-      const auto& k = fashion_captions();
-      std::vector<std::string> prompts;
-      for (const auto& label : labels)
-        for (const auto* templates : {&k.train_templates, &k.heldout_templates})
-          for (const auto& t : *templates) prompts.push_back(fill_template(t, label));
+  torch::Tensor label_embeddings(const std::vector<std::string>& labels) override {
+    // Each label's prompts (every template), all labels' encoded together in batches: (L, T, E),
+    // averaged over the templates and normalised.
+    const auto& k = fashion_captions();
+    std::vector<std::string> prompts;
+    for (const auto& label : labels)
+      for (const auto* templates : {&k.train_templates, &k.heldout_templates})
+        for (const auto& t : *templates) prompts.push_back(fill_template(t, label));
+    return in_eval_mode(*model_, [&] {
       auto texts = encode_texts(prompts);
-      const auto per_label = texts.size(0) / static_cast<int64_t>(labels.size());
-      auto classes = F::normalize(texts.view({static_cast<int64_t>(labels.size()), per_label, -1}).mean(1),
-                                  F::NormalizeFuncOptions().dim(1));
-      return torch::softmax(model_->scale() * torch::matmul(img, classes.t()), -1)[0].cpu();
+      const auto n = static_cast<int64_t>(labels.size());
+      return F::normalize(texts.view({n, texts.size(0) / n, -1}).mean(1), F::NormalizeFuncOptions().dim(1));
     });
-    std::vector<double> out;
-    for (int64_t i = 0; i < probs.size(0); ++i) out.push_back(probs[i].item<double>());
-    return out;
+  }
+
+  torch::Tensor classify(const torch::Tensor& images, const torch::Tensor& labels) override {
+    return in_eval_mode(*model_, [&] {
+      auto x = image_embeddings(images, /*projected=*/true);  // (N, E)
+      return torch::softmax(model_->scale() * torch::matmul(x, labels.to(x.device()).t()), -1).to(torch::kFloat).cpu();
+    });
   }
 
   /// zoo embed: unit-length vectors of the joint space, so that an image's dot product with a
@@ -204,6 +205,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
     const auto& k = fashion_captions();
     std::vector<std::string> names;
     for (const auto& n : k.train_names) names.push_back(n.front());
+    const auto classes = label_embeddings(names);
     fs::create_directories(fs::path(dir) / "test_images");
     std::ofstream txt(fs::path(dir) / "zero_shot.txt");
     txt << "# the first test image of each class: file, true class, zero-shot prediction (probability)\n";
@@ -217,10 +219,10 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
         if (ch == ' ' || ch == '-') ch = '_';
       file = "test_images/" + std::to_string(c) + "-" + file + ".png";
       write_png((fs::path(dir) / file).string(), image);
-      auto p = zero_shot(image.unsqueeze(0), names);
-      const auto best = std::max_element(p.begin(), p.end()) - p.begin();
+      const auto p = classify(image.unsqueeze(0), classes)[0];
+      const auto best = p.argmax().item<int64_t>();
       txt << file << "\t" << names[static_cast<size_t>(c)] << "\t" << names[static_cast<size_t>(best)] << " (" << std::fixed
-          << std::setprecision(3) << p[static_cast<size_t>(best)] << ")\n";
+          << std::setprecision(3) << p[best].item<double>() << ")\n";
     }
   }
 
