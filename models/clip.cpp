@@ -7,6 +7,10 @@ namespace zoo {
 TextTransformerImpl::TextTransformerImpl(const TextTransformerOptions& options_) : options(options_) { reset(); }
 
 void TextTransformerImpl::reset() {
+  TORCH_CHECK(options.vocab_size() > 0, "TextTransformer: vocab_size must be set (the tokenizer's size), got ",
+              options.vocab_size());
+  TORCH_CHECK(options.eot_id() >= 0 && options.eot_id() < options.vocab_size(), "TextTransformer: eot_id ",
+              options.eot_id(), " is not a token of a vocabulary of ", options.vocab_size());
   const auto d = options.dim();
   token_embedding = register_module("token_embedding", torch::nn::Embedding(options.vocab_size(), d));
   position_embedding = register_parameter("position_embedding", torch::randn({options.context_length(), d}) * 0.01);

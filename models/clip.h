@@ -22,7 +22,8 @@ struct TextTransformerOptions {
   TORCH_ARG(int64_t, heads) = 4;
   TORCH_ARG(int64_t, mlp_dim) = 256;
   TORCH_ARG(double, dropout) = 0.0;
-  /// The end-of-text token: the text feature is the output at its first occurrence.
+  /// The end-of-text token: the text feature is the output at its first occurrence. 3 is [SEP]
+  /// in a vocabulary of WordPiece::train; with a BERT vocab.txt, WordPiece::sep_id() (102).
   TORCH_ARG(int64_t, eot_id) = 3;
 };
 

@@ -49,6 +49,7 @@ StepOutput ddim_step(const NoiseScheduleImpl& schedule, const torch::Tensor& mod
 
 torch::Tensor ddim_sample(const NoiseScheduleImpl& schedule, const Denoiser& denoiser, torch::Tensor x,
                           const DDIMSamplerOptions& options, const Progress& progress) {
+  torch::NoGradGuard no_grad;  // inference: no graph over the steps
   const auto ts = ddim_timesteps(schedule.timesteps(), options.steps(), options.spacing());
   for (size_t i = 0; i < ts.size(); ++i) {
     const auto t = ts[i];
@@ -64,6 +65,7 @@ torch::Tensor ddim_sample(const NoiseScheduleImpl& schedule, const Denoiser& den
 
 torch::Tensor ddim_invert(const NoiseScheduleImpl& schedule, const Denoiser& denoiser, torch::Tensor x,
                           const DDIMSamplerOptions& options, const Progress& progress) {
+  torch::NoGradGuard no_grad;  // inference: no graph over the steps
   auto ts = ddim_timesteps(schedule.timesteps(), options.steps(), options.spacing());
   std::reverse(ts.begin(), ts.end());  // ascending
   // x_{t_next} = sqrt(ab_next) x0(x_t) + sqrt(1 - ab_next) eps(x_t): Eq. 12 with eta = 0, run forwards in t,

@@ -36,7 +36,8 @@ StepOutput ddim_step(const NoiseScheduleImpl& schedule, const torch::Tensor& mod
                      const torch::Tensor& x_t, const torch::Tensor& noise, double eta, Prediction prediction,
                      bool clip_x0);
 
-/// From x_T through S steps to x_0.
+/// From x_T through S steps to x_0. Runs under NoGradGuard (as ddim_invert and ddpm_sample do):
+/// a graph kept over the steps would hold every step's activations.
 torch::Tensor ddim_sample(const NoiseScheduleImpl& schedule, const Denoiser& denoiser, torch::Tensor x_T,
                           const DDIMSamplerOptions& options, const Progress& progress = nullptr);
 

@@ -41,6 +41,12 @@ void NoiseScheduleImpl::reset() {
   posterior_variance = register_buffer("posterior_variance", b * (1 - ab_prev) / (1 - ab));  // beta-tilde, Eq. 7
 }
 
+void NoiseScheduleImpl::to(torch::Device device, torch::Dtype, bool non_blocking) {
+  torch::nn::Module::to(device, non_blocking);
+}
+void NoiseScheduleImpl::to(torch::Dtype, bool) {}
+void NoiseScheduleImpl::to(torch::Device device, bool non_blocking) { torch::nn::Module::to(device, non_blocking); }
+
 torch::Tensor NoiseScheduleImpl::alpha_bar(const torch::Tensor& t, const torch::Tensor& like) const {
   auto tt = t.to(alphas_cumprod.device(), torch::kLong);
   auto ab = torch::where(tt >= 0, alphas_cumprod.index_select(0, tt.clamp_min(0)), torch::ones_like(tt, alphas_cumprod.options()));
@@ -106,6 +112,7 @@ StepOutput ddpm_step(const NoiseScheduleImpl& schedule, const torch::Tensor& mod
 
 torch::Tensor ddpm_sample(const NoiseScheduleImpl& schedule, const Denoiser& denoiser, torch::Tensor x,
                           const DDPMSamplerOptions& options, const Progress& progress) {
+  torch::NoGradGuard no_grad;  // inference: no graph over the steps
   const auto T = schedule.timesteps();
   for (int64_t t = T - 1; t >= 0; --t) {
     auto tt = torch::full({x.size(0)}, t, torch::TensorOptions().dtype(torch::kLong).device(x.device()));

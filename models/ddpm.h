@@ -50,6 +50,13 @@ class NoiseScheduleImpl : public torch::nn::Cloneable<NoiseScheduleImpl> {
   torch::Tensor predict_eps(const torch::Tensor& x_t, const torch::Tensor& t, const torch::Tensor& out,
                             Prediction prediction) const;
 
+  /// The buffers move to a device but stay float64 whatever dtype the schedule (or a module that
+  /// holds it) is cast to: in half precision alpha-bar_0 = 0.9999 rounds to 1, and the samplers
+  /// would divide by 1 - alpha-bar = 0.
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
+
   NoiseScheduleOptions options;
   torch::Tensor betas, alphas_cumprod, alphas_cumprod_prev, posterior_variance;
 };
@@ -74,7 +81,7 @@ struct DDPMSamplerOptions {
 StepOutput ddpm_step(const NoiseScheduleImpl& schedule, const torch::Tensor& model_out, int64_t t,
                      const torch::Tensor& x_t, const torch::Tensor& noise, const DDPMSamplerOptions& options);
 
-/// Algorithm 2: from x_T ~ N(0, I) (given) through all T steps to x_0.
+/// Algorithm 2: from x_T ~ N(0, I) (given) through all T steps to x_0. Runs under NoGradGuard.
 torch::Tensor ddpm_sample(const NoiseScheduleImpl& schedule, const Denoiser& denoiser, torch::Tensor x_T,
                           const DDPMSamplerOptions& options, const Progress& progress = nullptr);
 

@@ -34,6 +34,9 @@ void DiscriminatorImpl::reset() {
 }
 
 torch::Tensor DiscriminatorImpl::forward(const torch::Tensor& x) {
+  // Any other size would still give a map of logits, flattened into more than B of them.
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == options.channels() && x.size(2) == 28 && x.size(3) == 28,
+              "Discriminator: expected images (B, ", options.channels(), ", 28, 28), got ", x.sizes());
   auto h = torch::leaky_relu(conv1(x), 0.2);       // (B, F/2, 14, 14)
   h = torch::leaky_relu(bn2(conv2(h)), 0.2);       // (B, F, 7, 7)
   return out(h).view({-1});                        // (B)

@@ -13,7 +13,7 @@ struct DCGANOptions {
   /// Feature maps of the widest layer of G (at 7 x 7) and of D (at 7 x 7).
   TORCH_ARG(int64_t, generator_features) = 256;
   TORCH_ARG(int64_t, discriminator_features) = 128;
-  /// Image channels.
+  /// Image channels. Both networks work on 28 x 28 images (7 -> 14 -> 28).
   TORCH_ARG(int64_t, channels) = 1;
 };
 

@@ -132,6 +132,13 @@ void UNetImpl::reset() {
 }
 
 torch::Tensor UNetImpl::forward(const torch::Tensor& x, const torch::Tensor& t) {
+  // attention_resolutions were resolved against image_size: another side would move them (or, not
+  // divisible by 2^(levels - 1), fail deep inside at a skip connection).
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == options.channels() && x.size(2) == options.image_size() &&
+                  x.size(3) == options.image_size(),
+              "UNet: expected x (B, ", options.channels(), ", ", options.image_size(), ", ", options.image_size(),
+              "), got ", x.sizes());
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == x.size(0), "UNet: expected t (B) = (", x.size(0), "), got ", t.sizes());
   auto temb = time_mlp->forward(timestep_embedding(t, options.base_channels()));  // (B, 4 * base)
   auto h = conv_in(x);
   std::vector<torch::Tensor> skips{h};

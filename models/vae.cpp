@@ -38,6 +38,7 @@ ELBOTerms VAEImpl::elbo(const torch::Tensor& x, const VAEOutput& out) {
 }
 
 torch::Tensor VAEImpl::log_likelihood(const torch::Tensor& x, int64_t k, int64_t chunk) {
+  TORCH_CHECK(k > 0 && chunk > 0, "VAE::log_likelihood: k and chunk must be positive, got ", k, " and ", chunk);
   // log p(x) ~= logsumexp_i [log p(x|z_i) + log p(z_i) - log q(z_i|x)] - log k, z_i ~ q(z|x).
   auto xf = x.flatten(1);
   auto [mu, logvar] = encode(xf);

@@ -1,6 +1,7 @@
 // Variational autoencoder: Kingma and Welling 2013, "Auto-Encoding Variational Bayes".
 // Gaussian encoder q(z|x) = N(mu, diag(exp(logvar))), prior p(z) = N(0, I), Bernoulli
-// decoder p(x|z) on pixel intensities (the paper's MLP, Appendix C).
+// decoder p(x|z) on pixel intensities: an MLP of one hidden layer each way, as in the paper's
+// Appendix C, with ReLU where the paper's MLPs use tanh.
 #pragma once
 
 #include <torch/torch.h>

@@ -56,6 +56,12 @@ TEST_CASE("CLIP loss: symmetric, and equal to its formula on a hand-made similar
   CHECK(zoo::clip_loss(torch::zeros({4, 4})).item<double>() == Approx(std::log(4.0)));
 }
 
+TEST_CASE("CLIP's text encoder needs its vocabulary's size and an end-of-text token in it", "[clip]") {
+  CHECK_THROWS_WITH(zoo::TextTransformer(zoo::TextTransformerOptions()), Contains("vocab_size must be set"));
+  CHECK_THROWS_WITH(zoo::TextTransformer(zoo::TextTransformerOptions(100).eot_id(102)),
+                    Contains("eot_id 102 is not a token of a vocabulary of 100"));
+}
+
 TEST_CASE("CLIP temperature: starts at 0.07 and the logit scale never exceeds 100", "[clip]") {
   auto m = tiny_clip();
   CHECK(m->scale().item<double>() == Approx(1.0 / 0.07).epsilon(1e-5));

@@ -292,6 +292,37 @@ TEST_CASE("DCGAN and U-Net shapes", "[gan][unet]") {
   auto x = torch::randn({2, 1, 28, 28});
   CHECK(unet->forward(x, torch::tensor({0, 999})).sizes() == x.sizes());
   CHECK(timestep_embedding(torch::tensor({0, 5}), 32).sizes() == torch::IntArrayRef({2, 32}));
+  // Other sizes are refused, not run through (D would give 4 logits an image at 32 x 32; the
+  // U-Net's attention would move).
+  CHECK_THROWS_WITH(d->forward(torch::randn({3, 1, 32, 32})), Contains("Discriminator: expected images (B, 1, 28, 28)"));
+  CHECK_THROWS_WITH(unet->forward(torch::randn({2, 1, 32, 32}), torch::tensor({0, 1})),
+                    Contains("UNet: expected x (B, 1, 28, 28)"));
+  CHECK_THROWS_WITH(unet->forward(x, torch::tensor({0})), Contains("UNet: expected t (B) = (2)"));
+}
+
+TEST_CASE("library misuse: samplers keep no graph, the schedule stays float64, bad arguments are refused", "[diffusion]") {
+  torch::manual_seed(0);
+  NoiseSchedule schedule(NoiseScheduleOptions().timesteps(50));
+  UNet unet(UNetOptions().base_channels(8).channel_mults({1, 2}).res_blocks(1).attention_resolutions({}));
+  Denoiser net = [&](const torch::Tensor& x, const torch::Tensor& t) { return unet->forward(x, t); };
+  auto x_T = torch::randn({2, 1, 28, 28});
+  // The network's parameters require gradients, but sampling records no graph over its steps.
+  CHECK_FALSE(ddim_sample(*schedule, net, x_T, DDIMSamplerOptions().steps(3)).requires_grad());
+  CHECK_FALSE(ddim_invert(*schedule, net, x_T, DDIMSamplerOptions().steps(3)).requires_grad());
+  CHECK_FALSE(ddpm_sample(*schedule, net, x_T, DDPMSamplerOptions()).requires_grad());
+  CHECK(torch::GradMode::is_enabled());  // and the caller's mode is back
+  // Cast to half precision with a module that holds it, the schedule keeps its float64 values
+  // (in half, alpha-bar_0 = 0.9999 would round to 1).
+  auto holder = std::make_shared<torch::nn::Module>();
+  holder->register_module("schedule", schedule);
+  holder->register_module("unet", unet);
+  const auto before = schedule->alphas_cumprod.clone();
+  holder->to(torch::kHalf);
+  CHECK(unet->conv_out->weight.scalar_type() == torch::kHalf);
+  for (const auto& b : schedule->buffers()) CHECK(b.scalar_type() == torch::kDouble);
+  CHECK(torch::equal(schedule->alphas_cumprod, before));
+  VAE vae;
+  CHECK_THROWS_WITH(vae->log_likelihood(torch::rand({2, 1, 28, 28}), 10, 0), Contains("k and chunk must be positive"));
 }
 
 TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad checkpoints exit 2", "[cli][diffusion]") {

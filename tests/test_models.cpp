@@ -166,6 +166,13 @@ TEST_CASE("causal mask: output t does not change when tokens after t change", "[
   CHECK(mask[1][0].item<float>() == 0.0f);
 }
 
+TEST_CASE("attention refuses a bool mask, which an additive mask's sum would not mask with", "[attention]") {
+  auto q = torch::randn({1, 2, 3, 4});
+  auto keep = torch::ones({1, 1, 3, 3}, torch::kBool);
+  CHECK_THROWS_WITH(zoo::scaled_dot_product_attention(q, q, q, keep, 0.0), Catch::Matchers::Contains("the mask must be additive"));
+  CHECK_NOTHROW(zoo::scaled_dot_product_attention(q, q, q, zoo::causal_mask(3), 0.0));
+}
+
 TEST_CASE("padding mask: padded keys do not change the real tokens' outputs", "[attention]") {
   torch::manual_seed(3);
   zoo::MultiheadAttention mha(zoo::MultiheadAttentionOptions(16, 2));

@@ -132,6 +132,15 @@ TEST_CASE("cached incremental decoding equals full decoding", "[transformer]") {
     auto rest = m->decode(tgt.narrow(1, 3, 4), memory, src, &cache2);
     CHECK(torch::allclose(full, torch::cat({first, rest}, 1), 1e-4, 1e-5));
 
+    {  // A model left in training mode decodes as in eval mode (no dropout), and stays in training mode.
+      auto opts = zoo::DecodeOptions().beam_size(3).max_len(10);
+      auto in_eval = zoo::generate(*m, src, opts);
+      m->train();
+      auto in_train = zoo::generate(*m, src, opts);
+      CHECK(m->is_training());
+      m->eval();
+      for (size_t i = 0; i < in_eval.size(); ++i) CHECK(in_train[i].tokens == in_eval[i].tokens);
+    }
     for (int64_t beam : {1, 3}) {
       auto opts = zoo::DecodeOptions().beam_size(beam).max_len(10);
       auto cached = zoo::generate(*m, src, opts);

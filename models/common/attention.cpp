@@ -101,6 +101,11 @@ torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b) {
 torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k,
                                            const torch::Tensor& v, const torch::Tensor& mask,
                                            double dropout_p) {
+  // A bool mask would become a 0/1 bias and mask nothing (and PyTorch's own conventions for one
+  // disagree: true = masked in nn.MultiheadAttention, true = attended in F.scaled_dot_product_attention).
+  TORCH_CHECK(!mask.defined() || mask.is_floating_point(),
+              "attention: the mask must be additive (float: 0 where attention is allowed, -inf where not), got ",
+              mask.scalar_type(), "; zoo::padding_mask and zoo::causal_mask build one");
 #if TORCH_VERSION_MAJOR >= 2
   std::optional<torch::Tensor> m;  // c10::optional is std::optional in 2.x
   if (mask.defined()) m = mask.to(q.scalar_type());
