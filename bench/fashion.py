@@ -30,4 +30,9 @@ def split(root, name, n=None):
     prefix = {"train": "train", "test": "t10k"}[name]
     images = read_idx(os.path.join(root, f"{prefix}-images-idx3-ubyte"))
     labels = read_idx(os.path.join(root, f"{prefix}-labels-idx1-ubyte"))
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+        sys.exit(f"{root}: the {name} split holds images {images.shape} and labels {labels.shape}, not "
+                 "(N, 28, 28) and (N,); run scripts/fetch-data again")
+    if n is not None and n > len(images):
+        sys.exit(f"the {name} split holds {len(images)} images, fewer than the {n} asked for")
     return images[:n], labels[:n]

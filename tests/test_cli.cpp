@@ -230,7 +230,7 @@ TEST_CASE("zoo eval: bad checkpoints exit 2 naming the file", "[cli]") {
   CHECK_THAT(r5.output, Contains("/dev/null: is not a regular file (a pipe or device); give a checkpoint file"));
 }
 
-TEST_CASE("a run's checkpoints and config are never replaced by mistake; a diverged run saves nothing",
+TEST_CASE("a run's checkpoints and config are never replaced by mistake, and a diverged run saves nothing",
           "[cli][resume]") {
   auto dir = zoo::test::scratch("cli-keep");
   auto cfg = tiny_config(dir, 4);

@@ -550,7 +550,7 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
                       ckpt + ": holds a ddpm_fashion_mnist run, which zoo embed does not take");
 }
 
-TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compute; wrong inputs exit 2; VAE walks", "[cli][embed]") {
+TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compute, wrong inputs exit 2, VAE walks", "[cli][embed]") {
   auto dir = test::scratch("embed");
   std::ofstream(dir + "/vit.yaml") << test::tiny_vit_yaml(2);
   std::ofstream(dir + "/gan.yaml") << "task: gan_fashion_mnist\n"

@@ -227,9 +227,13 @@ void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vecto
 namespace {
 
 // Reads the archive at `path` with its tensors on `device`; UsageError on a file torch can't read.
-void load_archive(torch::serialize::InputArchive& archive, const std::string& path, const torch::Device& device) {
+/// Loads the archive in `file` (named `path` in messages) from its start.
+void load_archive(torch::serialize::InputArchive& archive, std::istream& file, const std::string& path,
+                  const torch::Device& device) {
   try {
-    archive.load_from(path, device);
+    file.clear();
+    file.seekg(0);
+    archive.load_from(file, device);
   } catch (const c10::Error& e) {
     throw UsageError(path + ": not a readable checkpoint (truncated or not a torch archive: " +
                      first_line(e.what_without_backtrace()) + "); use another file from the run's checkpoints/");
@@ -254,15 +258,19 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path, const to
   std::ifstream file(path, std::ios::binary);
   if (const int err = errno; !file)
     throw UsageError(path + ": cannot be opened (" + std::strerror(err) + "); check the file's permissions");
+  // One open file for every check and load below: a file renamed over `path` meanwhile (a running
+  // training's new best.pt) is not half read.
+  file.seekg(0, std::ios::end);
+  const auto size = static_cast<uint64_t>(std::max<std::streamoff>(0, file.tellg()));
   int64_t data_bytes = -1;
-  if (const auto record = corrupt_record(file, fs::file_size(path), &data_bytes); !record.empty())
+  if (const auto record = corrupt_record(file, size, &data_bytes); !record.empty())
     throw UsageError(path + ": corrupt checkpoint: its record " + record +
                      " fails the zip CRC-32 check (the file changed after it was written); use another file from "
                      "the run's checkpoints/");
   // First on the CPU, whatever device wrote it: the checks below run before any tensor is
   // copied to a GPU.
   torch::serialize::InputArchive archive;
-  load_archive(archive, path, torch::Device(torch::kCPU));
+  load_archive(archive, file, path, torch::Device(torch::kCPU));
   c10::IValue format, version;
   if (!archive.try_read("zoo/format", format) || !format.isString() || format.toStringRef() != kCheckpointFormat)
     throw UsageError(path + ": a torch archive but not a zoo checkpoint (no zoo/format header); pass a file "
@@ -287,7 +295,7 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path, const to
   }
   if (device.is_cpu()) return archive;
   torch::serialize::InputArchive on_device;
-  load_archive(on_device, path, device);
+  load_archive(on_device, file, path, device);
   return on_device;
 }
 

@@ -505,10 +505,12 @@ Scalars Trainer::run() {
       std::string line, kept;
       while (std::getline(in, line)) {
         auto row = json::parse(line, nullptr, /*allow_exceptions=*/false);
-        if (row.is_discarded() || !row.is_object()) continue;
-        const auto at = row.value("step", int64_t{0});
-        const bool final_eval = at == total && start == total && row.value("split", std::string()) != "train";
-        if (at <= start && !final_eval) kept += line + "\n";
+        // A row that is not an object with an integer step is not the trainer's: dropped.
+        if (row.is_discarded() || !row.is_object() || !row.contains("step") || !row["step"].is_number_integer())
+          continue;
+        const auto at = row["step"].get<int64_t>();
+        const bool train_row = row.contains("split") && row["split"] == "train";
+        if (at <= start && !(at == total && start == total && !train_row)) kept += line + "\n";
       }
       atomic_write(metrics_path.string(), kept);
     }

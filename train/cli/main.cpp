@@ -644,16 +644,15 @@ int cmd_zero_shot(int argc, char** argv) {
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   auto [task, clip] = load_as<zoo::ZeroShotClassifier>(r["checkpoint"].as<std::string>(), sets,
                                                        "a CLIP model (clip_fashion_mnist)");
-  const auto classes = clip->label_embeddings(labels);  // once, for every image
   if (image.defined()) {
-    const auto p = clip->classify(image, classes)[0].to(torch::kDouble).contiguous();
-    const double* pp = p.data_ptr<double>();
+    const auto p = clip->zero_shot(image, labels);
     std::vector<size_t> order(labels.size());
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return pp[a] > pp[b]; });
-    for (auto i : order) std::cout << std::fixed << std::setprecision(4) << pp[i] << "  " << labels[i] << "\n";
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] > p[b]; });
+    for (auto i : order) std::cout << std::fixed << std::setprecision(4) << p[i] << "  " << labels[i] << "\n";
     return kExitOk;
   }
+  const auto classes = clip->label_embeddings(labels);  // once, for every image
   int64_t done = 0;  // images answered
   auto print = [&](const std::vector<std::string>& files) {
     const auto p = clip->classify(read_images(files, done, "zero-shot"), classes);

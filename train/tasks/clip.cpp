@@ -165,6 +165,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
   }
 
   torch::Tensor label_embeddings(const std::vector<std::string>& labels) override {
+    TORCH_CHECK(!labels.empty(), "label_embeddings: no labels");
     // Each label's prompts (every template), all labels' encoded together in batches: (L, T, E),
     // averaged over the templates and normalised.
     const auto& k = fashion_captions();
@@ -180,6 +181,9 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
   }
 
   torch::Tensor classify(const torch::Tensor& images, const torch::Tensor& labels) override {
+    const auto width = model_->text_projection->options.out_features();
+    TORCH_CHECK(labels.dim() == 2 && labels.size(1) == width, "classify: expected label embeddings (L, ", width,
+                "), got ", labels.sizes());
     return in_eval_mode(*model_, [&] {
       auto x = image_embeddings(images, /*projected=*/true);  // (N, E)
       return torch::softmax(model_->scale() * torch::matmul(x, labels.to(x.device()).t()), -1).to(torch::kFloat).cpu();
