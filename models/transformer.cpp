@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "models/common/eval_mode.h"
+
 namespace zoo {
 namespace {
 
@@ -187,12 +189,7 @@ std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& sr
 std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, const torch::Tensor& src,
                                                     const DecodeOptions& o) {
   torch::NoGradGuard no_grad;
-  struct EvalMode {  // dropout off while decoding; the caller's mode back afterwards
-    TransformerImpl& m;
-    bool was_training;
-    ~EvalMode() { m.train(was_training); }
-  } eval_mode{model, model.is_training()};
-  model.eval();
+  EvalModeGuard eval_mode(model);  // dropout off while decoding; the caller's mode back afterwards
   const int64_t b = src.size(0), k = o.beam_size(), v = model.options.tgt_vocab();
   TORCH_CHECK(o.max_len() < model.options.max_len(), "generate: max_len ", o.max_len(),
               " must be below the model's max_len ", model.options.max_len());

@@ -12,6 +12,7 @@
 
 #include <torch/torch.h>
 
+#include "models/common/eval_mode.h"
 #include "train/config.h"
 
 namespace zoo {
@@ -20,13 +21,8 @@ namespace zoo {
 /// when f throws.
 template <class F>
 auto in_eval_mode(torch::nn::Module& module, F&& f) {
-  struct Restore {
-    torch::nn::Module& m;
-    bool was_training;
-    ~Restore() { m.train(was_training); }
-  } restore{module, module.is_training()};
+  EvalModeGuard eval_mode(module);
   torch::NoGradGuard no_grad;
-  module.eval();
   return f();
 }
 
