@@ -40,7 +40,10 @@ void bert_init_weights(torch::nn::Module& module, double std) {
   }
 }
 
-BertEmbeddingsImpl::BertEmbeddingsImpl(const BertOptions& o) {
+BertEmbeddingsImpl::BertEmbeddingsImpl(const BertOptions& o) : options(o) { reset(); }
+
+void BertEmbeddingsImpl::reset() {
+  const auto& o = options;
   word_embeddings = register_module("word_embeddings", torch::nn::Embedding(o.vocab_size(), o.hidden_size()));
   position_embeddings = register_module("position_embeddings", torch::nn::Embedding(o.max_position(), o.hidden_size()));
   token_type_embeddings =
@@ -58,8 +61,10 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids, const 
   return dropout(LayerNorm(x));
 }
 
-BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o)
-    : heads(o.num_heads()), attention_dropout(o.attention_dropout()) {
+BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o) : options(o) { reset(); }
+
+void BertSelfAttentionImpl::reset() {
+  const auto& o = options;
   TORCH_CHECK(o.hidden_size() % o.num_heads() == 0, "BERT: num_heads ", o.num_heads(), " does not divide hidden_size ",
               o.hidden_size());
   query = register_module("query", torch::nn::Linear(o.hidden_size(), o.hidden_size()));
@@ -69,14 +74,18 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o)
 
 torch::Tensor BertSelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   const auto b = x.size(0), t = x.size(1), h = x.size(2);
+  const auto heads = options.num_heads();
   auto split = [&](const torch::Tensor& y) { return y.view({b, t, heads, h / heads}).transpose(1, 2); };  // (B, A, T, H/A)
   auto ctx = scaled_dot_product_attention(split(query(x)), split(key(x)), split(value(x)), mask,
-                                          is_training() ? attention_dropout : 0.0);
+                                          is_training() ? options.attention_dropout() : 0.0);
   return ctx.transpose(1, 2).reshape({b, t, h});
 }
 
-BertResidualImpl::BertResidualImpl(int64_t in, const BertOptions& o) {
-  dense = register_module("dense", torch::nn::Linear(in, o.hidden_size()));
+BertResidualImpl::BertResidualImpl(int64_t in, const BertOptions& o) : in_features(in), options(o) { reset(); }
+
+void BertResidualImpl::reset() {
+  const auto& o = options;
+  dense = register_module("dense", torch::nn::Linear(in_features, o.hidden_size()));
   LayerNorm = register_module("LayerNorm", bert_layer_norm(o));
   dropout = register_module("dropout", Dropout(o.dropout()));
 }
@@ -85,7 +94,10 @@ torch::Tensor BertResidualImpl::forward(const torch::Tensor& x, const torch::Ten
   return LayerNorm(dropout(dense(x)) + residual);
 }
 
-BertAttentionImpl::BertAttentionImpl(const BertOptions& o) {
+BertAttentionImpl::BertAttentionImpl(const BertOptions& o) : options(o) { reset(); }
+
+void BertAttentionImpl::reset() {
+  const auto& o = options;
   self = register_module("self", BertSelfAttention(o));
   output = register_module("output", BertResidual(o.hidden_size(), o));
 }
@@ -94,11 +106,17 @@ torch::Tensor BertAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   return output(self(x, mask), x);
 }
 
-BertIntermediateImpl::BertIntermediateImpl(const BertOptions& o) {
+BertIntermediateImpl::BertIntermediateImpl(const BertOptions& o) : options(o) { reset(); }
+
+void BertIntermediateImpl::reset() {
+  const auto& o = options;
   dense = register_module("dense", torch::nn::Linear(o.hidden_size(), o.intermediate_size()));
 }
 
-BertLayerImpl::BertLayerImpl(const BertOptions& o) {
+BertLayerImpl::BertLayerImpl(const BertOptions& o) : options(o) { reset(); }
+
+void BertLayerImpl::reset() {
+  const auto& o = options;
   attention = register_module("attention", BertAttention(o));
   intermediate = register_module("intermediate", BertIntermediate(o));
   output = register_module("output", BertResidual(o.intermediate_size(), o));
@@ -109,7 +127,10 @@ torch::Tensor BertLayerImpl::forward(const torch::Tensor& x, const torch::Tensor
   return output(intermediate(a), a);
 }
 
-BertEncoderImpl::BertEncoderImpl(const BertOptions& o) {
+BertEncoderImpl::BertEncoderImpl(const BertOptions& o) : options(o) { reset(); }
+
+void BertEncoderImpl::reset() {
+  const auto& o = options;
   layer = register_module("layer", torch::nn::ModuleList());
   for (int64_t i = 0; i < o.num_layers(); ++i) layer->push_back(BertLayer(o));
 }
@@ -119,11 +140,16 @@ torch::Tensor BertEncoderImpl::forward(torch::Tensor x, const torch::Tensor& mas
   return x;
 }
 
-BertPoolerImpl::BertPoolerImpl(const BertOptions& o) {
+BertPoolerImpl::BertPoolerImpl(const BertOptions& o) : options(o) { reset(); }
+
+void BertPoolerImpl::reset() {
+  const auto& o = options;
   dense = register_module("dense", torch::nn::Linear(o.hidden_size(), o.hidden_size()));
 }
 
-BertModelImpl::BertModelImpl(const BertOptions& options_) : options(options_) {
+BertModelImpl::BertModelImpl(const BertOptions& options_) : options(options_) { reset(); }
+
+void BertModelImpl::reset() {
   embeddings = register_module("embeddings", BertEmbeddings(options));
   encoder = register_module("encoder", BertEncoder(options));
   pooler = register_module("pooler", BertPooler(options));
@@ -139,13 +165,21 @@ BertOutput BertModelImpl::forward(const torch::Tensor& input_ids, const torch::T
   return {sequence, pooler(sequence)};
 }
 
-BertPredictionHeadTransformImpl::BertPredictionHeadTransformImpl(const BertOptions& o) {
+BertPredictionHeadTransformImpl::BertPredictionHeadTransformImpl(const BertOptions& o) : options(o) { reset(); }
+
+void BertPredictionHeadTransformImpl::reset() {
+  const auto& o = options;
   dense = register_module("dense", torch::nn::Linear(o.hidden_size(), o.hidden_size()));
   LayerNorm = register_module("LayerNorm", bert_layer_norm(o));
 }
 
 BertLMPredictionHeadImpl::BertLMPredictionHeadImpl(const BertOptions& o, torch::nn::Embedding tied)
-    : decoder(std::move(tied)) {
+    : decoder(std::move(tied)), options(o) {
+  reset();
+}
+
+void BertLMPredictionHeadImpl::reset() {
+  const auto& o = options;
   transform = register_module("transform", BertPredictionHeadTransform(o));
   bias = register_parameter("bias", torch::zeros({o.vocab_size()}));
 }
@@ -154,15 +188,31 @@ torch::Tensor BertLMPredictionHeadImpl::forward(const torch::Tensor& hidden) {
   return torch::nn::functional::linear(transform(hidden), decoder->weight, bias);
 }
 
-BertPreTrainingHeadsImpl::BertPreTrainingHeadsImpl(const BertOptions& o, torch::nn::Embedding tied) {
-  predictions = register_module("predictions", BertLMPredictionHead(o, std::move(tied)));
+BertPreTrainingHeadsImpl::BertPreTrainingHeadsImpl(const BertOptions& o, torch::nn::Embedding tied_)
+    : tied(std::move(tied_)), options(o) {
+  reset();
+}
+
+void BertPreTrainingHeadsImpl::reset() {
+  const auto& o = options;
+  predictions = register_module("predictions", BertLMPredictionHead(o, tied));
   seq_relationship = register_module("seq_relationship", torch::nn::Linear(o.hidden_size(), 2));
 }
 
-BertForPreTrainingImpl::BertForPreTrainingImpl(const BertOptions& options) {
+BertForPreTrainingImpl::BertForPreTrainingImpl(const BertOptions& options_) : options(options_) { reset(); }
+
+void BertForPreTrainingImpl::reset() {
   bert = register_module("bert", BertModel(options));
   cls = register_module("cls", BertPreTrainingHeads(options, bert->embeddings->word_embeddings));
   bert_init_weights(*cls, options.initializer_range());
+}
+
+std::shared_ptr<torch::nn::Module> BertForPreTrainingImpl::clone(const torch::optional<torch::Device>& device) const {
+  // Cloneable copies the heads as cloned on their own: tied to this model's word embeddings.
+  auto copy = std::dynamic_pointer_cast<BertForPreTrainingImpl>(Cloneable::clone(device));
+  copy->cls->tied = copy->bert->embeddings->word_embeddings;
+  copy->cls->predictions->decoder = copy->bert->embeddings->word_embeddings;
+  return copy;
 }
 
 BertPreTrainingOutput BertForPreTrainingImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
@@ -174,7 +224,12 @@ BertPreTrainingOutput BertForPreTrainingImpl::forward(const torch::Tensor& input
   return {cls->predictions(hidden), cls->seq_relationship(out.pooled)};
 }
 
-BertForTokenClassificationImpl::BertForTokenClassificationImpl(const BertOptions& options, int64_t num_labels) {
+BertForTokenClassificationImpl::BertForTokenClassificationImpl(const BertOptions& options_, int64_t num_labels_)
+    : options(options_), num_labels(num_labels_) {
+  reset();
+}
+
+void BertForTokenClassificationImpl::reset() {
   bert = register_module("bert", BertModel(options));
   dropout = register_module("dropout", Dropout(options.dropout()));
   classifier = register_module("classifier", torch::nn::Linear(options.hidden_size(), num_labels));
@@ -186,7 +241,12 @@ torch::Tensor BertForTokenClassificationImpl::forward(const torch::Tensor& input
   return classifier(dropout(bert(input_ids, token_type_ids, attention_mask).sequence));
 }
 
-BertForSequenceClassificationImpl::BertForSequenceClassificationImpl(const BertOptions& options, int64_t num_labels) {
+BertForSequenceClassificationImpl::BertForSequenceClassificationImpl(const BertOptions& options_, int64_t num_labels_)
+    : options(options_), num_labels(num_labels_) {
+  reset();
+}
+
+void BertForSequenceClassificationImpl::reset() {
   bert = register_module("bert", BertModel(options));
   dropout = register_module("dropout", Dropout(options.dropout()));
   classifier = register_module("classifier", torch::nn::Linear(options.hidden_size(), num_labels));

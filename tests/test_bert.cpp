@@ -280,6 +280,40 @@ TEST_CASE("BERT parameters follow the usual layout, and the MLM decoder is the w
   CHECK_THROWS(zoo::BertOptions::preset("huge", 10));
 }
 
+TEST_CASE("BERT modules clone: the same outputs, their own parameters, the copy's decoder tied to its own embedding", "[bert]") {
+  torch::manual_seed(0);
+  auto m = zoo::BertForPreTraining(zoo::BertOptions::preset("tiny", 100));
+  m->eval();
+  auto copy = std::dynamic_pointer_cast<zoo::BertForPreTrainingImpl>(m->clone());
+  REQUIRE(copy);
+  copy->eval();
+  auto ids = torch::randint(5, 100, {2, 9}), types = torch::zeros({2, 9}, torch::kLong), mask = torch::ones({2, 9});
+  auto a = m->forward(ids, types, mask), b = copy->forward(ids, types, mask);
+  CHECK(torch::equal(a.mlm_logits, b.mlm_logits));
+  CHECK(torch::equal(a.nsp_logits, b.nsp_logits));
+  const auto params = m->named_parameters(), copied = copy->named_parameters();
+  REQUIRE(copied.size() == params.size());
+  for (const auto& p : params) CHECK(copied[p.key()].data_ptr() != p.value().data_ptr());
+  // The tie: the copy's MLM decoder is the copy's word embedding (a step on it moves both), and
+  // the original keeps its own.
+  CHECK(copy->cls->predictions->decoder->weight.data_ptr() == copy->bert->embeddings->word_embeddings->weight.data_ptr());
+  CHECK(m->cls->predictions->decoder->weight.data_ptr() == m->bert->embeddings->word_embeddings->weight.data_ptr());
+  {
+    torch::NoGradGuard no_grad;
+    copy->bert->embeddings->word_embeddings->weight.add_(1.0);
+  }
+  CHECK(torch::equal(m->forward(ids, types, mask).mlm_logits, a.mlm_logits));
+  CHECK_FALSE(torch::equal(copy->forward(ids, types, mask).mlm_logits, a.mlm_logits));
+  // A fine-tuning model clones too.
+  auto tagger = zoo::BertForTokenClassification(zoo::BertOptions::preset("tiny", 100), 12);
+  tagger->eval();
+  auto tagger_copy = std::dynamic_pointer_cast<zoo::BertForTokenClassificationImpl>(tagger->clone());
+  REQUIRE(tagger_copy);
+  tagger_copy->eval();
+  CHECK(torch::equal(tagger->forward(ids, types, mask), tagger_copy->forward(ids, types, mask)));
+  CHECK(tagger_copy->classifier->weight.size(0) == 12);
+}
+
 TEST_CASE("SpamAssassin: subject and body, MIME decoded, split by message digest", "[bert][data]") {
   const std::string raw =
       "From: a@b.c\nSubject: Cheap\n  offers\nContent-Type: text/html\nContent-Transfer-Encoding: quoted-printable\n\n"
