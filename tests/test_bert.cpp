@@ -3,6 +3,7 @@
 // pretrain -> fine-tune path end to end.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -412,6 +413,28 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
   auto none = zoo::test::run(zoo::test::zoo_bin() + " fill-mask --checkpoint " + ckpt + " 'no mask here'");
   CHECK(none.code == 2);
   CHECK_THAT(none.output, Contains("no [MASK]"));
+  {  // Texts on standard input: a line each, "text<TAB>token p token p token p" (a field per [MASK]),
+     // the same tokens and probabilities as the text given alone.
+    auto piped = zoo::test::run("printf 'He went to [MASK] store.\\nThe [MASK] was [MASK].\\n' | " +
+                                zoo::test::zoo_bin() + " fill-mask --checkpoint " + ckpt + " --top 3");
+    INFO(piped.output);
+    REQUIRE(piped.code == 0);
+    std::istringstream lines(piped.output);
+    std::vector<std::string> rows;
+    for (std::string line; std::getline(lines, line);) rows.push_back(line);
+    REQUIRE(rows.size() == 2);
+    const auto at = fill.output.find("[MASK] 1:");
+    std::string alone = fill.output.substr(at + 9, fill.output.find('\n', at) - at - 9);
+    std::string joined;  // "  t1 p1  t2 p2" -> "t1 p1 t2 p2"
+    std::istringstream words(alone);
+    for (std::string w; words >> w;) joined += (joined.empty() ? "" : " ") + w;
+    CHECK(rows[0] == "He went to [MASK] store.\t" + joined);
+    CHECK(std::count(rows[1].begin(), rows[1].end(), '\t') == 2);  // two [MASK]s
+    auto bad = zoo::test::run("printf 'The [MASK] sat.\\nno mask here\\n' | " + zoo::test::zoo_bin() +
+                              " fill-mask --checkpoint " + ckpt);
+    CHECK(bad.code == 2);
+    CHECK_THAT(bad.output, Contains("zoo fill-mask: line 2 of standard input: fill-mask: the text has no [MASK] token"));
+  }
 
   // zoo embed: the mean of the last layer's states over [CLS] text [SEP], whatever else is in the call.
   const std::string short_text = "He went to the store.";

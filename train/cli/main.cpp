@@ -47,7 +47,7 @@ commands:
   sample  {vae,gan,ddpm,ddim} [--checkpoint C] [--n 64] [--seed 0] [--out grid.png] [--columns 8 | --interpolate K [--between A.png,B.png]]
           (ddim: [--steps S] [--eta E] [--spacing S]; ddpm: [--variance V]; without --checkpoint, the newest DDPM run)
   g2p     --checkpoint C [--no-stress] [WORD]...   pronunciations (words from standard input when none are given)
-  fill-mask --checkpoint C "TEXT with [MASK]" [--top K]
+  fill-mask --checkpoint C ["TEXT with [MASK]"] [--top K]   the likeliest tokens for each [MASK] (texts from standard input, a line each, when none is given)
   zero-shot --checkpoint C --labels "sneaker,bag,coat" (--image FILE | [IMAGE]...)   each label's probability for FILE;
           for several images (from standard input, a line each, when none are given) one line each: file, best label, probability
   embed   --checkpoint C [--images|--texts] [INPUT]...   a vector per image file or text (inputs from standard input, a line each, when none are given)
@@ -493,6 +493,24 @@ std::pair<std::unique_ptr<zoo::Task>, T*> load_as(const std::string& checkpoint,
   return {std::move(task), typed};
 }
 
+/// Reads one line of `in` into `line` (without its "\n" or "\r\n"); false at the end. A line of
+/// `max` characters or more is a UsageError, so `< /dev/zero` is refused rather than read without end.
+bool read_line(std::istream& in, std::string& line, size_t max, const std::string& command, const std::string& what) {
+  line.clear();
+  int c;
+  bool any = false;
+  while ((c = in.get()) != std::char_traits<char>::eof()) {
+    any = true;
+    if (c == '\n') break;
+    line.push_back(static_cast<char>(c));
+    if (line.size() >= max)
+      throw zoo::UsageError("zoo " + command + ": a line on standard input runs to " + std::to_string(max) +
+                            " characters or more; give one " + what + " per line");
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  return any;
+}
+
 int cmd_g2p(int argc, char** argv) {
   cxxopts::Options o("zoo g2p", "Print the pronunciation (ARPAbet, CMUdict style) of each word with a transformer_g2p "
                                 "checkpoint.\n  zoo g2p --checkpoint C WORD...\n  echo ZOOLOGY | zoo g2p --checkpoint C");
@@ -541,48 +559,70 @@ int cmd_g2p(int argc, char** argv) {
 }
 
 int cmd_fill_mask(int argc, char** argv) {
-  cxxopts::Options o("zoo fill-mask", "Print the most probable tokens for each [MASK] in a text with a bert_mlm "
-                                      "checkpoint.\n  zoo fill-mask --checkpoint C \"The [MASK] is barking loudly.\"");
+  cxxopts::Options o("zoo fill-mask",
+                     "Print the most probable tokens for each [MASK] in a text with a bert_mlm checkpoint.\n"
+                     "  zoo fill-mask --checkpoint C \"The [MASK] is barking loudly.\"\n"
+                     "    [MASK] 1:  token probability  token probability ...   (a line per [MASK])\n"
+                     "  zoo fill-mask --checkpoint C < texts.txt   (a text a line)\n"
+                     "    one line per text, in order: the text, then for each [MASK] its tokens and probabilities, "
+                     "tab-separated");
   o.add_options()("checkpoint", "bert_mlm checkpoint", cxxopts::value<std::string>())(
-      "text", "text with one or more [MASK] tokens", cxxopts::value<std::vector<std::string>>())(
+      "text", "text with one or more [MASK] tokens (default: texts from standard input, one a line)",
+      cxxopts::value<std::vector<std::string>>())(
       "top", "tokens shown per [MASK]", cxxopts::value<int64_t>()->default_value("5"))(
       "s,set", "override a stored key, e.g. train.device=cpu", cxxopts::value<std::vector<std::string>>());
   o.parse_positional({"text"});
   auto r = parse(o, argc, argv);
   if (!r.count("checkpoint")) throw zoo::UsageError("zoo fill-mask: --checkpoint is required (a bert_mlm run's best.pt)");
-  if (!r.count("text")) throw zoo::UsageError("zoo fill-mask: give a text with [MASK], e.g. \"The [MASK] is barking.\"");
   const auto k = r["top"].as<int64_t>();
   if (k < 1) throw zoo::UsageError("--top " + std::to_string(k) + ": expected at least 1");
-  std::string text;
-  for (const auto& t : r["text"].as<std::vector<std::string>>()) text += (text.empty() ? "" : " ") + t;
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   auto [task, mlm] = load_as<zoo::MaskedLanguageModelTask>(r["checkpoint"].as<std::string>(), sets,
                                                            "a masked language model (bert_mlm)");
-  auto fills = mlm->fill_mask(text, k);
-  for (size_t m = 0; m < fills.size(); ++m) {
-    std::cout << "[MASK] " << m + 1 << ":";
-    for (const auto& [token, p] : fills[m]) std::cout << "  " << token << " " << std::fixed << std::setprecision(3) << p;
-    std::cout << "\n";
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(3);
+  if (r.count("text")) {  // one text, its words as the arguments
+    std::string text;
+    for (const auto& t : r["text"].as<std::vector<std::string>>()) text += (text.empty() ? "" : " ") + t;
+    const auto fills = mlm->fill_mask(text, k);
+    for (size_t m = 0; m < fills.size(); ++m) {
+      out << "[MASK] " << m + 1 << ":";
+      for (const auto& [token, p] : fills[m]) out << "  " << token << " " << p;
+      out << "\n";
+    }
+    std::cout << out.str() << std::flush;
+    return kExitOk;
   }
+  int64_t done = 0;  // texts answered
+  auto print = [&](const std::vector<std::string>& texts) {
+    out.str("");
+    for (const auto& text : texts) {
+      const auto at = "zoo fill-mask: line " + std::to_string(++done) + " of standard input: ";
+      if (text.find('\t') != std::string::npos)
+        throw zoo::UsageError(at + "holds a tab, which separates the output's fields; give texts without tabs");
+      std::vector<std::vector<std::pair<std::string, double>>> fills;
+      try {
+        fills = mlm->fill_mask(text, k);
+      } catch (const zoo::UsageError& e) {
+        throw zoo::UsageError(at + e.what());
+      }
+      out << text;
+      for (const auto& row : fills) {
+        out << "\t";
+        for (size_t j = 0; j < row.size(); ++j) out << (j ? " " : "") << row[j].first << " " << row[j].second;
+      }
+      out << "\n";
+    }
+    std::cout << out.str() << std::flush;
+    check_stdout();
+  };
+  auto read = [&](std::string& line, bool& line_end) {
+    return line_end = true, read_line(std::cin, line, 1000000, "fill-mask", "text");
+  };
+  if (!answer_stdin(read, print))
+    throw zoo::UsageError("zoo fill-mask: give a text with [MASK], e.g. \"The [MASK] is barking.\" (as the arguments, "
+                          "or texts on standard input, one a line)");
   return kExitOk;
-}
-
-/// Reads one line of `in` into `line` (without its "\n" or "\r\n"); false at the end. A line of
-/// `max` characters or more is a UsageError, so `< /dev/zero` is refused rather than read without end.
-bool read_line(std::istream& in, std::string& line, size_t max, const std::string& command, const std::string& what) {
-  line.clear();
-  int c;
-  bool any = false;
-  while ((c = in.get()) != std::char_traits<char>::eof()) {
-    any = true;
-    if (c == '\n') break;
-    line.push_back(static_cast<char>(c));
-    if (line.size() >= max)
-      throw zoo::UsageError("zoo " + command + ": a line on standard input runs to " + std::to_string(max) +
-                            " characters or more; give one " + what + " per line");
-  }
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-  return any;
 }
 
 /// The grey 28x28 images (N, 1, 28, 28) of image files; `done` files were read before these (for
