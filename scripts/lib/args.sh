@@ -11,9 +11,10 @@ show_help() { sed -n '2,/^[^#]/{/^#/s/^# \{0,1\}//p}' "$0"; }
 # need_value OPTION COUNT: OPTION, with COUNT arguments left from it on, has a value after it.
 need_value() { [ "$2" -ge 2 ] || usage_error "$1 needs a value"; }
 
-# whole OPTION VALUE MIN: VALUE is a whole number of at least MIN (at most nine digits).
+# whole OPTION VALUE MIN: VALUE is a whole number of at least MIN (at most nine digits, no leading
+# zero: bash arithmetic would read 010 as octal).
 whole() {
-  [[ $2 =~ ^[0-9]{1,9}$ ]] && [ "$((10#$2))" -ge "$3" ] || usage_error "$1 '$2': expected a whole number of at least $3"
+  [[ $2 =~ ^(0|[1-9][0-9]{0,8})$ ]] && [ "$2" -ge "$3" ] || usage_error "$1 '$2': expected a whole number of at least $3"
 }
 
 # no_arguments "$@": a script that takes no arguments; -h or --help prints its header and exits 0.
