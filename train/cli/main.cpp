@@ -511,6 +511,25 @@ bool read_line(std::istream& in, std::string& line, size_t max, const std::strin
   return any;
 }
 
+/// `answer` for standard input's lines, a line an input (`what`, named in zoo COMMAND's messages),
+/// 256 at a time as they come; false when standard input held none.
+template <class Answer>
+bool answer_lines(const std::string& command, const std::string& what, Answer answer) {
+  auto read = [&](std::string& line, bool& line_end) {
+    return line_end = true, read_line(std::cin, line, 1000000, command, what);
+  };
+  return answer_stdin(read, answer);
+}
+
+/// `answer` for the inputs given as option `option` (in one call), or else for standard input's
+/// lines as answer_lines reads them; UsageError(`none`) when there are neither.
+template <class Answer>
+void answer_inputs(const cxxopts::ParseResult& r, const std::string& option, const std::string& command,
+                   const std::string& what, Answer answer, const std::string& none) {
+  if (r.count(option)) return answer(r[option].as<std::vector<std::string>>());
+  if (!answer_lines(command, what, answer)) throw zoo::UsageError(none);
+}
+
 int cmd_g2p(int argc, char** argv) {
   cxxopts::Options o("zoo g2p", "Print the pronunciation (ARPAbet, CMUdict style) of each word with a transformer_g2p "
                                 "checkpoint.\n  zoo g2p --checkpoint C WORD...\n  echo ZOOLOGY | zoo g2p --checkpoint C");
@@ -616,10 +635,7 @@ int cmd_fill_mask(int argc, char** argv) {
     std::cout << out.str() << std::flush;
     check_stdout();
   };
-  auto read = [&](std::string& line, bool& line_end) {
-    return line_end = true, read_line(std::cin, line, 1000000, "fill-mask", "text");
-  };
-  if (!answer_stdin(read, print))
+  if (!answer_lines("fill-mask", "text", print))
     throw zoo::UsageError("zoo fill-mask: give a text with [MASK], e.g. \"The [MASK] is barking.\" (as the arguments, "
                           "or texts on standard input, one a line)");
   return kExitOk;
@@ -708,16 +724,9 @@ int cmd_zero_shot(int argc, char** argv) {
     check_stdout();
     done += static_cast<int64_t>(files.size());
   };
-  if (r.count("images")) {
-    print(r["images"].as<std::vector<std::string>>());
-    return kExitOk;
-  }
-  auto read = [&](std::string& line, bool& line_end) {
-    return line_end = true, read_line(std::cin, line, 1000000, "zero-shot", "image file");
-  };
-  if (!answer_stdin(read, print))
-    throw zoo::UsageError("zoo zero-shot: no image given (--image FILE, image files as arguments, or their names on "
-                          "standard input, one a line)");
+  answer_inputs(r, "images", "zero-shot", "image file", print,
+                "zoo zero-shot: no image given (--image FILE, image files as arguments, or their names on standard "
+                "input, one a line)");
   return kExitOk;
 }
 
@@ -782,14 +791,9 @@ int cmd_embed(int argc, char** argv) {
     check_stdout();
     done += static_cast<int64_t>(inputs.size());
   };
-  if (r.count("inputs")) {
-    print(r["inputs"].as<std::vector<std::string>>());
-    return kExitOk;
-  }
   const std::string what = images ? "image file" : "text";  // standard input: one a line
-  auto read = [&](std::string& line, bool& line_end) { return line_end = true, read_line(std::cin, line, 1000000, "embed", what); };
-  if (!answer_stdin(read, print))
-    throw zoo::UsageError("zoo embed: no inputs given (pass " + what + "s as arguments or on standard input, one a line)");
+  answer_inputs(r, "inputs", "embed", what, print,
+                "zoo embed: no inputs given (pass " + what + "s as arguments or on standard input, one a line)");
   return kExitOk;
 }
 
