@@ -479,8 +479,9 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   // The flags' own bad values are named as given, not as the --set they become; a value given
   // twice, and a seed that sampling would not read, are refused.
   for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
-           {"--steps 0", "--steps 0: expected at least 1 sampling step"},
-           {"--eta 1.0000001", "--eta 1.0000001: expected a number from 0 (deterministic) to 1"},
+           {"--steps 0", "--steps 0: sample.steps: must be at least 1, got 0"},
+           {"--eta 1.0000001", "--eta 1.0000001: sample.eta: must be at most 1, got 1.0000001"},
+           {"--spacing even", "--spacing even: sample.spacing: must be one of linspace leading trailing, got 'even'"},
            {"--set sample.eta=1.0000001", "sample.eta: must be at most 1, got 1.0000001"},
            {"--set sample.steps=3 --steps 2", "--set sample.steps=3 and --steps: give the value once"},
            {"--set train.seed=5", "--set train.seed=5: zoo sample draws with --seed (default 0); use --seed"}})

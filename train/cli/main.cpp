@@ -400,19 +400,16 @@ int cmd_sample(int argc, char** argv) {
     for (const char* flag : {"steps", "eta", "spacing", "variance"})  // one of the two, not both
       if (r.count(flag) && s.rfind(std::string("sample.") + flag + "=", 0) == 0)
         throw zoo::UsageError("--set " + s + " and --" + flag + ": give the value once");
-  if (r.count("steps")) {
-    const auto steps = r["steps"].as<int64_t>();
-    if (steps < 1) throw zoo::UsageError("--steps " + std::to_string(steps) + ": expected at least 1 sampling step");
-    sets.push_back("sample.steps=" + std::to_string(steps));
-  }
-  if (r.count("eta")) {
-    const double e = r["eta"].as<double>();
-    if (!(e >= 0 && e <= 1))
-      throw zoo::UsageError("--eta " + zoo::show_value(e) + ": expected a number from 0 (deterministic) to 1");
-    sets.push_back("sample.eta=" + zoo::show_value(e));  // the digits that read back as e (std::to_string: 1e-7 -> 0)
-  }
-  if (r.count("spacing")) sets.push_back("sample.spacing=" + r["spacing"].as<std::string>());
-  if (r.count("variance")) sets.push_back("sample.variance=" + r["variance"].as<std::string>());
+  // The flags become --set pairs, which the config's schema checks; its message names the flag.
+  std::vector<std::pair<std::string, std::string>> from_flags;  // (--flag value, the --set pair)
+  auto flag = [&](const std::string& name, const std::string& value) {
+    from_flags.emplace_back("--" + name + " " + value, "sample." + name + "=" + value);
+    sets.push_back(from_flags.back().second);
+  };
+  if (r.count("steps")) flag("steps", std::to_string(r["steps"].as<int64_t>()));
+  if (r.count("eta")) flag("eta", zoo::show_value(r["eta"].as<double>()));  // the digits that read back as it
+  if (r.count("spacing")) flag("spacing", r["spacing"].as<std::string>());
+  if (r.count("variance")) flag("variance", r["variance"].as<std::string>());
   auto columns = r["columns"].as<int64_t>();
   if (columns < 1)
     throw zoo::UsageError("--columns " + std::to_string(columns) + ": expected at least 1 image per row");
@@ -446,7 +443,15 @@ int cmd_sample(int argc, char** argv) {
   }
   const auto out = r["out"].as<std::string>();
   check_output(out, "--out", checkpoint, /*renamed_over=*/true);
-  auto task = zoo::load_task(std::move(*archive), checkpoint, sets);
+  std::unique_ptr<zoo::Task> task;
+  try {
+    task = zoo::load_task(std::move(*archive), checkpoint, sets);
+  } catch (const zoo::UsageError& e) {
+    const std::string what = e.what();
+    for (const auto& [shown, set] : from_flags)
+      if (what.rfind("--set " + set + ": ", 0) == 0) throw zoo::UsageError(shown + what.substr(6 + set.size()));
+    throw;
+  }
   torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
   const int64_t rows = ends.empty() ? n : 1;
   auto images = !ends.empty() ? task->interpolate_between(ends[0], ends[1], per_row)
