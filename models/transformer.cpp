@@ -281,10 +281,14 @@ std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, cons
 }
 
 size_t best_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::string>& keys, double alpha) {
+  return ranked_merged(nbest, keys, alpha).front();
+}
+
+std::vector<size_t> ranked_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::string>& keys,
+                                  double alpha) {
   TORCH_CHECK(!nbest.empty() && nbest.size() == keys.size(), "best_merged: ", nbest.size(), " hypotheses and ",
               keys.size(), " keys");
-  size_t best = 0;
-  double best_score = -std::numeric_limits<double>::infinity();
+  std::vector<std::pair<double, size_t>> ranked;  // (merged score, first index) of each key
   std::vector<bool> seen(nbest.size(), false);
   for (size_t i = 0; i < nbest.size(); ++i) {
     if (seen[i]) continue;
@@ -296,10 +300,12 @@ size_t best_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::
     const double top = *std::max_element(members.begin(), members.end());
     double sum = 0;
     for (double m : members) sum += std::exp(m - top);
-    const double score = (top + std::log(sum)) / length_penalty(nbest[i].length, alpha);
-    if (score > best_score) best = i, best_score = score;
+    ranked.emplace_back((top + std::log(sum)) / length_penalty(nbest[i].length, alpha), i);
   }
-  return best;
+  std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::vector<size_t> out;
+  for (const auto& r : ranked) out.push_back(r.second);
+  return out;
 }
 
 torch::Tensor label_smoothed_cross_entropy(const torch::Tensor& logits, const torch::Tensor& target, double eps,

@@ -170,6 +170,12 @@ std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, cons
 /// nbest, its best as generate_nbest orders them (its length, where a key's lengths differ).
 size_t best_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::string>& keys, double alpha);
 
+/// Every key once, best first, as best_merged scores them: the index in `nbest` of each key's
+/// first hypothesis, in descending order of the key's merged score (ties: the order of nbest).
+/// best_merged is its front.
+std::vector<size_t> ranked_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::string>& keys,
+                                  double alpha);
+
 /// Cross-entropy against label-smoothed targets q = (1 - eps) one_hot(y) + eps / V (Szegedy et
 /// al. 2016, used in Sec. 5.4 of Vaswani et al.), averaged over positions whose target is not
 /// ignore_index. logits (N, V), target (N).

@@ -245,6 +245,12 @@ TEST_CASE("the n-best list: generate's answer first, each scored log p / lp(|Y|)
   // "b" is (-100 + log(1 + e^-900)) / lp(40) = -0.0042 at alpha 5, below "a"'s -0.05 / lp(40).
   std::vector<zoo::Hypothesis> far{hyp(-0.05, 40, 5.0), hyp(-1000.0, 40, 5.0), hyp(-100.0, 1, 5.0)};
   CHECK(zoo::best_merged(far, {"a", "b", "b"}, 5.0) == 0);
+  // ranked_merged: every key once, at its first hypothesis, best merged score first.
+  CHECK(zoo::ranked_merged(list, {"a", "b", "b"}, 0.0) == std::vector<size_t>{1, 0});  // -0.556, -1.0
+  CHECK(zoo::ranked_merged(list, {"a", "b", "c"}, 0.0) == std::vector<size_t>{0, 1, 2});
+  CHECK(zoo::ranked_merged(close, {"a", "b", "b"}, 1.0) == std::vector<size_t>{1, 0});
+  std::vector<zoo::Hypothesis> four{hyp(-1.0, 3, 0.0), hyp(-1.1, 3, 0.0), hyp(-1.2, 3, 0.0), hyp(-1.25, 3, 0.0)};
+  CHECK(zoo::ranked_merged(four, {"a", "b", "c", "c"}, 0.0) == std::vector<size_t>{2, 0, 1});  // c: -0.53
 }
 
 TEST_CASE("label-smoothed cross-entropy equals its formula on a hand-made example", "[transformer]") {
@@ -392,4 +398,34 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   auto bad_how = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " --set decode.no_stress=max cat");
   CHECK(bad_how.code == 2);
   CHECK_THAT(bad_how.output, Contains("decode.no_stress"));
+
+  // --nbest K: up to K different pronunciations a word, CMUdict's alternates (WORD, WORD(1), ...),
+  // the first the one plain zoo g2p prints; with and without stress, each rule.
+  for (const std::string flags : {"", " --no-stress", " --no-stress --set decode.no_stress=strip"}) {
+    INFO("flags:" << flags);
+    const auto base = zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " --set decode.beam_size=6" + flags;
+    auto one = zoo::test::run(base + " read cat");
+    auto many = zoo::test::run(base + " --nbest 4 read cat");
+    REQUIRE(one.code == 0);
+    REQUIRE(many.code == 0);
+    std::map<std::string, std::vector<std::string>> prons;  // word -> its pronunciations, in order
+    std::vector<std::string> heads;
+    std::istringstream lines(many.output);
+    for (std::string line; std::getline(lines, line);) {
+      std::smatch m;
+      REQUIRE(std::regex_match(line, m, std::regex("([A-Z]+)(\\((\\d)\\))?  (.+)")));
+      CHECK(m[3].str() == (prons[m[1]].empty() ? "" : std::to_string(prons[m[1]].size())));  // READ, READ(1), ...
+      if (prons[m[1]].empty()) heads.push_back(line);
+      prons[m[1]].push_back(m[4]);
+    }
+    INFO(many.output);
+    CHECK(prons.size() == 2);
+    for (const auto& [word, list] : prons) {
+      CHECK(list.size() >= 2);  // six beams give more than one pronunciation
+      CHECK(list.size() <= 4);
+      CHECK(std::set<std::string>(list.begin(), list.end()).size() == list.size());  // all different
+    }
+    CHECK(heads[0] + "\n" + heads[1] + "\n" == one.output);
+  }
+  zoo::test::check_refused("g2p --checkpoint " + ckpt + " --nbest 0 cat", "--nbest 0: expected at least 1 pronunciation a word");
 }

@@ -46,7 +46,7 @@ commands:
   eval    --checkpoint C [--split test|val] [--predictions FILE] [--set section.key=value]...
   sample  {vae,gan,ddpm,ddim} [--checkpoint C] [--n 64] [--seed 0] [--out grid.png] [--columns 8 | --interpolate K [--between A.png,B.png]]
           (ddim: [--steps S] [--eta E] [--spacing S]; ddpm: [--variance V]; without --checkpoint, the newest DDPM run)
-  g2p     --checkpoint C [--no-stress] [WORD]...   pronunciations (words from standard input when none are given)
+  g2p     --checkpoint C [--no-stress] [--nbest K] [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C ["TEXT with [MASK]"] [--top K]   the likeliest tokens for each [MASK] (texts from standard input, a line each, when none is given)
   zero-shot --checkpoint C --labels "sneaker,bag,coat" (--image FILE | [IMAGE]...)   each label's probability for FILE;
           for several images (from standard input, a line each, when none are given) one line each: file, best label, probability
@@ -537,28 +537,36 @@ void answer_inputs(const cxxopts::ParseResult& r, const std::string& option, con
 
 int cmd_g2p(int argc, char** argv) {
   cxxopts::Options o("zoo g2p", "Print the pronunciation (ARPAbet, CMUdict style) of each word with a transformer_g2p "
-                                "checkpoint.\n  zoo g2p --checkpoint C WORD...\n  echo ZOOLOGY | zoo g2p --checkpoint C");
+                                "checkpoint.\n  zoo g2p --checkpoint C WORD...\n  echo ZOOLOGY | zoo g2p --checkpoint C\n"
+                                "  zoo g2p --checkpoint C --nbest 3 READ   (READ, READ(1), READ(2): alternates as "
+                                "CMUdict writes them)");
   o.add_options()("checkpoint", "transformer_g2p checkpoint", cxxopts::value<std::string>())(
       "words", "words (default: whitespace-separated words read from standard input)",
       cxxopts::value<std::vector<std::string>>())(
       "no-stress", "print the pronunciations without stress marks (how: decode.no_stress)")(
+      "nbest", "up to this many different pronunciations a word, best first (at most the beam's: decode.beam_size)",
+      cxxopts::value<int64_t>()->default_value("1"))(
       "s,set", "override a stored key, e.g. decode.beam_size=1 or train.device=cpu",
       cxxopts::value<std::vector<std::string>>());
   o.parse_positional({"words"});
   auto r = parse(o, argc, argv);
   if (!r.count("checkpoint")) throw zoo::UsageError("zoo g2p: --checkpoint is required (a transformer_g2p run's best.pt)");
+  const auto nbest = r["nbest"].as<int64_t>();
+  if (nbest < 1) throw zoo::UsageError("--nbest " + std::to_string(nbest) + ": expected at least 1 pronunciation a word");
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   auto [task, g2p] = load_as<zoo::G2PTask>(r["checkpoint"].as<std::string>(), sets, "a G2P model (transformer_g2p)");
   torch::NoGradGuard no_grad;
   const bool no_stress = r.count("no-stress") > 0;
   auto print = [&](const std::vector<std::string>& words) {
-    auto prons = g2p->pronounce(words, no_stress);
+    auto prons = g2p->pronounce_nbest(words, no_stress, nbest);
     for (size_t i = 0; i < words.size(); ++i) {
       std::string upper = words[i];
       for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      std::cout << upper << " ";
-      for (const auto& p : prons[i]) std::cout << " " << p;
-      std::cout << "\n";
+      for (size_t k = 0; k < prons[i].size(); ++k) {  // CMUdict's alternates: WORD, WORD(1), WORD(2), ...
+        std::cout << upper << (k ? "(" + std::to_string(k) + ")" : std::string()) << " ";
+        for (const auto& p : prons[i][k]) std::cout << " " << p;
+        std::cout << "\n";
+      }
     }
     std::cout.flush();
     check_stdout();

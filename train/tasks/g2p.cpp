@@ -200,6 +200,23 @@ class TransformerG2P : public G2PTask {
     return out;
   }
 
+  std::vector<std::vector<std::vector<std::string>>> pronounce_nbest(const std::vector<std::string>& words,
+                                                                     bool no_stress, int64_t k) override {
+    TORCH_CHECK(k >= 1, "pronounce_nbest: k must be at least 1, got ", k);
+    std::vector<std::vector<std::vector<std::string>>> out;
+    for (const auto& hyps : decode(words)) {
+      std::vector<std::vector<std::string>> ranked;
+      if (no_stress) {
+        ranked = plain_pronunciations(hyps);
+      } else {
+        for (const auto& h : hyps) ranked.push_back(phones_of(h));  // distinct token sequences, best first
+      }
+      if (static_cast<int64_t>(ranked.size()) > k) ranked.resize(static_cast<size_t>(k));
+      out.push_back(std::move(ranked));
+    }
+    return out;
+  }
+
   /// pronunciations.txt: the first 40 test words with the model's pronunciation and the references.
   void write_outputs(const std::string& dir) override {
     auto entries = load_cmudict(root_, "test");
@@ -241,6 +258,12 @@ class TransformerG2P : public G2PTask {
   /// The pronunciation without stress marks that decode.no_stress picks from a word's hypotheses.
   std::vector<std::string> plain_pronunciation(const std::vector<Hypothesis>& hyps) const {
     if (!sum_stress_ || !stress_ || hyps.size() == 1) return without_stress(phones_of(hyps.front()));
+    return plain_pronunciations(hyps).front();
+  }
+
+  /// Every pronunciation without stress marks among a word's hypotheses, once, best first as
+  /// decode.no_stress ranks them: by merged probability (sum), or by their best hypothesis (strip).
+  std::vector<std::vector<std::string>> plain_pronunciations(const std::vector<Hypothesis>& hyps) const {
     std::vector<std::vector<std::string>> plain;
     std::vector<std::string> keys;
     for (const auto& h : hyps) {
@@ -249,7 +272,18 @@ class TransformerG2P : public G2PTask {
       for (const auto& p : plain.back()) key += p + " ";
       keys.push_back(key);
     }
-    return plain[best_merged(hyps, keys, decode_.length_penalty())];
+    std::vector<size_t> order;
+    if (sum_stress_ && stress_) {
+      order = ranked_merged(hyps, keys, decode_.length_penalty());
+    } else {  // each bare pronunciation at its best hypothesis' rank
+      for (size_t i = 0; i < keys.size(); ++i)
+        if (std::find(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(i), keys[i]) ==
+            keys.begin() + static_cast<std::ptrdiff_t>(i))
+          order.push_back(i);
+    }
+    std::vector<std::vector<std::string>> out;
+    for (auto i : order) out.push_back(plain[i]);
+    return out;
   }
 
   /// Every finished beam hypothesis of each word, best first.

@@ -17,6 +17,11 @@ class G2PTask : public Task {
   /// pronunciation's marks are dropped (decode.no_stress=strip).
   virtual std::vector<std::vector<std::string>> pronounce(const std::vector<std::string>& words,
                                                           bool no_stress) = 0;
+  /// Up to k different pronunciations of each word, best first (pronounce's is the first): the
+  /// beam's finished hypotheses (decode.beam_size bounds how many there are), with no_stress
+  /// their pronunciations without stress marks, ranked as decode.no_stress says.
+  virtual std::vector<std::vector<std::vector<std::string>>> pronounce_nbest(const std::vector<std::string>& words,
+                                                                             bool no_stress, int64_t k) = 0;
 };
 
 }  // namespace zoo
