@@ -209,7 +209,10 @@ class TransformerG2P : public G2PTask {
       if (no_stress) {
         ranked = plain_pronunciations(hyps);
       } else {
-        for (const auto& h : hyps) ranked.push_back(phones_of(h));  // distinct token sequences, best first
+        for (const auto& h : hyps) {  // best first; once each (an unknown token emitted is not a phone)
+          auto phones = phones_of(h);
+          if (std::find(ranked.begin(), ranked.end(), phones) == ranked.end()) ranked.push_back(std::move(phones));
+        }
       }
       if (static_cast<int64_t>(ranked.size()) > k) ranked.resize(static_cast<size_t>(k));
       out.push_back(std::move(ranked));
