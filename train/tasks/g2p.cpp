@@ -195,8 +195,7 @@ class TransformerG2P : public G2PTask {
   std::vector<std::vector<std::string>> pronounce(const std::vector<std::string>& words,
                                                   bool no_stress) override {
     std::vector<std::vector<std::string>> out;
-    for (const auto& hyps : decode(words))
-      out.push_back(no_stress ? plain_pronunciation(hyps) : phones_of(hyps.front()));
+    for (auto& best : pronounce_nbest(words, no_stress, 1)) out.push_back(std::move(best.front()));
     return out;
   }
 
@@ -260,7 +259,6 @@ class TransformerG2P : public G2PTask {
 
   /// The pronunciation without stress marks that decode.no_stress picks from a word's hypotheses.
   std::vector<std::string> plain_pronunciation(const std::vector<Hypothesis>& hyps) const {
-    if (!sum_stress_ || !stress_ || hyps.size() == 1) return without_stress(phones_of(hyps.front()));
     return plain_pronunciations(hyps).front();
   }
 
