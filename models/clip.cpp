@@ -1,8 +1,35 @@
 #include "models/clip.h"
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 namespace zoo {
+
+std::vector<int64_t> clip_tokens(const WordPiece& vocab, const std::string& text, int64_t context_length) {
+  TORCH_CHECK(context_length >= 2, "clip_tokens: context_length must hold [CLS] and [SEP], got ", context_length);
+  const auto pieces = vocab.encode(text);
+  if (std::find(pieces.begin(), pieces.end(), vocab.sep_id()) != pieces.end())
+    throw std::invalid_argument("a text holds [SEP], which ends a CLIP text (its feature is read there)");
+  std::vector<int64_t> ids{vocab.cls_id()};
+  for (size_t i = 0; i < pieces.size() && static_cast<int64_t>(ids.size()) < context_length - 1; ++i)
+    ids.push_back(pieces[i]);
+  ids.push_back(vocab.sep_id());  // end of text
+  return ids;
+}
+
+torch::Tensor clip_tokenize(const WordPiece& vocab, const std::vector<std::string>& texts, int64_t context_length) {
+  std::vector<std::vector<int64_t>> rows;
+  size_t longest = 0;
+  for (const auto& t : texts) {
+    rows.push_back(clip_tokens(vocab, t, context_length));
+    longest = std::max(longest, rows.back().size());
+  }
+  auto out = torch::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(longest)}, vocab.pad_id(), torch::kLong);
+  for (size_t i = 0; i < rows.size(); ++i)
+    out[static_cast<int64_t>(i)].narrow(0, 0, static_cast<int64_t>(rows[i].size())).copy_(torch::tensor(rows[i], torch::kLong));
+  return out;
+}
 
 TextTransformerImpl::TextTransformerImpl(const TextTransformerOptions& options_) : options(options_) { reset(); }
 

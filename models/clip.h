@@ -6,9 +6,13 @@
 // image-text similarity matrix (Sec. 2.3, Figure 3).
 #pragma once
 
+#include <string>
+#include <vector>
+
 #include <torch/torch.h>
 
 #include "models/vit.h"
+#include "models/wordpiece.h"
 
 namespace zoo {
 
@@ -91,6 +95,15 @@ class CLIPImpl : public torch::nn::Cloneable<CLIPImpl> {
   torch::Tensor logit_scale;  // scalar, log(1 / tau)
 };
 TORCH_MODULE(CLIP);
+
+/// A text as CLIP's text encoder reads it, as zoo trains it: [CLS], the text's WordPiece ids cut to
+/// context_length - 2, then [SEP], the end-of-text token (TextTransformerOptions::eot_id =
+/// vocab.sep_id()). A text that holds [SEP] would end there: std::invalid_argument.
+std::vector<int64_t> clip_tokens(const WordPiece& vocab, const std::string& text, int64_t context_length);
+
+/// clip_tokens of each text, padded with vocab.pad_id() to the longest: (B, T) int64, what
+/// CLIP::encode_text takes (the causal mask keeps padding after [SEP] from the features).
+torch::Tensor clip_tokenize(const WordPiece& vocab, const std::vector<std::string>& texts, int64_t context_length);
 
 /// The symmetric contrastive loss: (CE(logits, I) over rows + CE(logits^T, I) over rows) / 2,
 /// where the i-th image and i-th text are the positive pair. logits_per_image (B, B).

@@ -226,6 +226,20 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
     const auto want = torch::softmax(scale * torch::matmul(emb->embed_images(img), torch::stack(classes).t()), -1)[0];
     REQUIRE(got.size() == names.size());
     for (size_t i = 0; i < names.size(); ++i) CHECK(got[i] == Approx(want[static_cast<int64_t>(i)].item<double>()).margin(1e-5));
+    // A zoo::models program gets the same text vectors from clip_tokenize and encode_text, with
+    // the checkpoint's vocabulary (its task/vocab record), as the README says.
+    auto archive = zoo::read_checkpoint(ckpt);
+    torch::serialize::InputArchive state;
+    archive.read("task", state);
+    const auto vocab = zoo::read_vocab(state);
+    auto* clip = task->model().as<zoo::CLIPImpl>();
+    const std::vector<std::string> texts{"a photo of a sneaker", "a very long description of a bag that runs on well past "
+                                         "the twenty-four tokens of the context a CLIP text is cut at"};
+    auto tokens = zoo::clip_tokenize(vocab, texts, clip->text->options.context_length());
+    CHECK(tokens.size(1) == clip->text->options.context_length());  // the long one cut there
+    CHECK(tokens[0][0].item<int64_t>() == vocab.cls_id());
+    CHECK(torch::allclose(clip->encode_text(tokens), emb->embed_texts(texts), 1e-5, 1e-5));
+    CHECK_THROWS_AS(zoo::clip_tokens(vocab, "a [SEP] b", 8), std::invalid_argument);
   }
   std::ofstream(dir + "/notes.txt") << "hello";
   auto bad = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + dir +

@@ -241,19 +241,14 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
   /// [CLS] text [SEP], cut at model.context_length tokens. A [SEP] in the text (zoo embed's, a
   /// zero-shot label) is a UsageError: the feature is read at the first, so it would end the text.
   std::vector<int64_t> tokens_of(const std::string& text) const {
-    std::vector<int64_t> ids{vocab_.cls_id()};
-    const auto max = model_->text->options.context_length() - 1;
-    const auto pieces = vocab_.encode(text);
-    if (std::find(pieces.begin(), pieces.end(), vocab_.sep_id()) != pieces.end()) {
+    try {
+      return clip_tokens(vocab_, text, model_->text->options.context_length());
+    } catch (const std::invalid_argument& e) {
       size_t cut = std::min<size_t>(text.size(), 60);
       while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // UTF-8
-      throw UsageError("a text holds [SEP], which ends a CLIP text (its feature is read there): \"" + text.substr(0, cut) +
-                       (cut < text.size() ? "..." : "") + "\"; remove the [SEP]");
+      throw UsageError(std::string(e.what()) + ": \"" + text.substr(0, cut) + (cut < text.size() ? "..." : "") +
+                       "\"; remove the [SEP]");
     }
-    for (auto id : pieces)
-      if (static_cast<int64_t>(ids.size()) < max) ids.push_back(id);
-    ids.push_back(vocab_.sep_id());  // end of text
-    return ids;
   }
 
   torch::Tensor pad(const std::vector<const std::vector<int64_t>*>& rows) const {
