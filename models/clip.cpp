@@ -4,6 +4,8 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "models/common/sequences.h"
+
 namespace zoo {
 
 std::vector<int64_t> clip_tokens(const WordPiece& vocab, const std::string& text, int64_t context_length) {
@@ -20,15 +22,10 @@ std::vector<int64_t> clip_tokens(const WordPiece& vocab, const std::string& text
 
 torch::Tensor clip_tokenize(const WordPiece& vocab, const std::vector<std::string>& texts, int64_t context_length) {
   std::vector<std::vector<int64_t>> rows;
-  size_t longest = 0;
-  for (const auto& t : texts) {
-    rows.push_back(clip_tokens(vocab, t, context_length));
-    longest = std::max(longest, rows.back().size());
-  }
-  auto out = torch::full({static_cast<int64_t>(rows.size()), static_cast<int64_t>(longest)}, vocab.pad_id(), torch::kLong);
-  for (size_t i = 0; i < rows.size(); ++i)
-    out[static_cast<int64_t>(i)].narrow(0, 0, static_cast<int64_t>(rows[i].size())).copy_(torch::tensor(rows[i], torch::kLong));
-  return out;
+  for (const auto& t : texts) rows.push_back(clip_tokens(vocab, t, context_length));
+  std::vector<const std::vector<int64_t>*> ptrs;
+  for (const auto& r : rows) ptrs.push_back(&r);
+  return pad_rows(ptrs, vocab.pad_id());
 }
 
 TextTransformerImpl::TextTransformerImpl(const TextTransformerOptions& options_) : options(options_) { reset(); }

@@ -490,16 +490,16 @@ Scalars Trainer::run() {
       if (fs::exists(f) && !fs::is_regular_file(f))
         throw UsageError(f.string() + ": is not a file (a folder?) and the run writes its " + f.filename().string() +
                          " there; move it away, or use another --run-dir");
+  const int64_t total = cfg_.get_int("train.steps");
   if (opt_.resume) {
     start = restore();  // before config.yaml is written: a refused --resume leaves the run as it was
-    if (start > cfg_.get_int("train.steps"))
+    if (start > total)
       throw UsageError("--resume: the run is at step " + std::to_string(start) + ", past train.steps=" +
-                       std::to_string(cfg_.get_int("train.steps")) + "; give a train.steps of at least " +
+                       std::to_string(total) + "; give a train.steps of at least " +
                        std::to_string(start) + " (its config.yaml has the run's own)");
     // Drop rows the interrupted run logged after its last checkpoint: they are logged again. So
     // are the final evaluation's (val and test at train.steps, logged after its checkpoint; the
     // periodic evaluation skips that step), when the run resumes there to evaluate again.
-    const int64_t total = cfg_.get_int("train.steps");
     if (main && fs::exists(metrics_path)) {
       std::ifstream in(metrics_path);
       std::string line, kept;
@@ -520,7 +520,6 @@ Scalars Trainer::run() {
   }
   if (main) atomic_write((fs::path(opt_.run_dir) / "config.yaml").string(), cfg_.to_yaml());
 
-  const int64_t total = cfg_.get_int("train.steps");
   const int64_t last = opt_.stop_after ? std::min(total, *opt_.stop_after) : total;
   const int64_t log_every = cfg_.get_int("train.log_every"), eval_every = cfg_.get_int("train.eval_every");
   const int64_t ckpt_every = cfg_.get_int("train.checkpoint_every");

@@ -481,12 +481,18 @@ bool answer_stdin(Read read, Answer answer) {
   const bool terminal = ::isatty(STDIN_FILENO) != 0;
   std::vector<std::string> batch;
   bool any = false, line_end = false;
+  auto answer_batch = [&] {  // each batch's answers out, or the failure to write them, before the next
+    answer(batch);
+    batch.clear();
+    std::cout.flush();
+    check_stdout();
+  };
   for (std::string item; read(item, line_end);) {
     batch.push_back(std::move(item));
     any = true;
-    if (batch.size() == 256 || (terminal && line_end)) answer(batch), batch.clear();
+    if (batch.size() == 256 || (terminal && line_end)) answer_batch();
   }
-  if (!batch.empty()) answer(batch);
+  if (!batch.empty()) answer_batch();
   return any;
 }
 
@@ -572,8 +578,6 @@ int cmd_g2p(int argc, char** argv) {
         std::cout << "\n";
       }
     }
-    std::cout.flush();
-    check_stdout();
   };
   if (r.count("words")) {
     print(r["words"].as<std::vector<std::string>>());
@@ -649,8 +653,7 @@ int cmd_fill_mask(int argc, char** argv) {
       }
       out << "\n";
     }
-    std::cout << out.str() << std::flush;
-    check_stdout();
+    std::cout << out.str();
   };
   if (!answer_lines("fill-mask", "text", print))
     throw zoo::UsageError("zoo fill-mask: give a text with [MASK], e.g. \"The [MASK] is barking.\" (as the arguments, "
@@ -737,8 +740,7 @@ int cmd_zero_shot(int argc, char** argv) {
       out << files[i] << "\t" << labels[static_cast<size_t>(best[k].item<int64_t>())] << "\t"
           << best_p[k].item<double>() << "\n";
     }
-    std::cout << out.str() << std::flush;
-    check_stdout();
+    std::cout << out.str();
     done += static_cast<int64_t>(files.size());
   };
   answer_inputs(r, "images", "zero-shot", "image file", print,
@@ -804,8 +806,7 @@ int cmd_embed(int argc, char** argv) {
       for (int64_t j = 0; j < v.size(1); ++j) out << (j ? " " : "") << p[i * v.size(1) + j];
       out << "\n";
     }
-    std::cout << out.str() << std::flush;
-    check_stdout();
+    std::cout << out.str();
     done += static_cast<int64_t>(inputs.size());
   };
   const std::string what = images ? "image file" : "text";  // standard input: one a line

@@ -192,27 +192,12 @@ class TransformerG2P : public G2PTask {
             {"words", static_cast<double>(with.words)}};
   }
 
-  std::vector<std::vector<std::string>> pronounce(const std::vector<std::string>& words,
-                                                  bool no_stress) override {
-    std::vector<std::vector<std::string>> out;
-    for (auto& best : pronounce_nbest(words, no_stress, 1)) out.push_back(std::move(best.front()));
-    return out;
-  }
-
   std::vector<std::vector<std::vector<std::string>>> pronounce_nbest(const std::vector<std::string>& words,
                                                                      bool no_stress, int64_t k) override {
     TORCH_CHECK(k >= 1, "pronounce_nbest: k must be at least 1, got ", k);
     std::vector<std::vector<std::vector<std::string>>> out;
     for (const auto& hyps : decode(words)) {
-      std::vector<std::vector<std::string>> ranked;
-      if (no_stress) {
-        ranked = plain_pronunciations(hyps);
-      } else {
-        for (const auto& h : hyps) {  // best first; once each (an unknown token emitted is not a phone)
-          auto phones = phones_of(h);
-          if (std::find(ranked.begin(), ranked.end(), phones) == ranked.end()) ranked.push_back(std::move(phones));
-        }
-      }
+      auto ranked = pronunciations(hyps, no_stress);
       if (static_cast<int64_t>(ranked.size()) > k) ranked.resize(static_cast<size_t>(k));
       out.push_back(std::move(ranked));
     }
@@ -259,31 +244,32 @@ class TransformerG2P : public G2PTask {
 
   /// The pronunciation without stress marks that decode.no_stress picks from a word's hypotheses.
   std::vector<std::string> plain_pronunciation(const std::vector<Hypothesis>& hyps) const {
-    return plain_pronunciations(hyps).front();
+    return pronunciations(hyps, /*plain=*/true).front();
   }
 
-  /// Every pronunciation without stress marks among a word's hypotheses, once, best first as
-  /// decode.no_stress ranks them: by merged probability (sum), or by their best hypothesis (strip).
-  std::vector<std::vector<std::string>> plain_pronunciations(const std::vector<Hypothesis>& hyps) const {
-    std::vector<std::vector<std::string>> plain;
+  /// Every pronunciation among a word's hypotheses, once, best first. With stress, and without it
+  /// under decode.no_stress=strip, each at its best hypothesis' rank (two hypotheses can share one:
+  /// an unknown token emitted is not a phone); without stress under sum, by merged probability.
+  std::vector<std::vector<std::string>> pronunciations(const std::vector<Hypothesis>& hyps, bool plain) const {
+    std::vector<std::vector<std::string>> phones;
     std::vector<std::string> keys;
     for (const auto& h : hyps) {
-      plain.push_back(without_stress(phones_of(h)));
+      phones.push_back(plain ? without_stress(phones_of(h)) : phones_of(h));
       std::string key;
-      for (const auto& p : plain.back()) key += p + " ";
+      for (const auto& p : phones.back()) key += p + " ";
       keys.push_back(key);
     }
     std::vector<size_t> order;
-    if (sum_stress_ && stress_) {
+    if (plain && sum_stress_ && stress_) {
       order = ranked_merged(hyps, keys, decode_.length_penalty());
-    } else {  // each bare pronunciation at its best hypothesis' rank
+    } else {
       for (size_t i = 0; i < keys.size(); ++i)
         if (std::find(keys.begin(), keys.begin() + static_cast<std::ptrdiff_t>(i), keys[i]) ==
             keys.begin() + static_cast<std::ptrdiff_t>(i))
           order.push_back(i);
     }
     std::vector<std::vector<std::string>> out;
-    for (auto i : order) out.push_back(plain[i]);
+    for (auto i : order) out.push_back(phones[i]);
     return out;
   }
 
@@ -296,13 +282,11 @@ class TransformerG2P : public G2PTask {
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return src[a].size() < src[b].size(); });
     std::vector<std::vector<Hypothesis>> out(words.size());
-    in_eval_mode(*model_, [&] {
-      for (size_t i = 0; i < order.size(); i += static_cast<size_t>(eval_batch_)) {
-        std::vector<int64_t> idx(order.begin() + i, order.begin() + std::min(order.size(), i + eval_batch_));
-        auto hyps = generate_nbest(*model_, pad(idx, src), decode_);
-        for (size_t j = 0; j < idx.size(); ++j) out[static_cast<size_t>(idx[j])] = std::move(hyps[j]);
-      }
-    });
+    for (size_t i = 0; i < order.size(); i += static_cast<size_t>(eval_batch_)) {  // generate_nbest: eval mode, no grad
+      std::vector<int64_t> idx(order.begin() + i, order.begin() + std::min(order.size(), i + eval_batch_));
+      auto hyps = generate_nbest(*model_, pad(idx, src), decode_);
+      for (size_t j = 0; j < idx.size(); ++j) out[static_cast<size_t>(idx[j])] = std::move(hyps[j]);
+    }
     return out;
   }
 
