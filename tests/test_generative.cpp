@@ -486,6 +486,9 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
            {"--set sample.steps=3 --steps 2", "--set sample.steps=3 and --steps: give the value once"},
            {"--set train.seed=5", "--set train.seed=5: zoo sample draws with --seed (default 0); use --seed"}})
     test::check_refused("sample ddim --checkpoint " + ckpt + " " + args, message);
+  // What the flags say is checked before a checkpoint is looked for or read.
+  test::check_refused("sample ddim --checkpoint " + dir + "/none.pt --eta 2", "--eta 2: sample.eta: must be at most 1");
+  test::check_refused("sample ddim --checkpoint " + dir + "/none.pt --columns 0", "--columns 0: expected at least 1");
   // The line saying what was written can't be: a failure (the grid itself is written).
   auto full = test::run("{ " + test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 2 --n 1 --out " + dir +
                         "/full.png > /dev/full; }");

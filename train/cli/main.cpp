@@ -351,39 +351,8 @@ int cmd_sample(int argc, char** argv) {
                             "ends in .png");
   }
 
-  std::string checkpoint;
-  std::optional<torch::serialize::InputArchive> archive;  // the checkpoint, once read and checked
-  if (r.count("checkpoint")) {
-    checkpoint = r["checkpoint"].as<std::string>();
-  } else if (family == "ddpm_") {
-    auto run = newest_run(family);
-    if (!run.dir.empty()) {  // its best.pt, else (none, or damaged) its newest readable checkpoint
-      const auto best = (fs::path(run.dir) / "checkpoints" / "best.pt").string();
-      checkpoint = run.checkpoint;
-      archive = std::move(run.archive);
-      if (fs::exists(best) && best != checkpoint) try {
-          archive = zoo::read_checkpoint(best);
-          checkpoint = best;
-        } catch (const zoo::UsageError& e) {
-          std::cerr << "zoo sample: skipping " << e.what() << "\n";
-        }
-    }
-    if (checkpoint.empty())
-      throw zoo::UsageError(
-          "zoo sample " + model + ": no DDPM run with checkpoints under runs/" + run.unreadable_note() +
-          "; train one with `zoo train --config configs/ddpm_fashion_mnist.yaml` or pass --checkpoint");
-    std::cerr << "zoo sample: using " << checkpoint << "\n";
-  } else {
-    throw zoo::UsageError("zoo sample " + model + ": --checkpoint is required");
-  }
+  // What the flags say is checked before a checkpoint is looked for and read.
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  if (!archive) archive = zoo::read_checkpoint(checkpoint);
-  {  // the checkpoint must hold the model asked for
-    auto task = zoo::Config::from_yaml(zoo::checkpoint_config(*archive, checkpoint), checkpoint).task();
-    if (task.rfind(family, 0) != 0)
-      throw zoo::UsageError(checkpoint + ": holds a " + task + " run, not " + model +
-                            " (zoo sample takes vae, gan, ddpm or ddim to match the checkpoint)");
-  }
   for (const auto& s : sets) {
     if (s.rfind("sample.sampler=", 0) == 0)
       throw zoo::UsageError("--set " + s + ": zoo sample names the sampler; use zoo sample ddpm or zoo sample ddim");
@@ -400,7 +369,7 @@ int cmd_sample(int argc, char** argv) {
     for (const char* flag : {"steps", "eta", "spacing", "variance"})  // one of the two, not both
       if (r.count(flag) && s.rfind(std::string("sample.") + flag + "=", 0) == 0)
         throw zoo::UsageError("--set " + s + " and --" + flag + ": give the value once");
-  // The flags become --set pairs, which the config's schema checks; its message names the flag.
+  // The flags become --set pairs for the checkpoint's config; their values are checked here first.
   std::vector<std::pair<std::string, std::string>> from_flags;  // (--flag value, the --set pair)
   auto flag = [&](const std::string& name, const std::string& value) {
     from_flags.emplace_back("--" + name + " " + value, "sample." + name + "=" + value);
@@ -410,6 +379,13 @@ int cmd_sample(int argc, char** argv) {
   if (r.count("eta")) flag("eta", zoo::show_value(r["eta"].as<double>()));  // the digits that read back as it
   if (r.count("spacing")) flag("spacing", r["spacing"].as<std::string>());
   if (r.count("variance")) flag("variance", r["variance"].as<std::string>());
+  if (!from_flags.empty()) {  // their values against the DDPM task's schema, before a checkpoint is read
+    auto schema = zoo::Config::from_yaml("task: ddpm_fashion_mnist\n", "zoo sample");
+    for (const auto& [shown, set] : from_flags) {
+      const auto eq = set.find('=');
+      schema.set(set.substr(0, eq), set.substr(eq + 1), shown);
+    }
+  }
   auto columns = r["columns"].as<int64_t>();
   if (columns < 1)
     throw zoo::UsageError("--columns " + std::to_string(columns) + ": expected at least 1 image per row");
@@ -441,6 +417,38 @@ int cmd_sample(int argc, char** argv) {
       throw zoo::UsageError("--n: with --between there is one row, from one image to the other; drop --n");
     for (const auto& f : files) ends.push_back(zoo::read_image_gray(f, 28));
   }
+  std::string checkpoint;
+  std::optional<torch::serialize::InputArchive> archive;  // the checkpoint, once read and checked
+  if (r.count("checkpoint")) {
+    checkpoint = r["checkpoint"].as<std::string>();
+  } else if (family == "ddpm_") {
+    auto run = newest_run(family);
+    if (!run.dir.empty()) {  // its best.pt, else (none, or damaged) its newest readable checkpoint
+      const auto best = (fs::path(run.dir) / "checkpoints" / "best.pt").string();
+      checkpoint = run.checkpoint;
+      archive = std::move(run.archive);
+      if (fs::exists(best) && best != checkpoint) try {
+          archive = zoo::read_checkpoint(best);
+          checkpoint = best;
+        } catch (const zoo::UsageError& e) {
+          std::cerr << "zoo sample: skipping " << e.what() << "\n";
+        }
+    }
+    if (checkpoint.empty())
+      throw zoo::UsageError(
+          "zoo sample " + model + ": no DDPM run with checkpoints under runs/" + run.unreadable_note() +
+          "; train one with `zoo train --config configs/ddpm_fashion_mnist.yaml` or pass --checkpoint");
+    std::cerr << "zoo sample: using " << checkpoint << "\n";
+  } else {
+    throw zoo::UsageError("zoo sample " + model + ": --checkpoint is required");
+  }
+  if (!archive) archive = zoo::read_checkpoint(checkpoint);
+  {  // the checkpoint must hold the model asked for
+    auto task = zoo::Config::from_yaml(zoo::checkpoint_config(*archive, checkpoint), checkpoint).task();
+    if (task.rfind(family, 0) != 0)
+      throw zoo::UsageError(checkpoint + ": holds a " + task + " run, not " + model +
+                            " (zoo sample takes vae, gan, ddpm or ddim to match the checkpoint)");
+  }
   const auto out = r["out"].as<std::string>();
   check_output(out, "--out", checkpoint, /*renamed_over=*/true);
   std::unique_ptr<zoo::Task> task;
@@ -448,8 +456,6 @@ int cmd_sample(int argc, char** argv) {
     task = zoo::load_task(std::move(*archive), checkpoint, sets);
   } catch (const zoo::UsageError& e) {
     const std::string what = e.what();
-    for (const auto& [shown, set] : from_flags)
-      if (what.rfind("--set " + set + ": ", 0) == 0) throw zoo::UsageError(shown + what.substr(6 + set.size()));
     // Checked against the model rather than the schema: more steps than the diffusion has.
     if (r.count("steps") && what.rfind(checkpoint + ": sample.steps: ", 0) == 0)
       throw zoo::UsageError("--steps " + std::to_string(r["steps"].as<int64_t>()) + what.substr(checkpoint.size()));
