@@ -15,13 +15,14 @@ struct RngState {
     return {at::detail::getDefaultCPUGenerator().get_state(),
             device.is_cuda() ? at::globalContext().defaultGenerator(device).get_state() : at::Tensor()};
   }
-  /// Sets the generators to this state (the device's only where this state holds one).
+  /// Sets the generators to this state (the device's only where this state holds one). Both take
+  /// a CPU byte tensor; a checkpoint read onto a GPU (a resume there) holds the states on the GPU.
   void apply(const torch::Device& device) const {
     at::Generator cpu_gen = at::detail::getDefaultCPUGenerator();  // handles to the global generators
-    cpu_gen.set_state(cpu);
+    cpu_gen.set_state(cpu.cpu());
     if (device.is_cuda() && cuda.defined()) {
       at::Generator cuda_gen = at::globalContext().defaultGenerator(device);
-      cuda_gen.set_state(cuda);
+      cuda_gen.set_state(cuda.cpu());
     }
   }
 };

@@ -47,7 +47,7 @@ torch::Tensor shape_of(const BertOptions& o) {
 
 BertOptions options_from_shape(const torch::Tensor& t) {
   if (t.numel() != 7) throw UsageError("the checkpoint's BERT shape is damaged");
-  auto v = t.to(torch::kLong).contiguous();
+  auto v = t.to(torch::kCPU, torch::kLong).contiguous();  // a checkpoint read onto a GPU holds it there
   auto* p = v.data_ptr<int64_t>();
   return BertOptions(p[0]).hidden_size(p[1]).num_layers(p[2]).num_heads(p[3]).intermediate_size(p[4]).max_position(p[5]).type_vocab_size(p[6]);
 }
