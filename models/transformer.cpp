@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 
 #include "models/common/eval_mode.h"
@@ -193,6 +194,7 @@ std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, cons
   const int64_t b = src.size(0), k = o.beam_size(), v = model.options.tgt_vocab();
   TORCH_CHECK(o.max_len() < model.options.max_len(), "generate: max_len ", o.max_len(),
               " must be below the model's max_len ", model.options.max_len());
+  TORCH_CHECK(o.nbest() >= 1 && o.nbest() <= k, "generate: nbest must be 1 to beam_size (", k, "), got ", o.nbest());
   const auto dev = src.device();
   const double neg_inf = -std::numeric_limits<double>::infinity();
   auto lp = [&](int64_t length) { return length_penalty(length, o.length_penalty()); };
@@ -248,14 +250,20 @@ std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, cons
         }
       }
       for (int64_t j = filled; j < k; ++j) rows[static_cast<size_t>(r * k + j)] = r * k;  // dead rows: any origin
-      // Done when k hypotheses have finished, or no live one can still beat the best finished
-      // one (log p only falls and lp is largest at max_len).
+      // Done when k hypotheses have finished, or no live one can still beat the nbest-th best
+      // finished one (log p only falls and lp is largest at max_len).
       auto& f = finished[static_cast<size_t>(r)];
-      if (!done[static_cast<size_t>(r)] && !f.empty()) {
-        double best = neg_inf;
-        for (const auto& h : f) best = std::max(best, h.score);
-        const double bound = next_live[static_cast<size_t>(r * k)] / lp(o.max_len());
-        if (static_cast<int64_t>(f.size()) >= k || filled == 0 || bound <= best) done[static_cast<size_t>(r)] = true;
+      const auto n_finished = static_cast<int64_t>(f.size());
+      if (!done[static_cast<size_t>(r)] && n_finished > 0) {
+        if (n_finished >= k || filled == 0) {
+          done[static_cast<size_t>(r)] = true;
+        } else if (n_finished >= o.nbest()) {
+          std::vector<double> scores;
+          for (const auto& h : f) scores.push_back(h.score);
+          std::nth_element(scores.begin(), scores.begin() + (o.nbest() - 1), scores.end(), std::greater<double>());
+          const double bound = next_live[static_cast<size_t>(r * k)] / lp(o.max_len());
+          if (bound <= scores[static_cast<size_t>(o.nbest() - 1)]) done[static_cast<size_t>(r)] = true;
+        }
       }
       if (done[static_cast<size_t>(r)])
         for (int64_t j = 0; j < k; ++j) next_live[static_cast<size_t>(r * k + j)] = neg_inf;

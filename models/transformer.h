@@ -137,6 +137,10 @@ struct DecodeOptions {
   TORCH_ARG(int64_t, eos_id) = 2;
   /// Incremental decoding with a key/value cache; false recomputes the prefix at every step.
   TORCH_ARG(bool, use_cache) = true;
+  /// Finished hypotheses wanted per source, at most beam_size: a source's search goes on until
+  /// no live hypothesis can enter the best `nbest` finished ones (or beam_size have finished).
+  /// 1, for the best answer alone, stops soonest; an n-best list wants more.
+  TORCH_ARG(int64_t, nbest) = 1;
 };
 
 struct Hypothesis {
@@ -151,7 +155,8 @@ double length_penalty(int64_t length, double alpha);
 
 /// The best hypothesis for each source row of src (B, S) by beam search (greedy for beam 1).
 /// Live hypotheses that emit EOS move to a finished list scored by log p / lp(|Y|); a source is
-/// done when beam_size hypotheses have finished or no live one can beat the best finished one.
+/// done when beam_size hypotheses have finished or no live one can beat the best finished one
+/// (the nbest-th best, with DecodeOptions::nbest).
 /// Padding and BOS are never generated. Runs under NoGradGuard with the model in eval mode (no
 /// dropout), and leaves the model in the mode it found it in.
 std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& src, const DecodeOptions& options);

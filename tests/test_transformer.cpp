@@ -221,6 +221,31 @@ TEST_CASE("the n-best list: generate's answer first, each scored log p / lp(|Y|)
     }
   }
   CHECK(zoo::length_penalty(7, 0.6) == Approx(std::pow(2.0, 0.6)));  // ((5 + 7) / 6)^0.6
+  // nbest = beam_size: the search of a source goes on until beam_size hypotheses have finished
+  // (the best one unchanged); nbest = 1 (the default) may stop as soon as the best can't be beaten.
+  auto full = zoo::generate_nbest(*m, src, zoo::DecodeOptions(opts).nbest(3));
+  for (size_t r = 0; r < full.size(); ++r) {
+    INFO("row " << r);
+    CHECK(full[r].size() >= 3);
+    CHECK(full[r].size() >= nbest[r].size());
+    CHECK(full[r].front().tokens == best[r].tokens);
+  }
+  {  // A model that all but always ends at once: its best finishes at the first step, and nothing
+     // live can beat it, so nbest = 1 stops there with fewer than beam_size.
+    auto eager = tiny_transformer(false);
+    REQUIRE(eager->output_bias.defined());
+    eager->output_bias[2] += 6.0;  // EOS
+    auto first = zoo::generate_nbest(*eager, src, opts), more = zoo::generate_nbest(*eager, src, zoo::DecodeOptions(opts).nbest(3));
+    for (size_t r = 0; r < first.size(); ++r) {
+      INFO("row " << r);
+      CHECK(first[r].size() < 3);
+      CHECK(more[r].size() >= 3);
+      CHECK(more[r].front().tokens == first[r].front().tokens);
+      CHECK(more[r].front().tokens.empty());
+    }
+  }
+  CHECK_THROWS_WITH(zoo::generate_nbest(*m, src, zoo::DecodeOptions(opts).nbest(4)),
+                    Contains("nbest must be 1 to beam_size (3), got 4"));
 
   // Hand-made: A alone (p = e^-1.0) against B and C merged (e^-1.2 + e^-1.3 = e^-0.556).
   auto hyp = [](double log_prob, int64_t length, double alpha_) {

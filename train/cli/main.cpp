@@ -559,8 +559,8 @@ int cmd_g2p(int argc, char** argv) {
       "words", "words (default: whitespace-separated words read from standard input)",
       cxxopts::value<std::vector<std::string>>())(
       "no-stress", "print the pronunciations without stress marks (how: decode.no_stress)")(
-      "nbest", "up to this many different pronunciations a word, best first (from the beam's finished hypotheses: a "
-               "wider decode.beam_size usually gives more)",
+      "nbest", "up to this many different pronunciations a word, best first (the beam search goes on until "
+               "decode.beam_size hypotheses have finished: a wider beam gives more to choose from)",
       cxxopts::value<int64_t>()->default_value("1"))(
       "s,set", "override a stored key, e.g. decode.beam_size=1 or train.device=cpu",
       cxxopts::value<std::vector<std::string>>());

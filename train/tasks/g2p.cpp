@@ -196,7 +196,9 @@ class TransformerG2P : public G2PTask {
                                                                      bool no_stress, int64_t k) override {
     TORCH_CHECK(k >= 1, "pronounce_nbest: k must be at least 1, got ", k);
     std::vector<std::vector<std::vector<std::string>>> out;
-    for (const auto& hyps : decode(words)) {
+    // More than one wanted: the search goes on until beam_size hypotheses have finished, not
+    // only until the best can't be beaten.
+    for (const auto& hyps : decode(words, k > 1 ? decode_.beam_size() : 1)) {
       auto ranked = pronunciations(hyps, no_stress);
       if (static_cast<int64_t>(ranked.size()) > k) ranked.resize(static_cast<size_t>(k));
       out.push_back(std::move(ranked));
@@ -273,8 +275,11 @@ class TransformerG2P : public G2PTask {
     return out;
   }
 
-  /// Every finished beam hypothesis of each word, best first.
-  std::vector<std::vector<Hypothesis>> decode(const std::vector<std::string>& words) {
+  /// Every finished beam hypothesis of each word, best first; the search of a word goes on until
+  /// no live hypothesis can enter its best `nbest` (DecodeOptions::nbest).
+  std::vector<std::vector<Hypothesis>> decode(const std::vector<std::string>& words, int64_t nbest = 1) {
+    auto options = decode_;
+    options.nbest(nbest);
     std::vector<std::vector<int64_t>> src;
     for (const auto& w : words) src.push_back(encode_word(w));
     // Decode in batches of similar length; results go back to the words' order.
@@ -284,7 +289,7 @@ class TransformerG2P : public G2PTask {
     std::vector<std::vector<Hypothesis>> out(words.size());
     for (size_t i = 0; i < order.size(); i += static_cast<size_t>(eval_batch_)) {  // generate_nbest: eval mode, no grad
       std::vector<int64_t> idx(order.begin() + i, order.begin() + std::min(order.size(), i + eval_batch_));
-      auto hyps = generate_nbest(*model_, pad(idx, src), decode_);
+      auto hyps = generate_nbest(*model_, pad(idx, src), options);
       for (size_t j = 0; j < idx.size(); ++j) out[static_cast<size_t>(idx[j])] = std::move(hyps[j]);
     }
     return out;
