@@ -57,6 +57,8 @@ torch::Tensor TextTransformerImpl::encode(const torch::Tensor& tokens) {
 }
 
 torch::Tensor TextTransformerImpl::forward(const torch::Tensor& tokens) {
+  TORCH_CHECK(tokens.dim() == 2, "TextTransformer: expected tokens (B, T), got ", tokens.sizes());
+  if (tokens.size(0) == 0) return torch::zeros({0, options.dim()}, position_embedding.options());  // no texts
   auto is_eot = tokens.eq(options.eot_id());
   TORCH_CHECK(is_eot.any(1).all().item<bool>(), "every text must hold the end-of-text token ", options.eot_id());
   auto position = is_eot.to(torch::kLong).argmax(1);  // the first end-of-text token of each row

@@ -101,8 +101,9 @@ TORCH_MODULE(CLIP);
 /// vocab.sep_id()). A text that holds [SEP] would end there: std::invalid_argument.
 std::vector<int64_t> clip_tokens(const WordPiece& vocab, const std::string& text, int64_t context_length);
 
-/// clip_tokens of each text, padded with vocab.pad_id() to the longest: (B, T) int64, what
-/// CLIP::encode_text takes (the causal mask keeps padding after [SEP] from the features).
+/// clip_tokens of each text, padded with vocab.pad_id() to the longest: (B, T) int64 on the CPU,
+/// what CLIP::encode_text takes once moved to the model's device (the causal mask keeps padding
+/// after [SEP] from the features). No texts: (0, 0), which encode_text answers with (0, E).
 torch::Tensor clip_tokenize(const WordPiece& vocab, const std::vector<std::string>& texts, int64_t context_length);
 
 /// The symmetric contrastive loss: (CE(logits, I) over rows + CE(logits^T, I) over rows) / 2,

@@ -237,6 +237,10 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
                                          "the twenty-four tokens of the context a CLIP text is cut at"};
     auto tokens = zoo::clip_tokenize(vocab, texts, clip->text->options.context_length());
     CHECK(tokens.size(1) == clip->text->options.context_length());  // the long one cut there
+    const auto none = clip->encode_text(zoo::clip_tokenize(vocab, {}, clip->text->options.context_length()));
+    CHECK(none.sizes() == torch::IntArrayRef{0, clip->text_projection->options.out_features()});
+    // Images of another dtype are taken as the other embedders take them (as float32).
+    CHECK(torch::allclose(emb->embed_images(img.to(torch::kDouble)), emb->embed_images(img)));
     CHECK(tokens[0][0].item<int64_t>() == vocab.cls_id());
     CHECK(torch::allclose(clip->encode_text(tokens), emb->embed_texts(texts), 1e-5, 1e-5));
     CHECK_THROWS_AS(zoo::clip_tokens(vocab, "a [SEP] b", 8), std::invalid_argument);

@@ -195,7 +195,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
   bool embeds_images() const override { return true; }
   bool embeds_texts() const override { return true; }
   torch::Tensor embed_images(const torch::Tensor& images) override {
-    return in_eval_mode(*model_, [&] { return image_embeddings(images, /*projected=*/true).cpu(); });
+    return in_eval_mode(*model_, [&] { return image_embeddings(images, /*projected=*/true).to(torch::kFloat).cpu(); });
   }
   torch::Tensor embed_texts(const std::vector<std::string>& texts) override {
     return in_eval_mode(*model_, [&] { return encode_texts(texts).to(torch::kFloat).cpu(); });
@@ -273,7 +273,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
   torch::Tensor image_embeddings(const torch::Tensor& images, bool projected) {
     const auto width = projected ? model_->visual_projection->options.out_features() : model_->visual->options.dim();
     return in_batches(images.size(0), 500, width, [&](int64_t begin, int64_t end) {
-      auto x = normalize(images.slice(0, begin, end).to(device_));
+      auto x = normalize(images.slice(0, begin, end).to(device_, torch::kFloat));  // as the other embedders take them
       return projected ? model_->encode_image(x) : model_->image_features(x);
     });
   }
