@@ -296,6 +296,9 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
                                 ckpt + labels);
     CHECK(empty.code == 2);
     CHECK_THAT(empty.output, Contains("zoo zero-shot: input 2 is an empty file name (an empty argument or line)"));
+    // A name with a tab would make a line of four fields: refused, before any image is read.
+    zoo::test::check_refused("zero-shot --checkpoint " + ckpt + labels + " \"$(printf 'a\tb.png')\"",
+                             "a\\x09b.png: the file's name holds a tab or line break");
   }
 
   // zoo embed: unit-length vectors of the joint space, for images and for texts.

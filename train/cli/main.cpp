@@ -737,6 +737,10 @@ int cmd_zero_shot(int argc, char** argv) {
   const auto classes = clip->label_embeddings(labels);  // once, for every image
   int64_t done = 0;  // images answered
   auto print = [&](const std::vector<std::string>& files) {
+    for (const auto& f : files)  // the output's fields are tab-separated, a line each
+      if (f.find_first_of("\t\n\r") != std::string::npos)
+        throw zoo::UsageError(f + ": the file's name holds a tab or line break, which zero-shot's "
+                              "tab-separated lines can't show; rename it, or give it alone with --image");
     const auto p = clip->classify(read_images(files, done, "zero-shot"), classes);
     const auto [best_p, best] = p.max(1);
     std::ostringstream out;
