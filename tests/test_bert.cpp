@@ -435,10 +435,15 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
     for (std::string w; words >> w;) joined += (joined.empty() ? "" : " ") + w;
     CHECK(rows[0] == "He went to [MASK] store.\t" + joined);
     CHECK(std::count(rows[1].begin(), rows[1].end(), '\t') == 2);  // two [MASK]s
-    auto bad = zoo::test::run("printf 'The [MASK] sat.\\nno mask here\\n' | " + zoo::test::zoo_bin() +
-                              " fill-mask --checkpoint " + ckpt);
+    // An empty line gets an empty line; a text without [MASK] exits 2 after the lines before it.
+    auto bad = zoo::test::run("printf 'The [MASK] sat.\\n\\nno mask here\\nThe [MASK] ran.\\n' | " +
+                              zoo::test::zoo_bin() + " fill-mask --checkpoint " + ckpt);
     CHECK(bad.code == 2);
-    CHECK_THAT(bad.output, Contains("zoo fill-mask: line 2 of standard input: fill-mask: the text has no [MASK] token"));
+    CHECK_THAT(bad.output, Contains("The [MASK] sat.\t"));
+    CHECK_THAT(bad.output, Contains("\n\nzoo: error: zoo fill-mask: line 3 of standard input: fill-mask: the text has "
+                                    "no [MASK] token"));
+    CHECK(bad.output.find("The [MASK] sat.\t") < bad.output.find("zoo: error:"));
+    CHECK_THAT(bad.output, !Contains("ran."));
   }
 
   // zoo embed: the mean of the last layer's states over [CLS] text [SEP], whatever else is in the call.

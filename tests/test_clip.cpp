@@ -296,6 +296,7 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
                                 ckpt + labels);
     CHECK(empty.code == 2);
     CHECK_THAT(empty.output, Contains("zoo zero-shot: input 2 is an empty file name (an empty argument or line)"));
+    CHECK(empty.output.find(want[0] + "\n") < empty.output.find("zoo: error:"));  // the file before it answered first
     // A name with a tab would make a line of four fields: refused, before any image is read.
     zoo::test::check_refused("zero-shot --checkpoint " + ckpt + labels + " \"$(printf 'a\tb.png')\"",
                              "a\\x09b.png: the file's name holds a tab or line break");
@@ -316,6 +317,19 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
     auto task = zoo::load_task(ckpt, {});
     auto x = (zoo::read_image_gray(image, 28) - zoo::kFashionMnistMean) / zoo::kFashionMnistStd;
     CHECK(torch::allclose(rows[0], task->model().as<zoo::CLIPImpl>()->encode_image(x)[0], 1e-5, 1e-5));
+  }
+  {  // A file that is not there: the files before it are answered, then it exits 2.
+    auto missing = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --images " + image + " " +
+                                  dir + "/none.png " + bag);
+    INFO(missing.output);
+    CHECK(missing.code == 2);
+    const auto error = missing.output.find("zoo: error: ");
+    REQUIRE(error != std::string::npos);
+    CHECK_THAT(missing.output.substr(error), Contains(dir + "/none.png"));
+    const auto before = zoo::test::embedding_rows(missing.output.substr(0, error));
+    REQUIRE(before.defined());
+    CHECK(before.size(0) == 1);
+    CHECK(torch::allclose(before[0], rows[0], 1e-5, 1e-5));
   }
   const std::string prompt = "a photo of a sneaker";
   auto alone = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --texts '" + prompt + "'");

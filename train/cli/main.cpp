@@ -609,7 +609,7 @@ int cmd_fill_mask(int argc, char** argv) {
                      "Print the most probable tokens for each [MASK] in a text with a bert_mlm checkpoint.\n"
                      "  zoo fill-mask --checkpoint C \"The [MASK] is barking loudly.\"\n"
                      "    [MASK] 1:  token probability  token probability ...   (a line per [MASK])\n"
-                     "  zoo fill-mask --checkpoint C < texts.txt   (a text a line)\n"
+                     "  zoo fill-mask --checkpoint C < texts.txt   (a text a line; an empty line gets an empty line)\n"
                      "    one line per text, in order: the text, then for each [MASK] its tokens and probabilities, "
                      "tab-separated");
   o.add_options()("checkpoint", "bert_mlm checkpoint", cxxopts::value<std::string>())(
@@ -644,12 +644,17 @@ int cmd_fill_mask(int argc, char** argv) {
     out.str("");
     for (const auto& text : texts) {
       const auto at = "zoo fill-mask: line " + std::to_string(++done) + " of standard input: ";
-      if (text.find('\t') != std::string::npos)
-        throw zoo::UsageError(at + "holds a tab, which separates the output's fields; give texts without tabs");
+      if (text.empty()) {  // an empty line (a file's last, say) gets one, so that line n answers line n
+        out << "\n";
+        continue;
+      }
       std::vector<std::vector<std::pair<std::string, double>>> fills;
       try {
+        if (text.find('\t') != std::string::npos)
+          throw zoo::UsageError("holds a tab, which separates the output's fields; give texts without tabs");
         fills = mlm->fill_mask(text, k);
       } catch (const zoo::UsageError& e) {
+        std::cout << out.str() << std::flush;  // the lines before it are answered, before the error
         throw zoo::UsageError(at + e.what());
       }
       out << text;
@@ -667,21 +672,29 @@ int cmd_fill_mask(int argc, char** argv) {
   return kExitOk;
 }
 
-/// The grey 28x28 images (N, 1, 28, 28) of image files; `done` files were read before these (for
-/// the input numbers in messages). An empty name or one holding a NUL byte is a UsageError.
-torch::Tensor read_images(const std::vector<std::string>& paths, int64_t done, const std::string& command) {
+/// The grey 28x28 images (N, 1, 28, 28) of image files, up to the first that can't be read
+/// (undefined when that is the first), and that file's UsageError, so that the files before it
+/// are answered before the command fails. `done` files were read before these (for the input
+/// numbers in messages). An empty name or one holding a NUL byte is refused too.
+std::pair<torch::Tensor, std::exception_ptr> read_images(const std::vector<std::string>& paths, int64_t done,
+                                                         const std::string& command) {
   std::vector<torch::Tensor> xs;
-  for (const auto& path : paths) {
-    const auto at = std::to_string(done + static_cast<int64_t>(xs.size()) + 1);
-    if (path.empty())
-      throw zoo::UsageError("zoo " + command + ": input " + at + " is an empty file name (an empty argument or line); "
-                            "give image files");
-    if (path.find('\0') != std::string::npos)  // only a line of standard input can hold one
-      throw zoo::UsageError("zoo " + command + ": input " + at + " holds a NUL byte, which no file name has; give one "
-                            "image file a line");
-    xs.push_back(zoo::read_image_gray(path, 28));
+  std::exception_ptr bad;
+  try {
+    for (const auto& path : paths) {
+      const auto at = std::to_string(done + static_cast<int64_t>(xs.size()) + 1);
+      if (path.empty())
+        throw zoo::UsageError("zoo " + command + ": input " + at + " is an empty file name (an empty argument or line); "
+                              "give image files");
+      if (path.find('\0') != std::string::npos)  // only a line of standard input can hold one
+        throw zoo::UsageError("zoo " + command + ": input " + at + " holds a NUL byte, which no file name has; give one "
+                              "image file a line");
+      xs.push_back(zoo::read_image_gray(path, 28));
+    }
+  } catch (const zoo::UsageError&) {
+    bad = std::current_exception();
   }
-  return torch::cat(xs, 0);
+  return {xs.empty() ? torch::Tensor() : torch::cat(xs, 0), bad};
 }
 
 int cmd_zero_shot(int argc, char** argv) {
@@ -741,17 +754,18 @@ int cmd_zero_shot(int argc, char** argv) {
       if (f.find_first_of("\t\n\r") != std::string::npos)
         throw zoo::UsageError(f + ": the file's name holds a tab or line break, which zero-shot's "
                               "tab-separated lines can't show; rename it, or give it alone with --image");
-    const auto p = clip->classify(read_images(files, done, "zero-shot"), classes);
-    const auto [best_p, best] = p.max(1);
-    std::ostringstream out;
-    out << std::fixed << std::setprecision(4);
-    for (size_t i = 0; i < files.size(); ++i) {
-      const auto k = static_cast<int64_t>(i);
-      out << files[i] << "\t" << labels[static_cast<size_t>(best[k].item<int64_t>())] << "\t"
-          << best_p[k].item<double>() << "\n";
+    const auto [images, bad] = read_images(files, done, "zero-shot");
+    if (images.defined()) {  // the files before a bad one are answered
+      const auto [best_p, best] = clip->classify(images, classes).max(1);
+      std::ostringstream out;
+      out << std::fixed << std::setprecision(4);
+      for (int64_t i = 0; i < images.size(0); ++i)
+        out << files[static_cast<size_t>(i)] << "\t" << labels[static_cast<size_t>(best[i].item<int64_t>())] << "\t"
+            << best_p[i].item<double>() << "\n";
+      std::cout << out.str() << std::flush;  // before the error, if one follows
+      done += images.size(0);
     }
-    std::cout << out.str();
-    done += static_cast<int64_t>(files.size());
+    if (bad) std::rethrow_exception(bad);
   };
   answer_inputs(r, "images", "zero-shot", "image file", print,
                 "zoo zero-shot: no image given (--image FILE, image files as arguments, or their names on standard "
@@ -807,7 +821,15 @@ int cmd_embed(int argc, char** argv) {
   int64_t done = 0;  // inputs answered
   auto print = [&](const std::vector<std::string>& inputs) {
     torch::Tensor v;
-    v = images ? embedder->embed_images(read_images(inputs, done, "embed")) : embedder->embed_texts(inputs);
+    std::exception_ptr bad;  // an image file that can't be read: the files before it are answered
+    if (images) {
+      torch::Tensor x;
+      std::tie(x, bad) = read_images(inputs, done, "embed");
+      if (x.defined()) v = embedder->embed_images(x);
+    } else {
+      v = embedder->embed_texts(inputs);
+    }
+    if (!v.defined()) std::rethrow_exception(bad);
     v = v.to(torch::kCPU, torch::kFloat).contiguous();
     const float* p = v.data_ptr<float>();
     std::ostringstream out;
@@ -816,8 +838,9 @@ int cmd_embed(int argc, char** argv) {
       for (int64_t j = 0; j < v.size(1); ++j) out << (j ? " " : "") << p[i * v.size(1) + j];
       out << "\n";
     }
-    std::cout << out.str();
-    done += static_cast<int64_t>(inputs.size());
+    std::cout << out.str() << std::flush;  // before the error, if one follows
+    done += v.size(0);
+    if (bad) std::rethrow_exception(bad);
   };
   const std::string what = images ? "image file" : "text";  // standard input: one a line
   answer_inputs(r, "inputs", "embed", what, print,
