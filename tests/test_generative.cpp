@@ -489,6 +489,7 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   // What the flags say is checked before a checkpoint is looked for or read.
   test::check_refused("sample ddim --checkpoint " + dir + "/none.pt --eta 2", "--eta 2: sample.eta: must be at most 1");
   test::check_refused("sample ddim --checkpoint " + dir + "/none.pt --columns 0", "--columns 0: expected at least 1");
+  test::check_refused("sample ddim --checkpoint " + dir + "/none.pt --seed -1", "--seed -1: expected a seed of at least 0");
   // The line saying what was written can't be: a failure (the grid itself is written).
   auto full = test::run("{ " + test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 2 --n 1 --out " + dir +
                         "/full.png > /dev/full; }");

@@ -343,6 +343,8 @@ int cmd_sample(int argc, char** argv) {
   else throw zoo::UsageError("zoo sample: unknown model '" + model + "' (vae, gan, ddpm or ddim)");
   const auto n = r["n"].as<int64_t>();
   if (n < 1 || n > 4096) throw zoo::UsageError("--n " + std::to_string(n) + ": expected 1 to 4096 samples");
+  if (r["seed"].as<int64_t>() < 0)  // as train.seed
+    throw zoo::UsageError("--seed " + std::to_string(r["seed"].as<int64_t>()) + ": expected a seed of at least 0");
   {
     auto name = fs::path(r["out"].as<std::string>()).filename().string();
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
