@@ -294,8 +294,12 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path, const to
                        "; use another file from the run's checkpoints/");
   }
   if (device.is_cpu()) return archive;
+  // The file read on the CPU already: an error now is the device's (out of its memory), not the
+  // file's, and goes out as it is rather than as a damaged checkpoint (which a resume passes over).
   torch::serialize::InputArchive on_device;
-  load_archive(on_device, file, path, device);
+  file.clear();
+  file.seekg(0);
+  on_device.load_from(file, device);
   return on_device;
 }
 

@@ -301,6 +301,9 @@ class Trainer::Context : public StepContext {
     if (clip > 0 && !params.empty()) clip_grad_norm(params, clip);
     opt.step();
     opt.zero_grad();
+    // Autocast keeps low-precision copies of the weights until its scope ends; a forward pass
+    // later in this step (the GAN's generator step through the discriminator) must see the new ones.
+    if (amp_) at::autocast::clear_cache();
     return true;
   }
 
@@ -356,6 +359,7 @@ void Trainer::save(int64_t step, bool best) {
   archive.write("rng/cpu", rng.cpu, /*is_buffer=*/true);
   if (rng.cuda.defined()) archive.write("rng/cuda", rng.cuda, /*is_buffer=*/true);
   archive.write("amp/scale", c10::IValue(ctx_->scale_));
+  archive.write("amp/good_steps", c10::IValue(ctx_->good_steps_));  // when the scale next doubles
   {
     torch::serialize::OutputArchive t;
     task_->save_state(t);
@@ -445,6 +449,10 @@ int64_t Trainer::restore() {
       if (archive.try_read("amp/scale", v)) {
         if (!v.isDouble()) throw damaged("its loss scale (amp/scale) is not a number");
         ctx_->scale_ = v.toDouble();
+      }
+      if (archive.try_read("amp/good_steps", v)) {  // absent from checkpoints before it was saved
+        if (!v.isInt() || v.toInt() < 0) throw damaged("its loss-scale step count (amp/good_steps) is not a count");
+        ctx_->good_steps_ = v.toInt();
       }
       if (archive.try_read("window", v)) {
         const auto w = v.isString() ? json::parse(v.toStringRef(), nullptr, false) : json();

@@ -107,9 +107,9 @@ torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::
               "attention: the mask must be additive (float: 0 where attention is allowed, -inf where not), got ",
               mask.scalar_type(), "; zoo::padding_mask and zoo::causal_mask build one");
 #if TORCH_VERSION_MAJOR >= 2
-  std::optional<torch::Tensor> m;  // c10::optional is std::optional in 2.x
-  if (mask.defined()) m = mask.to(q.scalar_type());
-  return at::scaled_dot_product_attention(q, k, v, m, dropout_p);
+  // The mask converts to the optional the signature takes: c10::optional before 2.2, std::optional after.
+  if (mask.defined()) return at::scaled_dot_product_attention(q, k, v, mask.to(q.scalar_type()), dropout_p);
+  return at::scaled_dot_product_attention(q, k, v, {}, dropout_p);
 #else
   // softmax(Q K^T / sqrt(d_k) + M) V, Eq. 1 of Vaswani et al. The heads are folded into the
   // batch for zoo::bmm (B H products of Tq x Dh x Tk), which reshape copies where needed, as
