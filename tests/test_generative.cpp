@@ -574,6 +574,21 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
     INFO(r.output);
     REQUIRE(r.code == 0);
   }
+  {  // A GAN (no metric to pick by: best.pt is the last weights) resumed past its end: best.pt
+     // moves to the new last step.
+    std::filesystem::copy(dir + "/gan", dir + "/gan-more", std::filesystem::copy_options::recursive);
+    auto r = test::run(test::zoo_bin() + " train --config " + dir + "/gan.yaml --run-dir " + dir +
+                       "/gan-more --resume --set train.steps=24");
+    INFO(r.output);
+    REQUIRE(r.code == 0);
+    auto bytes = [](const std::string& path) {
+      std::ifstream in(path, std::ios::binary);
+      return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    const auto ckpts = dir + "/gan-more/checkpoints/";
+    REQUIRE(std::filesystem::exists(ckpts + step_checkpoint_name(24)));
+    CHECK(bytes(ckpts + "best.pt") == bytes(ckpts + step_checkpoint_name(24)));
+  }
   const auto vit = dir + "/vit/checkpoints/best.pt", vae = dir + "/vae/checkpoints/best.pt";
   // Three test images as PNG files: 8-bit, so they read back as they were.
   auto images = load_fashion_mnist(test::data_root(), "test", 0, 3).images;

@@ -494,6 +494,35 @@ TEST_CASE("an interrupted-and-resumed run logs the same losses as an uninterrupt
   }
 }
 
+TEST_CASE("outputs that can't be written leave training as it was: the same losses, then the error", "[trainer]") {
+  // A folder where the ViT writes samples/predictions.png: each write fails, training goes on with
+  // its own weights (not the EMA's swapped in) and in training mode, and the run ends with the error.
+  auto fine = zoo::test::scratch("outputs-fine"), blocked = zoo::test::scratch("outputs-blocked");
+  const std::vector<std::string> sets{"train.sample_every=2", "train.eval_every=2", "train.log_every=1",
+                                      "train.ema_decay=0.5"};
+  {
+    zoo::Trainer t(tiny(6, sets), {fine});
+    t.run();
+  }
+  fs::create_directories(blocked + "/samples/predictions.png");
+  {
+    zoo::Trainer t(tiny(6, sets), {blocked});
+    CHECK_THROWS_WITH(t.run(), Contains("samples not written"));
+  }
+  auto a = train_losses(fine), b = train_losses(blocked);
+  REQUIRE(a.size() == 6);
+  REQUIRE(b.size() == a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << a[i].first);
+    CHECK(a[i].second == b[i].second);
+  }
+  // best.pt holds the same evaluated weights (its EMA's, as loaded).
+  auto x = zoo::load_task(fine + "/checkpoints/best.pt", {}), y = zoo::load_task(blocked + "/checkpoints/best.pt", {});
+  auto px = x->model().parameters(), py = y->model().parameters();
+  REQUIRE(px.size() == py.size());
+  for (size_t i = 0; i < px.size(); ++i) CHECK(torch::equal(px[i], py[i]));
+}
+
 TEST_CASE("a short run on real Fashion-MNIST clearly learns", "[trainer][learn]") {
   auto dir = zoo::test::scratch("learn");
   auto cfg = tiny(200, {"train.eval_every=0", "train.log_every=25", "optim.warmup_steps=10", "data.eval_limit=1000",

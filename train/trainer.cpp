@@ -289,13 +289,20 @@ class Trainer::Context : public StepContext {
         p.mutable_grad().div_(scale_);
         finite = finite & torch::isfinite(p.grad()).all();
       }
+      // The scale moves once per training step, however many optimizers it steps (the GAN's
+      // two), as GradScaler.update does once per iteration: halved once on an overflow, doubled
+      // after 2,000 training steps without one.
       if (!finite.item<bool>()) {
         opt.zero_grad();
-        scale_ /= 2;
+        if (halved_at_ != step_) scale_ /= 2;
+        halved_at_ = step_;
         good_steps_ = 0;
         return false;
       }
-      if (++good_steps_ % 2000 == 0) scale_ *= 2;
+      if (counted_at_ != step_ && halved_at_ != step_) {
+        counted_at_ = step_;
+        if (++good_steps_ % 2000 == 0) scale_ *= 2;
+      }
     }
     const double clip = t_.cfg_.get_float("train.grad_clip");
     if (clip > 0 && !params.empty()) clip_grad_norm(params, clip);
@@ -311,6 +318,7 @@ class Trainer::Context : public StepContext {
   int64_t step_ = 0;
   double scale_ = 65536.0;
   int64_t good_steps_ = 0;
+  int64_t halved_at_ = -1, counted_at_ = -1;  // the training steps that last halved the scale, counted a good one
 
  private:
   Trainer& t_;
@@ -539,14 +547,21 @@ Scalars Trainer::run() {
 
   // Evaluation and outputs see the EMA weights when the run keeps them.
   auto with_eval_weights = [&](const std::function<void()>& fn) {
+    // The training weights and mode come back however fn ends: an output that can't be written
+    // is caught below and training goes on, and a bad held-out file saves a checkpoint.
+    struct Restore {
+      Task& task;
+      EMA* ema;
+      ~Restore() {
+        if (ema) ema->swap();
+        task.model().train();
+      }
+    };
     task_->model().eval();
     if (ema_) ema_->swap();
-    {
-      torch::NoGradGuard no_grad;
-      fn();
-    }
-    if (ema_) ema_->swap();
-    task_->model().train();
+    Restore restore{*task_, ema_.get()};
+    torch::NoGradGuard no_grad;
+    fn();
   };
   const int64_t sample_every = cfg_.get_int("train.sample_every");
   // Outputs that cannot be written (a folder in the way, a full disk) do not stop training or
@@ -740,7 +755,9 @@ Scalars Trainer::run() {
   auto val = evaluate("val", step);
   const bool better = val.count(best_key) && improves(val[best_key], best_, higher_better);
   if (better) best_ = val[best_key];
-  if (better || !fs::exists(fs::path(opt_.run_dir) / "checkpoints" / "best.pt")) save_checkpoint(step, true);
+  // A task with no metric to pick by (the GAN) keeps its last weights as best.pt, a resumed run's too.
+  if (better || best_key.empty() || !fs::exists(fs::path(opt_.run_dir) / "checkpoints" / "best.pt"))
+    save_checkpoint(step, true);
   auto test = evaluate("test", step);
   if (outputs_error)
     throw UsageError("samples not written: " + *outputs_error + "; the checkpoints are saved: free the path (or disk "
