@@ -306,6 +306,26 @@ TEST_CASE("label-smoothed cross-entropy equals its formula on a hand-made exampl
         Approx(-(lp1[2] + lp2[0]) / 2.0).epsilon(1e-6));
 }
 
+TEST_CASE("PER and WER: edits to the closest reference over its length, a word right when it equals one", "[g2p]") {
+  using P = std::vector<std::string>;
+  zoo::PronunciationErrors e;
+  e.add({"K", "AE1", "T"}, {{"K", "AE1", "T"}});                     // right: 0 edits of 3
+  e.add({"R", "IY1", "D"}, {{"R", "EH1", "D"}, {"R", "IY1", "D"}});  // right: equals its second reference
+  e.add({"T", "AH0"}, {{"T", "UW1"}});                               // 1 substitution of 2
+  // One edit from each of two references (delete B; change C to B): the shorter, 2 phones, counts.
+  e.add(P{"A", "C"}, {P{"A", "B", "C"}, P{"A", "B"}});
+  CHECK(e.words == 4);
+  CHECK(e.wrong_words == 2);
+  CHECK(e.edits == 2);
+  CHECK(e.ref_phones == 3 + 3 + 2 + 2);
+  CHECK(e.per() == Approx(2.0 / 10.0));
+  CHECK(e.wer() == Approx(0.5));
+  zoo::PronunciationErrors empty_hyp;  // nothing predicted: every reference phone is an edit
+  empty_hyp.add({}, {{"AH0", "B"}, {"B"}});
+  CHECK(empty_hyp.edits == 1);  // the closer reference, 1 phone away
+  CHECK(empty_hyp.ref_phones == 1);
+}
+
 TEST_CASE("CMUdict: split by word, deterministic, about 90/5/5, phones checked", "[g2p][data]") {
   auto all = zoo::load_cmudict(cmudict_root(), "all");
   std::map<std::string, size_t> count;

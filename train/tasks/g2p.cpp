@@ -68,24 +68,6 @@ std::vector<std::string> without_stress(const std::vector<std::string>& pron) {
   return out;
 }
 
-/// Sums of edit distances and reference lengths, and words right, over a split.
-struct ErrorCounts {
-  int64_t edits = 0, ref_phones = 0, wrong_words = 0, words = 0;
-  void add(const std::vector<std::string>& hyp, const std::vector<std::vector<std::string>>& refs) {
-    int64_t best = -1, best_len = 0;
-    for (const auto& r : refs) {
-      const auto d = edit_distance(hyp, r);
-      if (best < 0 || d < best || (d == best && static_cast<int64_t>(r.size()) > best_len))
-        best = d, best_len = static_cast<int64_t>(r.size());
-    }
-    edits += best;
-    ref_phones += best_len;
-    wrong_words += best > 0;
-    ++words;
-  }
-  double per() const { return static_cast<double>(edits) / static_cast<double>(std::max<int64_t>(ref_phones, 1)); }
-  double wer() const { return static_cast<double>(wrong_words) / static_cast<double>(std::max<int64_t>(words, 1)); }
-};
 
 class TransformerG2P : public G2PTask {
  public:
@@ -174,7 +156,7 @@ class TransformerG2P : public G2PTask {
     std::vector<std::string> words;
     for (const auto& e : entries) words.push_back(e.word);
     const auto nbest = decode(words);
-    ErrorCounts with, without;
+    PronunciationErrors with, without;
     for (size_t i = 0; i < entries.size(); ++i) {
       std::vector<std::vector<std::string>> refs, refs_plain;
       for (const auto& p : entries[i].pronunciations) {
@@ -399,6 +381,20 @@ void add_keys(Schema& s) {
 }
 
 }  // namespace
+
+void PronunciationErrors::add(const std::vector<std::string>& hyp, const std::vector<std::vector<std::string>>& refs) {
+  TORCH_CHECK(!refs.empty(), "PronunciationErrors::add: a word needs at least one reference");
+  int64_t best = -1, best_len = 0;
+  for (const auto& r : refs) {  // the closest reference; of equally close ones the shorter (the higher rate)
+    const auto d = edit_distance(hyp, r);
+    if (best < 0 || d < best || (d == best && static_cast<int64_t>(r.size()) < best_len))
+      best = d, best_len = static_cast<int64_t>(r.size());
+  }
+  edits += best;
+  ref_phones += best_len;
+  wrong_words += best > 0;
+  ++words;
+}
 
 TaskInfo transformer_g2p_task() {
   return {"transformer_g2p", "Transformer (Vaswani et al. 2017): grapheme-to-phoneme on CMUdict", add_keys,

@@ -1,12 +1,25 @@
 // What `zoo g2p` asks of a grapheme-to-phoneme checkpoint.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "train/tasks/task.h"
 
 namespace zoo {
+
+/// Issue 4's metrics over a split, word by word: the phone error rate (edits to the closest
+/// reference pronunciation over that reference's length, both summed over words; of equally close
+/// references the shorter, so that a tie never lowers the rate) and the word error rate (a word
+/// is right when it equals any of its references).
+struct PronunciationErrors {
+  int64_t edits = 0, ref_phones = 0, wrong_words = 0, words = 0;
+  void add(const std::vector<std::string>& hyp, const std::vector<std::vector<std::string>>& refs);
+  double per() const { return static_cast<double>(edits) / static_cast<double>(std::max<int64_t>(ref_phones, 1)); }
+  double wer() const { return static_cast<double>(wrong_words) / static_cast<double>(std::max<int64_t>(words, 1)); }
+};
 
 class G2PTask : public Task {
  public:
