@@ -140,7 +140,7 @@ class TransformerG2P : public G2PTask {
     // Teacher-forced loss over every (word, pronunciation) pair.
     std::vector<std::vector<int64_t>> src, tgt;
     for (const auto& e : entries)
-      for (const auto& p : e.pronunciations) src.push_back(encode_word(e.word)), tgt.push_back(encode_phones(p));
+      for (auto& t : targets(e)) src.push_back(encode_word(e.word)), tgt.push_back(std::move(t));
     double loss_sum = 0, n_tokens = 0;
     for (size_t i = 0; i < src.size(); i += static_cast<size_t>(eval_batch_)) {
       std::vector<int64_t> idx(std::min(src.size(), i + eval_batch_) - i);
@@ -321,15 +321,26 @@ class TransformerG2P : public G2PTask {
     return {pad(idx, src), pad(idx, tgt)};
   }
 
+  /// The distinct targets of an entry as the model is trained on them: without data.stress, two
+  /// pronunciations that differ only in stress are one target, not a pair counted twice.
+  std::vector<std::vector<int64_t>> targets(const G2PEntry& e) const {
+    std::vector<std::vector<int64_t>> out;
+    for (const auto& p : e.pronunciations) {
+      auto t = encode_phones(p);
+      if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(std::move(t));
+    }
+    return out;
+  }
+
   BucketSampler& sampler() {
     if (!sampler_) {
       auto entries = load_cmudict(root_, "train");
       if (train_limit_ > 0 && static_cast<int64_t>(entries.size()) > train_limit_) entries.resize(train_limit_);
       std::vector<int64_t> lengths;
       for (const auto& e : entries)
-        for (const auto& p : e.pronunciations) {
+        for (auto& t : targets(e)) {
           train_src_.push_back(encode_word(e.word));
-          train_tgt_.push_back(encode_phones(p));
+          train_tgt_.push_back(std::move(t));
           lengths.push_back(static_cast<int64_t>(std::max(train_src_.back().size(), train_tgt_.back().size())));
         }
       sampler_ = std::make_unique<BucketSampler>(lengths, batch_, seed_, rank_, world_);
