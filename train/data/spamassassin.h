@@ -7,8 +7,10 @@
 // order (of a multipart/alternative the text/plain part), HTML becomes text (tags a space,
 // no style or script, character references decoded), and a part that is not text (an image,
 // an attachment) becomes the line "[attachment: <media type>]". Charsets are left as they are.
-// Split by the MD5 in the file name (the same message in two folders lands in one split):
-// split_by_hash(md5, 10, 10), about 80/10/10.
+// Split by the MD5 in the file name: split_by_hash(md5, 10, 10), about 80/10/10. The digest is
+// of the whole file, headers included, so a message delivered twice (another Date, another
+// Message-Id) has two and may land in two splits: 23 test messages have a training message's
+// body (README, Data).
 #pragma once
 
 #include <string>
