@@ -33,6 +33,20 @@ zoo::Config tiny(int steps, std::vector<std::string> sets = {}) {
 
 using zoo::test::train_losses;
 
+/// Runs `a` and `b` logged the same `n` training losses at the same steps: bit for bit, or with
+/// `epsilon` > 0 within that relative difference.
+void check_same_losses(const std::string& a_dir, const std::string& b_dir, size_t n, double epsilon = 0) {
+  auto a = train_losses(a_dir), b = train_losses(b_dir);
+  REQUIRE(a.size() == n);
+  REQUIRE(b.size() == a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    INFO("step " << a[i].first);
+    CHECK(a[i].first == b[i].first);
+    if (epsilon == 0) CHECK(a[i].second == b[i].second);
+    else CHECK(a[i].second == Approx(b[i].second).epsilon(epsilon));
+  }
+}
+
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
@@ -482,15 +496,8 @@ TEST_CASE("an interrupted-and-resumed run logs the same losses as an uninterrupt
       zoo::Trainer t(tiny(12, sets), o);
       t.run();
     }
-    auto a = train_losses(full), b = train_losses(split);
-    REQUIRE(a.size() == 6);
-    REQUIRE(b.size() == a.size());
-    for (size_t i = 0; i < a.size(); ++i) {
-      INFO("step " << a[i].first);
-      CHECK(a[i].first == b[i].first);
-      if (device == "cpu") CHECK(a[i].second == b[i].second);  // bit-identical on CPU with a fixed seed
-      else CHECK(a[i].second == Approx(b[i].second).epsilon(1e-4));  // GPU kernels may sum in another order
-    }
+    // Bit-identical on CPU with a fixed seed; GPU kernels may sum in another order.
+    check_same_losses(full, split, 6, device == "cpu" ? 0.0 : 1e-4);
   }
 }
 
@@ -509,13 +516,7 @@ TEST_CASE("outputs that can't be written leave training as it was: the same loss
     zoo::Trainer t(tiny(6, sets), {blocked});
     CHECK_THROWS_WITH(t.run(), Contains("samples not written"));
   }
-  auto a = train_losses(fine), b = train_losses(blocked);
-  REQUIRE(a.size() == 6);
-  REQUIRE(b.size() == a.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    INFO("step " << a[i].first);
-    CHECK(a[i].second == b[i].second);
-  }
+  check_same_losses(fine, blocked, 6);
   // best.pt holds the same evaluated weights (its EMA's, as loaded).
   auto x = zoo::load_task(fine + "/checkpoints/best.pt", {}), y = zoo::load_task(blocked + "/checkpoints/best.pt", {});
   auto px = x->model().parameters(), py = y->model().parameters();
