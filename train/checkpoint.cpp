@@ -226,14 +226,13 @@ void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vecto
 
 namespace {
 
-// Reads the archive at `path` with its tensors on `device`; UsageError on a file torch can't read.
-/// Loads the archive in `file` (named `path` in messages) from its start.
-void load_archive(torch::serialize::InputArchive& archive, std::istream& file, const std::string& path,
-                  const torch::Device& device) {
+/// Loads the archive in `file` (named `path` in messages) from its start, its tensors on the CPU;
+/// UsageError on a file torch can't read.
+void load_archive(torch::serialize::InputArchive& archive, std::istream& file, const std::string& path) {
   try {
     file.clear();
     file.seekg(0);
-    archive.load_from(file, device);
+    archive.load_from(file, torch::Device(torch::kCPU));
   } catch (const c10::Error& e) {
     throw UsageError(path + ": not a readable checkpoint (truncated or not a torch archive: " +
                      first_line(e.what_without_backtrace()) + "); use another file from the run's checkpoints/");
@@ -270,7 +269,7 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path, const to
   // First on the CPU, whatever device wrote it: the checks below run before any tensor is
   // copied to a GPU.
   torch::serialize::InputArchive archive;
-  load_archive(archive, file, path, torch::Device(torch::kCPU));
+  load_archive(archive, file, path);
   c10::IValue format, version;
   if (!archive.try_read("zoo/format", format) || !format.isString() || format.toStringRef() != kCheckpointFormat)
     throw UsageError(path + ": a torch archive but not a zoo checkpoint (no zoo/format header); pass a file "

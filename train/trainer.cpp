@@ -289,19 +289,10 @@ class Trainer::Context : public StepContext {
         p.mutable_grad().div_(scale_);
         finite = finite & torch::isfinite(p.grad()).all();
       }
-      // The scale moves once per training step, however many optimizers it steps (the GAN's
-      // two), as GradScaler.update does once per iteration: halved once on an overflow, doubled
-      // after 2,000 training steps without one.
-      if (!finite.item<bool>()) {
+      if (!finite.item<bool>()) {  // this optimizer's step is skipped; update_scale halves the scale
         opt.zero_grad();
-        if (halved_at_ != step_) scale_ /= 2;
-        halved_at_ = step_;
-        good_steps_ = 0;
+        overflow_ = true;
         return false;
-      }
-      if (counted_at_ != step_ && halved_at_ != step_) {
-        counted_at_ = step_;
-        if (++good_steps_ % 2000 == 0) scale_ *= 2;
       }
     }
     const double clip = t_.cfg_.get_float("train.grad_clip");
@@ -314,11 +305,20 @@ class Trainer::Context : public StepContext {
     return true;
   }
 
+  /// Once per training step, however many optimizers it stepped (the GAN's two), as
+  /// GradScaler.update: the scale halved after an overflow, doubled after 2,000 steps without one.
+  void update_scale() {
+    if (!fp16()) return;
+    if (overflow_) scale_ /= 2, good_steps_ = 0;
+    else if (++good_steps_ % 2000 == 0) scale_ *= 2;
+    overflow_ = false;
+  }
+
   bool fp16() const { return amp_ && dtype_ == at::kHalf; }
   int64_t step_ = 0;
   double scale_ = 65536.0;
   int64_t good_steps_ = 0;
-  int64_t halved_at_ = -1, counted_at_ = -1;  // the training steps that last halved the scale, counted a good one
+  bool overflow_ = false;  // this training step: an optimizer's gradients were not finite
 
  private:
   Trainer& t_;
@@ -680,6 +680,7 @@ Scalars Trainer::run() {
       Autocast amp(ctx_->mixed_precision(), ctx_->dtype());
       s = task_->train_step(*ctx_);
     }
+    ctx_->update_scale();
     if (ema_) ema_->update();
     for (auto& [k, v] : s.values) window[k] = window.value(k, 0.0) + v;
     for (auto& [k, v] : s.deferred) deferred[k].push_back(v);

@@ -371,23 +371,17 @@ int cmd_sample(int argc, char** argv) {
     for (const char* flag : {"steps", "eta", "spacing", "variance"})  // one of the two, not both
       if (r.count(flag) && s.rfind(std::string("sample.") + flag + "=", 0) == 0)
         throw zoo::UsageError("--set " + s + " and --" + flag + ": give the value once");
-  // The flags become --set pairs for the checkpoint's config; their values are checked here first.
-  std::vector<std::pair<std::string, std::string>> from_flags;  // (--flag value, the --set pair)
+  // The flags become --set pairs for the checkpoint's config, their values checked first against
+  // the DDPM task's schema (the only task they are for), named as given.
   auto flag = [&](const std::string& name, const std::string& value) {
-    from_flags.emplace_back("--" + name + " " + value, "sample." + name + "=" + value);
-    sets.push_back(from_flags.back().second);
+    auto ddpm = zoo::Config::from_yaml("task: ddpm_fashion_mnist\n", "zoo sample");
+    ddpm.set("sample." + name, value, "--" + name + " " + value);
+    sets.push_back("sample." + name + "=" + value);
   };
   if (r.count("steps")) flag("steps", std::to_string(r["steps"].as<int64_t>()));
   if (r.count("eta")) flag("eta", zoo::show_value(r["eta"].as<double>()));  // the digits that read back as it
   if (r.count("spacing")) flag("spacing", r["spacing"].as<std::string>());
   if (r.count("variance")) flag("variance", r["variance"].as<std::string>());
-  if (!from_flags.empty()) {  // their values against the DDPM task's schema, before a checkpoint is read
-    auto schema = zoo::Config::from_yaml("task: ddpm_fashion_mnist\n", "zoo sample");
-    for (const auto& [shown, set] : from_flags) {
-      const auto eq = set.find('=');
-      schema.set(set.substr(0, eq), set.substr(eq + 1), shown);
-    }
-  }
   auto columns = r["columns"].as<int64_t>();
   if (columns < 1)
     throw zoo::UsageError("--columns " + std::to_string(columns) + ": expected at least 1 image per row");
@@ -656,7 +650,7 @@ int cmd_fill_mask(int argc, char** argv) {
           throw zoo::UsageError("holds a tab, which separates the output's fields; give texts without tabs");
         fills = mlm->fill_mask(text, k);
       } catch (const zoo::UsageError& e) {
-        std::cout << out.str() << std::flush;  // the lines before it are answered, before the error
+        std::cout << out.str();  // the lines before it are answered
         throw zoo::UsageError(at + e.what());
       }
       out << text;
@@ -764,7 +758,7 @@ int cmd_zero_shot(int argc, char** argv) {
       for (int64_t i = 0; i < images.size(0); ++i)
         out << files[static_cast<size_t>(i)] << "\t" << labels[static_cast<size_t>(best[i].item<int64_t>())] << "\t"
             << best_p[i].item<double>() << "\n";
-      std::cout << out.str() << std::flush;  // before the error, if one follows
+      std::cout << out.str();
       done += images.size(0);
     }
     if (bad) std::rethrow_exception(bad);
@@ -840,7 +834,7 @@ int cmd_embed(int argc, char** argv) {
       for (int64_t j = 0; j < v.size(1); ++j) out << (j ? " " : "") << p[i * v.size(1) + j];
       out << "\n";
     }
-    std::cout << out.str() << std::flush;  // before the error, if one follows
+    std::cout << out.str();
     done += v.size(0);
     if (bad) std::rethrow_exception(bad);
   };
@@ -1008,7 +1002,13 @@ int main(int argc, char** argv) {
     }
     // Every command's output reaches standard output, or the command fails (check_stdout).
     auto run = [&](int (*command)(int, char**)) {
-      const int rc = command(argc - 1, argv + 1);
+      int rc;
+      try {
+        rc = command(argc - 1, argv + 1);
+      } catch (...) {
+        std::cout.flush();  // what was answered goes out before the error is printed
+        throw;
+      }
       std::cout.flush();
       check_stdout();
       return rc;
