@@ -7,8 +7,8 @@
 //    that really follows A (IsNext); otherwise B is taken from a random other document
 //    (NotNext) and the unused sentences go back to the document. A chunk of one sentence has
 //    no rest and is always NotNext (as in Google's create_pretraining_data.py), so the labels
-//    are 1/2 only where chunks hold several sentences: at 128 tokens of Brown about 51%
-//    NotNext, at 16 (the short phase of configs/bert_mlm.yaml) about 88% (docs/bert.md);
+//    are near 1/2 only where chunks hold several sentences: at 16 tokens (the short phase of
+//    configs/bert_mlm.yaml) most are NotNext (docs/bert.md);
 //  - [CLS] A [SEP] B [SEP], the longer segment trimmed at a random end to fit max_length;
 //  - masked LM: mask_prob of the non-special tokens are picked (at least one, at most
 //    max_predictions); a picked token becomes [MASK] 80% of the time, a random non-special
