@@ -19,12 +19,13 @@ BASE = {
 }
 
 
-def split_of(doc_id):
+def split_of(key, val_percent=10, test_percent=10):
+    """train/data/split.h's split_by_hash: FNV-1a of the key, the top buckets test, then val."""
     h = 14695981039346656037
-    for c in doc_id.encode():
+    for c in key.encode():
         h = ((h ^ c) * 1099511628211) % (1 << 64)
     bucket = h % 100
-    return "test" if bucket >= 90 else "val" if bucket >= 80 else "train"
+    return "test" if bucket >= 100 - test_percent else "val" if bucket >= 100 - test_percent - val_percent else "train"
 
 
 def universal(tag):
