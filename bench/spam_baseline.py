@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Logistic regression on a bag of words for spam detection on zoo's SpamAssassin split: the
-anchor for the bert_spam figures in the README, on the same split (FNV-1a of the MD5 in the
-file name, 80/10/10, as train/data/spamassassin.cpp) with the text read independently, by
+anchor for the bert_spam figures in the README, on the same split (zoo's, by each message's
+body, as build/bench/zoo_spam_splits prints it) with the text read independently, by
 Python's email package: the subject and every text part, decoded, HTML tags dropped.
 Features: the words (lower-cased runs of letters, digits and apostrophes, and "$" and "!")
 seen in at least 2 training messages, as log(1 + count) * idf, each message's vector of
 length 1. L2-regularized logistic regression, full batch, L-BFGS in torch; the strength
 from {1e-3, 1e-4, ..., 1e-8} by validation F1. Prints validation and test figures.
-    python3 bench/spam_baseline.py [data/spamassassin] [--words N] [--predictions FILE]
+    python3 bench/spam_baseline.py [data/spamassassin] [--words N] [--predictions FILE] [--splits-bin B]
 --words N reads only the first N words of each message (the README's 300: about the 512 tokens
 bert_spam reads). --predictions writes one line per test message in the format of `zoo eval
 --predictions` (message, label, predicted, p_spam, words), to set beside a BERT run's."""
@@ -22,7 +22,7 @@ import sys
 
 import torch
 
-from pos_baseline import split_of  # FNV-1a of the key, 80/10/10 (train/data/split.h)
+from spam_splits import zoo_splits  # zoo's split, from build/bench/zoo_spam_splits
 
 FOLDERS = ["easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"]
 WORD = re.compile(r"[a-z0-9']+|[$!]")
@@ -55,19 +55,18 @@ def message_text(raw):
     return "\n".join(texts)
 
 
-def load(root, max_words=0):
+def load(root, splits, max_words=0):
     out = {"train": [], "val": [], "test": []}
     for folder in FOLDERS:
         d = os.path.join(root, "data", folder)
         for name in sorted(os.listdir(d)):
             if not name.endswith(".txt"):
                 continue
-            md5 = name[name.index(".") + 1:-4]
             with open(os.path.join(d, name), "rb") as f:
                 words = WORD.findall(message_text(f.read()).lower())
             if max_words > 0:
                 words = words[:max_words]
-            out[split_of(md5)].append((collections.Counter(words), folder.startswith("spam"), folder + "/" + name[:-4], len(words)))
+            out[splits[folder + "/" + name[:-4]]].append((collections.Counter(words), folder.startswith("spam"), folder + "/" + name[:-4], len(words)))
     return out
 
 
@@ -119,11 +118,12 @@ def main():
     ap.add_argument("root", nargs="?", default="data/spamassassin")
     ap.add_argument("--words", type=int, default=0, help="read only the first N words of a message (0: all)")
     ap.add_argument("--predictions", help="write each test message's prediction to this file")
+    ap.add_argument("--splits-bin", default="build/bench/zoo_spam_splits", help="zoo's split lister")
     args = ap.parse_args()
     if not os.path.isdir(os.path.join(args.root, "data")):
         sys.exit(f"{args.root}: no SpamAssassin corpus here; run scripts/fetch-data spamassassin")
     torch.manual_seed(0)
-    data = load(args.root, args.words)
+    data = load(args.root, zoo_splits(args.root, args.splits_bin), args.words)
     df = collections.Counter()
     for counts, *_ in data["train"]:
         df.update(counts.keys())

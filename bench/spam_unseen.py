@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Spam F1 on the test messages that training did not already hold. zoo's SpamAssassin split
-keys on the MD5 in each file's name, a digest of the whole file, headers included; a message
-delivered twice (another Date, another Message-Id) has two digests and may land in two splits.
-This reads the raw files, finds the test messages whose body (the bytes after the header's
-blank line) is byte for byte that of a training message, and those whose subject is the same
-too (the whole input a model reads), and scores each predictions file three ways: every test
-message, those without a training twin by body, those without one by subject and body.
-    python3 bench/spam_unseen.py [--root data/spamassassin] PREDICTIONS...
+"""Spam F1 on the test messages that training did not already hold. Till 2026-12-05 zoo's
+SpamAssassin split keyed on the MD5 in each file's name, a digest of the whole file, headers
+included, so a message delivered twice (another Date, another Message-Id) could land in two
+splits: 23 test messages had a training message's body. It now keys on the body's text
+(train/data/spamassassin.h). This reads the raw files on its own, takes each one's split from
+zoo (build/bench/zoo_spam_splits), finds the test messages whose body (the bytes after the
+header's blank line) is byte for byte that of a training message, and those whose subject is
+the same too (the whole input a model reads), and scores each predictions file three ways:
+every test message, those without a training twin by body, those without one by subject and
+body. With --md5-split it splits as zoo did before (the counts above).
+    python3 bench/spam_unseen.py [--root data/spamassassin] [--md5-split] [PREDICTIONS]...
 PREDICTIONS: files of `zoo eval --split test --predictions FILE` or of
 `python3 bench/spam_baseline.py --predictions FILE` (message, label, predicted, ...)."""
 import argparse
@@ -15,6 +18,7 @@ import re
 import sys
 
 from pos_baseline import split_of  # FNV-1a of the key, 80/10/10 (train/data/split.h)
+from spam_splits import zoo_splits
 
 FOLDERS = ["easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"]
 SUBJECT = re.compile(rb"^subject:(.*)$", re.IGNORECASE | re.MULTILINE)
@@ -32,17 +36,20 @@ def parts(raw):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--root", default="data/spamassassin")
-    ap.add_argument("predictions", nargs="+")
+    ap.add_argument("--md5-split", action="store_true", help="split by the MD5 in the file name, as zoo did till 2026-12-05")
+    ap.add_argument("--splits-bin", default="build/bench/zoo_spam_splits", help="zoo's split lister")
+    ap.add_argument("predictions", nargs="*")
     args = ap.parse_args()
     data = os.path.join(args.root, "data")
     if not os.path.isdir(data):
         sys.exit(f"{data}: missing; run scripts/fetch-data spamassassin (or give --root)")
+    splits = None if args.md5_split else zoo_splits(args.root, args.splits_bin)
     train_bodies, train_inputs, test_parts = set(), set(), {}
     for folder in FOLDERS:
         for name in sorted(os.listdir(os.path.join(data, folder))):
             if not name.endswith(".txt"):
                 continue
-            split = split_of(name[name.find(".") + 1:-4])
+            split = split_of(name[name.find(".") + 1:-4]) if splits is None else splits[f"{folder}/{name[:-4]}"]
             if split not in ("train", "test"):
                 continue
             with open(os.path.join(data, folder, name), "rb") as f:

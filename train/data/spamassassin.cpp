@@ -356,12 +356,18 @@ std::string entity_text(const Headers& h, const std::string& body, int depth) {
   return text;
 }
 
+// The subject and the body's text of a raw message, apart.
+std::pair<std::string, std::string> email_parts(const std::string& raw) {
+  Headers h;
+  const auto at = read_headers(raw, h);
+  return {decode_header_words(h.subject), entity_text(h, raw.substr(at), 0)};
+}
+
 }  // namespace
 
 std::string email_text(const std::string& raw) {
-  Headers h;
-  const auto at = read_headers(raw, h);
-  return "Subject: " + decode_header_words(h.subject) + "\n" + entity_text(h, raw.substr(at), 0);
+  const auto [subject, body] = email_parts(raw);
+  return "Subject: " + subject + "\n" + body;
 }
 
 std::vector<EmailMessage> load_spamassassin(const std::string& root, const std::string& split) {
@@ -377,16 +383,19 @@ std::vector<EmailMessage> load_spamassassin(const std::string& root, const std::
       if (e.path().extension() == ".txt") names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
     for (const auto& name : names) {
-      const auto dot = name.find('.');
-      const auto md5 = name.substr(dot + 1, name.size() - dot - 5);  // NNNNN.<md5>.txt
-      if (split != "all" && split_by_hash(md5, 10, 10) != split) continue;
       if (!fs::is_regular_file(dir / name))
         throw UsageError("data.root: " + (dir / name).string() + " is not a regular file; delete " + root +
                          " and run scripts/fetch-data spamassassin");
       std::ifstream f(dir / name, std::ios::binary);
       std::string raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-      out.push_back({std::string(folder) + "/" + name.substr(0, name.size() - 4), email_text(raw),
-                     std::string(folder).rfind("spam", 0) == 0});
+      auto [subject, body] = email_parts(raw);
+      std::string key;  // the body without its whitespace: its split
+      for (char c : body)
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '\f' && c != '\v') key += c;
+      auto in = split_by_hash(key, 10, 10);
+      if (split != "all" && in != split) continue;
+      out.push_back({std::string(folder) + "/" + name.substr(0, name.size() - 4), "Subject: " + subject + "\n" + body,
+                     std::string(folder).rfind("spam", 0) == 0, std::move(in)});
     }
   }
   if (out.empty())

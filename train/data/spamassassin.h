@@ -7,10 +7,13 @@
 // order (of a multipart/alternative the text/plain part), HTML becomes text (tags a space,
 // no style or script, character references decoded), and a part that is not text (an image,
 // an attachment) becomes the line "[attachment: <media type>]". Charsets are left as they are.
-// Split by the MD5 in the file name: split_by_hash(md5, 10, 10), about 80/10/10. The digest is
-// of the whole file, headers included, so a message delivered twice (another Date, another
-// Message-Id) has two and may land in two splits: 23 test messages have a training message's
-// body (README, Data).
+// Split by the text of the body, not the file: split_by_hash(key, 10, 10), about 80/10/10, where
+// the key is the body as read above (the text after the Subject line) without its whitespace
+// (space, tab, CR, LF, FF, VT).
+// Deliveries of one message (another Date, another Message-Id, another MIME boundary or transfer
+// encoding, so another file and another MD5) share a split: no test message has its body in
+// training. Till 2026-12-05 the key was the MD5 in the file name, which covers the headers; 23
+// test messages then had a training message's body (docs/bert.md).
 #pragma once
 
 #include <string>
@@ -22,6 +25,7 @@ struct EmailMessage {
   std::string id;     // "spam-1/00001.7848dde101aa985090474a91ec93fcf0"
   std::string text;   // "Subject: ...\n" + body
   bool spam = false;
+  std::string split;  // "train", "val" or "test", by its body (above)
 };
 
 /// The messages of one split ("train", "val", "test" or "all"), in folder and file order.
