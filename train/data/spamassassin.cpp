@@ -387,6 +387,9 @@ std::vector<EmailMessage> load_spamassassin(const std::string& root, const std::
         throw UsageError("data.root: " + (dir / name).string() + " is not a regular file; delete " + root +
                          " and run scripts/fetch-data spamassassin");
       std::ifstream f(dir / name, std::ios::binary);
+      if (!f)
+        throw UsageError("data.root: " + (dir / name).string() + " can't be read; check its permissions, or delete " +
+                         root + " and run scripts/fetch-data spamassassin");
       std::string raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
       auto [subject, body] = email_parts(raw);
       std::string key;  // the body without its whitespace: its split
