@@ -374,18 +374,20 @@ TEST_CASE("SpamAssassin: subject and body, MIME decoded, split by body", "[bert]
     CHECK(std::count_if(held_out.begin(), held_out.end(), [&](const auto& b) { return train_bodies.count(b); }) == 0);
   }
   {  // Two deliveries of each of 40 messages (another Date and Message-Id, another subject, another
-     // transfer encoding) share their split, and the 40 fall into all three splits.
+     // transfer encoding, other line breaks) share their split, and the 40 fall into all three splits.
     namespace fs = std::filesystem;
     auto dir = zoo::test::scratch("spam-deliveries");
     for (const char* f : {"easy-ham-1", "easy-ham-2", "hard-ham-1", "spam-1", "spam-2"}) fs::create_directories(dir + "/data/" + f);
     for (int i = 0; i < 40; ++i) {
       const auto n = std::to_string(i);
       const std::string body = "Message number " + n + " of the test corpus, long enough to wrap.\n";
+      auto wrapped = body;  // the second copy wrapped elsewhere: a line break for a space
+      wrapped.replace(wrapped.find(" long"), 1, "\n");
       std::ofstream(dir + "/data/easy-ham-1/" + std::to_string(10000 + i) + ".a" + n + ".txt")
           << "Date: Mon, 1 Jul 2002\nSubject: one\n\n" << body;
       std::ofstream(dir + "/data/spam-2/" + std::to_string(10000 + i) + ".b" + n + ".txt")
           << "Date: Tue, 2 Jul 2002\nMessage-Id: <" << n << "@x>\nSubject: two\n"
-          << "Content-Transfer-Encoding: quoted-printable\n\n" << body.substr(0, 20) << "=\n" << body.substr(20);
+          << "Content-Transfer-Encoding: quoted-printable\n\n" << wrapped.substr(0, 20) << "=\n" << wrapped.substr(20);
     }
     auto all = zoo::load_spamassassin(dir, "all");
     REQUIRE(all.size() == 80);

@@ -1,5 +1,5 @@
 // Deterministic splits by key: an example's split is a function of its key (a word, a
-// document or a file name) alone, so it never depends on file order, platform or seed.
+// document or a message's body) alone, so it never depends on file order, platform or seed.
 #pragma once
 
 #include <cstdint>
