@@ -9,6 +9,9 @@
 // waits for the GPU's queued work before it starts and before it stops.
 // ddim times sampling, not training: a batch through 50 DDIM steps (eta 0) per "step".
 // dropout times one training-mode dropout (p = 0.1) of a (batch, 512) activation per "step".
+//   zoo_bench --model bmm [--batch N] [--tokens T] [--head-dim D] [--impl zoo|torch]
+// times attention's two batched products, forward and backward, by zoo::bmm or torch::bmm: N
+// (512) products of T x T x D (50 x 50 x 32, the ViT's) each.
 #include <sys/resource.h>
 
 #include <chrono>
@@ -21,6 +24,7 @@
 
 #include "models/bert.h"
 #include "models/clip.h"
+#include "models/common/attention.h"
 #include "models/common/dropout.h"
 #include "models/ddim.h"
 #include "models/gan.h"
@@ -220,12 +224,26 @@ Bench dropout(int64_t batch) {
   return {[=]() { zoo::dropout(x, 0.1, /*training=*/true); }, static_cast<double>(x.numel()), "elements", 0};
 }
 
+// Attention's two batched products, forward and backward, zoo::bmm's or torch::bmm's:
+// (N, T, D) x (N, D, T), then (N, T, T) x (N, T, D); each product T x T x D multiply-adds.
+Bench bmm(int64_t n, int64_t t, int64_t d, bool torch_bmm) {
+  auto q = torch::randn({n, t, d}, torch::requires_grad()).to(dev);
+  auto k = torch::randn({n, d, t}, torch::requires_grad()).to(dev);
+  auto v = torch::randn({n, t, d}, torch::requires_grad()).to(dev);
+  return {[=]() {
+            auto s = torch_bmm ? torch::bmm(q, k) : zoo::bmm(q, k);
+            auto o = torch_bmm ? torch::bmm(s, v) : zoo::bmm(s, v);
+            o.sum().backward();
+          },
+          static_cast<double>(n), "products", 0};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int threads = 2, steps = 20, warmup = 3;
-  int64_t batch = 0;
-  std::string model, device = "cpu";
+  int64_t batch = 0, tokens = 50, head_dim = 32;
+  std::string model, device = "cpu", impl = "zoo";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k == "--model") model = argv[i + 1];
@@ -234,6 +252,9 @@ int main(int argc, char** argv) {
     else if (k == "--steps") steps = std::atoi(argv[i + 1]);
     else if (k == "--warmup") warmup = std::atoi(argv[i + 1]);
     else if (k == "--batch") batch = std::atoll(argv[i + 1]);
+    else if (k == "--tokens") tokens = std::atoll(argv[i + 1]);
+    else if (k == "--head-dim") head_dim = std::atoll(argv[i + 1]);
+    else if (k == "--impl") impl = argv[i + 1];
     else model.clear(), i = argc;
   }
   if (device == "cuda") {
@@ -252,6 +273,7 @@ int main(int argc, char** argv) {
   Bench b;
   torch::set_num_threads(threads);
   torch::manual_seed(0);
+  if (impl != "zoo" && model != "bmm") model.clear();  // --impl torch: bmm's alone
   if (model == "vit") b = vit(batch ? batch : 128);
   else if (model == "transformer") b = transformer(batch ? batch : 256);
   else if (model == "bert") b = bert(batch ? batch : 32);
@@ -261,9 +283,13 @@ int main(int argc, char** argv) {
   else if (model == "ddpm") b = ddpm(batch ? batch : 128);
   else if (model == "ddim") b = ddim(batch ? batch : 64);
   else if (model == "dropout") b = dropout(batch ? batch : 2304);
+  else if (model == "bmm" && (impl == "zoo" || impl == "torch") && tokens > 0 && head_dim > 0)
+    b = bmm(batch ? batch : 512, tokens, head_dim, impl == "torch");
   else {
     std::fprintf(stderr, "usage: zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] "
-                         "[--warmup N] [--batch N] [--device cpu|cuda]\n");
+                         "[--warmup N] [--batch N] [--device cpu|cuda]\n"
+                         "       zoo_bench --model bmm [--batch N] [--tokens T] [--head-dim D] [--impl zoo|torch]: attention's "
+                         "products, N of T x T x D\n");
     return 2;
   }
   for (int i = 0; i < warmup; ++i) b.step();
@@ -274,9 +300,9 @@ int main(int argc, char** argv) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  std::printf("{\"impl\": \"zoo\", \"model\": \"%s\", \"items_per_s\": %.2f, \"unit\": \"%s\", \"peak_rss_mib\": %.1f, "
+  std::printf("{\"impl\": \"%s\", \"model\": \"%s\", \"items_per_s\": %.2f, \"unit\": \"%s\", \"peak_rss_mib\": %.1f, "
               "\"params\": %lld, \"threads\": %d, \"device\": \"%s\"}\n",
-              model.c_str(), steps * b.items_per_step / secs, b.unit.c_str(), ru.ru_maxrss / 1024.0,
+              impl.c_str(), model.c_str(), steps * b.items_per_step / secs, b.unit.c_str(), ru.ru_maxrss / 1024.0,
               static_cast<long long>(b.params), threads, device.c_str());
   return 0;
 }

@@ -12,18 +12,17 @@
 namespace zoo {
 namespace {
 
-/// Products at most this large (P Q R) are spread over threads: OpenBLAS computes one below
-/// 65536 x 4 multiply-adds on the calling thread (its GEMM_MULTITHREAD_THRESHOLD of 4).
-constexpr int64_t kSmallProduct = int64_t{1} << 18;
-
-/// Float products at most this large are computed by tiny_product below, not by a BLAS call:
-/// the Transformer's (9 x 9 x 64, 9 x 64 x 9) take about a microsecond of arithmetic, less
-/// than a call through ATen to OpenBLAS costs.
+/// Float products at most this large (P Q R) are computed by tiny_product below, spread over
+/// the threads, not by torch::bmm: the Transformer's (9 x 9 x 64, 9 x 64 x 9) take about a
+/// microsecond of arithmetic, less than a call through ATen to OpenBLAS costs. Larger ones
+/// (the ViT's 50 x 32 x 50) are torch::bmm's: a BLAS call each on the threads was 15-30% slower
+/// than torch::bmm from 2^14 to 2^18 (README, Speed).
 constexpr int64_t kTinyProduct = int64_t{1} << 14;
 
 bool spread_over_threads(const torch::Tensor& a, const torch::Tensor& b) {
   return a.device().is_cpu() && a.dim() == 3 && b.dim() == 3 && a.size(0) > 1 && at::get_num_threads() > 1 &&
-         a.size(1) * a.size(2) * b.size(2) <= kSmallProduct && a.scalar_type() == b.scalar_type();
+         a.scalar_type() == torch::kFloat && b.scalar_type() == torch::kFloat &&
+         a.size(1) * a.size(2) * b.size(2) <= kTinyProduct;
 }
 
 /// c (P, R) = a (P, Q) b (Q, R), each row-major and contiguous: for each row of c, a sum of
@@ -45,30 +44,18 @@ void tiny_product(const float* a, const float* b, float* __restrict__ c, int64_t
   }
 }
 
-/// The N products of a (N, P, Q) and b (N, Q, R), each on one of LibTorch's threads.
+/// The N float products of a (N, P, Q) and b (N, Q, R), each by tiny_product on one of LibTorch's threads.
 torch::Tensor bmm_on_threads(const torch::Tensor& a, const torch::Tensor& b) {
   TORCH_CHECK(a.size(0) == b.size(0) && a.size(2) == b.size(1), "zoo::bmm: shapes ", a.sizes(), " and ", b.sizes(),
               " do not multiply");
   const int64_t n = a.size(0), p = a.size(1), q = a.size(2), r = b.size(2);
-  if (a.scalar_type() == torch::kFloat && p * q * r <= kTinyProduct) {
-    const auto ac = a.detach().contiguous(), bc = b.detach().contiguous();
-    auto out = torch::empty({n, p, r}, ac.options());
-    const float* pa = ac.data_ptr<float>();
-    const float* pb = bc.data_ptr<float>();
-    float* pc = out.data_ptr<float>();
-    at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) tiny_product(pa + i * p * q, pb + i * q * r, pc + i * p * r, p, q, r);
-    });
-    return out;
-  }
-  const auto ad = a.detach(), bd = b.detach();
-  auto out = torch::empty({n, p, r}, ad.options());
+  const auto ac = a.detach().contiguous(), bc = b.detach().contiguous();
+  auto out = torch::empty({n, p, r}, ac.options());
+  const float* pa = ac.data_ptr<float>();
+  const float* pb = bc.data_ptr<float>();
+  float* pc = out.data_ptr<float>();
   at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
-    torch::NoGradGuard no_grad;  // grad mode is per thread
-    for (int64_t i = begin; i < end; ++i) {
-      auto o = out.select(0, i);
-      at::mm_out(o, ad.select(0, i), bd.select(0, i));
-    }
+    for (int64_t i = begin; i < end; ++i) tiny_product(pa + i * p * q, pb + i * q * r, pc + i * p * r, p, q, r);
   });
   return out;
 }

@@ -27,13 +27,10 @@ torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::
                                            double dropout_p);
 
 /// Batched matrix product a (N, P, Q) x b (N, Q, R) -> (N, P, R), as torch::bmm, gradient
-/// included. On CPU with more than one intra-op thread, when each product is small (P Q R at
-/// most 2^18, below which OpenBLAS runs a product on one thread), the N products are spread
-/// over LibTorch's threads: LibTorch 1.13 without MKL runs bmm's products one after another on
-/// one thread, and attention's are small (the ViT's: 512 products of 50 x 32 x 50 a call),
-/// each a single-threaded GEMM either way.
-/// Float products of at most 2^14 multiply-adds (the Transformer's) are a plain loop instead
-/// of a BLAS call, whose cost through ATen is more than their arithmetic. Elsewhere torch::bmm.
+/// included. On CPU with more than one intra-op thread, float products of at most 2^14
+/// multiply-adds (the Transformer's: 9 x 64 x 9) are a plain vectorised loop spread over
+/// LibTorch's threads, where a BLAS call through ATen costs more than their arithmetic.
+/// Elsewhere torch::bmm.
 torch::Tensor bmm(const torch::Tensor& a, const torch::Tensor& b);
 
 /// Keys and values already computed for a sequence, (B, H, T, Dh) each: what incremental
