@@ -1,7 +1,7 @@
 // Training-step throughput of zoo's models in C++, on fixed random batches of each task's
 // shape, for scripts/bench to set beside the same architecture in PyTorch Python
 // (bench/<model>_peer.py). Prints one JSON line:
-//   {"impl": "zoo", "model": ..., "items_per_s": ..., "unit": ..., "peak_rss_mib": ..., "params": ..., "threads": ...}
+//   {"impl": "zoo" ("torch" for --model bmm --impl torch), "model": ..., "items_per_s": ..., "unit": ..., "peak_rss_mib": ..., "params": ..., "threads": ...}
 //
 //   zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] [--warmup N] [--batch N]
 //             [--device cpu|cuda]
@@ -9,7 +9,7 @@
 // waits for the GPU's queued work before it starts and before it stops.
 // ddim times sampling, not training: a batch through 50 DDIM steps (eta 0) per "step".
 // dropout times one training-mode dropout (p = 0.1) of a (batch, 512) activation per "step".
-//   zoo_bench --model bmm [--batch N] [--tokens T] [--head-dim D] [--impl zoo|torch]
+//   zoo_bench --model bmm [--threads N] [--steps N] [--warmup N] [--batch N] [--tokens T] [--head-dim D] [--impl zoo|torch]
 // times attention's two batched products, forward and backward, by zoo::bmm or torch::bmm: N
 // (512) products of T x T x D (50 x 50 x 32, the ViT's) each.
 #include <sys/resource.h>
@@ -288,7 +288,7 @@ int main(int argc, char** argv) {
   else {
     std::fprintf(stderr, "usage: zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] "
                          "[--warmup N] [--batch N] [--device cpu|cuda]\n"
-                         "       zoo_bench --model bmm [--batch N] [--tokens T] [--head-dim D] [--impl zoo|torch]: attention's "
+                         "       zoo_bench --model bmm [--threads N] [--steps N] [--warmup N] [--batch N] [--tokens T] [--head-dim D] [--impl zoo|torch]: attention's "
                          "products, N of T x T x D\n");
     return 2;
   }

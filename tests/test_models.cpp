@@ -100,13 +100,15 @@ TEST_CASE("attention equals LibTorch's multi_head_attention_forward on the same 
   CHECK(torch::allclose(ours_x, ref_x.transpose(0, 1), 1e-5, 1e-6));
 }
 
-TEST_CASE("zoo::bmm: torch::bmm's products and gradients, spread over threads", "[attention]") {
+TEST_CASE("zoo::bmm: torch::bmm's products and gradients, the small ones by a loop over threads", "[attention]") {
   const auto threads = at::get_num_threads();
   torch::set_num_threads(2);  // the products are spread only with more than one thread
   torch::manual_seed(2);
-  // Float products of 7 x 5 x 9 (the plain loop), 40 x 32 x 40 and double (torch::bmm's).
+  // Float products of 7 x 5 x 9 and 16 x 32 x 32 (the plain loop, the second at its bound of
+  // 2^14), 17 x 32 x 32 and double (torch::bmm's).
   struct Case { torch::Dtype dtype; int64_t p, q, r; };
-  for (auto c : {Case{torch::kFloat, 7, 5, 9}, Case{torch::kFloat, 40, 32, 40}, Case{torch::kDouble, 7, 5, 9}}) {
+  for (auto c : {Case{torch::kFloat, 7, 5, 9}, Case{torch::kFloat, 16, 32, 32}, Case{torch::kFloat, 17, 32, 32},
+                 Case{torch::kDouble, 7, 5, 9}}) {
     INFO(c.p << " x " << c.q << " x " << c.r);
     const auto dtype = c.dtype;
     auto a = torch::randn({24, c.p, c.q}, dtype).requires_grad_();
