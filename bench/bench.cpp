@@ -20,6 +20,7 @@
 #include <functional>
 #include <string>
 
+#include <ATen/Parallel.h>
 #include <torch/cuda.h>
 
 #include "models/bert.h"
@@ -227,9 +228,8 @@ Bench dropout(int64_t batch) {
 // Attention's two batched products, forward and backward, zoo::bmm's or torch::bmm's:
 // (N, T, D) x (N, D, T), then (N, T, T) x (N, T, D); each product T x T x D multiply-adds.
 Bench bmm(int64_t n, int64_t t, int64_t d, bool torch_bmm) {
-  auto q = torch::randn({n, t, d}, torch::requires_grad()).to(dev);
-  auto k = torch::randn({n, d, t}, torch::requires_grad()).to(dev);
-  auto v = torch::randn({n, t, d}, torch::requires_grad()).to(dev);
+  const auto on = torch::TensorOptions().device(dev).requires_grad(true);  // leaves on the device
+  auto q = torch::randn({n, t, d}, on), k = torch::randn({n, d, t}, on), v = torch::randn({n, t, d}, on);
   return {[=]() {
             auto s = torch_bmm ? torch::bmm(q, k) : zoo::bmm(q, k);
             auto o = torch_bmm ? torch::bmm(s, v) : zoo::bmm(s, v);
@@ -272,6 +272,7 @@ int main(int argc, char** argv) {
   };
   Bench b;
   torch::set_num_threads(threads);
+  at::init_num_threads();  // as a training step's first parallel op does: it slows torch::bmm's products (README, Speed)
   torch::manual_seed(0);
   if (impl != "zoo" && model != "bmm") model.clear();  // --impl torch: bmm's alone
   if (model == "vit") b = vit(batch ? batch : 128);

@@ -15,8 +15,9 @@ namespace {
 /// Float products at most this large (P Q R) are computed by tiny_product below, spread over
 /// the threads, not by torch::bmm: the Transformer's (9 x 9 x 64, 9 x 64 x 9) take about a
 /// microsecond of arithmetic, less than a call through ATen to OpenBLAS costs. Larger ones
-/// (the ViT's 50 x 32 x 50) are torch::bmm's: a BLAS call each on the threads ran at 0.67-0.94x
-/// torch::bmm's speed from 2^14 to 2^18 (README, Speed).
+/// (the ViT's 50 x 32 x 50) are torch::bmm's: a BLAS call each on the threads was no faster
+/// than torch::bmm from 2^14 to 2^18, and at 0.75-0.91x its speed at two of three shapes
+/// (README, Speed).
 constexpr int64_t kTinyProduct = int64_t{1} << 14;
 
 bool spread_over_threads(const torch::Tensor& a, const torch::Tensor& b) {

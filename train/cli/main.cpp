@@ -373,8 +373,8 @@ int cmd_sample(int argc, char** argv) {
         throw zoo::UsageError("--set " + s + " and --" + flag + ": give the value once");
   // The flags become --set pairs for the checkpoint's config, their values checked first against
   // the DDPM task's schema (the only task they are for), named as given.
+  auto ddpm = zoo::Config::from_yaml("task: ddpm_fashion_mnist\n", "zoo sample");
   auto flag = [&](const std::string& name, const std::string& value) {
-    auto ddpm = zoo::Config::from_yaml("task: ddpm_fashion_mnist\n", "zoo sample");
     ddpm.set("sample." + name, value, "--" + name + " " + value);
     sets.push_back("sample." + name + "=" + value);
   };

@@ -356,6 +356,11 @@ std::string entity_text(const Headers& h, const std::string& body, int depth) {
   return text;
 }
 
+// A message's text for classification: its subject line, then its body's text.
+std::string subject_and_body(const std::string& subject, const std::string& body) {
+  return "Subject: " + subject + "\n" + body;
+}
+
 // The subject and the body's text of a raw message, apart.
 std::pair<std::string, std::string> email_parts(const std::string& raw) {
   Headers h;
@@ -367,7 +372,7 @@ std::pair<std::string, std::string> email_parts(const std::string& raw) {
 
 std::string email_text(const std::string& raw) {
   const auto [subject, body] = email_parts(raw);
-  return "Subject: " + subject + "\n" + body;
+  return subject_and_body(subject, body);
 }
 
 std::vector<EmailMessage> load_spamassassin(const std::string& root, const std::string& split) {
@@ -394,10 +399,10 @@ std::vector<EmailMessage> load_spamassassin(const std::string& root, const std::
       auto [subject, body] = email_parts(raw);
       std::string key;  // the body without its whitespace: its split
       for (char c : body)
-        if (c != ' ' && c != '\t' && c != '\r' && c != '\n' && c != '\f' && c != '\v') key += c;
+        if (!std::isspace(static_cast<unsigned char>(c))) key += c;
       auto in = split_by_hash(key, 10, 10);
       if (split != "all" && in != split) continue;
-      out.push_back({std::string(folder) + "/" + name.substr(0, name.size() - 4), "Subject: " + subject + "\n" + body,
+      out.push_back({std::string(folder) + "/" + name.substr(0, name.size() - 4), subject_and_body(subject, body),
                      std::string(folder).rfind("spam", 0) == 0, std::move(in)});
     }
   }
