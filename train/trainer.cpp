@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 
 #include <ATen/autocast_mode.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -136,11 +137,32 @@ torch::Device resolve_device(const std::string& spec) {
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
 }
 
+namespace {
+
+/// Once a process, with more than one thread: a warning when the BLAS that LibTorch calls is
+/// OpenBLAS's pthreads build (its openblas_get_parallel() says 1; 2 is the OpenMP build, 0 a
+/// serial one). Its threads and LibTorch's OpenMP threads spin against each other between
+/// products: a CPU training step took 1.5-3.4x as long here as with the OpenMP build (README,
+/// Speed). LibTorch builds with MKL have no such symbol and get no warning.
+void warn_if_blas_contends(int threads) {
+  static bool checked = false;
+  if (checked || threads < 2) return;
+  checked = true;
+  using Parallel = int (*)();
+  const auto parallel = reinterpret_cast<Parallel>(::dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
+  if (parallel && parallel() == 1)
+    spdlog::warn("BLAS is OpenBLAS's pthreads build, whose threads contend with LibTorch's: CPU steps take about twice "
+                 "as long; scripts/install-deps selects libopenblas0-openmp (or set OPENBLAS_NUM_THREADS=1)");
+}
+
+}  // namespace
+
 void apply_runtime(const Config& cfg) {
   const auto& threads = cfg.get_string("train.threads");
   const int n = threads == "auto" ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
                                   : std::stoi(threads);
   torch::set_num_threads(n);
+  warn_if_blas_contends(n);
   torch::manual_seed(static_cast<uint64_t>(cfg.get_int("train.seed")));
   const bool det = cfg.get_bool("train.deterministic");
   // cuBLAS is deterministic only with a fixed workspace, set before its first use (PyTorch's
