@@ -317,7 +317,7 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake, and a d
   auto flipped = best_before;
   const auto le = [&](size_t at, int width) {
     uint64_t v = 0;
-    for (int i = width - 1; i >= 0; --i) v = v << 8 | static_cast<unsigned char>(flipped[at + i]);
+    for (int i = width - 1; i >= 0; --i) v = v << 8 | static_cast<unsigned char>(flipped.at(at + i));
     return static_cast<size_t>(v);
   };
   const size_t end = flipped.rfind(std::string("PK\5\6", 4));  // end of central directory
@@ -325,12 +325,12 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake, and a d
   size_t target = 0, largest = 0;
   for (size_t at = le(end + 16, 4), n = le(end + 10, 2); n > 0 && le(at, 4) == 0x02014b50; --n) {
     const size_t size = le(at + 20, 4), local = le(at + 42, 4);
-    if (flipped.compare(at + 46, 13, "archive/data/") == 0 && size > largest)
+    if (le(at + 28, 2) > 13 && flipped.compare(at + 46, 13, "archive/data/") == 0 && size > largest)
       largest = size, target = local + 30 + le(local + 26, 2) + le(local + 28, 2) + size / 2;
     at += 46 + le(at + 28, 2) + le(at + 30, 2) + le(at + 32, 2);
   }
   REQUIRE(largest > 0);
-  flipped[target] = static_cast<char>(flipped[target] ^ 0x10);
+  flipped.at(target) = static_cast<char>(flipped.at(target) ^ 0x10);
   std::ofstream(dir + "/flipped.pt", std::ios::binary) << flipped;
   auto rot = run(zoo_bin() + " eval --checkpoint " + dir + "/flipped.pt");
   CHECK(rot.code == 2);

@@ -141,18 +141,21 @@ namespace {
 
 /// Once a process, with more than one thread: a warning when the BLAS that LibTorch calls is
 /// OpenBLAS's pthreads build (its openblas_get_parallel() says 1; 2 is the OpenMP build, 0 a
-/// serial one). Its threads and LibTorch's OpenMP threads spin against each other between
-/// products: a CPU training step took 1.5-3.4x as long here as with the OpenMP build (README,
-/// Speed). LibTorch builds with MKL have no such symbol and get no warning.
+/// serial one) running on more than one thread of its own. Its threads and LibTorch's OpenMP
+/// threads spin against each other between products: a CPU training step took 1.5-3.4x as long
+/// here as with the OpenMP build (README, Speed). LibTorch builds with MKL have no such symbols
+/// and get no warning.
 void warn_if_blas_contends(int threads) {
-  static bool checked = false;
-  if (checked || threads < 2) return;
-  checked = true;
-  using Parallel = int (*)();
-  const auto parallel = reinterpret_cast<Parallel>(::dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
-  if (parallel && parallel() == 1)
-    spdlog::warn("BLAS is OpenBLAS's pthreads build, whose threads contend with LibTorch's: CPU steps take about twice "
-                 "as long; scripts/install-deps selects libopenblas0-openmp (or set OPENBLAS_NUM_THREADS=1)");
+  if (threads < 2) return;
+  [[maybe_unused]] static const bool checked = [] {  // a function-local static: initialised once, thread-safe
+    using Query = int (*)();
+    const auto parallel = reinterpret_cast<Query>(::dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
+    const auto blas_threads = reinterpret_cast<Query>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    if (parallel && blas_threads && parallel() == 1 && blas_threads() > 1)
+      spdlog::warn("BLAS is OpenBLAS's pthreads build, whose threads contend with LibTorch's: CPU steps take about "
+                   "twice as long; scripts/install-deps selects libopenblas0-openmp (or set OPENBLAS_NUM_THREADS=1)");
+    return true;
+  }();
 }
 
 }  // namespace
