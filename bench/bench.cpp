@@ -4,7 +4,8 @@
 //   {"impl": "zoo" ("torch" for --model bmm --impl torch), "model": ..., "items_per_s": ..., "unit": ..., "peak_rss_mib": ..., "params": ..., "threads": ...}
 //
 //   zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] [--warmup N] [--batch N]
-//             [--device cpu|cuda]
+//             [--device cpu|cuda] [--precision fp32|bf16]
+// --precision bf16 runs each step under autocast (zoo::Autocast, as train.precision=bf16 does).
 // On cuda the model and its batch live on the GPU, in float32 as on the CPU, and the timing
 // waits for the GPU's queued work before it starts and before it stops.
 // ddim times sampling, not training: a batch through 50 DDIM steps (eta 0) per "step".
@@ -33,6 +34,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "models/vit.h"
+#include "train/trainer.h"
 
 namespace {
 
@@ -243,7 +245,7 @@ Bench bmm(int64_t n, int64_t t, int64_t d, bool torch_bmm) {
 int main(int argc, char** argv) {
   int threads = 2, steps = 20, warmup = 3;
   int64_t batch = 0, tokens = 50, head_dim = 32;
-  std::string model, device = "cpu", impl = "zoo";
+  std::string model, device = "cpu", impl = "zoo", precision = "fp32";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
     if (k == "--model") model = argv[i + 1];
@@ -255,6 +257,7 @@ int main(int argc, char** argv) {
     else if (k == "--tokens") tokens = std::atoll(argv[i + 1]);
     else if (k == "--head-dim") head_dim = std::atoll(argv[i + 1]);
     else if (k == "--impl") impl = argv[i + 1];
+    else if (k == "--precision") precision = argv[i + 1];
     else model.clear(), i = argc;
   }
   if (device == "cuda") {
@@ -265,6 +268,10 @@ int main(int argc, char** argv) {
     dev = torch::Device(torch::kCUDA, 0);
   } else if (device != "cpu") {
     std::fprintf(stderr, "zoo_bench: --device %s: expected cpu or cuda\n", device.c_str());
+    return 2;
+  }
+  if (precision != "fp32" && precision != "bf16") {
+    std::fprintf(stderr, "zoo_bench: --precision %s: expected fp32 or bf16\n", precision.c_str());
     return 2;
   }
   auto sync = [] {
@@ -288,22 +295,26 @@ int main(int argc, char** argv) {
     b = bmm(batch ? batch : 512, tokens, head_dim, impl == "torch");
   else {
     std::fprintf(stderr, "usage: zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] "
-                         "[--warmup N] [--batch N] [--device cpu|cuda]\n"
+                         "[--warmup N] [--batch N] [--device cpu|cuda] [--precision fp32|bf16]\n"
                          "       zoo_bench --model bmm [--threads N] [--steps N] [--warmup N] [--batch N] [--tokens T] [--head-dim D] [--impl zoo|torch]: attention's "
                          "products, N of T x T x D\n");
     return 2;
   }
-  for (int i = 0; i < warmup; ++i) b.step();
+  auto step = [&] {
+    zoo::Autocast amp(precision == "bf16", torch::kBFloat16, dev.type());
+    b.step();
+  };
+  for (int i = 0; i < warmup; ++i) step();
   sync();
   auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < steps; ++i) b.step();
+  for (int i = 0; i < steps; ++i) step();
   sync();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf("{\"impl\": \"%s\", \"model\": \"%s\", \"items_per_s\": %.2f, \"unit\": \"%s\", \"peak_rss_mib\": %.1f, "
-              "\"params\": %lld, \"threads\": %d, \"device\": \"%s\"}\n",
+              "\"params\": %lld, \"threads\": %d, \"device\": \"%s\", \"precision\": \"%s\"}\n",
               impl.c_str(), model.c_str(), steps * b.items_per_step / secs, b.unit.c_str(), ru.ru_maxrss / 1024.0,
-              static_cast<long long>(b.params), threads, device.c_str());
+              static_cast<long long>(b.params), threads, device.c_str(), precision.c_str());
   return 0;
 }

@@ -18,6 +18,7 @@ def args(default_batch):
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--batch", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     a = p.parse_args()
     a.batch = a.batch or default_batch
     if a.device == "cuda":
@@ -39,8 +40,13 @@ def optimizer_step(opt, params):
     return update
 
 
-def run(a, model, step, items_per_step, unit, params):
+def run(a, model, step_fp32, items_per_step, unit, params):
     sync = torch.cuda.synchronize if a.device == "cuda" else (lambda: None)
+
+    def step():  # --precision bf16: the whole step under autocast, as zoo_bench (and zoo's trainer) take it
+        with torch.autocast(a.device, dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            step_fp32()
+
     for _ in range(a.warmup):
         step()
     sync()
@@ -52,4 +58,5 @@ def run(a, model, step, items_per_step, unit, params):
     print(json.dumps({"impl": "pytorch", "model": model, "items_per_s": round(a.steps * items_per_step / secs, 2),
                       "unit": unit,
                       "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                      "params": sum(p.numel() for p in params), "threads": a.threads, "device": a.device}))
+                      "params": sum(p.numel() for p in params), "threads": a.threads, "device": a.device,
+                      "precision": a.precision}))

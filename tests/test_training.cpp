@@ -2,6 +2,8 @@
 // equivalence, bad files, and a short run that must clearly learn.
 #include <catch2/catch.hpp>
 
+#include <ATen/autocast_mode.h>
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -90,6 +92,51 @@ TEST_CASE("learning-rate schedule: a linear cooldown to min_lr ends the inverse-
   cfg.set("optim.schedule", "constant");
   cfg.set("optim.cooldown_steps", "9");
   CHECK_THROWS_WITH(zoo::Trainer(cfg, {}), Contains("optim.cooldown_steps: 9 is more than the 8 steps after warmup"));
+}
+
+TEST_CASE("train.precision=bf16 on the CPU: autocast's bf16 products in the step, its losses near fp32's", "[trainer]") {
+  const auto a = torch::randn({8, 8}), b = torch::randn({8, 8});
+  {
+    zoo::Autocast outer(true, torch::kBFloat16, c10::DeviceType::CPU);
+    CHECK(torch::mm(a, b).scalar_type() == torch::kBFloat16);
+    CHECK(torch::layer_norm(torch::mm(a, b), {8}).scalar_type() == torch::kBFloat16);
+    {
+      zoo::Autocast off(false, torch::kBFloat16, c10::DeviceType::CPU);  // disabled: changes nothing
+      CHECK(torch::mm(a, b).scalar_type() == torch::kBFloat16);
+    }
+    CHECK(torch::mm(a, b).scalar_type() == torch::kBFloat16);
+  }
+  CHECK(torch::mm(a, b).scalar_type() == torch::kFloat);  // the scope restores what it found
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+  CHECK_FALSE(at::autocast::is_autocast_enabled(at::kCPU));
+#else
+  CHECK_FALSE(at::autocast::is_cpu_enabled());
+#endif
+
+  // The same 6 steps in fp32 and in bf16: not the same numbers (bf16 did run), but close.
+  auto fp32 = zoo::test::scratch("precision-fp32"), bf16 = zoo::test::scratch("precision-bf16");
+  const std::vector<std::string> sets{"train.log_every=1", "train.eval_every=0"};
+  auto with = [&](const std::string& p) {
+    auto s = sets;
+    s.push_back("train.precision=" + p);
+    return tiny(6, s);
+  };
+  zoo::Trainer(with("fp32"), {fp32}).run();
+  zoo::Trainer(with("bf16"), {bf16}).run();
+  auto x = train_losses(fp32), y = train_losses(bf16);
+  REQUIRE(x.size() == 6);
+  REQUIRE(y.size() == 6);
+  bool differ = false;
+  for (size_t i = 0; i < x.size(); ++i) {
+    INFO("step " << x[i].first << ": fp32 " << x[i].second << ", bf16 " << y[i].second);
+    CHECK(y[i].second == Approx(x[i].second).epsilon(0.03));
+    differ = differ || x[i].second != y[i].second;
+  }
+  CHECK(differ);
+
+  // float16 autocast is CUDA's alone here.
+  CHECK_THROWS_WITH(zoo::Trainer(tiny(6, {"train.device=cpu", "train.precision=fp16"}), {zoo::test::scratch("fp16")}),
+                    Contains("train.precision: fp16 needs a CUDA device") && Contains("use bf16 or fp32"));
 }
 
 TEST_CASE("EMA follows theta_ema <- d theta_ema + (1 - d) theta and swaps in and out", "[trainer]") {

@@ -217,7 +217,7 @@ void add_common_keys(Schema& s) {
       .add_int("train.batch_size", 128, "examples per micro-batch on each process", 1)
       .add_int("train.accumulate", 1, "micro-batches accumulated into one optimizer step", 1, 1024)
       .add_float("train.grad_clip", 1.0, "clip the global gradient norm to this (0 = off)", 0.0)
-      .add_string("train.precision", "auto", "fp32, bf16 or fp16 (autocast, CUDA only); auto = bf16 on CUDA, fp32 on CPU",
+      .add_string("train.precision", "auto", "fp32, bf16 (autocast; CUDA or CPU) or fp16 (autocast, CUDA only); auto = bf16 on CUDA, fp32 on CPU",
                   {"auto", "fp32", "bf16", "fp16"})
       .add_bool("train.ema", false, "keep an exponential moving average of the weights, used for eval and sampling")
       .add_float("train.ema_decay", 0.999, "EMA decay per step", 0.0, 1.0)

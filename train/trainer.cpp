@@ -100,9 +100,10 @@ bool improves(double value, std::optional<double> best, bool higher_better) {
 at::ScalarType precision_dtype(const Config& cfg, const torch::Device& device, bool* enabled) {
   auto p = cfg.get_string("train.precision");
   if (p == "auto") p = device.is_cuda() ? "bf16" : "fp32";
-  if (p != "fp32" && !device.is_cuda())
-    throw UsageError("train.precision: " + p + " needs a CUDA device (train.device is " + device.str() +
-                     "); use fp32 or auto");
+  // CPU autocast is bf16's alone in LibTorch 1.13 (float16 came to it later, and runs slowly on CPUs).
+  if (p == "fp16" && !device.is_cuda())
+    throw UsageError("train.precision: fp16 needs a CUDA device (train.device is " + device.str() +
+                     "); on the CPU use bf16 or fp32");
   *enabled = p != "fp32";
   return p == "fp16" ? at::kHalf : at::kBFloat16;
 }
@@ -199,18 +200,28 @@ double learning_rate(const Config& cfg, int64_t step) {
 }
 
 // ---------------------------------------------------------------- Autocast
-Autocast::Autocast(bool enabled, at::ScalarType dtype) : enabled_(enabled) {
+Autocast::Autocast(bool enabled, at::ScalarType dtype, c10::DeviceType device)
+    : enabled_(enabled), device_(device) {
   if (!enabled_) return;
+  TORCH_CHECK(device_ == c10::DeviceType::CUDA || device_ == c10::DeviceType::CPU,
+              "zoo::Autocast: cuda or cpu, not ", device_);
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-  prev_enabled_ = at::autocast::is_autocast_enabled(at::kCUDA);
-  prev_dtype_ = at::autocast::get_autocast_dtype(at::kCUDA);
-  at::autocast::set_autocast_enabled(at::kCUDA, true);
-  at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+  prev_enabled_ = at::autocast::is_autocast_enabled(device_);
+  prev_dtype_ = at::autocast::get_autocast_dtype(device_);
+  at::autocast::set_autocast_enabled(device_, true);
+  at::autocast::set_autocast_dtype(device_, dtype);
 #else
-  prev_enabled_ = at::autocast::is_enabled();
-  prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
-  at::autocast::set_enabled(true);
-  at::autocast::set_autocast_gpu_dtype(dtype);
+  if (device_ == c10::DeviceType::CPU) {
+    prev_enabled_ = at::autocast::is_cpu_enabled();
+    prev_dtype_ = at::autocast::get_autocast_cpu_dtype();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(dtype);
+  } else {
+    prev_enabled_ = at::autocast::is_enabled();
+    prev_dtype_ = at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+  }
 #endif
   at::autocast::increment_nesting();
 }
@@ -219,11 +230,16 @@ Autocast::~Autocast() {
   if (!enabled_) return;
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
 #if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
-  at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled_);
-  at::autocast::set_autocast_dtype(at::kCUDA, prev_dtype_);
+  at::autocast::set_autocast_enabled(device_, prev_enabled_);
+  at::autocast::set_autocast_dtype(device_, prev_dtype_);
 #else
-  at::autocast::set_enabled(prev_enabled_);
-  at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+  if (device_ == c10::DeviceType::CPU) {
+    at::autocast::set_cpu_enabled(prev_enabled_);
+    at::autocast::set_autocast_cpu_dtype(prev_dtype_);
+  } else {
+    at::autocast::set_enabled(prev_enabled_);
+    at::autocast::set_autocast_gpu_dtype(prev_dtype_);
+  }
 #endif
 }
 
@@ -702,7 +718,7 @@ Scalars Trainer::run() {
       for (auto& g : o->param_groups()) g.options().set_lr(lr);
     StepLog s;
     {
-      Autocast amp(ctx_->mixed_precision(), ctx_->dtype());
+      Autocast amp(ctx_->mixed_precision(), ctx_->dtype(), device_.type());
       s = task_->train_step(*ctx_);
     }
     ctx_->update_scale();

@@ -21,16 +21,18 @@ void apply_runtime(const Config& cfg);
 /// inverse square root (peak * sqrt(warmup / step)).
 double learning_rate(const Config& cfg, int64_t step);
 
-/// RAII autocast scope for CUDA (bf16 or fp16). A no-op when disabled.
+/// RAII autocast scope (torch.autocast) for CUDA (bf16 or fp16) or the CPU (bf16). A no-op
+/// when disabled.
 class Autocast {
  public:
-  Autocast(bool enabled, at::ScalarType dtype);
+  Autocast(bool enabled, at::ScalarType dtype, c10::DeviceType device = c10::DeviceType::CUDA);
   ~Autocast();
   Autocast(const Autocast&) = delete;
   Autocast& operator=(const Autocast&) = delete;
 
  private:
   bool enabled_;
+  c10::DeviceType device_;
   bool prev_enabled_ = false;
   at::ScalarType prev_dtype_ = at::kHalf;
 };
