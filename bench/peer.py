@@ -25,9 +25,44 @@ def args(default_batch):
         if not torch.cuda.is_available() or not hasattr(torch, "set_default_device"):
             sys.exit(f"{sys.argv[0]}: --device cuda needs a CUDA torch 2.0 or later; this is torch {torch.__version__}")
         torch.set_default_device("cuda")
+    if a.precision == "bf16" and a.device == "cpu":
+        float_norms()
+        no_fast_attention()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     return a
+
+
+def float_norms():
+    """Layer and group norm of a bf16 input with float weights, as zoo's (models/common/norm.h) and
+    CUDA autocast take them: the input cast to the weights' type. torch 1.13's CPU kernels
+    refuse the mix ("expected scalar type BFloat16 but found Float") that CPU autocast makes."""
+    F = torch.nn.functional
+    for name in ("layer_norm", "group_norm"):
+        plain = getattr(F, name)
+
+        def cast(x, *rest, _plain=plain, **kw):
+            w = kw.get("weight", rest[1] if len(rest) > 1 else None)
+            if w is not None and x.dtype != w.dtype:
+                x = x.to(w.dtype)
+            return _plain(x, *rest, **kw)
+        setattr(F, name, cast)
+
+
+def no_fast_attention():
+    """nn.MultiheadAttention's fused inference path under CPU autocast takes the general path, as
+    PyTorch itself does under CUDA autocast ("autocast is enabled"); torch 1.13 checks CUDA's
+    alone, and its fused kernel then fails on the bf16 products autocast makes inside it. An
+    attention mask that masks nothing is what routes a call to the general path."""
+    plain = torch.nn.MultiheadAttention.forward
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, **kw):
+        if attn_mask is None and torch.is_autocast_cpu_enabled() and query.dim() == 3:
+            t = 1 if self.batch_first else 0
+            attn_mask = torch.zeros(query.size(t), key.size(t), dtype=torch.bool)
+        return plain(self, query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
+                     attn_mask=attn_mask, **kw)
+    torch.nn.MultiheadAttention.forward = forward
 
 
 def optimizer_step(opt, params):

@@ -8,8 +8,8 @@
 namespace zoo {
 namespace {
 
-torch::nn::LayerNorm bert_layer_norm(const BertOptions& o) {
-  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({o.hidden_size()}).eps(o.layer_norm_eps()));
+zoo::LayerNorm bert_layer_norm(const BertOptions& o) {
+  return zoo::LayerNorm(torch::nn::LayerNormOptions({o.hidden_size()}).eps(o.layer_norm_eps()));
 }
 
 bool ends_with(const std::string& s, const std::string& suffix) {

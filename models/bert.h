@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "models/common/dropout.h"
+#include "models/common/norm.h"
 
 namespace zoo {
 
@@ -58,7 +59,7 @@ class BertEmbeddingsImpl : public torch::nn::Cloneable<BertEmbeddingsImpl> {
   /// ids, segments (B, T) -> (B, T, H)
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids);
   torch::nn::Embedding word_embeddings{nullptr}, position_embeddings{nullptr}, token_type_embeddings{nullptr};
-  torch::nn::LayerNorm LayerNorm{nullptr};
+  zoo::LayerNorm LayerNorm{nullptr};
   Dropout dropout{nullptr};
   BertOptions options;
 };
@@ -83,7 +84,7 @@ class BertResidualImpl : public torch::nn::Cloneable<BertResidualImpl> {
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
   torch::nn::Linear dense{nullptr};
-  torch::nn::LayerNorm LayerNorm{nullptr};
+  zoo::LayerNorm LayerNorm{nullptr};
   Dropout dropout{nullptr};
   int64_t in_features;
   BertOptions options;
@@ -174,7 +175,7 @@ class BertPredictionHeadTransformImpl : public torch::nn::Cloneable<BertPredicti
   void reset() override;
   torch::Tensor forward(const torch::Tensor& x) { return LayerNorm(torch::gelu(dense(x))); }
   torch::nn::Linear dense{nullptr};
-  torch::nn::LayerNorm LayerNorm{nullptr};
+  zoo::LayerNorm LayerNorm{nullptr};
   BertOptions options;
 };
 TORCH_MODULE(BertPredictionHeadTransform);

@@ -41,7 +41,7 @@ void TextTransformerImpl::reset() {
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < options.depth(); ++i)
     blocks->push_back(EncoderBlock(EncoderBlockOptions(d, options.heads(), options.mlp_dim()).dropout(options.dropout())));
-  ln_final = register_module("ln_final", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})));
+  ln_final = register_module("ln_final", zoo::LayerNorm(torch::nn::LayerNormOptions({d})));
   torch::NoGradGuard no_grad;
   token_embedding->weight.normal_(0.0, 0.02);  // as in CLIP's initialisation
 }

@@ -11,6 +11,7 @@
 
 #include <torch/torch.h>
 
+#include "models/common/norm.h"
 #include "models/vit.h"
 #include "models/wordpiece.h"
 
@@ -47,7 +48,7 @@ class TextTransformerImpl : public torch::nn::Cloneable<TextTransformerImpl> {
   torch::nn::Embedding token_embedding{nullptr};
   torch::Tensor position_embedding;  // (T, dim)
   torch::nn::ModuleList blocks{nullptr};
-  torch::nn::LayerNorm ln_final{nullptr};
+  zoo::LayerNorm ln_final{nullptr};
 };
 TORCH_MODULE(TextTransformer);
 

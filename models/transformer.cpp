@@ -10,7 +10,7 @@
 namespace zoo {
 namespace {
 
-torch::nn::LayerNorm layer_norm(int64_t d) { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({d})); }
+zoo::LayerNorm layer_norm(int64_t d) { return zoo::LayerNorm(torch::nn::LayerNormOptions({d})); }
 
 /// Additive mask (T, P + T) for T new positions after P cached ones: new position i sees keys <= P + i.
 torch::Tensor causal_mask_after(int64_t t, int64_t past, const torch::TensorOptions& options) {

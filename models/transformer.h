@@ -13,6 +13,7 @@
 
 #include "models/common/attention.h"
 #include "models/common/dropout.h"
+#include "models/common/norm.h"
 
 namespace zoo {
 
@@ -70,7 +71,7 @@ class TransformerEncoderLayerImpl : public torch::nn::Cloneable<TransformerEncod
   TransformerOptions options;
   MultiheadAttention self_attention{nullptr};
   torch::nn::Linear ff_1{nullptr}, ff_2{nullptr};
-  torch::nn::LayerNorm norm_1{nullptr}, norm_2{nullptr};
+  zoo::LayerNorm norm_1{nullptr}, norm_2{nullptr};
   Dropout dropout{nullptr};
 };
 TORCH_MODULE(TransformerEncoderLayer);
@@ -89,7 +90,7 @@ class TransformerDecoderLayerImpl : public torch::nn::Cloneable<TransformerDecod
   TransformerOptions options;
   MultiheadAttention self_attention{nullptr}, cross_attention{nullptr};
   torch::nn::Linear ff_1{nullptr}, ff_2{nullptr};
-  torch::nn::LayerNorm norm_1{nullptr}, norm_2{nullptr}, norm_3{nullptr};
+  zoo::LayerNorm norm_1{nullptr}, norm_2{nullptr}, norm_3{nullptr};
   Dropout dropout{nullptr};
 };
 TORCH_MODULE(TransformerDecoderLayer);
@@ -116,7 +117,7 @@ class TransformerImpl : public torch::nn::Cloneable<TransformerImpl> {
   torch::Tensor positions;  // buffer (max_len, D)
   Dropout dropout{nullptr};
   torch::nn::ModuleList encoder{nullptr}, decoder{nullptr};
-  torch::nn::LayerNorm encoder_norm{nullptr}, decoder_norm{nullptr};  // pre-norm only
+  zoo::LayerNorm encoder_norm{nullptr}, decoder_norm{nullptr};  // pre-norm only
   torch::nn::Linear output{nullptr};  // untied only
   torch::Tensor output_bias;          // tied only: logits = x E^T + b
 

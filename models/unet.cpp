@@ -8,7 +8,7 @@ namespace zoo {
 namespace nn = torch::nn;
 
 namespace {
-nn::GroupNorm group_norm(int64_t channels) { return nn::GroupNorm(nn::GroupNormOptions(std::min<int64_t>(8, channels), channels)); }
+zoo::GroupNorm group_norm(int64_t channels) { return zoo::GroupNorm(nn::GroupNormOptions(std::min<int64_t>(8, channels), channels)); }
 nn::Conv2d conv3x3(int64_t in, int64_t out, int64_t stride = 1) {
   return nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1));
 }

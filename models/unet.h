@@ -9,6 +9,7 @@
 
 #include "models/common/attention.h"
 #include "models/common/dropout.h"
+#include "models/common/norm.h"
 
 namespace zoo {
 
@@ -43,7 +44,7 @@ class ResBlockImpl : public torch::nn::Cloneable<ResBlockImpl> {
 
   int64_t in, out, time_dim;
   double dropout_p;
-  torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
+  zoo::GroupNorm norm1{nullptr}, norm2{nullptr};
   torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, skip{nullptr};
   torch::nn::Linear time{nullptr};
   Dropout dropout{nullptr};
@@ -58,7 +59,7 @@ class SpatialAttentionImpl : public torch::nn::Cloneable<SpatialAttentionImpl> {
   torch::Tensor forward(const torch::Tensor& x);  // (B, C, H, W) -> (B, C, H, W)
 
   int64_t channels, heads;
-  torch::nn::GroupNorm norm{nullptr};
+  zoo::GroupNorm norm{nullptr};
   MultiheadAttention attention{nullptr};
 };
 TORCH_MODULE(SpatialAttention);
@@ -73,7 +74,7 @@ class UNetImpl : public torch::nn::Cloneable<UNetImpl> {
   UNetOptions options;
   torch::nn::Sequential time_mlp{nullptr};
   torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
-  torch::nn::GroupNorm norm_out{nullptr};
+  zoo::GroupNorm norm_out{nullptr};
   torch::nn::ModuleList down{nullptr}, up{nullptr};  // ResBlock, SpatialAttention, Conv2d (resampling)
   ResBlock mid1{nullptr}, mid2{nullptr};
   SpatialAttention mid_attention{nullptr};

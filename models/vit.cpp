@@ -6,10 +6,10 @@ EncoderBlockImpl::EncoderBlockImpl(const EncoderBlockOptions& options_) : option
 
 void EncoderBlockImpl::reset() {
   const auto d = options.dim();
-  ln_1 = register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-6)));
+  ln_1 = register_module("ln_1", zoo::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-6)));
   attention = register_module(
       "attention", MultiheadAttention(MultiheadAttentionOptions(d, options.heads()).dropout(options.attention_dropout())));
-  ln_2 = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-6)));
+  ln_2 = register_module("ln_2", zoo::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-6)));
   fc_1 = register_module("fc_1", torch::nn::Linear(d, options.mlp_dim()));
   fc_2 = register_module("fc_2", torch::nn::Linear(options.mlp_dim(), d));
   dropout = register_module("dropout", Dropout(options.dropout()));
@@ -45,7 +45,7 @@ void ViTImpl::reset() {
                                        .dropout(options.dropout())
                                        .attention_dropout(options.attention_dropout())));
   }
-  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-6)));
+  norm = register_module("norm", zoo::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-6)));
   if (options.num_classes() > 0) {
     head = register_module("head", torch::nn::Linear(d, options.num_classes()));
     torch::NoGradGuard no_grad;

@@ -7,6 +7,7 @@
 
 #include "models/common/attention.h"
 #include "models/common/dropout.h"
+#include "models/common/norm.h"
 
 namespace zoo {
 
@@ -51,7 +52,7 @@ class EncoderBlockImpl : public torch::nn::Cloneable<EncoderBlockImpl> {
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask = {});
 
   EncoderBlockOptions options;
-  torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
+  zoo::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   MultiheadAttention attention{nullptr};
   torch::nn::Linear fc_1{nullptr}, fc_2{nullptr};
   Dropout dropout{nullptr};
@@ -81,7 +82,7 @@ class ViTImpl : public torch::nn::Cloneable<ViTImpl> {
   torch::Tensor position_embedding;            // (1, 1 + N, D)
   Dropout embedding_dropout{nullptr};
   torch::nn::ModuleList blocks{nullptr};
-  torch::nn::LayerNorm norm{nullptr};
+  zoo::LayerNorm norm{nullptr};
   torch::nn::Linear head{nullptr};
 };
 TORCH_MODULE(ViT);

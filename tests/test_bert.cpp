@@ -261,6 +261,29 @@ TEST_CASE("BERT encoder: outputs depend on both sides, padding leaves real token
   CHECK_FALSE(torch::allclose(base, m->forward(ids, seg).sequence));
 }
 
+TEST_CASE("BERT pretraining takes a step under the CPU's bf16 autocast (train.precision=bf16)", "[bert]") {
+  // Its MLM head's LayerNorm gets the bf16 output of a linear layer there: a crash with
+  // torch::nn::LayerNorm on LibTorch 1.13, float with zoo::LayerNorm (models/common/norm.h).
+  torch::manual_seed(0);
+  auto m = zoo::BertForPreTraining(zoo::BertOptions(50).hidden_size(32).num_layers(2).num_heads(4).intermediate_size(64));
+  auto ids = torch::randint(5, 50, {2, 9}, torch::kLong);
+  torch::Tensor loss;
+  {
+    zoo::Autocast amp(true, torch::kBFloat16, c10::DeviceType::CPU);
+    auto out = m->forward(ids, torch::zeros_like(ids), torch::ones_like(ids));
+    CHECK(out.mlm_logits.scalar_type() == torch::kBFloat16);
+    loss = torch::nn::functional::cross_entropy(out.mlm_logits.reshape({-1, 50}).to(torch::kFloat), ids.reshape({-1})) +
+           torch::nn::functional::cross_entropy(out.nsp_logits.to(torch::kFloat), torch::zeros({2}, torch::kLong));
+  }
+  loss.backward();
+  CHECK(std::isfinite(loss.item<double>()));
+  for (const auto& p : m->named_parameters()) {
+    INFO(p.key());
+    CHECK(p.value().grad().defined());
+    CHECK(p.value().grad().scalar_type() == torch::kFloat);
+  }
+}
+
 TEST_CASE("BERT parameters follow the usual layout, and the MLM decoder is the word embedding", "[bert]") {
   auto m = zoo::BertForPreTraining(zoo::BertOptions::preset("tiny", 100));
   auto p = m->named_parameters();

@@ -6,6 +6,7 @@
 
 #include "models/common/attention.h"
 #include "models/common/dropout.h"
+#include "models/common/norm.h"
 #include "models/vit.h"
 
 namespace {
@@ -232,4 +233,33 @@ TEST_CASE("dropout: rate, scale, seeding, gradient and evaluation", "[dropout]")
   module->eval();
   CHECK(torch::equal(module->forward(x), x));
   CHECK_THROWS(zoo::dropout(x, 1.5, true));
+}
+
+TEST_CASE("layer and group norm take bf16 activations with float weights, in float as CUDA autocast runs them", "[norm]") {
+  torch::manual_seed(0);
+  zoo::LayerNorm ln(torch::nn::LayerNormOptions({8}));
+  zoo::GroupNorm gn(torch::nn::GroupNormOptions(2, 4));
+  {
+    torch::NoGradGuard g;
+    for (auto& p : ln->parameters()) p.uniform_(0.5, 1.5);
+    for (auto& p : gn->parameters()) p.uniform_(0.5, 1.5);
+  }
+  // A bf16 input (a linear layer's output under autocast) with float weights: LibTorch 1.13's
+  // CPU kernels refuse the mix; these normalize the input cast to float.
+  auto x = torch::randn({3, 8}).to(torch::kBFloat16);
+  auto y = ln(x);
+  CHECK(y.scalar_type() == torch::kFloat);
+  CHECK(torch::equal(y, torch::layer_norm(x.to(torch::kFloat), {8}, ln->weight, ln->bias)));
+  auto images = torch::randn({2, 4, 3, 3}).to(torch::kBFloat16);
+  auto z = gn(images);
+  CHECK(z.scalar_type() == torch::kFloat);
+  CHECK(torch::equal(z, torch::group_norm(images.to(torch::kFloat), 2, gn->weight, gn->bias)));
+  // The same types in and out as torch::nn's, and its numbers, where input and weights agree.
+  auto xf = torch::randn({3, 8});
+  CHECK(torch::equal(ln(xf), torch::layer_norm(xf, {8}, ln->weight, ln->bias)));
+  ln->to(torch::kBFloat16);
+  CHECK(ln(x).scalar_type() == torch::kBFloat16);
+  // Parameters keep torch::nn's names (checkpoints of either read into the other).
+  CHECK(gn->named_parameters().contains("weight"));
+  CHECK(gn->named_parameters().contains("bias"));
 }
