@@ -6,7 +6,8 @@
 //   zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] [--warmup N] [--batch N]
 //             [--device cpu|cuda] [--precision fp32|bf16]
 // --precision bf16 runs each step under autocast (zoo::Autocast, as train.precision=bf16 does).
-// On cuda the model and its batch live on the GPU, in float32 as on the CPU, and the timing
+// On cuda the model and its batch live on the GPU, in float32 as on the CPU (unless --precision
+// bf16), and the timing
 // waits for the GPU's queued work before it starts and before it stops.
 // ddim times sampling, not training: a batch through 50 DDIM steps (eta 0) per "step".
 // dropout times one training-mode dropout (p = 0.1) of a (batch, 512) activation per "step".

@@ -25,8 +25,8 @@ def args(default_batch):
         if not torch.cuda.is_available() or not hasattr(torch, "set_default_device"):
             sys.exit(f"{sys.argv[0]}: --device cuda needs a CUDA torch 2.0 or later; this is torch {torch.__version__}")
         torch.set_default_device("cuda")
-    if a.precision == "bf16" and a.device == "cpu":
-        float_norms()
+    if a.precision == "bf16" and a.device == "cpu" and int(torch.__version__.split(".")[0]) < 2:
+        float_norms()  # torch 1.13's limits under CPU autocast (torch 2.x has neither)
         no_fast_attention()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -56,12 +56,12 @@ def no_fast_attention():
     attention mask that masks nothing is what routes a call to the general path."""
     plain = torch.nn.MultiheadAttention.forward
 
-    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, **kw):
-        if attn_mask is None and torch.is_autocast_cpu_enabled() and query.dim() == 3:
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None, *args, **kw):
+        fused_possible = not self.training and not torch.is_grad_enabled()  # training never takes it
+        if fused_possible and attn_mask is None and torch.is_autocast_cpu_enabled() and query.dim() == 3:
             t = 1 if self.batch_first else 0
             attn_mask = torch.zeros(query.size(t), key.size(t), dtype=torch.bool)
-        return plain(self, query, key, value, key_padding_mask=key_padding_mask, need_weights=need_weights,
-                     attn_mask=attn_mask, **kw)
+        return plain(self, query, key, value, key_padding_mask, need_weights, attn_mask, *args, **kw)
     torch.nn.MultiheadAttention.forward = forward
 
 

@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -14,6 +15,7 @@
 #include "models/gan.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "train/trainer.h"
 #include "models/vit.h"
 #include "train/checkpoint.h"
 #include "train/data/fashion_mnist.h"
@@ -323,6 +325,28 @@ TEST_CASE("library misuse: samplers keep no graph, the schedule stays float64, b
   CHECK(torch::equal(schedule->alphas_cumprod, before));
   VAE vae;
   CHECK_THROWS_WITH(vae->log_likelihood(torch::rand({2, 1, 28, 28}), 10, 0), Contains("k and chunk must be positive"));
+}
+
+TEST_CASE("the U-Net takes a training step under the CPU's bf16 autocast (train.precision=bf16)", "[diffusion]") {
+  // Its GroupNorms get the bf16 output of convolutions there: refused by LibTorch 1.13's
+  // torch::nn::GroupNorm, normalized in float by zoo::GroupNorm (models/common/norm.h).
+  torch::manual_seed(0);
+  UNet unet(UNetOptions().base_channels(8).channel_mults({1, 2}).res_blocks(1).attention_resolutions({14}));
+  auto x = torch::randn({2, 1, 28, 28});
+  torch::Tensor loss;
+  {
+    zoo::Autocast amp(true, torch::kBFloat16, c10::DeviceType::CPU);
+    auto out = unet->forward(x, torch::tensor({3, 40}));
+    CHECK(out.scalar_type() == torch::kBFloat16);
+    loss = torch::mse_loss(out.to(torch::kFloat), x);
+  }
+  loss.backward();
+  CHECK(std::isfinite(loss.item<double>()));
+  for (const auto& p : unet->named_parameters()) {
+    INFO(p.key());
+    REQUIRE(p.value().grad().defined());
+    CHECK(p.value().grad().scalar_type() == torch::kFloat);
+  }
 }
 
 TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad checkpoints exit 2", "[cli][diffusion]") {

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <limits>
+#include <sstream>
 
 #include "models/common/attention.h"
 #include "models/common/dropout.h"
@@ -259,7 +260,17 @@ TEST_CASE("layer and group norm take bf16 activations with float weights, in flo
   CHECK(torch::equal(ln(xf), torch::layer_norm(xf, {8}, ln->weight, ln->bias)));
   ln->to(torch::kBFloat16);
   CHECK(ln(x).scalar_type() == torch::kBFloat16);
-  // Parameters keep torch::nn's names (checkpoints of either read into the other).
+  // Parameters keep torch::nn's names (checkpoints of either read into the other); a clone is
+  // one of these, with its own copy of the weights; printed as zoo's.
   CHECK(gn->named_parameters().contains("weight"));
   CHECK(gn->named_parameters().contains("bias"));
+  auto copy = std::dynamic_pointer_cast<zoo::GroupNormImpl>(gn->clone());
+  REQUIRE(copy);
+  CHECK(copy->named_parameters().size() == 2);  // registered, not members alone
+  CHECK(torch::equal(copy->weight, gn->weight));
+  CHECK(copy->weight.data_ptr() != gn->weight.data_ptr());
+  CHECK(copy->forward(images).scalar_type() == torch::kFloat);
+  std::ostringstream printed;
+  printed << *gn;
+  CHECK(printed.str().rfind("zoo::GroupNorm(", 0) == 0);
 }

@@ -99,7 +99,6 @@ TEST_CASE("train.precision=bf16 on the CPU: autocast's bf16 products in the step
   {
     zoo::Autocast outer(true, torch::kBFloat16, c10::DeviceType::CPU);
     CHECK(torch::mm(a, b).scalar_type() == torch::kBFloat16);
-    CHECK(torch::layer_norm(torch::mm(a, b), {8}).scalar_type() == torch::kBFloat16);
     {
       zoo::Autocast off(false, torch::kBFloat16, c10::DeviceType::CPU);  // disabled: changes nothing
       CHECK(torch::mm(a, b).scalar_type() == torch::kBFloat16);

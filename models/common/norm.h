@@ -7,6 +7,10 @@
 // first, so the output is in the weight's type. Same parameters and names as torch::nn's.
 #pragma once
 
+#include <memory>
+#include <sstream>
+#include <string>
+
 #include <torch/torch.h>
 
 namespace zoo {
@@ -17,18 +21,30 @@ inline torch::Tensor in_dtype_of(const torch::Tensor& x, const torch::Tensor& we
   return x.to(weight.scalar_type());
 }
 
-class LayerNormImpl : public torch::nn::LayerNormImpl {
+/// `Plain` (torch::nn's LayerNormImpl or GroupNormImpl) with its input cast by in_dtype_of.
+/// clone() and pretty_print keep this type (torch::nn's Cloneable would copy the plain one).
+template <typename Plain>
+class CastingNorm : public Plain {
  public:
-  using torch::nn::LayerNormImpl::LayerNormImpl;
-  torch::Tensor forward(const torch::Tensor& x) { return torch::nn::LayerNormImpl::forward(in_dtype_of(x, weight)); }
+  using Plain::Plain;
+  // Module is a virtual base of torch::nn::Cloneable: this class, the most derived, copies it
+  // (its registered parameters) itself, or it would be default-constructed empty.
+  explicit CastingNorm(const Plain& plain) : torch::nn::Module(plain), Plain(plain) {}
+  torch::Tensor forward(const torch::Tensor& x) { return Plain::forward(in_dtype_of(x, this->weight)); }
+  std::shared_ptr<torch::nn::Module> clone(const torch::optional<torch::Device>& device = torch::nullopt) const override {
+    return std::make_shared<CastingNorm>(*std::dynamic_pointer_cast<Plain>(Plain::clone(device)));
+  }
+  void pretty_print(std::ostream& stream) const override {
+    std::ostringstream plain;
+    Plain::pretty_print(plain);
+    const std::string s = plain.str(), prefix = "torch::nn::";
+    stream << (s.rfind(prefix, 0) == 0 ? "zoo::" + s.substr(prefix.size()) : s);
+  }
 };
-TORCH_MODULE(LayerNorm);
 
-class GroupNormImpl : public torch::nn::GroupNormImpl {
- public:
-  using torch::nn::GroupNormImpl::GroupNormImpl;
-  torch::Tensor forward(const torch::Tensor& x) { return torch::nn::GroupNormImpl::forward(in_dtype_of(x, weight)); }
-};
+using LayerNormImpl = CastingNorm<torch::nn::LayerNormImpl>;
+TORCH_MODULE(LayerNorm);
+using GroupNormImpl = CastingNorm<torch::nn::GroupNormImpl>;
 TORCH_MODULE(GroupNorm);
 
 }  // namespace zoo
