@@ -279,6 +279,7 @@ int main(int argc, char** argv) {
     if (dev.is_cuda()) torch::cuda::synchronize();
   };
   Bench b;
+  zoo::keep_freed_memory();  // as zoo train does (zoo::apply_runtime)
   torch::set_num_threads(threads);
   at::init_num_threads();  // as a training step's first parallel op does: it slows torch::bmm's products (README, Speed)
   torch::manual_seed(0);

@@ -4,6 +4,9 @@
 
 #include <ATen/autocast_mode.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -137,6 +140,23 @@ TEST_CASE("train.precision=bf16 on the CPU: autocast's bf16 products in the step
   CHECK_THROWS_WITH(zoo::Trainer(tiny(6, {"train.device=cpu", "train.precision=fp16"}), {zoo::test::scratch("fp16")}),
                     Contains("train.precision: fp16 needs a CUDA device") && Contains("use bf16 or fp32"));
 }
+
+#if defined(__GLIBC__)
+TEST_CASE("keep_freed_memory: a freed 16 MiB block stays with the process, from the heap, not mmap", "[trainer]") {
+  if (std::getenv("GLIBC_TUNABLES") || std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_")) {
+    CHECK_FALSE(zoo::keep_freed_memory());  // the user's settings win
+    return;
+  }
+  REQUIRE(zoo::keep_freed_memory());
+  CHECK(zoo::keep_freed_memory());  // once; the same answer after
+  const auto mapped = ::mallinfo2().hblkhd;  // bytes in blocks malloc took by mmap
+  void* block = std::malloc(16 << 20);
+  REQUIRE(block);
+  static_cast<volatile char*>(block)[0] = 1;
+  CHECK(::mallinfo2().hblkhd == mapped);  // glibc's default: a new 16 MiB mmap (above 128 KiB)
+  std::free(block);
+}
+#endif
 
 TEST_CASE("EMA follows theta_ema <- d theta_ema + (1 - d) theta and swaps in and out", "[trainer]") {
   torch::nn::Linear lin(2, 1);

@@ -3,6 +3,9 @@
 #include <ATen/autocast_mode.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -161,7 +164,23 @@ void warn_if_blas_contends(int threads) {
 
 }  // namespace
 
+bool keep_freed_memory() {
+#if defined(__GLIBC__)
+  static const bool applied = [] {  // once a process
+    const char* tunables = std::getenv("GLIBC_TUNABLES");
+    if ((tunables && std::strstr(tunables, "glibc.malloc.")) || std::getenv("MALLOC_MMAP_THRESHOLD_") ||
+        std::getenv("MALLOC_TRIM_THRESHOLD_"))
+      return false;  // the user's own settings win
+    return ::mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && ::mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+  }();
+  return applied;
+#else
+  return false;
+#endif
+}
+
 void apply_runtime(const Config& cfg) {
+  keep_freed_memory();
   const auto& threads = cfg.get_string("train.threads");
   const int n = threads == "auto" ? static_cast<int>(std::max(1u, std::thread::hardware_concurrency()))
                                   : std::stoi(threads);
