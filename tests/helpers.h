@@ -3,6 +3,7 @@
 
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -127,6 +128,19 @@ inline torch::Tensor embedding_rows(const std::string& output) {
     out[static_cast<int64_t>(i)] = torch::tensor(rows[i]);
   }
   return out;
+}
+
+/// A float loss computed under bf16 autocast: backward, and every parameter of `model` got a
+/// float32 gradient (the parameters stay float; autocast's casts carry their gradients back).
+inline void check_backward_in_float(torch::nn::Module& model, const torch::Tensor& loss) {
+  REQUIRE(loss.scalar_type() == torch::kFloat);
+  loss.backward();
+  CHECK(std::isfinite(loss.item<double>()));
+  for (const auto& p : model.named_parameters()) {
+    INFO(p.key());
+    REQUIRE(p.value().grad().defined());
+    CHECK(p.value().grad().scalar_type() == torch::kFloat);
+  }
 }
 
 }  // namespace zoo::test

@@ -275,13 +275,7 @@ TEST_CASE("BERT pretraining takes a step under the CPU's bf16 autocast (train.pr
     loss = torch::nn::functional::cross_entropy(out.mlm_logits.reshape({-1, 50}).to(torch::kFloat), ids.reshape({-1})) +
            torch::nn::functional::cross_entropy(out.nsp_logits.to(torch::kFloat), torch::zeros({2}, torch::kLong));
   }
-  loss.backward();
-  CHECK(std::isfinite(loss.item<double>()));
-  for (const auto& p : m->named_parameters()) {
-    INFO(p.key());
-    CHECK(p.value().grad().defined());
-    CHECK(p.value().grad().scalar_type() == torch::kFloat);
-  }
+  zoo::test::check_backward_in_float(*m, loss);
 }
 
 TEST_CASE("BERT parameters follow the usual layout, and the MLM decoder is the word embedding", "[bert]") {

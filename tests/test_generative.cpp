@@ -340,13 +340,7 @@ TEST_CASE("the U-Net takes a training step under the CPU's bf16 autocast (train.
     CHECK(out.scalar_type() == torch::kBFloat16);
     loss = torch::mse_loss(out.to(torch::kFloat), x);
   }
-  loss.backward();
-  CHECK(std::isfinite(loss.item<double>()));
-  for (const auto& p : unet->named_parameters()) {
-    INFO(p.key());
-    REQUIRE(p.value().grad().defined());
-    CHECK(p.value().grad().scalar_type() == torch::kFloat);
-  }
+  test::check_backward_in_float(*unet, loss);
 }
 
 TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad checkpoints exit 2", "[cli][diffusion]") {
