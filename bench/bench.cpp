@@ -6,8 +6,8 @@
 //   zoo_bench --model vit|transformer|bert|clip|vae|gan|ddpm|ddim|dropout [--threads N] [--steps N] [--warmup N] [--batch N]
 //             [--device cpu|cuda] [--precision fp32|bf16]
 // --precision bf16 runs each step under autocast (zoo::Autocast, as train.precision=bf16 does).
-// On cuda the model and its batch live on the GPU, in float32 as on the CPU (unless --precision
-// bf16), and the timing
+// On cuda the model and its batch live on the GPU, in float32 as on the CPU unless --precision is
+// bf16, and the timing
 // waits for the GPU's queued work before it starts and before it stops.
 // ddim times sampling, not training: a batch through 50 DDIM steps (eta 0) per "step".
 // dropout times one training-mode dropout (p = 0.1) of a (batch, 512) activation per "step".
@@ -23,6 +23,7 @@
 #include <string>
 
 #include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
 #include <torch/cuda.h>
 
 #include "models/bert.h"
@@ -62,6 +63,7 @@ std::function<void(const torch::Tensor&)> optimizer_step(std::shared_ptr<torch::
     loss.backward();
     torch::nn::utils::clip_grad_norm_(params, 1.0);
     opt->step();
+    at::autocast::clear_cache();  // bf16 copies of the old weights, as zoo's trainer drops them after a step
   };
 }
 
@@ -178,10 +180,12 @@ Bench gan(int64_t batch) {
             d_opt->zero_grad();
             d_loss.backward();
             d_opt->step();
+            at::autocast::clear_cache();  // the G step sees D's new weights (zoo's trainer does the same)
             auto g_loss = F::binary_cross_entropy_with_logits(d->forward(fake), ones);
             g_opt->zero_grad();
             g_loss.backward();
             g_opt->step();
+            at::autocast::clear_cache();
           },
           static_cast<double>(batch), "images", count(g->parameters()) + count(d->parameters())};
 }
@@ -279,7 +283,7 @@ int main(int argc, char** argv) {
     if (dev.is_cuda()) torch::cuda::synchronize();
   };
   Bench b;
-  zoo::keep_freed_memory();  // as zoo train does (zoo::apply_runtime)
+  const bool kept = zoo::keep_freed_memory();  // as zoo train does (zoo::apply_runtime)
   torch::set_num_threads(threads);
   at::init_num_threads();  // as a training step's first parallel op does: it slows torch::bmm's products (README, Speed)
   torch::manual_seed(0);
@@ -315,8 +319,9 @@ int main(int argc, char** argv) {
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   std::printf("{\"impl\": \"%s\", \"model\": \"%s\", \"items_per_s\": %.2f, \"unit\": \"%s\", \"peak_rss_mib\": %.1f, "
-              "\"params\": %lld, \"threads\": %d, \"device\": \"%s\", \"precision\": \"%s\"}\n",
+              "\"params\": %lld, \"threads\": %d, \"device\": \"%s\", \"precision\": \"%s\", "
+              "\"keep_freed_memory\": %s}\n",
               impl.c_str(), model.c_str(), steps * b.items_per_step / secs, b.unit.c_str(), ru.ru_maxrss / 1024.0,
-              static_cast<long long>(b.params), threads, device.c_str(), precision.c_str());
+              static_cast<long long>(b.params), threads, device.c_str(), precision.c_str(), kept ? "true" : "false");
   return 0;
 }

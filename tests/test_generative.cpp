@@ -15,7 +15,6 @@
 #include "models/gan.h"
 #include "models/unet.h"
 #include "models/vae.h"
-#include "train/trainer.h"
 #include "models/vit.h"
 #include "train/checkpoint.h"
 #include "train/data/fashion_mnist.h"

@@ -168,10 +168,14 @@ bool keep_freed_memory() {
 #if defined(__GLIBC__)
   static const bool applied = [] {  // once a process
     const char* tunables = std::getenv("GLIBC_TUNABLES");
+    const char* own = std::getenv("ZOO_KEEP_FREED_MEMORY");
     if ((tunables && std::strstr(tunables, "glibc.malloc.")) || std::getenv("MALLOC_MMAP_THRESHOLD_") ||
-        std::getenv("MALLOC_TRIM_THRESHOLD_"))
+        std::getenv("MALLOC_TRIM_THRESHOLD_") || (own && std::string(own) == "0"))
       return false;  // the user's own settings win
-    return ::mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && ::mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+    // 32 MiB is the largest mmap threshold 64-bit glibc takes (16 MiB on 32-bit: 0 is returned).
+    const bool mmap_set = ::mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
+    const bool trim_set = ::mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+    return mmap_set && trim_set;
   }();
   return applied;
 #else

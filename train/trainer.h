@@ -20,11 +20,12 @@ torch::Device resolve_device(const std::string& spec);
 void apply_runtime(const Config& cfg);
 /// Once a process, where the C library is glibc: freed memory stays with the process for reuse
 /// (mallopt: blocks up to 32 MiB from the heap, not from mmap; the heap trimmed only above 1 GiB
-/// free). glibc's defaults give a step's freed activations back to the kernel and take them
-/// again, page fault by page fault, on the next step: a CPU training step of the DDPM U-Net ran
-/// about 1.3 times as fast with this, the VAE's 1.5 (README, Speed). Not applied, and false, where
-/// GLIBC_TUNABLES sets a glibc.malloc key or MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ is
-/// set: the user's settings win.
+/// free). With glibc's defaults part of a step's freed activations goes back to the kernel and
+/// is faulted in again on the next step (README, Speed: "Freed memory"). The cost: up to 1 GiB
+/// of free heap stays with the process after a peak. Not applied, and false, where GLIBC_TUNABLES
+/// sets a glibc.malloc key, MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ is set (the user's
+/// settings win), or ZOO_KEEP_FREED_MEMORY=0. Call it before starting threads of your own
+/// (mallopt is not thread-safe); apply_runtime does, before the model is built.
 bool keep_freed_memory();
 /// Learning rate at `step` (1-based): linear warmup, then cosine to optim.min_lr, constant, or
 /// inverse square root (peak * sqrt(warmup / step)).
