@@ -63,7 +63,6 @@ std::function<void(const torch::Tensor&)> optimizer_step(std::shared_ptr<torch::
     loss.backward();
     torch::nn::utils::clip_grad_norm_(params, 1.0);
     opt->step();
-    at::autocast::clear_cache();  // bf16 copies of the old weights, as zoo's trainer drops them after a step
   };
 }
 
@@ -180,12 +179,13 @@ Bench gan(int64_t batch) {
             d_opt->zero_grad();
             d_loss.backward();
             d_opt->step();
-            at::autocast::clear_cache();  // the G step sees D's new weights (zoo's trainer does the same)
+            // The G step sees D's new weights, not autocast's bf16 copies of the old ones, as in zoo's
+            // trainer; a single optimizer's step needs no such call: the autocast scope's end clears them.
+            at::autocast::clear_cache();
             auto g_loss = F::binary_cross_entropy_with_logits(d->forward(fake), ones);
             g_opt->zero_grad();
             g_loss.backward();
             g_opt->step();
-            at::autocast::clear_cache();
           },
           static_cast<double>(batch), "images", count(g->parameters()) + count(d->parameters())};
 }

@@ -27,12 +27,12 @@ def step():
     d_opt.zero_grad()
     d_loss.backward()
     d_opt.step()
-    torch.clear_autocast_cache()  # the G step sees D's new weights under autocast, as in zoo_bench
+    torch.clear_autocast_cache()  # the G step sees D's new weights under autocast, as in zoo_bench (the
+    # end of the autocast scope clears the cache after a step's last optimizer step)
     g_loss = F.binary_cross_entropy_with_logits(D(fake), ones)
     g_opt.zero_grad()
     g_loss.backward()
     g_opt.step()
-    torch.clear_autocast_cache()
 
 
 peer.run(a, "gan", step, a.batch, "images", list(G.parameters()) + list(D.parameters()))

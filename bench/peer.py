@@ -72,7 +72,6 @@ def optimizer_step(opt, params):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        torch.clear_autocast_cache()  # as zoo_bench and zoo's trainer: the next forward casts the new weights
     return update
 
 
