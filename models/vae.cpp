@@ -32,9 +32,13 @@ torch::Tensor gaussian_kl(const torch::Tensor& mu, const torch::Tensor& logvar) 
 }
 
 ELBOTerms VAEImpl::elbo(const torch::Tensor& x, const VAEOutput& out) {
+  // Both terms in float32: under CPU autocast the encoder's and decoder's outputs are bfloat16,
+  // and CPU autocast (unlike CUDA's) would leave exp, pow and the sums over pixels in it.
+  const auto f = torch::kFloat;
   // -log p(x|z) for a Bernoulli with logits l: BCE(l, x), summed over pixels.
-  auto rec = torch::binary_cross_entropy_with_logits(out.logits, x.flatten(1), {}, {}, at::Reduction::None).sum(-1);
-  return {rec, gaussian_kl(out.mu, out.logvar)};
+  auto rec = torch::binary_cross_entropy_with_logits(out.logits.to(f), x.flatten(1).to(f), {}, {}, at::Reduction::None)
+                 .sum(-1);
+  return {rec, gaussian_kl(out.mu.to(f), out.logvar.to(f))};
 }
 
 torch::Tensor VAEImpl::log_likelihood(const torch::Tensor& x, int64_t k, int64_t chunk) {

@@ -7,6 +7,7 @@
 
 #include "models/common/attention.h"
 #include "models/common/dropout.h"
+#include "helpers.h"
 #include "models/common/norm.h"
 #include "models/vit.h"
 
@@ -262,8 +263,15 @@ TEST_CASE("layer and group norm take bf16 activations with float weights, in flo
   CHECK(ln(x).scalar_type() == torch::kBFloat16);
   // Parameters keep torch::nn's names (checkpoints of either read into the other); a clone is
   // one of these, with its own copy of the weights; printed as zoo's.
-  CHECK(gn->named_parameters().contains("weight"));
-  CHECK(gn->named_parameters().contains("bias"));
+  auto file = zoo::test::scratch("norm") + "/plain.pt";
+  torch::nn::GroupNorm plain(torch::nn::GroupNormOptions(2, 4));
+  torch::save(gn, file);
+  torch::load(plain, file);  // zoo's into torch::nn's
+  CHECK(torch::equal(plain->weight, gn->weight));
+  zoo::GroupNorm back(torch::nn::GroupNormOptions(2, 4));
+  torch::save(plain, file);
+  torch::load(back, file);  // and back
+  CHECK(torch::equal(back->bias, gn->bias));
   auto copy = std::dynamic_pointer_cast<zoo::GroupNormImpl>(gn->clone());
   REQUIRE(copy);
   CHECK(copy->named_parameters().size() == 2);  // registered, not members alone

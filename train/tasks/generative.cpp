@@ -321,8 +321,8 @@ class GANTask : public ImageGenerationTask {
     log.deferred = {{"loss", {ld + lg, 1.0}},
                     {"loss_d", {ld, 1.0}},
                     {"loss_g", {lg, 1.0}},
-                    {"d_real", {torch::sigmoid(d_real.detach()).mean(), 1.0}},
-                    {"d_fake", {torch::sigmoid(d_fake.detach()).mean(), 1.0}}};
+                    {"d_real", {torch::sigmoid(d_real.detach().to(torch::kFloat)).mean(), 1.0}},
+                    {"d_fake", {torch::sigmoid(d_fake.detach().to(torch::kFloat)).mean(), 1.0}}};
     return log;
   }
 
