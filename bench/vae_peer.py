@@ -20,6 +20,9 @@ class VAE(torch.nn.Module):
         mu, logvar = self.enc_mu(h), self.enc_logvar(h)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         logits = self.dec_out(F.relu(self.dec_hidden(z)))
+        # Both terms in float32, as zoo's VAE::elbo (no-ops in float32; under CPU bf16 autocast the
+        # layers' outputs are bfloat16).
+        logits, mu, logvar = logits.float(), mu.float(), logvar.float()
         rec = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="none").sum(-1)
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
         return (rec + kl).mean()
