@@ -375,8 +375,6 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   auto test = t.run();
   INFO("PER " << test.at("per") << " WER " << test.at("wer"));  // .at: a metric that is missing fails
   CHECK(test.at("per") < 0.45);  // an untrained model is near 1
-  CHECK(test.at("per_no_stress") <= test.at("per"));
-  CHECK(test.at("wer_no_stress") <= test.at("wer"));
   CHECK(test.at("wer") < 1.0);  // some words are right
 
   const auto ckpt = dir + "/run/checkpoints/best.pt";
@@ -420,6 +418,10 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
     CHECK(a["wer"] == b["wer"]);
     CHECK(a["per"] == b["per"]);
     if (how == "sum") CHECK(a["wer_no_stress"] == b["wer_no_stress"]);  // sum is the default
+    if (how == "strip") {  // the best pronunciation's marks dropped: never further from a reference
+      CHECK(a["per_no_stress"].get<double>() <= a["per"].get<double>());
+      CHECK(a["wer_no_stress"].get<double>() <= a["wer"].get<double>());
+    }
   }
   // The key is read: with 8 beams the two rules pick differently for some of 1,000 val words. Word by
   // word, not by PER, which can tie (it did on CUDA: same PER over 200 words at beam 2).

@@ -155,7 +155,7 @@ class TransformerG2P : public G2PTask {
     // Decoding: PER and WER against all references of each word.
     std::vector<std::string> words;
     for (const auto& e : entries) words.push_back(e.word);
-    const auto nbest = decode(words);
+    const auto nbest = decode(words, search_depth(/*plain=*/true, 1));
     PronunciationErrors with, without;
     for (size_t i = 0; i < entries.size(); ++i) {
       std::vector<std::vector<std::string>> refs, refs_plain;
@@ -178,9 +178,7 @@ class TransformerG2P : public G2PTask {
                                                                      bool no_stress, int64_t k) override {
     TORCH_CHECK(k >= 1, "pronounce_nbest: k must be at least 1, got ", k);
     std::vector<std::vector<std::vector<std::string>>> out;
-    // More than one wanted: the search goes on until beam_size hypotheses have finished, not
-    // only until the best can't be beaten.
-    for (const auto& hyps : decode(words, k > 1 ? decode_.beam_size() : 1)) {
+    for (const auto& hyps : decode(words, search_depth(no_stress, k))) {
       auto ranked = pronunciations(hyps, no_stress);
       if (static_cast<int64_t>(ranked.size()) > k) ranked.resize(static_cast<size_t>(k));
       out.push_back(std::move(ranked));
@@ -218,6 +216,15 @@ class TransformerG2P : public G2PTask {
   void load_state(torch::serialize::InputArchive& a) override { sampler().load(a); }
 
  private:
+  /// The `nbest` to search for when `k` pronunciations are wanted (stressed, or `plain`). More
+  /// than one wanted, or one without stress under decode.no_stress=sum: the search goes on until
+  /// beam_size hypotheses have finished (or none is live), not only until the best stressed one
+  /// can't be beaten, since stress variants yet to finish can add up to beat it without stress.
+  /// The best stressed hypothesis is the same either way.
+  int64_t search_depth(bool plain, int64_t k) const {
+    return k > 1 || (plain && sum_stress_ && stress_) ? decode_.beam_size() : 1;
+  }
+
   /// A hypothesis' phones.
   std::vector<std::string> phones_of(const Hypothesis& h) const {
     std::vector<std::string> out;
