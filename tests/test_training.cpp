@@ -570,6 +570,28 @@ TEST_CASE("an interrupted-and-resumed run logs the same losses as an uninterrupt
   }
 }
 
+TEST_CASE("a resume goes on with the config's optimizer settings, not the checkpoint's", "[checkpoint][resume]") {
+  // The warning about changed keys says the run goes on with the new value; LibTorch 2.x's
+  // Optimizer::load would otherwise put the saved one back.
+  auto dir = zoo::test::scratch("resume-optim");
+  zoo::TrainerOptions o{dir};
+  o.stop_after = 2;
+  zoo::Trainer(tiny(4, {"optim.weight_decay=0.0", "optim.beta2=0.99"}), o).run();
+  o.resume = true;
+  o.stop_after = 3;
+  zoo::Trainer t(tiny(4, {"optim.weight_decay=0.25", "optim.beta2=0.95"}), o);
+  t.run();
+  REQUIRE(t.optimizers().size() == 1);
+  double decay = 0;
+  for (auto& g : t.optimizers()[0]->param_groups()) {
+    auto* adamw = dynamic_cast<torch::optim::AdamWOptions*>(&g.options());
+    REQUIRE(adamw);
+    decay = std::max(decay, adamw->weight_decay());
+    CHECK(std::get<1>(adamw->betas()) == 0.95);
+  }
+  CHECK(decay == 0.25);
+}
+
 TEST_CASE("outputs that can't be written leave training as it was: the same losses, then the error", "[trainer]") {
   // A folder where the ViT writes samples/predictions.png: each write fails, training goes on with
   // its own weights (not the EMA's swapped in) and in training mode, and the run ends with the error.

@@ -312,7 +312,9 @@ void EMA::save(torch::serialize::OutputArchive& archive) const {
 
 void EMA::load(torch::serialize::InputArchive& archive, const std::string& path) {
   torch::serialize::InputArchive sub;
-  if (!archive.try_read("ema", sub)) throw UsageError(path + ": train.ema is on but the checkpoint holds no EMA weights");
+  if (!archive.try_read("ema", sub))
+    throw UsageError(path + ": train.ema is on but the checkpoint holds no EMA weights; resume with --set train.ema=false, "
+                     "or start a new run with another --run-dir");
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < shadow_.size(); ++i) {
     torch::Tensor t;
@@ -438,8 +440,13 @@ void Trainer::save(int64_t step, bool best) {
     archive.write("task", t);
   }
   const auto dir = fs::path(opt_.run_dir) / "checkpoints";
-  std::vector<std::string> paths{(dir / step_checkpoint_name(step)).string()};
+  // best.pt first: killed between the two, the run resumes from the step before this one, whose
+  // best value is the older one, and rewrites best.pt when it evaluates this step again. The other
+  // way round, the step file would hold the new best value and best.pt the older weights.
+  const auto step_path = (dir / step_checkpoint_name(step)).string();
+  std::vector<std::string> paths;
   if (best) paths.push_back((dir / "best.pt").string());
+  paths.push_back(step_path);
   write_checkpoint(archive, paths);
   // Keep the last train.keep_last up to this one; a later one (unreadable, or a longer run's) is left alone.
   std::vector<std::string> upto;
@@ -447,7 +454,7 @@ void Trainer::save(int64_t step, bool best) {
     if (step_of_checkpoint_name(p) <= step) upto.push_back(p);
   const auto keep = static_cast<size_t>(cfg_.get_int("train.keep_last"));
   for (size_t i = 0; i + keep < upto.size(); ++i)
-    if (upto[i] != paths.front()) fs::remove(upto[i]);
+    if (upto[i] != step_path) fs::remove(upto[i]);
 }
 
 namespace {
@@ -499,11 +506,20 @@ int64_t Trainer::restore() {
       if (!archive.try_read("optim/" + std::to_string(i), o))
         throw UsageError(path + ": holds no optimizer state (a file of zoo export or zoo average, for evaluating); "
                          "move it out of checkpoints/ and --resume again");
+      // LibTorch 2.x's load also puts back each group's saved options (betas, eps, weight decay,
+      // momentum); 1.13's keeps the current ones. The config's win on both, as the warning about
+      // changed keys says (the learning rate is set every step anyway).
+      std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> current;
+      for (auto& g : optimizers_[i]->param_groups()) current.push_back(g.options().clone());
       try {
         optimizers_[i]->load(o);
       } catch (const c10::Error& e) {
         throw UsageError(path + ": optimizer state does not fit this config (optim.name changed?)");
       }
+      auto& groups = optimizers_[i]->param_groups();
+      if (groups.size() != current.size())
+        throw UsageError(path + ": optimizer state does not fit this config (another parameter grouping)");
+      for (size_t g = 0; g < groups.size(); ++g) groups[g].set_options(std::move(current[g]));
     }
     if (ema_) ema_->load(archive, path);
     // The rest of the state, which a damaged (or crafted) file may hold wrongly though its CRCs match.
@@ -537,7 +553,13 @@ int64_t Trainer::restore() {
         if (!std::isnan(v.toDouble())) best_ = v.toDouble();
       }
       torch::serialize::InputArchive t;
-      if (archive.try_read("task", t)) task_->load_state(t);
+      if (archive.try_read("task", t)) {
+        try {
+          task_->load_state(t);
+        } catch (const UsageError& e) {  // the task's own message, with the file named
+          throw UsageError(path + ": " + e.what());
+        }
+      }
     } catch (const c10::Error& e) {
       const std::string what = e.what_without_backtrace();
       throw damaged(what.substr(0, what.find('\n')));
@@ -729,8 +751,10 @@ Scalars Trainer::run() {
   const auto t_start = t_window;
   int64_t window_steps = 0;
   task_->model().train();
-  if (main) spdlog::info("training {} on {} for {} steps (from step {}) -> {}", cfg_.task(), device_.str(), total,
-                         start, opt_.run_dir);
+  if (main)
+    spdlog::info("training {} on {} in {} for {} steps (from step {}) -> {}", cfg_.task(), device_.str(),
+                 !ctx_->mixed_precision() ? "fp32" : ctx_->dtype() == torch::kBFloat16 ? "bf16" : "fp16", total, start,
+                 opt_.run_dir);
 
   int64_t step = start;
   while (step < last) {

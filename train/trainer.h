@@ -92,6 +92,8 @@ class Trainer {
   /// The best validation value of the task's best_metric() so far (none before an evaluation).
   std::optional<double> best_value() const { return best_; }
   Task& task() { return *task_; }
+  /// The task's optimizers (one a network; the GAN has two), as the run set them up or resumed them.
+  const std::vector<std::unique_ptr<torch::optim::Optimizer>>& optimizers() const { return optimizers_; }
 
  private:
   class Context;

@@ -20,7 +20,7 @@ inline void check_sampler_position(const c10::IValue& epoch, const c10::IValue& 
   if (epoch.isInt() && cursor.isInt() && epoch.toInt() >= 0 && cursor.toInt() >= -1) return;
   std::ostringstream os;
   os << "the checkpoint's data position (epoch " << epoch << ", cursor " << cursor
-     << ") is not one a sampler writes; the checkpoint is damaged: use an earlier one";
+     << ") is not one a sampler writes; the checkpoint is damaged: move it away to resume from the one before";
   throw UsageError(os.str());
 }
 

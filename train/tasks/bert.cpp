@@ -359,6 +359,7 @@ class BertMLMTask : public MaskedLanguageModelTask, public Embedder {
     c10::IValue e, c;
     a.read("epoch", e);
     a.read("cursor", c);
+    check_sampler_position(e, c);
     epoch_ = e.toInt();
     cursor_ = c.toInt();
     c10::IValue p;
