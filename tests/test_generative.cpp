@@ -359,7 +359,8 @@ TEST_CASE("VAE: under the CPU's bf16 autocast both ELBO terms are float32 (train
   CHECK(terms.reconstruction.scalar_type() == torch::kFloat);
   CHECK(terms.kl.scalar_type() == torch::kFloat);
   // The same numbers as the terms of the same bf16 outputs computed in float32 without autocast.
-  plain = VAEImpl::elbo(x, {out.logits.to(torch::kFloat), out.mu.to(torch::kFloat), out.logvar.to(torch::kFloat), out.z});
+  const auto f = torch::kFloat;
+  plain = VAEImpl::elbo(x, {out.logits.to(f), out.mu.to(f), out.logvar.to(f), out.z});
   CHECK(torch::allclose(terms.kl, plain.kl, 1e-5, 1e-6));
   CHECK(torch::allclose(terms.reconstruction, plain.reconstruction, 1e-5, 1e-4));
   test::check_backward_in_float(*vae, terms.neg_elbo().mean());

@@ -5,9 +5,9 @@
 #include <limits>
 #include <sstream>
 
+#include "helpers.h"
 #include "models/common/attention.h"
 #include "models/common/dropout.h"
-#include "helpers.h"
 #include "models/common/norm.h"
 #include "models/vit.h"
 

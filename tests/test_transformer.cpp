@@ -418,10 +418,9 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
     CHECK(a["wer"] == b["wer"]);
     CHECK(a["per"] == b["per"]);
     if (how == "sum") CHECK(a["wer_no_stress"] == b["wer_no_stress"]);  // sum is the default
-    if (how == "strip") {  // the best pronunciation's marks dropped: never further from a reference
-      CHECK(a["per_no_stress"].get<double>() <= a["per"].get<double>());
-      CHECK(a["wer_no_stress"].get<double>() <= a["wer"].get<double>());
-    }
+    // The best pronunciation's marks dropped: a word right with stress is right without. (Not so
+    // under sum, which may pick another pronunciation; nor PER, whose closest reference may change.)
+    if (how == "strip") CHECK(a["wer_no_stress"].get<double>() <= a["wer"].get<double>());
   }
   // The key is read: with 8 beams the two rules pick differently for some of 1,000 val words. Word by
   // word, not by PER, which can tie (it did on CUDA: same PER over 200 words at beam 2).

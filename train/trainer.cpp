@@ -440,9 +440,10 @@ void Trainer::save(int64_t step, bool best) {
     archive.write("task", t);
   }
   const auto dir = fs::path(opt_.run_dir) / "checkpoints";
-  // best.pt first: killed between the two, the run resumes from the step before this one, whose
-  // best value is the older one, and rewrites best.pt when it evaluates this step again. The other
-  // way round, the step file would hold the new best value and best.pt the older weights.
+  // best.pt first: killed between the two, the run resumes from the step checkpoint before this
+  // one, whose best value is the older one, and rewrites best.pt when it evaluates this step
+  // again. The other way round, the step file would hold the new best value and best.pt the older
+  // weights.
   const auto step_path = (dir / step_checkpoint_name(step)).string();
   std::vector<std::string> paths;
   if (best) paths.push_back((dir / "best.pt").string());
@@ -516,9 +517,7 @@ int64_t Trainer::restore() {
       } catch (const c10::Error& e) {
         throw UsageError(path + ": optimizer state does not fit this config (optim.name changed?)");
       }
-      auto& groups = optimizers_[i]->param_groups();
-      if (groups.size() != current.size())
-        throw UsageError(path + ": optimizer state does not fit this config (another parameter grouping)");
+      auto& groups = optimizers_[i]->param_groups();  // as many as before: load checks
       for (size_t g = 0; g < groups.size(); ++g) groups[g].set_options(std::move(current[g]));
     }
     if (ema_) ema_->load(archive, path);

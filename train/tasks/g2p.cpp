@@ -265,7 +265,8 @@ class TransformerG2P : public G2PTask {
   }
 
   /// Every finished beam hypothesis of each word, best first; the search of a word goes on until
-  /// no live hypothesis can enter its best `nbest` (DecodeOptions::nbest).
+  /// beam_size hypotheses have finished, none is live, or no live one can enter its best `nbest`
+  /// (DecodeOptions::nbest).
   std::vector<std::vector<Hypothesis>> decode(const std::vector<std::string>& words, int64_t nbest = 1) {
     auto options = decode_;
     options.nbest(nbest);
