@@ -210,10 +210,15 @@ std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, cons
   std::vector<std::vector<Hypothesis>> finished(static_cast<size_t>(b));
   std::vector<bool> done(static_cast<size_t>(b), false);
   auto cache = model.make_cache();
-  // Never generated: padding and the start token.
+  // Never generated: padding, the start token and the caller's banned ones.
   auto banned = torch::zeros({v}, torch::TensorOptions().dtype(torch::kDouble).device(dev));
   banned[model.options.pad_id()] = neg_inf;
   banned[o.bos_id()] = neg_inf;
+  for (auto id : o.banned_ids()) {
+    TORCH_CHECK(id >= 0 && id < v && id != o.eos_id(), "generate: banned id ", id,
+                " must be a token of the output vocabulary (0 to ", v - 1, ") other than EOS (", o.eos_id(), ")");
+    banned[id] = neg_inf;
+  }
 
   auto tokens_of = [&](const torch::Tensor& row_tokens, int64_t last) {
     std::vector<int64_t> out(row_tokens.data_ptr<int64_t>() + 1, row_tokens.data_ptr<int64_t>() + row_tokens.size(0));

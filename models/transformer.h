@@ -142,6 +142,8 @@ struct DecodeOptions {
   /// no live hypothesis can enter the best `nbest` finished ones (or beam_size have finished).
   /// 1, for the best answer alone, stops soonest; an n-best list wants more.
   TORCH_ARG(int64_t, nbest) = 1;
+  /// Tokens never generated, besides padding and BOS (an unknown-token id no target holds, say).
+  TORCH_ARG(std::vector<int64_t>, banned_ids);
 };
 
 struct Hypothesis {
@@ -158,7 +160,7 @@ double length_penalty(int64_t length, double alpha);
 /// Live hypotheses that emit EOS move to a finished list scored by log p / lp(|Y|); a source is
 /// done when beam_size hypotheses have finished or no live one can beat the best finished one
 /// (the nbest-th best, with DecodeOptions::nbest).
-/// Padding and BOS are never generated. Runs under NoGradGuard with the model in eval mode (no
+/// Padding, BOS and DecodeOptions::banned_ids are never generated. Runs under NoGradGuard with the model in eval mode (no
 /// dropout), and leaves the model in the mode it found it in.
 std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& src, const DecodeOptions& options);
 

@@ -246,6 +246,20 @@ TEST_CASE("the n-best list: generate's answer first, each scored log p / lp(|Y|)
   }
   CHECK_THROWS_WITH(zoo::generate_nbest(*m, src, zoo::DecodeOptions(opts).nbest(4)),
                     Contains("nbest must be 1 to beam_size (3), got 4"));
+  {  // A banned token is never generated, however likely.
+    auto keen = tiny_transformer(false);
+    keen->output_bias[3] += 8.0;  // the unknown token
+    auto count_3 = [](const std::vector<std::vector<zoo::Hypothesis>>& lists) {
+      int64_t n = 0;
+      for (const auto& list : lists)
+        for (const auto& h : list) n += std::count(h.tokens.begin(), h.tokens.end(), int64_t{3});
+      return n;
+    };
+    CHECK(count_3(zoo::generate_nbest(*keen, src, opts)) > 0);
+    CHECK(count_3(zoo::generate_nbest(*keen, src, zoo::DecodeOptions(opts).banned_ids({3}))) == 0);
+    CHECK_THROWS_WITH(zoo::generate(*keen, src, zoo::DecodeOptions(opts).banned_ids({2})),
+                      Contains("banned id 2 must be a token of the output vocabulary (0 to 10) other than EOS (2)"));
+  }
 
   // Hand-made: A alone (p = e^-1.0) against B and C merged (e^-1.2 + e^-1.3 = e^-0.556).
   auto hyp = [](double log_prob, int64_t length, double alpha_) {

@@ -91,7 +91,8 @@ class TransformerG2P : public G2PTask {
                   .length_penalty(cfg.get_float("decode.length_penalty"))
                   .max_len(cfg.get_int("decode.max_len"))
                   .bos_id(kBos)
-                  .eos_id(kEos);
+                  .eos_id(kEos)
+                  .banned_ids({kUnk});  // no target holds it; emitted, it would be no phone
     model_ = Transformer(TransformerOptions(kSourceVocab, kSpecials + static_cast<int64_t>(phones_.size()))
                              .d_model(cfg.get_int("model.d_model"))
                              .heads(cfg.get_int("model.heads"))
@@ -239,8 +240,8 @@ class TransformerG2P : public G2PTask {
   }
 
   /// Every pronunciation among a word's hypotheses, once, best first. With stress, and without it
-  /// under decode.no_stress=strip, each at its best hypothesis' rank (two hypotheses can share one:
-  /// an unknown token emitted is not a phone); without stress under sum, by merged probability.
+  /// under decode.no_stress=strip, each at its best hypothesis' rank; without stress under sum, by
+  /// merged probability.
   std::vector<std::vector<std::string>> pronunciations(const std::vector<Hypothesis>& hyps, bool plain) const {
     std::vector<std::vector<std::string>> phones;
     std::vector<std::string> keys;
