@@ -160,8 +160,8 @@ double length_penalty(int64_t length, double alpha);
 /// Live hypotheses that emit EOS move to a finished list scored by log p / lp(|Y|); a source is
 /// done when beam_size hypotheses have finished or no live one can beat the best finished one
 /// (the nbest-th best, with DecodeOptions::nbest).
-/// Padding, BOS and DecodeOptions::banned_ids are never generated. Runs under NoGradGuard with the model in eval mode (no
-/// dropout), and leaves the model in the mode it found it in.
+/// Padding, BOS and DecodeOptions::banned_ids are never generated. Runs under NoGradGuard with
+/// the model in eval mode (no dropout), and leaves the model in the mode it found it in.
 std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& src, const DecodeOptions& options);
 
 /// generate's finished list for each source row: every hypothesis that finished, best score
