@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -144,10 +143,7 @@ TEST_CASE("train.precision=bf16 on the CPU: autocast's bf16 products in the step
 
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))  // mallinfo2
 TEST_CASE("keep_freed_memory: a freed 16 MiB block stays with the process, from the heap, not mmap", "[trainer]") {
-  const char* tunables = std::getenv("GLIBC_TUNABLES");
-  const char* own = std::getenv("ZOO_KEEP_FREED_MEMORY");
-  if ((tunables && std::strstr(tunables, "glibc.malloc.")) || std::getenv("MALLOC_MMAP_THRESHOLD_") ||
-      std::getenv("MALLOC_TRIM_THRESHOLD_") || (own && std::string(own) == "0")) {
+  if (zoo::malloc_left_to_user()) {
     CHECK_FALSE(zoo::keep_freed_memory());  // the user's settings win
     return;
   }

@@ -164,14 +164,17 @@ void warn_if_blas_contends(int threads) {
 
 }  // namespace
 
+bool malloc_left_to_user() {
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  const char* own = std::getenv("ZOO_KEEP_FREED_MEMORY");
+  return (tunables && std::strstr(tunables, "glibc.malloc.")) || std::getenv("MALLOC_MMAP_THRESHOLD_") ||
+         std::getenv("MALLOC_TRIM_THRESHOLD_") || (own && std::string(own) == "0");
+}
+
 bool keep_freed_memory() {
 #if defined(__GLIBC__)
   static const bool applied = [] {  // once a process
-    const char* tunables = std::getenv("GLIBC_TUNABLES");
-    const char* own = std::getenv("ZOO_KEEP_FREED_MEMORY");
-    if ((tunables && std::strstr(tunables, "glibc.malloc.")) || std::getenv("MALLOC_MMAP_THRESHOLD_") ||
-        std::getenv("MALLOC_TRIM_THRESHOLD_") || (own && std::string(own) == "0"))
-      return false;  // the user's own settings win
+    if (malloc_left_to_user()) return false;  // the user's own settings win
     // 32 MiB is the largest mmap threshold 64-bit glibc takes (16 MiB on 32-bit: 0 is returned).
     const bool mmap_set = ::mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1;
     const bool trim_set = ::mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;

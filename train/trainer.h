@@ -27,6 +27,9 @@ void apply_runtime(const Config& cfg);
 /// settings win), or ZOO_KEEP_FREED_MEMORY=0. Call it before starting threads of your own
 /// (mallopt is not thread-safe); apply_runtime does, before the model is built.
 bool keep_freed_memory();
+/// What keeps keep_freed_memory from applying: a glibc.malloc key in GLIBC_TUNABLES,
+/// MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ set, or ZOO_KEEP_FREED_MEMORY=0.
+bool malloc_left_to_user();
 /// Learning rate at `step` (1-based): linear warmup, then cosine to optim.min_lr, constant, or
 /// inverse square root (peak * sqrt(warmup / step)).
 double learning_rate(const Config& cfg, int64_t step);
