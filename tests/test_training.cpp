@@ -141,6 +141,26 @@ TEST_CASE("train.precision=bf16 on the CPU: autocast's bf16 products in the step
                     Contains("train.precision: fp16 needs a CUDA device") && Contains("use bf16 or fp32"));
 }
 
+TEST_CASE("cpuinfo_has_bf16: native bfloat16 read from the feature lists of /proc/cpuinfo", "[trainer]") {
+  // Abridged from real files: a Zen 4 EPYC (avx512_bf16), a Sapphire Rapids Xeon (amx_bf16 and
+  // avx512_bf16), an AVX2-only EPYC, a Neoverse V1 (Arm, bf16) and a Cortex-A72 (Arm, none).
+  const std::string zen4 = "processor\t: 0\nmodel name\t: AMD EPYC 9654\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 "
+                           "avx512_vnni\nbugs\t\t: sysret_ss_attrs\n";
+  const std::string spr = "flags\t\t: avx512f amx_bf16 amx_tile amx_int8\nvmx flags\t: vnmi ept\n";
+  const std::string avx2 = "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma f16c bmi2\n"
+                           "vmx flags\t: avx512_bf16\n";  // not the CPU's feature list
+  const std::string v1 = "processor\t: 0\nFeatures\t: fp asimd evtstrm sve i8mm bf16 dcpodp\nCPU part\t: 0xd40\n";
+  const std::string a72 = "Features\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\n";
+  CHECK(zoo::cpuinfo_has_bf16(zen4));
+  CHECK(zoo::cpuinfo_has_bf16(spr));
+  CHECK_FALSE(zoo::cpuinfo_has_bf16(avx2));
+  CHECK(zoo::cpuinfo_has_bf16(v1));
+  CHECK_FALSE(zoo::cpuinfo_has_bf16(a72));
+  CHECK_FALSE(zoo::cpuinfo_has_bf16("flags\t\t: avx512_bf16x sbf16\n"));  // whole words only
+  CHECK_FALSE(zoo::cpuinfo_has_bf16("model name\t: bf16 avx512_bf16\n"));  // only flags and Features count
+  CHECK_FALSE(zoo::cpuinfo_has_bf16(""));
+}
+
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))  // mallinfo2
 TEST_CASE("keep_freed_memory: a freed 16 MiB block stays with the process, from the heap, not mmap", "[trainer]") {
   if (zoo::malloc_left_to_user()) {

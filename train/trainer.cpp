@@ -162,7 +162,39 @@ void warn_if_blas_contends(int threads) {
   }();
 }
 
+/// Once a process: a warning when bf16 autocast runs on a CPU whose /proc/cpuinfo names no
+/// native bfloat16 feature (cpuinfo_has_bf16). Silent where the file can't be read (not Linux).
+void warn_if_bf16_emulated() {
+  [[maybe_unused]] static const bool checked = [] {
+    std::ifstream in("/proc/cpuinfo");
+    if (!in) return true;
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!text.str().empty() && !cpuinfo_has_bf16(text.str()))
+      spdlog::warn("train.precision=bf16: this CPU has no native bfloat16 (no avx512_bf16, amx_bf16 or bf16 in "
+                   "/proc/cpuinfo), so LibTorch emulates it and a step can take many times as long as in fp32; "
+                   "set train.precision=fp32");
+    return true;
+  }();
+}
+
 }  // namespace
+
+bool cpuinfo_has_bf16(const std::string& cpuinfo) {
+  std::istringstream lines(cpuinfo);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const auto colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    const auto key = line.substr(0, line.find_first_of(" \t:"));
+    if (key != "flags" && key != "Features") continue;  // x86 and Arm name their feature lists so
+    std::istringstream words(line.substr(colon + 1));
+    std::string w;
+    while (words >> w)
+      if (w == "avx512_bf16" || w == "amx_bf16" || w == "bf16") return true;
+  }
+  return false;
+}
 
 bool malloc_left_to_user() {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
@@ -401,6 +433,7 @@ Trainer::Trainer(Config cfg, TrainerOptions options) : cfg_(std::move(cfg)), opt
   check_schedule(cfg_);
   bool amp = false;
   auto dtype = precision_dtype(cfg_, device_, &amp);
+  if (amp && !device_.is_cuda() && opt_.rank == 0) warn_if_bf16_emulated();
   apply_runtime(cfg_);
   task_ = make_task(cfg_, TaskContext{device_, opt_.rank, opt_.world_size});
   task_->before_training();

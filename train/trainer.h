@@ -30,6 +30,11 @@ bool keep_freed_memory();
 /// What keeps keep_freed_memory from applying: a glibc.malloc key in GLIBC_TUNABLES,
 /// MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ set, or ZOO_KEEP_FREED_MEMORY=0.
 bool malloc_left_to_user();
+/// Whether a /proc/cpuinfo text names a CPU feature for native bfloat16 arithmetic: x86's
+/// avx512_bf16 or amx_bf16 flags, or Arm's bf16. Without one LibTorch emulates bfloat16 matrix
+/// products on the CPU: on a 2-core AVX2 machine a 1,024 x 1,024 product ran at 4.3 GFLOP/s in
+/// bfloat16 against 140 in float32 (README, bf16 on the CPU).
+bool cpuinfo_has_bf16(const std::string& cpuinfo);
 /// Learning rate at `step` (1-based): linear warmup, then cosine to optim.min_lr, constant, or
 /// inverse square root (peak * sqrt(warmup / step)).
 double learning_rate(const Config& cfg, int64_t step);
