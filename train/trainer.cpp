@@ -172,7 +172,7 @@ void warn_if_bf16_emulated() {
     text << in.rdbuf();
     if (!text.str().empty() && !cpuinfo_has_bf16(text.str()))
       spdlog::warn("train.precision=bf16: this CPU has no native bfloat16 (no avx512_bf16, amx_bf16 or bf16 in "
-                   "/proc/cpuinfo), so LibTorch emulates it and a step can take many times as long as in fp32; "
+                   "/proc/cpuinfo), so LibTorch likely emulates it and a step can take many times as long as in fp32; "
                    "set train.precision=fp32");
     return true;
   }();

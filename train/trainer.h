@@ -32,8 +32,9 @@ bool keep_freed_memory();
 bool malloc_left_to_user();
 /// Whether a /proc/cpuinfo text names a CPU feature for native bfloat16 arithmetic: x86's
 /// avx512_bf16 or amx_bf16 flags, or Arm's bf16. Without one LibTorch emulates bfloat16 matrix
-/// products on the CPU: on a 2-core AVX2 machine a 1,024 x 1,024 product ran at 4.3 GFLOP/s in
-/// bfloat16 against 140 in float32 (README, bf16 on the CPU).
+/// products on the CPU: on a 2-core AVX2 machine a 1,024 x 1,024 product ran at 4.2-4.3 GFLOP/s
+/// in bfloat16 against 132-145 in float32 (README, bf16 on the CPU). A kernel older than the
+/// flag (x86 5.3, Arm 5.10) lists none.
 bool cpuinfo_has_bf16(const std::string& cpuinfo);
 /// Learning rate at `step` (1-based): linear warmup, then cosine to optim.min_lr, constant, or
 /// inverse square root (peak * sqrt(warmup / step)).
