@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <csignal>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <chrono>
 #include <cstdlib>
@@ -168,9 +169,8 @@ void warn_if_bf16_emulated() {
   [[maybe_unused]] static const bool checked = [] {
     std::ifstream in("/proc/cpuinfo");
     if (!in) return true;
-    std::stringstream text;
-    text << in.rdbuf();
-    if (!text.str().empty() && !cpuinfo_has_bf16(text.str()))
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (!text.empty() && !cpuinfo_has_bf16(text))
       spdlog::warn("train.precision=bf16: this CPU has no native bfloat16 (no avx512_bf16, amx_bf16 or bf16 in "
                    "/proc/cpuinfo), so LibTorch likely emulates it and a step can take many times as long as in fp32; "
                    "set train.precision=fp32");
