@@ -44,8 +44,8 @@ usage: zoo <command> [options]
 commands:
   train   --config F [--set section.key=value]... [--run-dir D] [--resume]
   eval    --checkpoint C [--split test|val] [--predictions FILE] [--set section.key=value]...
-  sample  {vae,gan,ddpm,ddim} [--checkpoint C] [--n 64] [--seed 0] [--out grid.png] [--columns 8 | --interpolate K [--between A.png,B.png]]
-          (ddim: [--steps S] [--eta E] [--spacing S]; ddpm: [--variance V]; without --checkpoint, the newest DDPM run)
+  sample  {vae,gan,ddpm,ddim} --checkpoint C [--n 64] [--seed 0] [--out grid.png] [--columns 8 | --interpolate K [--between A.png,B.png]]
+          (ddim: [--steps S] [--eta E] [--spacing S]; ddpm: [--variance V]; ddpm and ddim without --checkpoint: the newest DDPM run)
   g2p     --checkpoint C [--no-stress] [--nbest K] [WORD]...   pronunciations (words from standard input when none are given)
   fill-mask --checkpoint C ["TEXT with [MASK]"] [--top K]   the likeliest tokens for each [MASK] (texts from standard input, a line each, when none is given)
   zero-shot --checkpoint C --labels "sneaker,bag,coat" (--image FILE | [IMAGE]...)   each label's probability for FILE;
@@ -198,10 +198,14 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, cha
     for (const auto& d : options.group_help(group).options)
       if (d.is_container) repeatable.insert(d.l.empty() ? d.s : d.l.front());  // cxxopts' key for the option
   std::map<std::string, int> given;
-  for (const auto& kv : result.arguments())
+  for (const auto& kv : result.arguments()) {
+    if (kv.value().empty() && !repeatable.count(kv.key()))  // --checkpoint "" would name no file in its error
+      throw zoo::UsageError("--" + kv.key() + ": empty; give a value (see zoo " + options.program().substr(4) +
+                            " --help)");
     if (++given[kv.key()] == 2 && !repeatable.count(kv.key()))
       throw zoo::UsageError("--" + kv.key() + " given twice; keep one (see zoo " + options.program().substr(4) +
                             " --help)");
+  }
   if (!result.unmatched().empty())
     throw zoo::UsageError("unexpected argument '" + result.unmatched().front() + "' (see zoo " +
                           options.program().substr(4) + " --help)");
