@@ -134,6 +134,7 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   check_refused("train --config ''", "--config: empty; give a value");  // not ": cannot read the config file"
   check_refused("eval --checkpoint ''", "--checkpoint: empty; give a value");
   check_refused("sample ddim --checkpoint ''", "--checkpoint: empty; give a value");
+  check_refused("sample ''", "unknown model ''");  // an empty positional: the command's own message
   check_refused(train + "--set optim.min_lr=0.01", "optim.min_lr: 0.01 is above optim.lr (0.003)");
   check_refused(train + "--set model.mlp_dim=1000000000000", "model.mlp_dim: must be at most 65536");
   // A model within the keys' ranges that the allocator refuses (here capped at 8 GB of address

@@ -199,9 +199,11 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, cha
       if (d.is_container) repeatable.insert(d.l.empty() ? d.s : d.l.front());  // cxxopts' key for the option
   std::map<std::string, int> given;
   for (const auto& kv : result.arguments()) {
-    if (kv.value().empty() && !repeatable.count(kv.key()))  // --checkpoint "" would name no file in its error
-      throw zoo::UsageError("--" + kv.key() + ": empty; give a value (see zoo " + options.program().substr(4) +
-                            " --help)");
+    if (kv.value().empty() && !repeatable.count(kv.key())) {  // --checkpoint "" would name no file in its error
+      const auto flag = option_given(argc, shown ? shown : argv, "");  // none: a positional (its command says)
+      if (!flag.empty())
+        throw zoo::UsageError(flag + ": empty; give a value (see zoo " + options.program().substr(4) + " --help)");
+    }
     if (++given[kv.key()] == 2 && !repeatable.count(kv.key()))
       throw zoo::UsageError("--" + kv.key() + " given twice; keep one (see zoo " + options.program().substr(4) +
                             " --help)");
@@ -309,7 +311,7 @@ int cmd_eval(int argc, char** argv) {
 
 int cmd_sample(int argc, char** argv) {
   cxxopts::Options o("zoo sample", "Sample a grid of images from a generative checkpoint and write it as PNG.\n"
-                                   "  zoo sample vae|gan|ddpm|ddim [--checkpoint C] [--n 64] [--seed 0] [--out grid.png]\n"
+                                   "  zoo sample vae|gan|ddpm|ddim --checkpoint C [--n 64] [--seed 0] [--out grid.png]\n"
                                    "ddpm and ddim both sample a DDPM checkpoint; without --checkpoint, ddpm and ddim take\n"
                                    "the newest DDPM run under runs/.\n"
                                    "  zoo sample vae|gan|ddim --interpolate 8 --n 4   4 rows of 8, each between two latents\n"
