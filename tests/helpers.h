@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -71,6 +72,19 @@ inline Run run(const std::string& command) {
 }
 
 inline std::string zoo_bin() { return ZOO_BINARY; }
+
+/// A PNG file's (width, height), read from its IHDR chunk; (0, 0) when the file is not a PNG.
+inline std::pair<int64_t, int64_t> png_size(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  unsigned char h[24] = {};
+  in.read(reinterpret_cast<char*>(h), sizeof h);
+  const unsigned char signature[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (!in || std::memcmp(h, signature, 8) != 0 || std::memcmp(h + 12, "IHDR", 4) != 0) return {0, 0};
+  auto big_endian = [&](int at) {
+    return (int64_t{h[at]} << 24) | (int64_t{h[at + 1]} << 16) | (int64_t{h[at + 2]} << 8) | int64_t{h[at + 3]};
+  };
+  return {big_endian(16), big_endian(20)};
+}
 
 inline std::string last_line(const std::string& s) {
   auto t = s;

@@ -126,9 +126,10 @@ TEST_CASE("WordPiece: a vocabulary built from a corpus covers it and is determin
   CHECK(a.size() <= 100);
   CHECK(a.token(0) == "[PAD]");
   CHECK(a.contains("the"));   // frequent words become single tokens
-  CHECK(a.contains("z"));     // every character of the corpus is there, as a start and a continuation
+  CHECK(a.contains("z"));     // every character of the corpus is there, as a start and a continuation:
   CHECK(a.contains("##z"));
-  CHECK(a.contains("q"));     // "q" only ever follows another letter in the corpus
+  CHECK(a.contains("##q"));   // even where the corpus has none: no "q" follows another letter,
+  CHECK(a.contains("u"));     // and no word starts with "u"
   CHECK(a.tokenize("quiz") == std::vector<std::string>{"q", "##u", "##i", "##z"});
   const auto zebra = a.tokenize("the zebra jumps");
   REQUIRE_FALSE(zebra.empty());
@@ -179,7 +180,21 @@ TEST_CASE("pretraining data: [CLS] A [SEP] B [SEP], IsNext pairs consecutive, No
     REQUIRE(e.input_ids.front() == f.vocab.cls_id());
     REQUIRE(e.input_ids.back() == f.vocab.sep_id());
     const auto first_sep = std::find(e.input_ids.begin() + 1, e.input_ids.end(), f.vocab.sep_id()) - e.input_ids.begin();
+    REQUIRE(e.token_type_ids.size() == e.input_ids.size());
+    REQUIRE(e.mlm_labels.size() == e.input_ids.size());
     for (size_t i = 0; i < e.token_type_ids.size(); ++i) REQUIRE(e.token_type_ids[i] == (static_cast<int64_t>(i) > first_sep ? 1 : 0));
+    // A and B, with masked LM's changes undone, are each one piece of the sentences they say they
+    // come from (truncation cuts tokens off either end, never from the middle).
+    std::vector<int64_t> tokens(e.input_ids.size());
+    for (size_t i = 0; i < tokens.size(); ++i)
+      tokens[i] = e.mlm_labels[i] == zoo::kIgnoreLabel ? e.input_ids[i] : e.mlm_labels[i];
+    auto piece_of = [&](int64_t doc, int64_t begin, int64_t end, int64_t from, int64_t to) {
+      std::vector<int64_t> text;
+      for (auto s = begin; s < end; ++s) text.insert(text.end(), f.docs[doc][s].begin(), f.docs[doc][s].end());
+      return to > from && std::search(text.begin(), text.end(), tokens.begin() + from, tokens.begin() + to) != text.end();
+    };
+    REQUIRE(piece_of(e.a_doc, e.a_begin, e.a_end, 1, first_sep));
+    REQUIRE(piece_of(e.b_doc, e.b_begin, e.b_end, first_sep + 1, static_cast<int64_t>(tokens.size()) - 1));
     if (e.next_sentence_label == 0) {
       ++is_next;
       REQUIRE(e.b_doc == e.a_doc);
@@ -203,7 +218,7 @@ TEST_CASE("masked LM: 15% of non-special tokens, 80/10/10, specials never masked
   const auto& f = BrownFixture::get();
   zoo::PretrainingOptions o;
   auto ex = zoo::make_pretraining_examples(f.docs, f.vocab, o, /*seed=*/11);
-  double candidates = 0, picked = 0, masked = 0, random = 0, kept = 0;
+  double candidates = 0, picked = 0, masked = 0, random = 0, kept = 0, replaced = 0;
   for (const auto& e : ex) {
     for (size_t i = 0; i < e.input_ids.size(); ++i) {
       const auto kind = e.mask_kind[i];
@@ -229,6 +244,7 @@ TEST_CASE("masked LM: 15% of non-special tokens, 80/10/10, specials never masked
         REQUIRE(e.input_ids[i] == label);
       } else {
         random += 1;
+        replaced += e.input_ids[i] != label;  // a random token is the original only by chance (1 in 8,000)
         REQUIRE_FALSE(f.vocab.is_special(e.input_ids[i]));
       }
     }
@@ -237,6 +253,7 @@ TEST_CASE("masked LM: 15% of non-special tokens, 80/10/10, specials never masked
   CHECK(picked / candidates == Approx(0.15).margin(0.005));
   CHECK(masked / picked == Approx(0.8).margin(0.01));
   CHECK(random / picked == Approx(0.1).margin(0.01));
+  CHECK(replaced / random > 0.99);
   CHECK(kept / picked == Approx(0.1).margin(0.01));
 }
 

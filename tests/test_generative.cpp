@@ -27,6 +27,12 @@ using Catch::Matchers::Contains;
 
 namespace {
 
+/// The (width, height) of the PNG `zoo sample` writes for n 28x28 images in `columns` columns.
+std::pair<int64_t, int64_t> sample_png_size(int64_t n, int64_t columns) {
+  auto grid = make_grid(torch::zeros({n, 1, 28, 28}), columns, /*padding=*/2, /*scale=*/2);  // as main.cpp
+  return {grid.size(2), grid.size(1)};
+}
+
 const auto kMu = torch::tensor({0.5, -0.3, 0.0}, torch::kFloat);
 const auto kStd = torch::tensor({0.4, 0.8, 1.5}, torch::kFloat);
 
@@ -387,8 +393,9 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   auto ddim = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 5 --eta 0 --n 4 --out " + dir + "/a.png");
   INFO(ddim.output);
   CHECK(ddim.code == 0);
-  CHECK(std::filesystem::file_size(dir + "/a.png") > 100);
+  CHECK(test::png_size(dir + "/a.png") == sample_png_size(4, 4));  // --n 4: one row (--columns 8 at most)
   CHECK(test::run(test::zoo_bin() + " sample ddpm --checkpoint " + ckpt + " --n 2 --out " + dir + "/b.png").code == 0);
+  CHECK(test::png_size(dir + "/b.png") == sample_png_size(2, 2));
   auto ddim_flag = test::run(test::zoo_bin() + " sample ddpm --checkpoint " + ckpt + " --steps 5");
   CHECK(ddim_flag.code == 2);  // DDPM's sampler takes every step: --steps is DDIM's
   CHECK_THAT(ddim_flag.output, Contains("--steps is a DDIM setting"));
@@ -547,6 +554,7 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   INFO(walk.output);
   CHECK(walk.code == 0);
   CHECK_THAT(walk.output, Contains("wrote 2 interpolations of 4 images to " + dir + "/walk.png"));
+  CHECK(test::png_size(dir + "/walk.png") == sample_png_size(8, 4));  // 2 rows of 4
   {  // --between: a walk between two real images, whose ends are their DDIM inversions sampled back
      // (the config's spacing; x0 unclipped both ways, whatever sample.clip says)
     auto pair = load_fashion_mnist(test::data_root(), "test", 0, 2).images;
@@ -577,7 +585,7 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   INFO(between.output);
   CHECK(between.code == 0);
   CHECK_THAT(between.output, Contains("wrote 1 interpolation of 5 images to " + dir + "/between.png"));
-  CHECK(std::filesystem::file_size(dir + "/walk.png") > 100);
+  CHECK(test::png_size(dir + "/between.png") == sample_png_size(5, 5));
   const auto ab = dir + "/a.png," + dir + "/b.png";
   for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
            {"ddim --between " + ab, "--between: goes with --interpolate K"},
