@@ -57,6 +57,12 @@ TEST_CASE("ViT: a patch changes the [CLS] output, and the prediction depends on 
   auto y = x.clone();
   y.index_put_({0, 0, torch::indexing::Slice(21, 28), torch::indexing::Slice(21, 28)}, 0.0);  // last patch
   CHECK_FALSE(torch::allclose(vit->forward(x), vit->forward(y)));
+  vit->eval();
+  torch::NoGradGuard no_grad;
+  auto tokens = vit->encode(vit->embed(x));  // (1, 1 + N, D), [CLS] first
+  CHECK_FALSE(torch::allclose(tokens.select(1, 0), vit->encode(vit->embed(y)).select(1, 0)));  // the patch reaches [CLS]
+  CHECK(torch::allclose(vit->forward(x), vit->head(tokens.select(1, 0))));  // the head reads [CLS] (Eq. 4)
+  CHECK_FALSE(torch::allclose(vit->forward(x), vit->head(tokens.mean(1))));  // not the mean of the tokens
 }
 
 TEST_CASE("attention equals LibTorch's multi_head_attention_forward on the same weights", "[attention]") {
