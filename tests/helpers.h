@@ -146,8 +146,12 @@ inline torch::Tensor embedding_rows(const std::string& output) {
 
 /// A float loss computed under bf16 autocast: backward, and every parameter of `model` got a
 /// float32 gradient (the parameters stay float; autocast's casts carry their gradients back).
-inline void check_backward_in_float(torch::nn::Module& model, const torch::Tensor& loss) {
+/// `reference`, if given, the same loss computed in float32 (same inputs, same dropout masks): the
+/// two losses agree to bf16's precision, and so do the gradients, taken as one vector (cosine above 0.999).
+inline void check_backward_in_float(torch::nn::Module& model, const torch::Tensor& loss,
+                                    const torch::Tensor& reference = {}) {
   REQUIRE(loss.scalar_type() == torch::kFloat);
+  const auto params = model.parameters();
   loss.backward();
   CHECK(std::isfinite(loss.item<double>()));
   for (const auto& p : model.named_parameters()) {
@@ -155,6 +159,20 @@ inline void check_backward_in_float(torch::nn::Module& model, const torch::Tenso
     REQUIRE(p.value().grad().defined());
     CHECK(p.value().grad().scalar_type() == torch::kFloat);
   }
+  if (!reference.defined()) return;
+  const auto expected = torch::autograd::grad({reference}, params, {}, /*retain_graph=*/false,
+                                              /*create_graph=*/false, /*allow_unused=*/true);
+  INFO("loss " << loss.item<double>() << ", in float32 " << reference.item<double>());
+  CHECK(loss.item<double>() == Approx(reference.item<double>()).epsilon(0.01));
+  std::vector<torch::Tensor> got, want;
+  for (size_t i = 0; i < params.size(); ++i) {
+    got.push_back(params[i].grad().flatten());
+    want.push_back(expected[i].defined() ? expected[i].flatten() : torch::zeros_like(params[i]).flatten());
+  }
+  const auto a = torch::cat(got).to(torch::kDouble), b = torch::cat(want).to(torch::kDouble);
+  const double cosine = ((a * b).sum() / (a.norm() * b.norm())).item<double>();
+  INFO("cosine of the bf16 and float32 gradients " << cosine);
+  CHECK(cosine > 0.999);
 }
 
 }  // namespace zoo::test
