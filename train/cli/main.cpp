@@ -199,14 +199,13 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, cha
       if (d.is_container) repeatable.insert(d.l.empty() ? d.s : d.l.front());  // cxxopts' key for the option
   std::map<std::string, int> given;
   for (const auto& kv : result.arguments()) {
-    if (kv.value().empty() && !repeatable.count(kv.key())) {  // --checkpoint "" would name no file in its error
-      const auto flag = option_given(argc, shown ? shown : argv, "");  // none: a positional (its command says)
-      if (!flag.empty())
-        throw zoo::UsageError(flag + ": empty; give a value (see zoo " + options.program().substr(4) + " --help)");
-    }
-    if (++given[kv.key()] == 2 && !repeatable.count(kv.key()))
+    if (repeatable.count(kv.key())) continue;
+    if (++given[kv.key()] == 2)
       throw zoo::UsageError("--" + kv.key() + " given twice; keep one (see zoo " + options.program().substr(4) +
                             " --help)");
+    // --checkpoint "" would name no file in its error; an empty positional is left to its command.
+    if (const auto flag = kv.value().empty() ? option_given(argc, shown ? shown : argv, "") : ""; !flag.empty())
+      throw zoo::UsageError(flag + ": empty; give a value (see zoo " + options.program().substr(4) + " --help)");
   }
   if (!result.unmatched().empty())
     throw zoo::UsageError("unexpected argument '" + result.unmatched().front() + "' (see zoo " +
