@@ -71,7 +71,18 @@ inline Run run(const std::string& command) {
   return r;
 }
 
-inline std::string zoo_bin() { return ZOO_BINARY; }
+/// s as one word of a sh command line: single-quoted, each ' written as '\''.
+inline std::string q(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += "'\\''";
+    else out += c;
+  }
+  return out + "'";
+}
+
+/// The zoo binary, quoted as one word of a sh command line.
+inline std::string zoo_bin() { return q(ZOO_BINARY); }
 
 /// A PNG file's (width, height), read from its IHDR chunk; (0, 0) when the file is not a PNG.
 inline std::pair<int64_t, int64_t> png_size(const std::string& path) {

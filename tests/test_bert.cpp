@@ -23,6 +23,7 @@
 #include "train/trainer.h"
 
 using Catch::Matchers::Contains;
+using zoo::test::q;
 
 namespace {
 
@@ -484,7 +485,7 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
   CHECK(m.at("mlm_loss") < 7.0);  // below ln 2000 = 7.6, a uniform guess: it has learned at least the token frequencies
   const auto ckpt = dir + "/mlm/checkpoints/best.pt";
 
-  auto fill = zoo::test::run(zoo::test::zoo_bin() + " fill-mask --checkpoint " + ckpt + " 'He went to [MASK] store.' --top 3");
+  auto fill = zoo::test::run(zoo::test::zoo_bin() + " fill-mask --checkpoint " + q(ckpt) + " 'He went to [MASK] store.' --top 3");
   CHECK(fill.code == 0);
   {  // "[MASK] 1:  token p  token p  token p": the --top 3 candidates, most probable first
     INFO(fill.output);
@@ -501,13 +502,13 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
       if (i > 0) CHECK(probs[i] <= probs[i - 1]);
     }
   }
-  auto none = zoo::test::run(zoo::test::zoo_bin() + " fill-mask --checkpoint " + ckpt + " 'no mask here'");
+  auto none = zoo::test::run(zoo::test::zoo_bin() + " fill-mask --checkpoint " + q(ckpt) + " 'no mask here'");
   CHECK(none.code == 2);
   CHECK_THAT(none.output, Contains("no [MASK]"));
   {  // Texts on standard input: a line each, "text<TAB>token p token p token p" (a field per [MASK]),
      // the same tokens and probabilities as the text given alone.
     auto piped = zoo::test::run("printf 'He went to [MASK] store.\\nThe [MASK] was [MASK].\\n' | " +
-                                zoo::test::zoo_bin() + " fill-mask --checkpoint " + ckpt + " --top 3");
+                                zoo::test::zoo_bin() + " fill-mask --checkpoint " + q(ckpt) + " --top 3");
     INFO(piped.output);
     REQUIRE(piped.code == 0);
     std::istringstream lines(piped.output);
@@ -523,7 +524,7 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
     CHECK(std::count(rows[1].begin(), rows[1].end(), '\t') == 2);  // two [MASK]s
     // An empty line gets an empty line; a text without [MASK] exits 2 after the lines before it.
     auto bad = zoo::test::run("printf 'The [MASK] sat.\\n\\nno mask here\\nThe [MASK] ran.\\n' | " +
-                              zoo::test::zoo_bin() + " fill-mask --checkpoint " + ckpt);
+                              zoo::test::zoo_bin() + " fill-mask --checkpoint " + q(ckpt));
     CHECK(bad.code == 2);
     CHECK_THAT(bad.output, Contains("The [MASK] sat.\t"));
     CHECK_THAT(bad.output, Contains("\n\nzoo: error: zoo fill-mask: line 3 of standard input: fill-mask: the text has "
@@ -534,10 +535,10 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
 
   // zoo embed: the mean of the last layer's states over [CLS] text [SEP], whatever else is in the call.
   const std::string short_text = "He went to the store.";
-  auto alone = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " '" + short_text + "'");
+  auto alone = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + q(ckpt) + " '" + short_text + "'");
   INFO(alone.output);
   REQUIRE(alone.code == 0);
-  auto padded = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --texts 'It was the best of " +
+  auto padded = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + q(ckpt) + " --texts 'It was the best of " +
                                "times, it was the worst of times, it was the age of wisdom.' '" + short_text + "'");
   REQUIRE(padded.code == 0);
   auto one = zoo::test::embedding_rows(alone.output), two = zoo::test::embedding_rows(padded.output);
@@ -559,12 +560,12 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
     CHECK(torch::allclose(one[0], mean, 1e-5, 1e-5));
   }
   // data.max_length may change for a loaded checkpoint; the short phase's divisor rule is training's.
-  auto longer = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --set data.max_length=136 '" +
+  auto longer = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + q(ckpt) + " --set data.max_length=136 '" +
                                short_text + "'");
   INFO(longer.output);
   CHECK(longer.code == 0);
   CHECK(torch::allclose(zoo::test::embedding_rows(longer.output), one, 1e-5, 1e-5));  // a short text: not cut either way
-  auto images = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --images x.png");
+  auto images = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + q(ckpt) + " --images x.png");
   CHECK(images.code == 2);
   CHECK_THAT(images.output, Contains("a bert_mlm model embeds texts, not images; drop --images"));
 
@@ -579,11 +580,12 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
   CHECK(p["accuracy"] > 0.6);  // 12 tags; the most frequent, NOUN, is about a quarter
   // The fine-tuned checkpoint rebuilds itself without the pretrained file.
   std::filesystem::rename(ckpt, ckpt + ".moved");
-  auto eval = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + dir + "/pos/checkpoints/best.pt --set data.eval_limit=50");
+  auto eval = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + q(dir + "/pos/checkpoints/best.pt") +
+                             " --set data.eval_limit=50");
   CHECK(eval.code == 0);
   CHECK_THAT(eval.output, Contains("\"accuracy\""));
   // zoo embed reads the fine-tuned encoder, which has moved away from the pretrained one.
-  auto tuned = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + dir + "/pos/checkpoints/best.pt '" +
+  auto tuned = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + q(dir + "/pos/checkpoints/best.pt") + " '" +
                               short_text + "'");
   INFO(tuned.output);
   REQUIRE(tuned.code == 0);
@@ -702,8 +704,8 @@ TEST_CASE("continued pretraining (model.pretrained) starts from the checkpoint a
                                       "data: {root: " + brown + ", train_limit: 5, eval_limit: 10}\n";
   zoo::Trainer(zoo::Config::from_file(dir + "/pos.yaml"), {dir + "/pos"}).run();
   {  // POS tags words, not whole examples: zoo eval --predictions says so and writes nothing
-    auto r = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + dir + "/pos/checkpoints/best.pt --predictions " +
-                            dir + "/pos.tsv");
+    auto r = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + q(dir + "/pos/checkpoints/best.pt") +
+                            " --predictions " + q(dir + "/pos.tsv"));
     CHECK(r.code == 2);
     CHECK_THAT(r.output, Contains("--predictions: this task writes no predictions"));
     CHECK(!std::filesystem::exists(dir + "/pos.tsv"));
@@ -730,7 +732,7 @@ TEST_CASE("spam detection from scratch with a vocabulary built from the training
   CHECK(m.at("f1") > 0.5);
   {  // zoo eval --predictions: one line per test message, which agree with the metrics it prints
     const auto ckpt = dir + "/run/checkpoints/best.pt", tsv = dir + "/predictions.tsv";
-    auto r = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + ckpt + " --predictions " + tsv);
+    auto r = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + q(ckpt) + " --predictions " + q(tsv));
     REQUIRE(r.code == 0);
     auto out = r.output;
     while (!out.empty() && out.back() == '\n') out.pop_back();
@@ -762,7 +764,8 @@ TEST_CASE("spam detection from scratch with a vocabulary built from the training
     CHECK(right / rows == Approx(printed["accuracy"].get<double>()).epsilon(1e-9));
     CHECK(caught / gold_spam == Approx(printed["recall"].get<double>()).epsilon(1e-9));
     // A file that cannot be written, and a task that writes no predictions, exit 2 and say which.
-    auto bad = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + ckpt + " --predictions " + dir + "/no/such/p.tsv");
+    auto bad = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + q(ckpt) + " --predictions " +
+                              q(dir + "/no/such/p.tsv"));
     CHECK(bad.code == 2);
     CHECK_THAT(bad.output,
                Contains("--predictions " + dir + "/no/such/p.tsv: the folder " + dir + "/no/such does not exist"));

@@ -24,6 +24,7 @@ using zoo::test::run;
 using zoo::test::check_refused;
 using zoo::test::last_line;
 using zoo::test::zoo_bin;
+using zoo::test::q;
 using Catch::Matchers::Contains;
 
 namespace {
@@ -39,10 +40,10 @@ std::string tiny_config(const std::string& dir, int steps) {
 /// and returns "code=<exit code>" followed by the run's log.
 zoo::test::Run train_then_signal(const std::string& cfg, const std::string& run_dir, const std::string& signal) {
   const auto log = run_dir + ".log";
-  return run("(" + zoo_bin() + " train --config " + cfg + " --run-dir " + run_dir + " > " + log +
-             " 2>&1 & pid=$!; for i in $(seq 1200); do ls " + run_dir +
+  return run("(" + zoo_bin() + " train --config " + q(cfg) + " --run-dir " + q(run_dir) + " > " + q(log) +
+             " 2>&1 & pid=$!; for i in $(seq 1200); do ls " + q(run_dir) +
              "/checkpoints/step-*.pt >/dev/null 2>&1 && break; sleep 0.05; done; sleep 0.2; kill -" + signal +
-             " $pid; wait $pid; echo code=$?; cat " + log + ")");
+             " $pid; wait $pid; echo code=$?; cat " + q(log) + ")");
 }
 
 }  // namespace
@@ -74,7 +75,7 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
   auto badn = run(zoo_bin() + " sample vae --n abc");  // named as typed, though cxxopts parses it as -n
   CHECK(badn.code == 2);
   CHECK_THAT(badn.output, Contains("--n abc: not a valid value"));
-  auto list = run("cd " + zoo::test::source_dir() + " && " + zoo_bin() + " list");
+  auto list = run("cd " + q(zoo::test::source_dir()) + " && " + zoo_bin() + " list");
   CHECK(list.code == 0);
   CHECK_THAT(list.output, Contains("vit_fashion_mnist") && Contains("configs/vit_fashion_mnist.yaml"));
   // A task's keys: every one, with its default, range and meaning; an unknown key points there.
@@ -93,7 +94,7 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
   auto no_task = run(zoo_bin() + " list nope");
   CHECK(no_task.code == 2);
   CHECK_THAT(no_task.output, Contains("unknown task 'nope' (known: vit_fashion_mnist"));
-  auto far = run("cd " + zoo::test::source_dir() + " && " + zoo_bin() +
+  auto far = run("cd " + q(zoo::test::source_dir()) + " && " + zoo_bin() +
                  " train --config configs/vit_fashion_mnist.yaml --set foo.bar=1");
   CHECK(far.code == 2);
   CHECK_THAT(far.output, Contains("--set foo.bar=1: unknown key 'foo.bar' (`zoo list vit_fashion_mnist` lists the task's keys)"));
@@ -101,37 +102,37 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
 
 TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   auto dir = zoo::test::scratch("cli-config");
-  auto missing = run(zoo_bin() + " train --config " + dir + "/missing.yaml");
+  auto missing = run(zoo_bin() + " train --config " + q(dir + "/missing.yaml"));
   CHECK(missing.code == 2);
   CHECK_THAT(missing.output, Contains(dir + "/missing.yaml: cannot read"));
-  check_refused("train --config " + zoo::test::source_dir() + "/configs/bert_mlm.yaml --set data.max_length=136 --run-dir " +
-                    dir + "/bert",
+  check_refused("train --config " + q(zoo::test::source_dir() + "/configs/bert_mlm.yaml") +
+                    " --set data.max_length=136 --run-dir " + q(dir + "/bert"),
                 "data.short_length: 16 must divide data.max_length (136) when data.short_steps is above 0");
 
   auto bad = dir + "/bad.yaml";
   std::ofstream(bad) << "task: vit_fashion_mnist\ntrain:\n  steps: 3\n  batch_sise: 4\n";
-  auto r = run(zoo_bin() + " train --config " + bad);
+  auto r = run(zoo_bin() + " train --config " + q(bad));
   CHECK(r.code == 2);
   CHECK_THAT(r.output, Contains(bad + ":4: train.batch_sise: unknown key"));
   CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
 
   auto cfg = tiny_config(dir, 3);
-  auto set = run(zoo_bin() + " train --config " + cfg + " --set train.steps=abc");
+  auto set = run(zoo_bin() + " train --config " + q(cfg) + " --set train.steps=abc");
   CHECK(set.code == 2);
   CHECK_THAT(set.output, Contains("--set train.steps=abc: train.steps: expected an integer"));
-  auto set2 = run(zoo_bin() + " train --config " + cfg + " --set nodot");
+  auto set2 = run(zoo_bin() + " train --config " + q(cfg) + " --set nodot");
   CHECK(set2.code == 2);
   CHECK_THAT(set2.output, Contains("--set nodot: expected section.key=value"));
-  const auto train = "train --config " + cfg + " --run-dir " + dir + "/r ";
+  const auto train = "train --config " + q(cfg) + " --run-dir " + q(dir + "/r") + " ";
   check_refused(train + "--set data.root=/none,x",  // a value with a comma stays whole
                 "data.root: /none,x/train-images-idx3-ubyte is missing");
   auto twice = dir + "/twice.yaml";
   std::ofstream(twice) << "task: vit_fashion_mnist\nmodel:\n  dim: 64\n  dim: 32\n";
-  check_refused("train --config " + twice, twice + ":4: model.dim: given twice (also on line 3)");
+  check_refused("train --config " + q(twice), twice + ":4: model.dim: given twice (also on line 3)");
   auto two_docs = dir + "/two_docs.yaml";  // yaml-cpp's Load would keep the first and drop the second
   std::ofstream(two_docs) << "task: vit_fashion_mnist\n---\ntrain:\n  steps: 3\n";
-  check_refused("train --config " + two_docs, two_docs + ":3: a second YAML document");
-  check_refused(train + "--config " + twice, "--config given twice; keep one");  // cxxopts would keep the last
+  check_refused("train --config " + q(two_docs), two_docs + ":3: a second YAML document");
+  check_refused(train + "--config " + q(twice), "--config given twice; keep one");  // cxxopts would keep the last
   check_refused("train --config ''", "--config: empty; give a value");  // not ": cannot read the config file"
   check_refused("eval --checkpoint ''", "--checkpoint: empty; give a value");
   check_refused("sample ddim --checkpoint ''", "--checkpoint: empty; give a value");
@@ -140,9 +141,10 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   check_refused(train + "--set model.mlp_dim=1000000000000", "model.mlp_dim: must be at most 65536");
   // A model within the keys' ranges that the allocator refuses (here capped at 8 GB of address
   // space; a 16384-map DCGAN asks for more in one tensor) is too big, named by its sizes.
-  auto big = run("ulimit -v 8000000 && " + zoo_bin() + " train --config " + zoo::test::source_dir() +
-                 "/configs/gan_fashion_mnist.yaml --set train.device=cpu --set model.generator_features=16384 --set data.root=" +
-                 zoo::test::data_root() + " --run-dir " + dir + "/big");
+  auto big = run("ulimit -v 8000000 && " + zoo_bin() + " train --config " +
+                 q(zoo::test::source_dir() + "/configs/gan_fashion_mnist.yaml") +
+                 " --set train.device=cpu --set model.generator_features=16384 --set data.root=" +
+                 q(zoo::test::data_root()) + " --run-dir " + q(dir + "/big"));
   CHECK(big.code == 2);
   CHECK_THAT(last_line(big.output), Contains("zoo: error: the gan_fashion_mnist model does not fit in cpu memory") &&
                                         Contains("model.generator_features=16384") && Contains("make it smaller"));
@@ -150,84 +152,84 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
                 "train.batch_size: 100000 x 1 ranks is more than the 2000 training examples");
   // A truncated IDX file is named, with its size and the size its header gives.
   fs::create_directories(dir + "/short");
-  REQUIRE(run("head -c 100000 " + zoo::test::data_root() + "/train-images-idx3-ubyte > " + dir +
-              "/short/train-images-idx3-ubyte && cp " + zoo::test::data_root() + "/train-labels-idx1-ubyte " + dir +
-              "/short/")
+  REQUIRE(run("head -c 100000 " + q(zoo::test::data_root() + "/train-images-idx3-ubyte") + " > " +
+              q(dir + "/short/train-images-idx3-ubyte") + " && cp " +
+              q(zoo::test::data_root() + "/train-labels-idx1-ubyte") + " " + q(dir + "/short/"))
               .code == 0);
-  check_refused(train + "--set data.root=" + dir + "/short",
+  check_refused(train + "--set data.root=" + q(dir + "/short"),
                 dir + "/short/train-images-idx3-ubyte is 100000 bytes but its header says 47040016");
-  auto data = run(zoo_bin() + " train --config " + cfg + " --set data.root=/nonexistent --run-dir " + dir + "/r");
+  auto data = run(zoo_bin() + " train --config " + q(cfg) + " --set data.root=/nonexistent --run-dir " + q(dir + "/r"));
   CHECK(data.code == 2);
   CHECK_THAT(data.output, Contains("data.root: /nonexistent/train-images-idx3-ubyte is missing; run scripts/fetch-data"));
-  auto cuda = run(zoo_bin() + " train --config " + cfg + " --set train.device=cuda:7 --run-dir " + dir + "/r");
+  auto cuda = run(zoo_bin() + " train --config " + q(cfg) + " --set train.device=cuda:7 --run-dir " + q(dir + "/r"));
   CHECK(cuda.code == 2);
   CHECK_THAT(cuda.output, Contains("train.device: cuda:7"));
-  auto resume = run(zoo_bin() + " train --config " + cfg + " --resume --run-dir " + dir + "/none");
+  auto resume = run(zoo_bin() + " train --config " + q(cfg) + " --resume --run-dir " + q(dir + "/none"));
   CHECK(resume.code == 2);
   CHECK_THAT(resume.output, Contains("--run-dir " + dir + "/none: no such run directory to resume"));
-  auto restarts = run(zoo_bin() + " train --config " + cfg + " --set train.restarts=0 --run-dir " + dir + "/r");
+  auto restarts = run(zoo_bin() + " train --config " + q(cfg) + " --set train.restarts=0 --run-dir " + q(dir + "/r"));
   CHECK(restarts.code == 2);
   CHECK_THAT(restarts.output, Contains("train.restarts"));
   // Data and pretrained checkpoints the text tasks need, missing.
   const auto configs = zoo::test::source_dir() + "/configs/";
-  auto gan = run(zoo_bin() + " train --config " + configs + "gan_fashion_mnist.yaml --set train.restarts=2 --set data.root=" +
-                 zoo::test::data_root() + " --run-dir " + dir + "/r");
+  auto gan = run(zoo_bin() + " train --config " + q(configs + "gan_fashion_mnist.yaml") +
+                 " --set train.restarts=2 --set data.root=" + q(zoo::test::data_root()) + " --run-dir " + q(dir + "/r"));
   CHECK(gan.code == 2);
   CHECK_THAT(gan.output, Contains("train.restarts: task gan_fashion_mnist has no validation metric"));
-  auto pre = run(zoo_bin() + " train --config " + configs + "bert_pos.yaml --set model.pretrained=" + dir +
-                 "/none.pt --run-dir " + dir + "/r");
+  auto pre = run(zoo_bin() + " train --config " + q(configs + "bert_pos.yaml") + " --set model.pretrained=" +
+                 q(dir + "/none.pt") + " --run-dir " + q(dir + "/r"));
   CHECK(pre.code == 2);
   CHECK_THAT(last_line(pre.output), Contains("zoo: error: model.pretrained: " + dir + "/none.pt: no such checkpoint") &&
                                         Contains("pretrain one with `zoo train --config configs/bert_mlm.yaml`"));
   CHECK(!fs::exists(dir + "/r"));
-  auto cmu = run(zoo_bin() + " train --config " + configs + "transformer_g2p.yaml --set data.root=" + dir +
-                 " --run-dir " + dir + "/r");
+  auto cmu = run(zoo_bin() + " train --config " + q(configs + "transformer_g2p.yaml") + " --set data.root=" + q(dir) +
+                 " --run-dir " + q(dir + "/r"));
   CHECK(cmu.code == 2);
   CHECK_THAT(cmu.output, Contains("data/dict.txt is missing; run scripts/fetch-data cmudict"));
-  auto vocab = run(zoo_bin() + " train --config " + configs + "bert_mlm.yaml --set data.vocab=" + dir +
-                   "/vocab.txt --run-dir " + dir + "/r");
+  auto vocab = run(zoo_bin() + " train --config " + q(configs + "bert_mlm.yaml") + " --set data.vocab=" +
+                   q(dir + "/vocab.txt") + " --run-dir " + q(dir + "/r"));
   CHECK(vocab.code == 2);
   CHECK_THAT(vocab.output, Contains("data.vocab: " + dir + "/vocab.txt: cannot read"));
   // Files that are not files: read to the end they would never end, or hang.
   check_refused("train --config /dev/zero", "/dev/zero: is not a regular file (a device or a pipe)");
-  check_refused("train --config " + configs + "bert_mlm.yaml --set data.vocab=/dev/zero --run-dir " + dir + "/r",
+  check_refused("train --config " + q(configs + "bert_mlm.yaml") + " --set data.vocab=/dev/zero --run-dir " + q(dir + "/r"),
                 "data.vocab: /dev/zero: is not a regular file");
   check_refused(train + "--set optim.beta2=1", "optim.beta2: must be below 1 (Adam divides by 1 - beta^t)");
   check_refused(train + "--set optim.eps=0", "optim.eps: must be above 0");
-  check_refused("train --config " + configs + "ddpm_fashion_mnist.yaml --set eval.fid_samples=1",
+  check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set eval.fid_samples=1",
                 "eval.fid_samples: must be 0 (no FID) or at least 2");
-  check_refused("train --config " + configs + "ddpm_fashion_mnist.yaml --set sample.grid=5000",
+  check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set sample.grid=5000",
                 "sample.grid: must be at most 4096");
   // A file an eval key names is checked before the first step, not at the first evaluation.
-  check_refused("train --config " + configs + "ddpm_fashion_mnist.yaml --set data.root=" + zoo::test::data_root() +
-                    " --set eval.fid_classifier=" + dir + "/none.pt --run-dir " + dir + "/fid",
+  check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
+                    " --set eval.fid_classifier=" + q(dir + "/none.pt") + " --run-dir " + q(dir + "/fid"),
                 "eval.fid_classifier: " + dir + "/none.pt: no such checkpoint file");
   CHECK(!fs::exists(dir + "/fid"));
-  check_refused("train --config " + configs + "ddpm_fashion_mnist.yaml --set model.base_channels=12 --set data.root=" +
-                    zoo::test::data_root() + " --run-dir " + dir + "/r",
+  check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set model.base_channels=12 --set data.root=" +
+                    q(zoo::test::data_root()) + " --run-dir " + q(dir + "/r"),
                 "model.base_channels: 12 is not a multiple of 8 (GroupNorm's 8 groups)");
   check_refused(train + "--set train.seed=9223372036854775807 --set train.restarts=2",
                 "train.seed: 9223372036854775807 + train.restarts - 1 overflows");
   // What a run writes, with a folder in its way: named before any training.
   fs::create_directories(dir + "/inway/metrics.jsonl");
-  check_refused("train --config " + cfg + " --run-dir " + dir + "/inway",
+  check_refused("train --config " + q(cfg) + " --run-dir " + q(dir + "/inway"),
                 dir + "/inway/metrics.jsonl: is not a file (a folder?) and the run writes its metrics.jsonl there");
 }
 
 TEST_CASE("zoo eval: bad checkpoints exit 2 naming the file", "[cli]") {
   auto dir = zoo::test::scratch("cli-ckpt");
-  auto r1 = run(zoo_bin() + " eval --checkpoint " + dir + "/nope.pt");
+  auto r1 = run(zoo_bin() + " eval --checkpoint " + q(dir + "/nope.pt"));
   CHECK(r1.code == 2);
   CHECK_THAT(r1.output, Contains(dir + "/nope.pt: no such checkpoint"));
   std::ofstream(dir + "/junk.pt") << "not a checkpoint";
-  auto r2 = run(zoo_bin() + " eval --checkpoint " + dir + "/junk.pt");
+  auto r2 = run(zoo_bin() + " eval --checkpoint " + q(dir + "/junk.pt"));
   CHECK(r2.code == 2);
   CHECK_THAT(r2.output, Contains(dir + "/junk.pt: not a readable checkpoint"));
   CHECK_THAT(r2.output, !Contains("Exception raised from"));  // no c10::Error dump
   auto r3 = run(zoo_bin() + " eval");
   CHECK(r3.code == 2);
   CHECK_THAT(r3.output, Contains("--checkpoint is required"));
-  auto r4 = run(zoo_bin() + " eval --checkpoint " + dir);
+  auto r4 = run(zoo_bin() + " eval --checkpoint " + q(dir));
   CHECK(r4.code == 2);
   CHECK_THAT(r4.output, Contains(dir + ": is a directory; give a checkpoint file in it"));
   auto r5 = run(zoo_bin() + " eval --checkpoint /dev/null");
@@ -240,7 +242,7 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake, and a d
   auto dir = zoo::test::scratch("cli-keep");
   auto cfg = tiny_config(dir, 4);
   const auto rd = dir + "/run";
-  REQUIRE(run(zoo_bin() + " train --config " + cfg + " --run-dir " + rd).code == 0);
+  REQUIRE(run(zoo_bin() + " train --config " + q(cfg) + " --run-dir " + q(rd)).code == 0);
   auto bytes = [](const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(in), {});
@@ -248,55 +250,57 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake, and a d
   const auto best = rd + "/checkpoints/best.pt", config = rd + "/config.yaml";
   const auto best_before = bytes(best), config_before = bytes(config);
   REQUIRE(!best_before.empty());
-  auto again = run(zoo_bin() + " train --config " + cfg + " --run-dir " + rd);  // without --resume
+  auto again = run(zoo_bin() + " train --config " + q(cfg) + " --run-dir " + q(rd));  // without --resume
   CHECK(again.code == 2);
   CHECK_THAT(again.output,
              Contains("--run-dir " + rd + ": already holds a run's checkpoints; continue it with --resume"));
   // A resume or an evaluation that changes what the weights are for is refused, even where the
   // tensors' shapes would still fit (2 heads of 16 and 1 head of 32 hold the same matrices).
-  auto refused = run(zoo_bin() + " train --config " + cfg + " --set model.heads=1 --run-dir " + rd + " --resume");
+  auto refused = run(zoo_bin() + " train --config " + q(cfg) + " --set model.heads=1 --run-dir " + q(rd) + " --resume");
   CHECK(refused.code == 2);  // a refused resume leaves config.yaml as it was
   CHECK_THAT(last_line(refused.output), Contains("--resume: model.heads is 1 but " + rd + "/checkpoints/step-00000004.pt "
                                                  "was trained with 2; put it back, or start a new run"));
-  check_refused("eval --checkpoint " + best + " --set model.heads=1",
+  check_refused("eval --checkpoint " + q(best) + " --set model.heads=1",
                 "--set model.heads=1: " + best + " was trained with model.heads=2 and its weights are for that; drop the --set");
-  auto dropout = run(zoo_bin() + " eval --checkpoint " + best + " --set model.dropout=0.3 --set data.eval_limit=50");
+  auto dropout = run(zoo_bin() + " eval --checkpoint " + q(best) + " --set model.dropout=0.3 --set data.eval_limit=50");
   CHECK(dropout.code == 0);  // dropout is off in evaluation: not a key the weights depend on
-  auto onto = run(zoo_bin() + " eval --checkpoint " + best + " --predictions " + best);
+  auto onto = run(zoo_bin() + " eval --checkpoint " + q(best) + " --predictions " + q(best));
   CHECK(onto.code == 2);
   CHECK_THAT(onto.output, Contains("--predictions " + best + ": would overwrite a checkpoint"));
   // A checkpoint by content, whatever its name, and through a link.
   fs::copy_file(best, dir + "/copy.ckpt");
   fs::create_symlink(best, dir + "/link.txt");
-  check_refused("eval --checkpoint " + best + " --predictions " + dir + "/link.txt",
+  check_refused("eval --checkpoint " + q(best) + " --predictions " + q(dir + "/link.txt"),
                 "--predictions " + dir + "/link.txt: would overwrite a checkpoint");
-  check_refused("average " + rd + "/checkpoints/step-00000004.pt " + best + " --out " + dir + "/copy.ckpt",
+  check_refused("average " + q(rd + "/checkpoints/step-00000004.pt") + " " + q(best) + " --out " + q(dir + "/copy.ckpt"),
                 "--out " + dir + "/copy.ckpt: would overwrite a checkpoint");
-  check_refused("average " + rd + "/checkpoints/step-00000004.pt " + best + " --out " + rd + "/checkpoints/step-00000005.pt",
+  check_refused("average " + q(rd + "/checkpoints/step-00000004.pt") + " " + q(best) + " --out " +
+                    q(rd + "/checkpoints/step-00000005.pt"),
                 "step-00000005.pt is a name the trainer gives its own checkpoints");
   // A one-run directory resumed as restarts (which would replace its best.pt), or past its end.
-  check_refused("train --config " + cfg + " --set train.restarts=2 --run-dir " + rd + " --resume",
+  check_refused("train --config " + q(cfg) + " --set train.restarts=2 --run-dir " + q(rd) + " --resume",
                 "--resume: " + rd + " holds one run (train.restarts 1), not restarts");
-  check_refused("train --config " + cfg + " --set train.steps=2 --run-dir " + rd + " --resume",
+  check_refused("train --config " + q(cfg) + " --set train.steps=2 --run-dir " + q(rd) + " --resume",
                 "--resume: the run is at step 4, past train.steps=2; give a train.steps of at least 4");
   // Another task's config, and a second trainer on a directory in use (it holds run_dir/.lock).
-  check_refused("train --config " + zoo::test::source_dir() + "/configs/vae_fashion_mnist.yaml --set data.root=" +
-                    zoo::test::data_root() + " --run-dir " + rd + " --resume",
+  check_refused("train --config " + q(zoo::test::source_dir() + "/configs/vae_fashion_mnist.yaml") + " --set data.root=" +
+                    q(zoo::test::data_root()) + " --run-dir " + q(rd) + " --resume",
                 "--resume: " + rd + "/checkpoints/step-00000004.pt holds a vit_fashion_mnist run, not vae_fashion_mnist");
   {
     const int fd = ::open((rd + "/.lock").c_str(), O_RDWR | O_CREAT, 0644);
     REQUIRE(fd >= 0);
     REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
-    check_refused("train --config " + cfg + " --set train.steps=6 --run-dir " + rd + " --resume",
+    check_refused("train --config " + q(cfg) + " --set train.steps=6 --run-dir " + q(rd) + " --resume",
                   "--run-dir " + rd + ": another zoo train is using it");
     ::close(fd);
   }
   // A run that fails before its first step leaves no directory behind, refused by the data or by the task
   // once the run's config.yaml is written.
-  check_refused("train --config " + cfg + " --set data.val_size=0 --run-dir " + dir + "/noval",
+  check_refused("train --config " + q(cfg) + " --set data.val_size=0 --run-dir " + q(dir + "/noval"),
                 "data.val_size: is 0, so there is no val split");
   CHECK(!fs::exists(dir + "/noval"));
-  check_refused("train --config " + cfg + " --set train.batch_size=65 --set data.train_limit=64 --run-dir " + dir + "/big",
+  check_refused("train --config " + q(cfg) + " --set train.batch_size=65 --set data.train_limit=64 --run-dir " +
+                    q(dir + "/big"),
                 "train.batch_size: 65 x 1 ranks is more than the 64 training examples");
   CHECK(!fs::exists(dir + "/big"));
   // --resume given a run's checkpoints/ folder: refused, and nothing is written there.
@@ -304,14 +308,14 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake, and a d
     return std::distance(fs::directory_iterator(d), fs::directory_iterator{});
   };
   const auto in_checkpoints = entries(rd + "/checkpoints");
-  check_refused("train --config " + cfg + " --run-dir " + rd + "/checkpoints --resume",
+  check_refused("train --config " + q(cfg) + " --run-dir " + q(rd + "/checkpoints") + " --resume",
                 "--resume found no checkpoints/step-*.pt; that is a run's checkpoints/ folder; pass the run itself: "
                 "--run-dir " + rd);
   CHECK(entries(rd + "/checkpoints") == in_checkpoints);
   CHECK(bytes(best) == best_before);
   CHECK(bytes(config) == config_before);
   // A resume may change other keys (train.steps, to go on), and says which.
-  auto longer = run(zoo_bin() + " train --config " + cfg + " --set train.steps=6 --run-dir " + rd + " --resume");
+  auto longer = run(zoo_bin() + " train --config " + q(cfg) + " --set train.steps=6 --run-dir " + q(rd) + " --resume");
   CHECK(longer.code == 0);
   CHECK_THAT(longer.output,
              Contains("--resume: the run goes on with 1 key(s) changed from its stored config: train.steps 4 -> 6"));
@@ -337,23 +341,23 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake, and a d
   REQUIRE(largest > 0);
   flipped.at(target) = static_cast<char>(flipped.at(target) ^ 0x10);
   std::ofstream(dir + "/flipped.pt", std::ios::binary) << flipped;
-  auto rot = run(zoo_bin() + " eval --checkpoint " + dir + "/flipped.pt");
+  auto rot = run(zoo_bin() + " eval --checkpoint " + q(dir + "/flipped.pt"));
   CHECK(rot.code == 2);
   CHECK_THAT(rot.output, Contains(dir + "/flipped.pt: corrupt checkpoint: its record archive/data/") &&
                              Contains("fails the zip CRC-32 check"));
-  auto file = run(zoo_bin() + " train --config " + cfg + " --run-dir " + config);
+  auto file = run(zoo_bin() + " train --config " + q(cfg) + " --run-dir " + q(config));
   CHECK(file.code == 2);
   CHECK_THAT(file.output, Contains("--run-dir " + config + ": is a file, not a directory"));
   // A learning rate that makes the loss overflow: the run stops, saying so, before any checkpoint.
-  auto nan = run(zoo_bin() + " train --config " + cfg +
-                 " --set optim.lr=1e30 --set train.grad_clip=0 --set train.log_every=1 --run-dir " + dir + "/nan");
+  auto nan = run(zoo_bin() + " train --config " + q(cfg) +
+                 " --set optim.lr=1e30 --set train.grad_clip=0 --set train.log_every=1 --run-dir " + q(dir + "/nan"));
   CHECK(nan.code == 1);
   CHECK_THAT(nan.output, Contains("training diverged: loss is") && Contains("nothing was saved"));
   CHECK(zoo::list_step_checkpoints(dir + "/nan/checkpoints").empty());
   CHECK(!fs::exists(dir + "/nan/checkpoints/best.pt"));
   // Restarts leave a diverged seed out; when every one diverges, the run says so.
-  auto all = run(zoo_bin() + " train --config " + cfg + " --set optim.lr=1e30 --set train.grad_clip=0 --set train.log_every=1 "
-                 "--set train.restarts=2 --run-dir " + dir + "/nan2");
+  auto all = run(zoo_bin() + " train --config " + q(cfg) + " --set optim.lr=1e30 --set train.grad_clip=0 --set train.log_every=1 "
+                 "--set train.restarts=2 --run-dir " + q(dir + "/nan2"));
   CHECK(all.code == 1);
   CHECK_THAT(all.output, Contains("restart seed 3 left out: training diverged") &&
                              Contains("restart seed 4 left out: training diverged") &&
@@ -365,11 +369,11 @@ TEST_CASE("zoo average: one checkpoint of the mean weights of a run's last check
   auto dir = zoo::test::scratch("cli-average");
   auto cfg = tiny_config(dir, 12);
   const auto rd = dir + "/run";
-  REQUIRE(run(zoo_bin() + " train --config " + cfg + " --set train.keep_last=3 --run-dir " + rd).code == 0);
+  REQUIRE(run(zoo_bin() + " train --config " + q(cfg) + " --set train.keep_last=3 --run-dir " + q(rd)).code == 0);
   const auto steps = zoo::list_step_checkpoints(rd + "/checkpoints");
   REQUIRE(steps.size() == 3);  // steps 4, 8 and 12
   const auto out = dir + "/average.pt";
-  auto made = run(zoo_bin() + " average --run-dir " + rd + " --out " + out);  // up to 5: the 3 the run keeps
+  auto made = run(zoo_bin() + " average --run-dir " + q(rd) + " --out " + q(out));  // up to 5: the 3 the run keeps
   INFO(made.output);
   REQUIRE(made.code == 0);
   CHECK_THAT(made.output, Contains("wrote " + out + ": the average of 3 checkpoints"));
@@ -398,22 +402,25 @@ TEST_CASE("zoo average: one checkpoint of the mean weights of a run's last check
   CHECK_FALSE(stored.get_bool("train.ema"));  // the averaged weights are already the EMA's
   auto archive = zoo::read_checkpoint(out);
   CHECK(zoo::checkpoint_step(archive) == 12);
-  auto eval = run(zoo_bin() + " eval --checkpoint " + out);
+  auto eval = run(zoo_bin() + " eval --checkpoint " + q(out));
   CHECK(eval.code == 0);
   CHECK(nlohmann::json::parse(last_line(eval.output)).contains("accuracy"));
 
   // Bad input: too few, a repeat, another model, an output over a checkpoint.
-  check_refused("average --run-dir " + rd + " --last 4 --out " + dir + "/a.pt",
+  check_refused("average --run-dir " + q(rd) + " --last 4 --out " + q(dir + "/a.pt"),
                 "--run-dir " + rd + ": holds 3 step checkpoints, fewer than --last 4; pass a smaller --last");
-  check_refused("average " + steps[0] + " --out " + dir + "/a.pt", "1 checkpoint given; average at least two");
-  check_refused("average " + steps[0] + " " + steps[0] + " --out " + dir + "/a.pt",
+  check_refused("average " + q(steps[0]) + " --out " + q(dir + "/a.pt"), "1 checkpoint given; average at least two");
+  check_refused("average " + q(steps[0]) + " " + q(steps[0]) + " --out " + q(dir + "/a.pt"),
                 steps[0] + " is given twice; give each checkpoint once");
-  check_refused("average " + steps[0] + " " + steps[1] + " --out " + out, "--out " + out + ": would overwrite a checkpoint");
-  check_refused("average " + steps[0] + " " + steps[1], "--out is required");
-  check_refused("average " + steps[2] + " " + rd + "/checkpoints/best.pt --out " + dir + "/a.pt",
+  check_refused("average " + q(steps[0]) + " " + q(steps[1]) + " --out " + q(out),
+                "--out " + out + ": would overwrite a checkpoint");
+  check_refused("average " + q(steps[0]) + " " + q(steps[1]), "--out is required");
+  check_refused("average " + q(steps[2]) + " " + q(rd + "/checkpoints/best.pt") + " --out " + q(dir + "/a.pt"),
                 steps[2] + " holds the same weights as " + rd + "/checkpoints/best.pt");
-  REQUIRE(run(zoo_bin() + " train --config " + cfg + " --set model.heads=1 --set train.steps=4 --run-dir " + dir + "/one").code == 0);
-  check_refused("average " + dir + "/one/checkpoints/step-00000004.pt " + steps[1] + " --out " + dir + "/a.pt",
+  REQUIRE(run(zoo_bin() + " train --config " + q(cfg) + " --set model.heads=1 --set train.steps=4 --run-dir " +
+              q(dir + "/one"))
+              .code == 0);
+  check_refused("average " + q(dir + "/one/checkpoints/step-00000004.pt") + " " + q(steps[1]) + " --out " + q(dir + "/a.pt"),
                 "/one/checkpoints/step-00000004.pt was trained with model.heads=1 and " + steps[1] +
                     " with 2; average checkpoints of one run");
   CHECK_FALSE(fs::exists(dir + "/a.pt"));
@@ -423,7 +430,7 @@ TEST_CASE("zoo average: one checkpoint of the mean weights of a run's last check
   fs::create_directories(rd + "/checkpoints/step-00000099.pt");
   std::ofstream(rd + "/checkpoints/step-0000abcd.pt") << "x";
   CHECK(zoo::list_step_checkpoints(rd + "/checkpoints") == steps);
-  REQUIRE(run(zoo_bin() + " train --config " + cfg + " --set train.keep_last=1 --set train.steps=16 --run-dir " + rd +
+  REQUIRE(run(zoo_bin() + " train --config " + q(cfg) + " --set train.keep_last=1 --set train.steps=16 --run-dir " + q(rd) +
               " --resume").code == 0);
   CHECK(zoo::list_step_checkpoints(rd + "/checkpoints") == std::vector<std::string>{rd + "/checkpoints/step-00000016.pt"});
 }
@@ -433,9 +440,9 @@ TEST_CASE("zoo export: the weights a checkpoint is evaluated with, in a smaller 
   auto dir = zoo::test::scratch("cli-export");
   auto cfg = tiny_config(dir, 4);
   const auto rd = dir + "/run";
-  REQUIRE(run(zoo_bin() + " train --config " + cfg + " --set train.ema=true --run-dir " + rd).code == 0);
+  REQUIRE(run(zoo_bin() + " train --config " + q(cfg) + " --set train.ema=true --run-dir " + q(rd)).code == 0);
   const auto ckpt = rd + "/checkpoints/step-00000004.pt", out = dir + "/weights.pt";
-  auto made = run(zoo_bin() + " export --checkpoint " + ckpt + " --out " + out);
+  auto made = run(zoo_bin() + " export --checkpoint " + q(ckpt) + " --out " + q(out));
   INFO(made.output);
   REQUIRE(made.code == 0);
   CHECK_THAT(made.output, Contains("wrote " + out + ": the weights of " + ckpt + " (step 4)"));
@@ -455,8 +462,8 @@ TEST_CASE("zoo export: the weights a checkpoint is evaluated with, in a smaller 
   CHECK_FALSE(stored.get_bool("train.ema"));  // the weights are already the EMA's
   auto archive = zoo::read_checkpoint(out);
   CHECK(zoo::checkpoint_step(archive) == 4);
-  auto e1 = run(zoo_bin() + " eval --checkpoint " + ckpt + " --split val");
-  auto e2 = run(zoo_bin() + " eval --checkpoint " + out + " --split val");
+  auto e1 = run(zoo_bin() + " eval --checkpoint " + q(ckpt) + " --split val");
+  auto e2 = run(zoo_bin() + " eval --checkpoint " + q(out) + " --split val");
   REQUIRE(e1.code == 0);
   REQUIRE(e2.code == 0);
   CHECK(last_line(e1.output) == last_line(e2.output));
@@ -464,15 +471,15 @@ TEST_CASE("zoo export: the weights a checkpoint is evaluated with, in a smaller 
   // Nothing to resume from, and bad input.
   fs::create_directories(dir + "/again/checkpoints");
   fs::copy_file(out, dir + "/again/checkpoints/step-00000004.pt");
-  check_refused("train --config " + cfg + " --set train.steps=8 --run-dir " + dir + "/again --resume",
+  check_refused("train --config " + q(cfg) + " --set train.steps=8 --run-dir " + q(dir + "/again") + " --resume",
                 dir + "/again/checkpoints/step-00000004.pt: holds no optimizer state (a file of zoo export or zoo "
                 "average, for evaluating); move it out of checkpoints/ and --resume again");
-  check_refused("export --checkpoint " + ckpt, "zoo export: --out is required");
-  check_refused("export --out " + dir + "/w.pt", "zoo export: --checkpoint is required");
-  check_refused("export --checkpoint " + ckpt + " --out " + out, "--out " + out + ": would overwrite a checkpoint");
-  check_refused("export --checkpoint " + ckpt + " --out " + dir + "/best.pt",
+  check_refused("export --checkpoint " + q(ckpt), "zoo export: --out is required");
+  check_refused("export --out " + q(dir + "/w.pt"), "zoo export: --checkpoint is required");
+  check_refused("export --checkpoint " + q(ckpt) + " --out " + q(out), "--out " + out + ": would overwrite a checkpoint");
+  check_refused("export --checkpoint " + q(ckpt) + " --out " + q(dir + "/best.pt"),
                 "--out " + dir + "/best.pt: best.pt is a name the trainer gives its own checkpoints");
-  check_refused("export --checkpoint " + dir + "/none.pt --out " + dir + "/w.pt", dir + "/none.pt");
+  check_refused("export --checkpoint " + q(dir + "/none.pt") + " --out " + q(dir + "/w.pt"), dir + "/none.pt");
   CHECK_FALSE(fs::exists(dir + "/w.pt"));
 }
 
@@ -490,7 +497,7 @@ TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finish
   const auto leftover = run_dir + "/checkpoints/.step-00000001.pt.tmp.2147483647";
   std::ofstream(leftover) << "half a checkpoint";
 
-  auto resumed = run(zoo_bin() + " train --config " + cfg + " --run-dir " + run_dir + " --resume");
+  auto resumed = run(zoo_bin() + " train --config " + q(cfg) + " --run-dir " + q(run_dir) + " --resume");
   INFO(resumed.output);
   REQUIRE(resumed.code == 0);
   CHECK_THAT(resumed.output, Contains("resumed from") && !Contains("changed from its stored config"));
@@ -498,7 +505,7 @@ TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finish
   auto final_metrics = nlohmann::json::parse(last_line(resumed.output));
   CHECK(final_metrics["step"] == 400);
 
-  auto eval = run(zoo_bin() + " eval --checkpoint " + run_dir + "/checkpoints/best.pt --split val");
+  auto eval = run(zoo_bin() + " eval --checkpoint " + q(run_dir + "/checkpoints/best.pt") + " --split val");
   INFO(eval.output);
   REQUIRE(eval.code == 0);
   auto m = nlohmann::json::parse(last_line(eval.output));
@@ -528,9 +535,9 @@ TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume
                          "train: {device: cpu, threads: 1, batch_size: 8, steps: 2, log_every: 1, eval_every: 0, "
                          "checkpoint_every: 2}\n";
   const auto log = dir + "/wide.log", rd = dir + "/wide";
-  auto in_eval = run("(" + zoo_bin() + " train --config " + wide + " --run-dir " + rd + " > " + log +
-                     " 2>&1 & pid=$!; for i in $(seq 2400); do grep -q 'eval val @ step 2' " + log +
-                     " && break; sleep 0.05; done; kill -INT $pid; wait $pid; echo code=$?; cat " + log + ")");
+  auto in_eval = run("(" + zoo_bin() + " train --config " + q(wide) + " --run-dir " + q(rd) + " > " + q(log) +
+                     " 2>&1 & pid=$!; for i in $(seq 2400); do grep -q 'eval val @ step 2' " + q(log) +
+                     " && break; sleep 0.05; done; kill -INT $pid; wait $pid; echo code=$?; cat " + q(log) + ")");
   INFO(in_eval.output);
   CHECK_THAT(in_eval.output, Contains("code=130"));
   CHECK_THAT(in_eval.output, Contains("zoo: interrupted in the final evaluation; the checkpoints of step 2 are saved: "
@@ -539,7 +546,7 @@ TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume
   // Resumed (twice: the second evaluates again too), metrics.jsonl holds the final evaluation's
   // rows once: the interrupted one's val row is not kept beside the new one.
   for (int i = 0; i < 2; ++i) {
-    auto again = run(zoo_bin() + " train --config " + wide + " --run-dir " + rd + " --resume");
+    auto again = run(zoo_bin() + " train --config " + q(wide) + " --run-dir " + q(rd) + " --resume");
     INFO(again.output);
     CHECK(again.code == 0);
     CHECK_THAT(again.output, Contains("eval test @ step 2"));
@@ -556,7 +563,7 @@ TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume
 TEST_CASE("zoo train --resume without --run-dir finds the newest run of the task, restarts runs too", "[cli][resume]") {
   auto dir = zoo::test::scratch("cli-resume-newest");
   tiny_config(dir, 8);
-  auto first = run("cd " + dir + " && " + zoo_bin() + " train --config tiny.yaml --set train.restarts=2 --run-dir runs/r");
+  auto first = run("cd " + q(dir) + " && " + zoo_bin() + " train --config tiny.yaml --set train.restarts=2 --run-dir runs/r");
   INFO(first.output);
   REQUIRE(first.code == 0);
   // A restarts run keeps its step checkpoints in restarts/seed-S/checkpoints, none at the top.
@@ -568,7 +575,7 @@ TEST_CASE("zoo train --resume without --run-dir finds the newest run of the task
   const auto older = dir + "/runs/older/checkpoints/" + zoo::step_checkpoint_name(4);
   fs::copy_file(seed3.front(), older);
   fs::last_write_time(older, fs::last_write_time(seed3.front()) - std::chrono::hours(1));
-  auto resumed = run("cd " + dir + " && " + zoo_bin() + " train --config tiny.yaml --set train.restarts=2 --resume");
+  auto resumed = run("cd " + q(dir) + " && " + zoo_bin() + " train --config tiny.yaml --set train.restarts=2 --resume");
   INFO(resumed.output);
   REQUIRE(resumed.code == 0);
   CHECK_THAT(resumed.output, Contains("runs/r/restarts/seed-4"));

@@ -20,6 +20,7 @@
 #include "train/trainer.h"
 
 using Catch::Matchers::Contains;
+using zoo::test::q;
 
 namespace {
 
@@ -150,8 +151,8 @@ TEST_CASE("read_image_gray: any size and channel count becomes grey 28x28, other
   CHECK_THROWS_WITH(zoo::read_image_gray(dir + "/missing.png", 28), Contains(dir + "/missing.png"));
   CHECK_THROWS_WITH(zoo::read_image_gray(dir, 28), Contains(dir + ": is a directory"));
   // A pipe is read once, without a "no such file" (the zero-shot test below compares its answer with the file's).
-  auto piped = zoo::test::run("cat " + dir + "/red.png | " + zoo::test::zoo_bin() + " zero-shot --checkpoint " + dir +
-                              "/none.pt --image /dev/stdin --labels a,b");
+  auto piped = zoo::test::run("cat " + q(dir + "/red.png") + " | " + zoo::test::zoo_bin() + " zero-shot --checkpoint " +
+                              q(dir + "/none.pt") + " --image /dev/stdin --labels a,b");
   CHECK_THAT(piped.output, Contains(dir + "/none.pt"));  // past the image, to the missing checkpoint
   CHECK_THAT(piped.output, !Contains("/dev/stdin"));
 }
@@ -178,10 +179,10 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
   const auto ckpt = dir + "/run/checkpoints/best.pt";
   const auto image = dir + "/run/samples/test_images/7-sneaker.png";
   REQUIRE(std::filesystem::exists(image));
-  auto ok = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image +
+  auto ok = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + q(ckpt) + " --image " + q(image) +
                            " --labels 'sneaker, bag,coat'");
   CHECK(ok.code == 0);
-  auto piped = zoo::test::run("cat " + image + " | " + zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt +
+  auto piped = zoo::test::run("cat " + q(image) + " | " + zoo::test::zoo_bin() + " zero-shot --checkpoint " + q(ckpt) +
                               " --image /dev/stdin --labels 'sneaker, bag,coat'");
   CHECK(piped.code == 0);
   CHECK(piped.output == ok.output);  // a pipe's bytes are the same image as the file
@@ -250,18 +251,19 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
     CHECK_THROWS_AS(zoo::clip_tokens(vocab, "a [SEP] b", 8), std::invalid_argument);
   }
   std::ofstream(dir + "/notes.txt") << "hello";
-  auto bad = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + dir +
-                            "/notes.txt --labels a,b");
+  auto bad = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + q(ckpt) + " --image " +
+                            q(dir + "/notes.txt") + " --labels a,b");
   CHECK(bad.code == 2);
   CHECK_THAT(bad.output, Contains("notes.txt: not an image"));
-  auto one = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image + " --labels a");
+  auto one = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + q(ckpt) + " --image " + q(image) + " --labels a");
   CHECK(one.code == 2);
   // One printed line per label, each label once; the answer reaches standard output or the command fails.
-  zoo::test::check_refused("zero-shot --checkpoint " + ckpt + " --image " + image + " --labels \"$(printf 'bag\\ttote,coat')\"",
+  zoo::test::check_refused("zero-shot --checkpoint " + q(ckpt) + " --image " + q(image) +
+                               " --labels \"$(printf 'bag\\ttote,coat')\"",
                            "--labels: label 1 holds a control character (such as a tab or line break)");
-  zoo::test::check_refused("zero-shot --checkpoint " + ckpt + " --image " + image + " --labels 'bag,coat, bag'",
+  zoo::test::check_refused("zero-shot --checkpoint " + q(ckpt) + " --image " + q(image) + " --labels 'bag,coat, bag'",
                            "--labels: 'bag' is given twice; give each label once");
-  auto full = zoo::test::run("{ " + zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image +
+  auto full = zoo::test::run("{ " + zoo::test::zoo_bin() + " zero-shot --checkpoint " + q(ckpt) + " --image " + q(image) +
                              " --labels bag,coat > /dev/full; }");
   CHECK(full.code == 1);
   CHECK_THAT(full.output, Contains("could not write to standard output"));
@@ -271,7 +273,7 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
     const std::string labels = " --labels 'sneaker, bag,coat,ankle boot'";
     std::vector<std::string> want;
     for (const auto& f : {image, bag, image}) {
-      auto alone = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + f + labels);
+      auto alone = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + q(ckpt) + " --image " + q(f) + labels);
       REQUIRE(alone.code == 0);
       std::istringstream first(alone.output);
       std::string p, label;
@@ -279,10 +281,10 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
       std::getline(first, label);
       want.push_back(f + "\t" + label + "\t" + p);
     }
-    auto args = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + labels + " " + image + " " +
-                               bag + " " + image);
-    auto piped = zoo::test::run("printf '%s\\n' " + image + " " + bag + " " + image + " | " + zoo::test::zoo_bin() +
-                                " zero-shot --checkpoint " + ckpt + labels);
+    auto args = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + q(ckpt) + labels + " " + q(image) + " " +
+                               q(bag) + " " + q(image));
+    auto piped = zoo::test::run("printf '%s\\n' " + q(image) + " " + q(bag) + " " + q(image) + " | " +
+                                zoo::test::zoo_bin() + " zero-shot --checkpoint " + q(ckpt) + labels);
     for (const auto* got : {&args, &piped}) {
       INFO(got->output);
       CHECK(got->code == 0);
@@ -291,25 +293,26 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
       for (std::string line; std::getline(lines, line);) rows.push_back(line);
       CHECK(rows == want);
     }
-    zoo::test::check_refused("zero-shot --checkpoint " + ckpt + labels + " --image " + image + " " + bag,
+    zoo::test::check_refused("zero-shot --checkpoint " + q(ckpt) + labels + " --image " + q(image) + " " + q(bag),
                              "zoo zero-shot: give one image with --image, or image files as arguments, not both");
-    zoo::test::check_refused("zero-shot --checkpoint " + ckpt + labels + " < /dev/null",
+    zoo::test::check_refused("zero-shot --checkpoint " + q(ckpt) + labels + " < /dev/null",
                              "zoo zero-shot: no image given (--image FILE, image files as arguments, or their names on "
                              "standard input, one a line)");
-    auto empty = zoo::test::run("printf '" + image + "\\n\\n' | " + zoo::test::zoo_bin() + " zero-shot --checkpoint " +
-                                ckpt + labels);
+    auto empty = zoo::test::run("printf '%s\\n\\n' " + q(image) + " | " + zoo::test::zoo_bin() + " zero-shot --checkpoint " +
+                                q(ckpt) + labels);
     CHECK(empty.code == 2);
     CHECK_THAT(empty.output, Contains("zoo zero-shot: input 2 is an empty file name (an empty argument or line)"));
     CHECK(empty.output.find(want[0] + "\n") < empty.output.find("zoo: error:"));  // the file before it answered first
     // A name with a tab would make a line of four fields: refused, before any image is read.
-    zoo::test::check_refused("zero-shot --checkpoint " + ckpt + labels + " \"$(printf 'a\tb.png')\"",
+    zoo::test::check_refused("zero-shot --checkpoint " + q(ckpt) + labels + " \"$(printf 'a\tb.png')\"",
                              "a\\x09b.png: the file's name holds a tab or line break");
   }
 
   // zoo embed: unit-length vectors of the joint space, for images and for texts.
   const auto bag = dir + "/run/samples/test_images/8-bag.png";
   REQUIRE(std::filesystem::exists(bag));
-  auto embedded = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --images " + image + " " + bag);
+  auto embedded = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + q(ckpt) + " --images " + q(image) + " " +
+                                 q(bag));
   INFO(embedded.output);
   REQUIRE(embedded.code == 0);
   auto rows = zoo::test::embedding_rows(embedded.output);
@@ -323,8 +326,8 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
     CHECK(torch::allclose(rows[0], task->model().as<zoo::CLIPImpl>()->encode_image(x)[0], 1e-5, 1e-5));
   }
   {  // A file that is not there: the files before it are answered, then it exits 2.
-    auto missing = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --images " + image + " " +
-                                  dir + "/none.png " + bag);
+    auto missing = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + q(ckpt) + " --images " + q(image) + " " +
+                                  q(dir + "/none.png") + " " + q(bag));
     INFO(missing.output);
     CHECK(missing.code == 2);
     const auto error = missing.output.find("zoo: error: ");
@@ -336,9 +339,9 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
     CHECK(torch::allclose(before[0], rows[0], 1e-5, 1e-5));
   }
   const std::string prompt = "a photo of a sneaker";
-  auto alone = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --texts '" + prompt + "'");
+  auto alone = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + q(ckpt) + " --texts '" + prompt + "'");
   auto padded = zoo::test::run("printf 'a pair of comfortable running shoes for the weekend\\n" + prompt + "\\n' | " +
-                               zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --texts");
+                               zoo::test::zoo_bin() + " embed --checkpoint " + q(ckpt) + " --texts");
   REQUIRE(alone.code == 0);
   REQUIRE(padded.code == 0);
   auto text_one = zoo::test::embedding_rows(alone.output), text_two = zoo::test::embedding_rows(padded.output);
@@ -348,14 +351,14 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
   REQUIRE(text_two.sizes() == torch::IntArrayRef({2, 32}));
   CHECK(torch::allclose(text_two[1], text_one[0], 1e-5, 1e-5));  // the longer text's padding changes nothing
   CHECK(text_one.norm().item<double>() == Approx(1.0).margin(1e-5));
-  auto sep = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " --texts 'a shoe [SEP] a bag'");
+  auto sep = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + q(ckpt) + " --texts 'a shoe [SEP] a bag'");
   CHECK(sep.code == 2);  // it would end the text there: "a shoe" alone
   CHECK_THAT(sep.output, Contains("a text holds [SEP], which ends a CLIP text"));
-  auto sep_label = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + ckpt + " --image " + image +
+  auto sep_label = zoo::test::run(zoo::test::zoo_bin() + " zero-shot --checkpoint " + q(ckpt) + " --image " + q(image) +
                                   " --labels 'shoe [SEP] x,bag'");
   CHECK(sep_label.code == 2);  // zero-shot builds its prompts the same way
   CHECK_THAT(sep_label.output, Contains("a text holds [SEP], which ends a CLIP text"));
-  auto which = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + ckpt + " " + image);
+  auto which = zoo::test::run(zoo::test::zoo_bin() + " embed --checkpoint " + q(ckpt) + " " + q(image));
   CHECK(which.code == 2);
   CHECK_THAT(which.output, Contains("embeds images and texts; say which the inputs are with --images or --texts"));
 }

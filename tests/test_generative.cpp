@@ -24,6 +24,7 @@
 
 using namespace zoo;
 using Catch::Matchers::Contains;
+using zoo::test::q;
 
 namespace {
 
@@ -386,49 +387,52 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
                         "sample: {grid: 4, steps: 4}\n"
                         "data: {root: " + test::data_root() + ", train_limit: 256, eval_limit: 64}\n"
                         "train: {device: cpu, threads: 1, batch_size: 16, steps: 3, log_every: 1, eval_every: 0, ema: true}\n";
-  test::check_refused("train --config " + cfg + " --set diffusion.beta_start=0 --run-dir " + dir + "/beta0",
+  test::check_refused("train --config " + q(cfg) + " --set diffusion.beta_start=0 --run-dir " + q(dir + "/beta0"),
                       "diffusion.beta_start: must be above 0, got 0");
-  test::check_refused("train --config " + cfg + " --set diffusion.beta_start=0.05 --run-dir " + dir + "/beta0",
+  test::check_refused("train --config " + q(cfg) + " --set diffusion.beta_start=0.05 --run-dir " + q(dir + "/beta0"),
                       "diffusion.beta_start: 0.05 is above diffusion.beta_end 0.02");
   CHECK(!std::filesystem::exists(dir + "/beta0"));
-  auto train = test::run("cd " + dir + " && " + test::zoo_bin() + " train --config " + cfg + " --run-dir runs/ddpm_tiny");
+  auto train = test::run("cd " + q(dir) + " && " + test::zoo_bin() + " train --config " + q(cfg) + " --run-dir runs/ddpm_tiny");
   INFO(train.output);
   REQUIRE(train.code == 0);
   auto ckpt = dir + "/runs/ddpm_tiny/checkpoints/best.pt";
-  auto ddim = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 5 --eta 0 --n 4 --out " + dir + "/a.png");
+  auto ddim = test::run(test::zoo_bin() + " sample ddim --checkpoint " + q(ckpt) + " --steps 5 --eta 0 --n 4 --out " +
+                        q(dir + "/a.png"));
   INFO(ddim.output);
   CHECK(ddim.code == 0);
   CHECK(test::png_size(dir + "/a.png") == sample_png_size(4, 4));  // --n 4: one row (--columns 8 at most)
-  CHECK(test::run(test::zoo_bin() + " sample ddpm --checkpoint " + ckpt + " --n 2 --out " + dir + "/b.png").code == 0);
+  CHECK(test::run(test::zoo_bin() + " sample ddpm --checkpoint " + q(ckpt) + " --n 2 --out " + q(dir + "/b.png")).code == 0);
   CHECK(test::png_size(dir + "/b.png") == sample_png_size(2, 2));
-  auto ddim_flag = test::run(test::zoo_bin() + " sample ddpm --checkpoint " + ckpt + " --steps 5");
+  auto ddim_flag = test::run(test::zoo_bin() + " sample ddpm --checkpoint " + q(ckpt) + " --steps 5");
   CHECK(ddim_flag.code == 2);  // DDPM's sampler takes every step: --steps is DDIM's
   CHECK_THAT(ddim_flag.output, Contains("--steps is a DDIM setting"));
-  auto sampler = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --set sample.sampler=ddpm");
+  auto sampler = test::run(test::zoo_bin() + " sample ddim --checkpoint " + q(ckpt) + " --set sample.sampler=ddpm");
   CHECK(sampler.code == 2);  // the command names the sampler
   CHECK_THAT(sampler.output, Contains("--set sample.sampler=ddpm: zoo sample names the sampler"));
-  auto side = test::run(test::zoo_bin() + " train --config " + cfg + " --set model.attention_resolutions=7 --run-dir " +
-                        dir + "/side");
+  auto side = test::run(test::zoo_bin() + " train --config " + q(cfg) + " --set model.attention_resolutions=7 --run-dir " +
+                        q(dir + "/side"));
   CHECK(side.code == 2);  // two levels work at 28 and 14
   CHECK_THAT(side.output, Contains("model.attention_resolutions: 7 is not a side of this U-Net's levels (28, 14)"));
   // Without --checkpoint, ddim takes the newest DDPM run under runs/.
   // FID against real images through a (tiny, briefly trained) ViT classifier's features.
   auto vit_cfg = dir + "/vit.yaml";
   std::ofstream(vit_cfg) << test::tiny_vit_yaml(2);
-  REQUIRE(test::run(test::zoo_bin() + " train --config " + vit_cfg + " --run-dir " + dir + "/vit").code == 0);
-  auto fid = test::run(test::zoo_bin() + " eval --checkpoint " + ckpt + " --split test --set eval.fid_classifier=" + dir +
-                       "/vit/checkpoints/best.pt --set eval.fid_samples=64 --set eval.fid_floor=true --set sample.steps=3");
+  REQUIRE(test::run(test::zoo_bin() + " train --config " + q(vit_cfg) + " --run-dir " + q(dir + "/vit")).code == 0);
+  auto fid = test::run(test::zoo_bin() + " eval --checkpoint " + q(ckpt) + " --split test --set eval.fid_classifier=" +
+                       q(dir + "/vit/checkpoints/best.pt") +
+                       " --set eval.fid_samples=64 --set eval.fid_floor=true --set sample.steps=3");
   INFO(fid.output);
   REQUIRE(fid.code == 0);
   CHECK_THAT(fid.output, Contains("\"fid\":") && Contains("\"fid_floor_train_vs_test\":") && Contains("\"fid_samples\":64"));
-  auto fid_wrong = test::run(test::zoo_bin() + " eval --checkpoint " + ckpt + " --set eval.fid_classifier=" + ckpt);
+  auto fid_wrong = test::run(test::zoo_bin() + " eval --checkpoint " + q(ckpt) + " --set eval.fid_classifier=" + q(ckpt));
   CHECK(fid_wrong.code == 2);
   CHECK_THAT(fid_wrong.output, Contains("FID needs a vit_fashion_mnist checkpoint"));
   // FID's samples start from the evaluated run's train.seed (not the classifier's): the same seed
   // gives the same FID, another seed another.
   auto fid_at = [&](const std::string& seed) {
-    auto r = test::run(test::zoo_bin() + " eval --checkpoint " + ckpt + " --split test --set eval.fid_classifier=" + dir +
-                       "/vit/checkpoints/best.pt --set eval.fid_samples=64 --set sample.steps=3 --set train.seed=" + seed);
+    auto r = test::run(test::zoo_bin() + " eval --checkpoint " + q(ckpt) + " --split test --set eval.fid_classifier=" +
+                       q(dir + "/vit/checkpoints/best.pt") + " --set eval.fid_samples=64 --set sample.steps=3 --set train.seed=" +
+                       seed);
     INFO(r.output);
     REQUIRE(r.code == 0);
     const auto at = r.output.find("\"fid\":");
@@ -439,8 +443,8 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   CHECK(fid_at("0") != fid_at("1"));
   // A run that measures FID at each evaluation trains as one that does not: the same losses.
   auto train_rows = [&](const std::string& name, const std::string& sets) {
-    auto r = test::run(test::zoo_bin() + " train --config " + cfg + " --set train.eval_every=1 --run-dir " + dir + "/" +
-                       name + sets);
+    auto r = test::run(test::zoo_bin() + " train --config " + q(cfg) + " --set train.eval_every=1 --run-dir " +
+                       q(dir + "/" + name) + sets);
     INFO(r.output);
     REQUIRE(r.code == 0);
     std::ifstream in(dir + "/" + name + "/metrics.jsonl");
@@ -452,7 +456,7 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
   };
   const auto plain = train_rows("nofid", "");
   CHECK(plain.size() > 20);
-  const auto classifier = " --set eval.fid_samples=16 --set eval.fid_classifier=" + dir + "/vit/checkpoints/best.pt";
+  const auto classifier = " --set eval.fid_samples=16 --set eval.fid_classifier=" + q(dir + "/vit/checkpoints/best.pt");
   CHECK(train_rows("withfid", classifier) == plain);
   // Its last evaluation's FID is what zoo eval gives for its last checkpoint.
   std::string test_row;
@@ -461,8 +465,8 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
     for (std::string line; std::getline(in, line);)
       if (line.find("\"split\":\"test\"") != std::string::npos) test_row = line;
   }
-  auto again = test::run(test::zoo_bin() + " eval --checkpoint " + dir + "/withfid/checkpoints/" +
-                         zoo::step_checkpoint_name(3) + " --split test" + classifier);
+  auto again = test::run(test::zoo_bin() + " eval --checkpoint " +
+                         q(dir + "/withfid/checkpoints/" + zoo::step_checkpoint_name(3)) + " --split test" + classifier);
   INFO(again.output);
   REQUIRE(again.code == 0);
   const auto fid_in = [](const std::string& text) {
@@ -482,7 +486,7 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
     fs::last_write_time(dir + "/runs/vit_newer/checkpoints/best.pt", fs::last_write_time(ckpt) + std::chrono::hours(1));
     fs::create_symlink(dir + "/gone.pt", dir + "/runs/ddpm_old/checkpoints/step-00000009.pt");  // a link to nothing
   }
-  auto newest = test::run("cd " + dir + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out c.png");
+  auto newest = test::run("cd " + q(dir) + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out c.png");
   CHECK(newest.code == 0);
   CHECK_THAT(newest.output, Contains("using runs/ddpm_tiny/checkpoints/best.pt"));
   {  // A newer DDPM run whose best.pt is damaged: its newest readable checkpoint is taken instead.
@@ -491,42 +495,43 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
     fs::copy_file(ckpt, dir + "/runs/ddpm_damaged/checkpoints/" + zoo::step_checkpoint_name(4));
     std::ofstream(dir + "/runs/ddpm_damaged/checkpoints/best.pt") << "PK\x03\x04 cut short";
   }
-  auto damaged = test::run("cd " + dir + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out d.png");
+  auto damaged = test::run("cd " + q(dir) + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out d.png");
   INFO(damaged.output);
   CHECK(damaged.code == 0);
   CHECK_THAT(damaged.output, Contains("using runs/ddpm_damaged/checkpoints/" + zoo::step_checkpoint_name(4)));
   // A run that cannot be read at all (a link to itself) is passed over, not an error.
   std::filesystem::create_symlink("self", dir + "/runs/self");
-  auto looped = test::run("cd " + dir + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out e.png");
+  auto looped = test::run("cd " + q(dir) + " && " + test::zoo_bin() + " sample ddim --steps 2 --n 2 --out e.png");
   INFO(looped.output);
   CHECK(looped.code == 0);
   CHECK_THAT(looped.output, Contains("using runs/ddpm_damaged/checkpoints/" + zoo::step_checkpoint_name(4)));
-  auto none = test::run("cd /tmp && mkdir -p " + dir + "/empty && cd " + dir + "/empty && " + test::zoo_bin() + " sample ddim");
+  auto none = test::run("cd /tmp && mkdir -p " + q(dir + "/empty") + " && cd " + q(dir + "/empty") + " && " + test::zoo_bin() +
+                        " sample ddim");
   CHECK(none.code == 2);
   CHECK_THAT(none.output, Contains("zoo train --config configs/ddpm_fashion_mnist.yaml"));
   {  // ... and named when no run is found
     std::filesystem::create_directories(dir + "/unread/runs");
     std::filesystem::create_symlink("self", dir + "/unread/runs/self");
-    auto unread = test::run("cd " + dir + "/unread && " + test::zoo_bin() + " sample ddim");
+    auto unread = test::run("cd " + q(dir + "/unread") + " && " + test::zoo_bin() + " sample ddim");
     CHECK(unread.code == 2);
     CHECK_THAT(test::last_line(unread.output),
                Contains("no DDPM run with checkpoints under runs/ that can be read (1 run could not be, e.g. runs/self/"
                         "checkpoints/best.pt: Too many levels of symbolic links)"));
   }
   // A checkpoint of another model, a corrupt file, a bad option.
-  auto wrong = test::run(test::zoo_bin() + " sample vae --checkpoint " + ckpt);
+  auto wrong = test::run(test::zoo_bin() + " sample vae --checkpoint " + q(ckpt));
   CHECK(wrong.code == 2);
   CHECK_THAT(wrong.output, Contains("holds a ddpm_fashion_mnist run, not vae"));
   std::ofstream(dir + "/bad.pt") << "PK\x03\x04 garbage";
-  auto bad = test::run(test::zoo_bin() + " sample ddim --checkpoint " + dir + "/bad.pt");
+  auto bad = test::run(test::zoo_bin() + " sample ddim --checkpoint " + q(dir + "/bad.pt"));
   CHECK(bad.code == 2);
   CHECK_THAT(bad.output, Contains(dir + "/bad.pt"));
   // --out is written by renaming a new file over it: a link (or a device, a pipe) is refused, not replaced.
   std::filesystem::create_symlink(dir + "/target.png", dir + "/link.png");
-  auto link = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --out " + dir + "/link.png");
+  auto link = test::run(test::zoo_bin() + " sample ddim --checkpoint " + q(ckpt) + " --out " + q(dir + "/link.png"));
   CHECK(link.code == 2);
   CHECK_THAT(link.output, Contains("--out " + dir + "/link.png: is not a regular file"));
-  auto steps = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 500");
+  auto steps = test::run(test::zoo_bin() + " sample ddim --checkpoint " + q(ckpt) + " --steps 500");
   CHECK(steps.code == 2);
   CHECK_THAT(steps.output, Contains("--steps 500: sample.steps: 500 is more than diffusion.timesteps"));
   // The flags' own bad values are named as given, not as the --set they become; a value given
@@ -538,14 +543,14 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
            {"--set sample.eta=1.0000001", "sample.eta: must be at most 1, got 1.0000001"},
            {"--set sample.steps=3 --steps 2", "--set sample.steps=3 and --steps: give the value once"},
            {"--set train.seed=5", "--set train.seed=5: zoo sample draws with --seed (default 0); use --seed"}})
-    test::check_refused("sample ddim --checkpoint " + ckpt + " " + args, message);
+    test::check_refused("sample ddim --checkpoint " + q(ckpt) + " " + args, message);
   // What the flags say is checked before a checkpoint is looked for or read.
-  test::check_refused("sample ddim --checkpoint " + dir + "/none.pt --eta 2", "--eta 2: sample.eta: must be at most 1");
-  test::check_refused("sample ddim --checkpoint " + dir + "/none.pt --columns 0", "--columns 0: expected at least 1");
-  test::check_refused("sample ddim --checkpoint " + dir + "/none.pt --seed -1", "--seed -1: expected a seed of at least 0");
+  test::check_refused("sample ddim --checkpoint " + q(dir + "/none.pt") + " --eta 2", "--eta 2: sample.eta: must be at most 1");
+  test::check_refused("sample ddim --checkpoint " + q(dir + "/none.pt") + " --columns 0", "--columns 0: expected at least 1");
+  test::check_refused("sample ddim --checkpoint " + q(dir + "/none.pt") + " --seed -1", "--seed -1: expected a seed of at least 0");
   // The line saying what was written can't be: a failure (the grid itself is written).
-  auto full = test::run("{ " + test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 2 --n 1 --out " + dir +
-                        "/full.png > /dev/full; }");
+  auto full = test::run("{ " + test::zoo_bin() + " sample ddim --checkpoint " + q(ckpt) + " --steps 2 --n 1 --out " +
+                        q(dir + "/full.png") + " > /dev/full; }");
   CHECK(full.code == 1);
   CHECK_THAT(full.output, Contains("could not write to standard output"));
   // Interpolation: DDIM with eta 0 maps x_T to one image, so a walk between two x_T is a walk
@@ -554,8 +559,8 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
     auto task = load_task(ckpt, {"sample.sampler=ddim", "sample.steps=3", "sample.eta=0"});
     check_interpolation(*task, {2, 1, 28, 28});
   }
-  auto walk = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --interpolate 4 --n 2 --steps 3 --eta 0 --out " +
-                        dir + "/walk.png");
+  auto walk = test::run(test::zoo_bin() + " sample ddim --checkpoint " + q(ckpt) +
+                        " --interpolate 4 --n 2 --steps 3 --eta 0 --out " + q(dir + "/walk.png"));
   INFO(walk.output);
   CHECK(walk.code == 0);
   CHECK_THAT(walk.output, Contains("wrote 2 interpolations of 4 images to " + dir + "/walk.png"));
@@ -585,27 +590,27 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
     CHECK((row[1] - row[0]).abs().max().item<double>() > 1e-6);
     CHECK((row[1] - row[3]).abs().max().item<double>() > 1e-6);
   }
-  auto between = test::run(test::zoo_bin() + " sample ddim --checkpoint " + ckpt + " --steps 3 --interpolate 5 --between " +
-                           dir + "/a.png," + dir + "/b.png --out " + dir + "/between.png");
+  auto between = test::run(test::zoo_bin() + " sample ddim --checkpoint " + q(ckpt) + " --steps 3 --interpolate 5 --between " +
+                           q(dir + "/a.png," + dir + "/b.png") + " --out " + q(dir + "/between.png"));
   INFO(between.output);
   CHECK(between.code == 0);
   CHECK_THAT(between.output, Contains("wrote 1 interpolation of 5 images to " + dir + "/between.png"));
   CHECK(test::png_size(dir + "/between.png") == sample_png_size(5, 5));
   const auto ab = dir + "/a.png," + dir + "/b.png";
   for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
-           {"ddim --between " + ab, "--between: goes with --interpolate K"},
-           {"ddim --interpolate 3 --between " + dir + "/a.png", "--between: expected two image files, A.png,B.png; got 1"},
-           {"ddim --interpolate 3 --between ," + dir + "/b.png", "--between: an empty file name"},
-           {"ddim --interpolate 3 --n 2 --between " + ab, "--n: with --between there is one row"},
-           {"ddim --interpolate 3 --between " + dir + "/a.png," + dir + "/none.png", "none.png"},
+           {"ddim --between " + q(ab), "--between: goes with --interpolate K"},
+           {"ddim --interpolate 3 --between " + q(dir + "/a.png"), "--between: expected two image files, A.png,B.png; got 1"},
+           {"ddim --interpolate 3 --between ," + q(dir + "/b.png"), "--between: an empty file name"},
+           {"ddim --interpolate 3 --n 2 --between " + q(ab), "--n: with --between there is one row"},
+           {"ddim --interpolate 3 --between " + q(dir + "/a.png," + dir + "/none.png"), "none.png"},
            {"ddpm --interpolate 4 --n 2", "--interpolate: DDPM's sampler draws new noise at every step"},
            {"ddim --interpolate 4 --eta 0.5",
             "with eta 0.5 DDIM draws new noise at every step, so x_T does not fix the image; pass --eta 0"},
            {"ddim --interpolate 1", "--interpolate 1: expected 2 to 64 images per row"},
            {"ddim --interpolate 4 --columns 2", "--columns: with --interpolate a row holds one interpolation"},
            {"ddim --interpolate 64 --n 65", "4160 images; at most 4096"}})
-    test::check_refused("sample " + args + " --checkpoint " + ckpt, message);
-  test::check_refused("embed --checkpoint " + ckpt + " --images " + dir + "/a.png",
+    test::check_refused("sample " + args + " --checkpoint " + q(ckpt), message);
+  test::check_refused("embed --checkpoint " + q(ckpt) + " --images " + q(dir + "/a.png"),
                       ckpt + ": holds a ddpm_fashion_mnist run, which zoo embed does not take");
 }
 
@@ -624,15 +629,15 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
                                       "train: {device: cpu, threads: 1, batch_size: 16, steps: 3, log_every: 1, "
                                       "eval_every: 0, ema: true, ema_decay: 0.5}\n";
   for (const char* name : {"vit", "vae", "gan"}) {
-    auto r = test::run(test::zoo_bin() + " train --config " + dir + "/" + name + ".yaml --run-dir " + dir + "/" + name);
+    auto r = test::run(test::zoo_bin() + " train --config " + q(dir + "/" + name + ".yaml") + " --run-dir " + q(dir + "/" + name));
     INFO(r.output);
     REQUIRE(r.code == 0);
   }
   {  // A GAN (no metric to pick by: best.pt is the last weights) resumed past its end: best.pt
      // moves to the new last step.
     std::filesystem::copy(dir + "/gan", dir + "/gan-more", std::filesystem::copy_options::recursive);
-    auto r = test::run(test::zoo_bin() + " train --config " + dir + "/gan.yaml --run-dir " + dir +
-                       "/gan-more --resume --set train.steps=24");
+    auto r = test::run(test::zoo_bin() + " train --config " + q(dir + "/gan.yaml") + " --run-dir " + q(dir + "/gan-more") +
+                       " --resume --set train.steps=24");
     INFO(r.output);
     REQUIRE(r.code == 0);
     auto bytes = [](const std::string& path) {
@@ -649,11 +654,11 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
   std::string files;
   for (int64_t i = 0; i < 3; ++i) {
     write_png(dir + "/" + std::to_string(i) + ".png", images[i]);
-    files += " " + dir + "/" + std::to_string(i) + ".png";
+    files += " " + q(dir + "/" + std::to_string(i) + ".png");
   }
   std::ofstream(dir + "/nul.txt", std::ios::binary) << dir + "/0.png" + std::string(1, '\0') + "junk\n";
   // ViT: the [CLS] features FID reads (train/fid.cpp's own code path), of the EMA weights.
-  auto got = test::run(test::zoo_bin() + " embed --checkpoint " + vit + files);
+  auto got = test::run(test::zoo_bin() + " embed --checkpoint " + q(vit) + files);
   INFO(got.output);
   REQUIRE(got.code == 0);
   auto rows = test::embedding_rows(got.output);
@@ -669,11 +674,11 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
   }
   CHECK_FALSE(torch::allclose(rows[0], rows[1], 1e-3, 1e-3));  // different images, different vectors
   // The same from standard input, one file a line, and with --images said.
-  auto piped = test::run("printf '%s\\n'" + files + " | " + test::zoo_bin() + " embed --images --checkpoint " + vit);
+  auto piped = test::run("printf '%s\\n'" + files + " | " + test::zoo_bin() + " embed --images --checkpoint " + q(vit));
   REQUIRE(piped.code == 0);
   CHECK(test::embedding_rows(piped.output).equal(rows));
   // VAE: the mean of q(z|x).
-  got = test::run(test::zoo_bin() + " embed --checkpoint " + vae + files);
+  got = test::run(test::zoo_bin() + " embed --checkpoint " + q(vae) + files);
   INFO(got.output);
   REQUIRE(got.code == 0);
   rows = test::embedding_rows(got.output);
@@ -690,7 +695,8 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
     auto task = load_task(dir + "/gan/checkpoints/best.pt", {});
     check_interpolation(*task, {2, 6});
   }
-  auto walk = test::run(test::zoo_bin() + " sample vae --checkpoint " + vae + " --interpolate 3 --n 1 --out " + dir + "/walk.png");
+  auto walk = test::run(test::zoo_bin() + " sample vae --checkpoint " + q(vae) + " --interpolate 3 --n 1 --out " +
+                        q(dir + "/walk.png"));
   INFO(walk.output);
   CHECK(walk.code == 0);
   CHECK_THAT(walk.output, Contains("wrote 1 interpolation of 3 images"));
@@ -707,23 +713,23 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
     auto still = task->interpolate_between(a, a, 3);
     CHECK(torch::allclose(still[1], still[0], 1e-5, 1e-5));
   }
-  test::check_refused("sample gan --checkpoint " + dir + "/gan/checkpoints/best.pt --interpolate 3 --between " + dir +
-                          "/0.png," + dir + "/1.png",
+  test::check_refused("sample gan --checkpoint " + q(dir + "/gan/checkpoints/best.pt") + " --interpolate 3 --between " +
+                          q(dir + "/0.png," + dir + "/1.png"),
                       "--between: this model has no encoder");
   // Wrong inputs: texts to an image model, a file that is not an image, no inputs, both kinds.
-  test::check_refused("embed --checkpoint " + vit + " --texts 'a shoe'",
+  test::check_refused("embed --checkpoint " + q(vit) + " --texts 'a shoe'",
                       "a vit_fashion_mnist model embeds images, not texts; drop --texts");
   std::ofstream(dir + "/notes.txt") << "hello";
-  test::check_refused("embed --checkpoint " + vae + " " + dir + "/notes.txt", "notes.txt: not an image");
-  test::check_refused("embed --checkpoint " + vit + " < /dev/null", "zoo embed: no inputs given");
-  test::check_refused("embed --checkpoint " + vit + " < " + dir + "/nul.txt",
+  test::check_refused("embed --checkpoint " + q(vae) + " " + q(dir + "/notes.txt"), "notes.txt: not an image");
+  test::check_refused("embed --checkpoint " + q(vit) + " < /dev/null", "zoo embed: no inputs given");
+  test::check_refused("embed --checkpoint " + q(vit) + " < " + q(dir + "/nul.txt"),
                       "zoo embed: input 1 holds a NUL byte, which no file name has; give one image file a line");
-  auto empty_line = test::run("printf '\\n' | " + test::zoo_bin() + " embed --checkpoint " + vit);
+  auto empty_line = test::run("printf '\\n' | " + test::zoo_bin() + " embed --checkpoint " + q(vit));
   CHECK(empty_line.code == 2);
   CHECK_THAT(empty_line.output, Contains("zoo embed: input 1 is an empty file name (an empty argument or line)"));
-  test::check_refused("embed --checkpoint " + vit + " < /dev/zero",
+  test::check_refused("embed --checkpoint " + q(vit) + " < /dev/zero",
                       "a line on standard input runs to 1000000 characters or more");
-  test::check_refused("embed --checkpoint " + vit + " " + dir + "/0.png ''",
+  test::check_refused("embed --checkpoint " + q(vit) + " " + q(dir + "/0.png") + " ''",
                       "zoo embed: input 2 is an empty file name (an empty argument or line)");
   {  // a small file whose header declares a 20,000 x 20,000 image (a 54-byte BMP header)
     std::string bmp(54, '\0');
@@ -735,19 +741,19 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
     bmp[26] = 1, bmp[28] = 24;  // one plane, 24 bits a pixel
     std::ofstream(dir + "/huge.bmp", std::ios::binary) << bmp;
   }
-  test::check_refused("embed --checkpoint " + vit + " " + dir + "/huge.bmp",
+  test::check_refused("embed --checkpoint " + q(vit) + " " + q(dir + "/huge.bmp"),
                       "huge.bmp: 20000x20000 pixels, more than the 64 million read here");
   // Vectors that can't be written are a failure, not a success.
-  auto full = test::run("{ " + test::zoo_bin() + " embed --checkpoint " + vit + files + " > /dev/full; }");
+  auto full = test::run("{ " + test::zoo_bin() + " embed --checkpoint " + q(vit) + files + " > /dev/full; }");
   CHECK(full.code == 1);
   CHECK_THAT(full.output, Contains("could not write to standard output"));
-  test::check_refused("sample vae --checkpoint " + vae + " --n 2 --out " + dir + "/grid.jpg",
+  test::check_refused("sample vae --checkpoint " + q(vae) + " --n 2 --out " + q(dir + "/grid.jpg"),
                       "grid.jpg: zoo sample writes a PNG file; give a name that ends in .png");
-  test::check_refused("sample vae --checkpoint " + vae + " --n 2 --out " + dir + "/grid",
+  test::check_refused("sample vae --checkpoint " + q(vae) + " --n 2 --out " + q(dir + "/grid"),
                       "grid: zoo sample writes a PNG file; give a name that ends in .png");
-  CHECK(test::run(test::zoo_bin() + " sample vae --checkpoint " + vae + " --n 2 --out " + dir + "/GRID.PNG").code == 0);
+  CHECK(test::run(test::zoo_bin() + " sample vae --checkpoint " + q(vae) + " --n 2 --out " + q(dir + "/GRID.PNG")).code == 0);
   CHECK(std::filesystem::file_size(dir + "/GRID.PNG") > 100);
-  test::check_refused("embed --checkpoint " + vit + " --images --texts x", "give --images or --texts, not both");
+  test::check_refused("embed --checkpoint " + q(vit) + " --images --texts x", "give --images or --texts, not both");
 }
 
 TEST_CASE("FID: Gaussians with known moments, symmetry, zero for the same set", "[fid]") {

@@ -37,6 +37,7 @@ zoo::Config tiny(int steps, std::vector<std::string> sets = {}) {
 }
 
 using zoo::test::train_losses;
+using zoo::test::q;
 
 /// Runs `a` and `b` logged the same `n` training losses at the same steps: bit for bit, or with
 /// `epsilon` > 0 within that relative difference.
@@ -424,7 +425,7 @@ TEST_CASE("a checkpoint written on a GPU reads on a machine without one", "[chec
       "  assert n >= 2, n\n"
       "  return out + b[at:]\n"
       "for i in src.infolist(): d = src.read(i.filename); dst.writestr(i, edit(d) if i.filename.endswith('data.pkl') else d)\n"
-      "dst.close()\" " + cpu + " " + gpu);
+      "dst.close()\" " + q(cpu) + " " + q(gpu));
   INFO(py.output);
   REQUIRE(py.code == 0);
   auto archive = zoo::read_checkpoint(gpu);  // tensors on the CPU, as torch.load(map_location="cpu")
@@ -504,7 +505,7 @@ TEST_CASE("truncated, foreign and missing checkpoints are UsageErrors naming the
       "python3 -c \"import sys, zipfile\n"
       "src, dst = zipfile.ZipFile(sys.argv[1]), zipfile.ZipFile(sys.argv[2], 'w')\n"
       "for i in src.infolist(): dst.writestr(i, b'' if '/data/' in i.filename else src.read(i.filename))\n"
-      "dst.close()\" " + dir + "/checkpoints/" + zoo::step_checkpoint_name(4) + " " + short_records);
+      "dst.close()\" " + q(dir + "/checkpoints/" + zoo::step_checkpoint_name(4)) + " " + q(short_records));
   INFO(py.output);
   REQUIRE(py.code == 0);
   CHECK_THROWS_WITH(zoo::load_task(short_records, {}), Contains(short_records + ": damaged checkpoint: its tensor records hold 0 bytes"));

@@ -17,6 +17,7 @@
 #include "train/trainer.h"
 
 using Catch::Matchers::Contains;
+using zoo::test::q;
 using torch::indexing::Slice;
 
 namespace {
@@ -392,27 +393,27 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   CHECK(test.at("wer") < 1.0);  // some words are right
 
   const auto ckpt = dir + "/run/checkpoints/best.pt";
-  auto ok = zoo::test::run("echo 'cat' | " + zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt);
+  auto ok = zoo::test::run("echo 'cat' | " + zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt));
   CHECK(ok.code == 0);
   CHECK_THAT(ok.output, Contains("CAT  "));
   CHECK(std::regex_search(ok.output, std::regex("CAT  [A-Z]+[0-2]?( [A-Z]+[0-2]?)*\n")));  // ARPAbet phones follow
-  auto full = zoo::test::run("{ " + zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " cat > /dev/full; }");
+  auto full = zoo::test::run("{ " + zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt) + " cat > /dev/full; }");
   CHECK(full.code == 1);  // pronunciations that can't be written are a failure
   CHECK_THAT(full.output, Contains("could not write to standard output"));
-  auto bad = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " 'ZO3'");
+  auto bad = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt) + " 'ZO3'");
   CHECK(bad.code == 2);
   CHECK_THAT(bad.output, Contains("'ZO3' has '3'"));
-  auto utf8 = zoo::test::run("printf 'Z\\303\\226\\n' | " + zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt);
+  auto utf8 = zoo::test::run("printf 'Z\\303\\226\\n' | " + zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt));
   CHECK(utf8.code == 2);
   CHECK_THAT(utf8.output, Contains("non-ASCII"));
-  auto long_word = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " " + std::string(5000, 'A'));
+  auto long_word = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt) + " " + std::string(5000, 'A'));
   CHECK(long_word.code == 2);
   CHECK_THAT(long_word.output, Contains("has 5000 characters, more than the model's 48; give words of at most 48"));
   CHECK(long_word.output.size() < 400);  // one line, not the word echoed back
-  auto none = zoo::test::run(zoo::test::zoo_bin() + " g2p < /dev/null --checkpoint " + ckpt);
+  auto none = zoo::test::run(zoo::test::zoo_bin() + " g2p < /dev/null --checkpoint " + q(ckpt));
   CHECK(none.code == 2);
   CHECK_THAT(none.output, Contains("no words given"));
-  auto eval = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + ckpt + " --set data.eval_limit=50");
+  auto eval = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + q(ckpt) + " --set data.eval_limit=50");
   REQUIRE(eval.code == 0);
   CHECK_THAT(eval.output, Contains("\"wer\"") && Contains("\"per\""));
 
@@ -420,11 +421,11 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   // stressed metrics do not depend on which.
   for (const std::string how : {"strip", "sum"}) {
     INFO("decode.no_stress=" << how);
-    auto plain = zoo::test::run("echo 'cat dog' | " + zoo::test::zoo_bin() + " g2p --no-stress --checkpoint " + ckpt +
+    auto plain = zoo::test::run("echo 'cat dog' | " + zoo::test::zoo_bin() + " g2p --no-stress --checkpoint " + q(ckpt) +
                                 " --set decode.no_stress=" + how);
     CHECK(plain.code == 0);
     CHECK(std::regex_search(plain.output, std::regex("CAT  [A-Z]+( [A-Z]+)*\nDOG  [A-Z]+( [A-Z]+)*\n")));
-    auto e = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + ckpt +
+    auto e = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + q(ckpt) +
                             " --set data.eval_limit=50 --set decode.no_stress=" + how);
     REQUIRE(e.code == 0);
     auto last = e.output.substr(e.output.rfind('{'));
@@ -440,8 +441,8 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   // alternates of --nbest, WORD(1) ..., left out).
   const std::regex head("^[A-Z']+  ");
   auto heads = [&](const std::string& flags, const std::string& words_path) {
-    auto out = zoo::test::run(zoo::test::zoo_bin() + " g2p --no-stress --checkpoint " + ckpt +
-                              " --set decode.beam_size=8" + flags + " < " + words_path);
+    auto out = zoo::test::run(zoo::test::zoo_bin() + " g2p --no-stress --checkpoint " + q(ckpt) +
+                              " --set decode.beam_size=8" + flags + " < " + q(words_path));
     REQUIRE(out.code == 0);
     std::vector<std::string> found;
     std::istringstream lines(out.output);
@@ -480,7 +481,7 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   int shallower = 0;
   for (size_t i = 0; i < one.size(); ++i) shallower += one[i] != of_two[i];
   CHECK(shallower == 0);
-  auto bad_how = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " --set decode.no_stress=max cat");
+  auto bad_how = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt) + " --set decode.no_stress=max cat");
   CHECK(bad_how.code == 2);
   CHECK_THAT(bad_how.output, Contains("decode.no_stress"));
 
@@ -488,7 +489,7 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   // the first the one plain zoo g2p prints; with and without stress, each rule.
   for (const std::string flags : {"", " --no-stress", " --no-stress --set decode.no_stress=strip"}) {
     INFO("flags:" << flags);
-    const auto base = zoo::test::zoo_bin() + " g2p --checkpoint " + ckpt + " --set decode.beam_size=6" + flags;
+    const auto base = zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt) + " --set decode.beam_size=6" + flags;
     auto one = zoo::test::run(base + " read cat");
     auto many = zoo::test::run(base + " --nbest 4 read cat");
     REQUIRE(one.code == 0);
@@ -514,5 +515,5 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
     CHECK(most >= 2);  // six beams give more than one pronunciation of some word
     CHECK(heads[0] + "\n" + heads[1] + "\n" == one.output);
   }
-  zoo::test::check_refused("g2p --checkpoint " + ckpt + " --nbest 0 cat", "--nbest 0: expected at least 1 pronunciation a word");
+  zoo::test::check_refused("g2p --checkpoint " + q(ckpt) + " --nbest 0 cat", "--nbest 0: expected at least 1 pronunciation a word");
 }
