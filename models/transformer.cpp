@@ -245,6 +245,10 @@ std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, cons
         if (score == neg_inf) break;
         const int64_t origin = r * k + ia[r][c] / v, token = ia[r][c] % v;
         if (token == o.eos_id() || step == o.max_len()) {  // finished (at max_len, with or without EOS)
+          // Only among the k best candidates, as in fairseq and Hugging Face: an ending ranked below
+          // k is dropped, not finished, for else improbable endings of unfinished words would fill
+          // the k finished that end the search while its best hypotheses are still live.
+          if (c >= k) continue;
           auto seq = tokens_of(tokens_cpu[origin], token == o.eos_id() ? -1 : token);
           finished[static_cast<size_t>(r)].push_back({seq, score, score / lp(step), step});
         } else {

@@ -297,6 +297,86 @@ TEST_CASE("the n-best list: generate's answer first, each scored log p / lp(|Y|)
   CHECK(zoo::best_merged(bad, {"a", "b", "a"}, 0.0) == 1);
 }
 
+TEST_CASE("beam search equals a plain beam search with fairseq's rules: endings among the top k finish",
+          "[transformer]") {
+  // The reference decodes each source alone, from scratch at every step (no cache, no batch), and
+  // keeps fairseq's rules: of the 2k best candidates, an ending (EOS, or any token at max_len)
+  // finishes when it ranks among the top k, the best k others stay live, and the search of a
+  // source ends once k have finished or none is live. With nbest = k, generate_nbest searches on
+  // by those rules alone. A small random model ends often, so endings ranked below k are common.
+  const int64_t v = 7, k = 3, max_len = 7;
+  const double alpha = 0.6;
+  int64_t dropped = 0;  // endings ranked below k, which the reference drops
+  auto reference = [&](zoo::TransformerImpl& m, const torch::Tensor& src) {
+    struct Live {
+      std::vector<int64_t> seq;
+      double log_prob;
+    };
+    std::vector<Live> live{{{}, 0.0}};
+    std::vector<zoo::Hypothesis> finished;
+    auto memory = m.encode(src);
+    for (int64_t step = 1; step <= max_len && !live.empty(); ++step) {
+      struct Cand {
+        double score;
+        size_t from;
+        int64_t tok;
+      };
+      std::vector<Cand> cands;
+      for (size_t h = 0; h < live.size(); ++h) {
+        std::vector<int64_t> ids{1};
+        ids.insert(ids.end(), live[h].seq.begin(), live[h].seq.end());
+        auto logp = torch::log_softmax(m.decode(torch::tensor(ids).view({1, -1}), memory, src).select(1, -1)[0]
+                                           .to(torch::kDouble), -1);
+        for (int64_t tok = 2; tok < v; ++tok) cands.push_back({live[h].log_prob + logp[tok].item<double>(), h, tok});
+      }
+      std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) { return a.score > b.score; });
+      cands.resize(std::min<size_t>(cands.size(), 2 * k));
+      std::vector<Live> next;
+      for (size_t c = 0; c < cands.size() && static_cast<int64_t>(next.size()) < k; ++c) {
+        auto seq = live[cands[c].from].seq;
+        if (cands[c].tok == 2 || step == max_len) {
+          if (static_cast<int64_t>(c) >= k) {
+            ++dropped;
+            continue;
+          }
+          if (cands[c].tok != 2) seq.push_back(cands[c].tok);
+          finished.push_back({seq, cands[c].score, cands[c].score / zoo::length_penalty(step, alpha), step});
+        } else {
+          seq.push_back(cands[c].tok);
+          next.push_back({seq, cands[c].score});
+        }
+      }
+      if (static_cast<int64_t>(finished.size()) >= k) break;
+      live = std::move(next);
+    }
+    std::stable_sort(finished.begin(), finished.end(),
+                     [](const zoo::Hypothesis& a, const zoo::Hypothesis& b) { return a.score > b.score; });
+    return finished;
+  };
+  torch::NoGradGuard g;
+  int64_t sources = 0;
+  for (int64_t seed = 0; seed < 4; ++seed) {
+    auto m = tiny_transformer(false, v);
+    torch::manual_seed(100 + seed);
+    for (auto& p : m->parameters()) p.add_(torch::randn_like(p) * 0.3);  // a different model each seed
+    auto src = tokens(4, 5, v);
+    auto got = zoo::generate_nbest(*m, src, zoo::DecodeOptions().beam_size(k).max_len(max_len).length_penalty(alpha).nbest(k));
+    for (int64_t r = 0; r < src.size(0); ++r, ++sources) {
+      INFO("seed " << seed << " source " << r);
+      auto want = reference(*m, src.slice(0, r, r + 1));
+      REQUIRE(got[r].size() == want.size());
+      for (size_t i = 0; i < want.size(); ++i) {
+        INFO("hypothesis " << i);
+        CHECK(got[r][i].tokens == want[i].tokens);
+        CHECK(got[r][i].length == want[i].length);
+        CHECK(got[r][i].log_prob == Approx(want[i].log_prob).margin(1e-6));
+      }
+    }
+  }
+  CHECK(sources == 16);
+  CHECK(dropped > 0);  // the rule was exercised
+}
+
 TEST_CASE("label-smoothed cross-entropy equals its formula on a hand-made example", "[transformer]") {
   // Two positions over V = 3 classes and one ignored position.
   auto logits = torch::tensor({{0.0, std::log(2.0), std::log(3.0)}, {2.0, 0.0, 0.0}, {5.0, -1.0, 0.5}});
