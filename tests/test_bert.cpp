@@ -468,6 +468,39 @@ TEST_CASE("SpamAssassin: subject and body, MIME decoded, split by body", "[bert]
                     Contains("the train messages under " + dir) && Contains("0 of them spam: both classes are needed"));
 }
 
+TEST_CASE("a Brown data.root without val or test documents is refused before the first step", "[bert][data]") {
+  // Training validates on val and ends with test: a corpus of training documents alone fails at
+  // once, naming the split, not after its steps (and with the message of the documents it lists).
+  auto dir = zoo::test::scratch("brown-train-only");
+  namespace fs = std::filesystem;
+  const auto brown = data_dir("brown");
+  fs::create_directories(dir + "/brown");
+  {
+    std::ofstream cats(dir + "/brown/cats.txt");
+    int n = 0;
+    for (const auto& d : zoo::load_brown(brown, "train")) {
+      fs::create_symlink(brown + "/" + d.id, dir + "/brown/" + d.id);
+      cats << d.id << " " << d.genre << "\n";
+      if (++n == 6) break;
+    }
+  }
+  CHECK(zoo::load_brown(dir + "/brown", "train").size() == 6);
+  CHECK_THROWS_WITH(zoo::load_brown(dir + "/brown", "val"),
+                    Contains(dir + "/brown/cats.txt lists no documents of the val split"));
+  for (const std::string task : {"bert_mlm", "bert_pos"}) {
+    INFO(task);
+    std::ofstream(dir + "/" + task + ".yaml")
+        << "task: " + task + "\n"
+           "train: {device: cpu, threads: 2, steps: 2, batch_size: 4, eval_every: 0, checkpoint_every: 1}\n"
+           "model: {size: tiny" + (task == "bert_pos" ? ", pretrained: ''" : "") + "}\n"
+           "data: {root: '" + dir + "/brown', vocab_corpus: '" + dir + "/brown', vocab_size: 300}\n";
+    auto cfg = zoo::Config::from_file(dir + "/" + task + ".yaml");
+    const auto run = dir + "/run-" + task;
+    CHECK_THROWS_WITH([&] { zoo::Trainer(cfg, {run}).run(); }(), Contains("lists no documents of the val split"));
+    CHECK(zoo::list_step_checkpoints(run + "/checkpoints").empty());
+  }
+}
+
 TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from it", "[bert][learn]") {
   auto dir = zoo::test::scratch("bert");
   const auto brown = data_dir("brown");
@@ -769,6 +802,22 @@ TEST_CASE("spam detection from scratch with a vocabulary built from the training
     CHECK(bad.code == 2);
     CHECK_THAT(bad.output,
                Contains("--predictions " + dir + "/no/such/p.tsv: the folder " + dir + "/no/such does not exist"));
+    // A message file whose name holds a tab would split its line: refused, naming it, nothing written.
+    namespace fs = std::filesystem;
+    const auto odd = dir + "/odd";
+    fs::create_directories(odd + "/data/spam-1");
+    fs::create_directories(odd + "/data/spam-2");
+    for (const char* f : {"easy-ham-1", "easy-ham-2", "hard-ham-1"})
+      fs::create_directory_symlink(spam + "/data/" + f, odd + "/data/" + f);
+    const auto tests = zoo::load_spamassassin(spam, "test");
+    const auto first_spam = std::find_if(tests.begin(), tests.end(), [](const auto& m) { return m.spam; });
+    REQUIRE(first_spam != tests.end());
+    fs::copy_file(spam + "/data/" + first_spam->id + ".txt", odd + "/data/spam-2/a\tb.txt");
+    auto tab = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + q(ckpt) + " --predictions " + q(dir + "/odd.tsv") +
+                              " --set data.root=" + q(odd) + " --set data.eval_limit=0");
+    CHECK(tab.code == 2);
+    CHECK_THAT(tab.output, Contains(odd + "/data/spam-2/a\\x09b.txt: the file's name holds a tab or line break"));
+    CHECK(!fs::exists(dir + "/odd.tsv"));
   }
   // A corpus that is neither Brown nor SpamAssassin is refused by its key.
   CHECK_THROWS_WITH(zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml", {"data.vocab_corpus=" + dir}), {dir + "/run2"}),

@@ -254,6 +254,9 @@ TEST_CASE("a run's checkpoints and config are never replaced by mistake, and a d
   CHECK(again.code == 2);
   CHECK_THAT(again.output,
              Contains("--run-dir " + rd + ": already holds a run's checkpoints; continue it with --resume"));
+  auto off = run(zoo_bin() + " train --config " + q(cfg) + " --run-dir " + q(rd) + " --resume=false");  // a flag's value is read
+  CHECK(off.code == 2);
+  CHECK_THAT(off.output, Contains("already holds a run's checkpoints; continue it with --resume"));
   // A resume or an evaluation that changes what the weights are for is refused, even where the
   // tensors' shapes would still fit (2 heads of 16 and 1 head of 32 hold the same matrices).
   auto refused = run(zoo_bin() + " train --config " + q(cfg) + " --set model.heads=1 --run-dir " + q(rd) + " --resume");

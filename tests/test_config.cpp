@@ -81,6 +81,15 @@ TEST_CASE("wrong types and out-of-range values are rejected with the line", "[co
   // The value as given, to the digit that puts it out of range.
   auto p8 = write_config("t8.yaml", "task: ddpm_fashion_mnist\nsample:\n  eta: 1.0000001\n");
   CHECK_THROWS_WITH(Config::from_file(p8), Contains("sample.eta: must be at most 1, got 1.0000001"));
+  // A device index fits c10::DeviceIndex (8 bits); one of 20 digits once ended in "failed: stoll".
+  p6 = write_config("t9.yaml", "task: vit_fashion_mnist\n");
+  CHECK_NOTHROW(Config::from_file(p6, {"train.device=cuda:127"}));
+  for (const std::string index : {"128", "99999999999999999999"})
+    CHECK_THROWS_WITH(Config::from_file(p6, {"train.device=cuda:" + index}),
+                      Contains("train.device: must be auto, cpu, cuda or cuda:N (N from 0 to 127), got 'cuda:" + index + "'"));
+  // At decay 1 the EMA, which evaluation and best.pt use, never leaves the initial weights.
+  CHECK_NOTHROW(Config::from_file(p6, {"train.device=cpu", "train.ema_decay=0.9999"}));
+  CHECK_THROWS_WITH(Config::from_file(p6, {"train.device=cpu", "train.ema_decay=1"}), Contains("train.ema_decay: must be below 1"));
 }
 
 TEST_CASE("missing file, unknown task, unknown section, bad YAML", "[config]") {

@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -23,6 +25,7 @@
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/data/fashion_mnist.h"
+#include "train/data/sampler.h"
 #include "train/optim.h"
 #include "models/vit.h"
 #include "train/trainer.h"
@@ -612,6 +615,53 @@ TEST_CASE("a resume goes on with the config's optimizer settings, not the checkp
     CHECK(std::get<1>(adamw->betas()) == 0.95);
   }
   CHECK(decay == 0.25);
+}
+
+TEST_CASE("a damaged checkpoint's optimizer state or data position is caught, not followed", "[checkpoint][resume]") {
+  // Optimizer::load takes state of any shape (the first step would then fail, naming nothing):
+  // optimizer_state_mismatch finds it, and --resume refuses the file with it.
+  using Make = std::function<std::unique_ptr<torch::optim::Optimizer>(std::vector<torch::Tensor>)>;
+  const std::vector<std::pair<std::string, Make>> kinds{
+      {"adam", [](auto p) { return std::make_unique<torch::optim::Adam>(p, torch::optim::AdamOptions(0.1)); }},
+      {"adamw", [](auto p) { return std::make_unique<torch::optim::AdamW>(p, torch::optim::AdamWOptions(0.1)); }},
+      {"sgd", [](auto p) { return std::make_unique<torch::optim::SGD>(p, torch::optim::SGDOptions(0.1).momentum(0.9)); }}};
+  for (const auto& [name, make] : kinds) {
+    INFO(name);
+    std::vector<torch::Tensor> trained{torch::ones({4}), torch::ones({2, 3})};
+    auto opt = make(trained);
+    for (auto& p : trained) p.mutable_grad() = torch::ones_like(p);
+    opt->step();
+    torch::serialize::OutputArchive out;
+    opt->save(out);
+    std::stringstream bytes;
+    out.save_to(bytes);
+    auto load_into = [&](std::vector<torch::Tensor> params) {
+      auto o = make(std::move(params));
+      bytes.seekg(0);
+      torch::serialize::InputArchive in;
+      in.load_from(bytes);
+      o->load(in);
+      return zoo::optimizer_state_mismatch(*o);
+    };
+    CHECK(load_into({torch::ones({4}), torch::ones({2, 3})}).empty());
+    CHECK(load_into({torch::ones({4}), torch::ones({3, 2})}) == "the state of parameter 2 has shape [2, 3], not its [3, 2]");
+  }
+  // A cursor past the epoch's end (the largest integer, say) starts the next epoch, as one at its
+  // end does, rather than overflowing.
+  for (const int64_t cursor : {int64_t{8}, std::numeric_limits<int64_t>::max()}) {
+    INFO("cursor " << cursor);
+    torch::serialize::OutputArchive out;
+    out.write("epoch", c10::IValue(int64_t{0}));
+    out.write("cursor", c10::IValue(cursor));
+    std::stringstream bytes;
+    out.save_to(bytes);
+    torch::serialize::InputArchive in;
+    in.load_from(bytes);
+    zoo::EpochSampler sampler(10, 4, /*seed=*/1);
+    sampler.load(in);
+    CHECK(sampler.next().size(0) == 4);
+    CHECK(sampler.epoch() == 1);
+  }
 }
 
 TEST_CASE("outputs that can't be written leave training as it was: the same losses, then the error", "[trainer]") {

@@ -462,6 +462,27 @@ TEST_CASE("CMUdict: split by word, deterministic, about 90/5/5, phones checked",
   CHECK_THROWS_WITH(zoo::load_cmudict(bad, "all"), Contains(dict + ":1: 49 letters and 1 phones"));
 }
 
+TEST_CASE("a CMUdict data.root without val or test words is refused before the first step", "[g2p][data]") {
+  // Training validates on val and ends with test: a dictionary of training words alone fails at
+  // once, naming the split, not after its steps.
+  auto dir = zoo::test::scratch("cmudict-train-only");
+  std::filesystem::create_directories(dir + "/cmudict/data");
+  {
+    std::ofstream out(dir + "/cmudict/data/dict.txt");
+    int n = 0;
+    for (const auto& e : zoo::load_cmudict(cmudict_root(), "train")) {
+      out << e.word << "  ";
+      for (size_t i = 0; i < e.pronunciations[0].size(); ++i) out << (i ? " " : "") << e.pronunciations[0][i];
+      out << "\n";
+      if (++n == 300) break;
+    }
+  }
+  REQUIRE(zoo::load_cmudict(dir + "/cmudict", "train").size() == 300);
+  auto cfg = zoo::Config::from_yaml(tiny_g2p_yaml(2), "tiny", {"data.root=" + dir + "/cmudict", "train.checkpoint_every=1"});
+  CHECK_THROWS_WITH([&] { zoo::Trainer(cfg, {dir + "/run"}).run(); }(), Contains("holds no words of the val split"));
+  CHECK(zoo::list_step_checkpoints(dir + "/run/checkpoints").empty());
+}
+
 TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads its checkpoint", "[g2p][learn]") {
   auto dir = zoo::test::scratch("g2p");
   auto cfg_path = dir + "/g2p.yaml";
@@ -477,6 +498,10 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   CHECK(ok.code == 0);
   CHECK_THAT(ok.output, Contains("CAT  "));
   CHECK(std::regex_search(ok.output, std::regex("CAT  [A-Z]+[0-2]?( [A-Z]+[0-2]?)*\n")));  // ARPAbet phones follow
+  // A flag's value is read: --no-stress=false keeps the stress marks.
+  auto off = zoo::test::run("echo 'cat' | " + zoo::test::zoo_bin() + " g2p --no-stress=false --checkpoint " + q(ckpt));
+  CHECK(off.code == 0);
+  CHECK(off.output == ok.output);
   auto full = zoo::test::run("{ " + zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt) + " cat > /dev/full; }");
   CHECK(full.code == 1);  // pronunciations that can't be written are a failure
   CHECK_THAT(full.output, Contains("could not write to standard output"));

@@ -136,8 +136,11 @@ std::string threads_check(const Value& v) {
 std::string device_check(const Value& v) {
   const auto& s = std::get<std::string>(v);
   if (s == "auto" || s == "cpu" || s == "cuda") return "";
-  if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.find_first_not_of("0123456789", 5) == std::string::npos) return "";
-  return "must be auto, cpu, cuda or cuda:N, got '" + s + "'";
+  // N fits c10::DeviceIndex, an 8-bit integer.
+  if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.size() <= 8 && s.find_first_not_of("0123456789", 5) == std::string::npos &&
+      std::stoi(s.substr(5)) <= 127)
+    return "";
+  return "must be auto, cpu, cuda or cuda:N (N from 0 to 127), got '" + s + "'";
 }
 
 double number(const Value& v) {
@@ -221,6 +224,11 @@ void add_common_keys(Schema& s) {
                   {"auto", "fp32", "bf16", "fp16"})
       .add_bool("train.ema", false, "keep an exponential moving average of the weights, used for eval and sampling")
       .add_float("train.ema_decay", 0.999, "EMA decay per step", 0.0, 1.0)
+      .check("train.ema_decay",
+             [](const Value& v) -> std::string {
+               return number(v) < 1.0 ? "" : "must be below 1: at 1 the average (what evaluation, samples and best.pt use) "
+                                             "never moves from the initial weights; e.g. 0.999, or train.ema=false";
+             })
       .add_int("train.log_every", 50, "steps between progress lines and metrics.jsonl rows", 1)
       .add_int("train.eval_every", 1000, "steps between evaluations on the validation split (0 = only at the end)", 0)
       .add_int("train.sample_every", 0, "steps between writes of samples/ outputs (0 = at each evaluation)", 0)

@@ -507,7 +507,45 @@ UsageError no_step_checkpoints(const std::string& run_dir) {
            (named.parent_path().empty() ? std::string(".") : named.parent_path().string());
   return UsageError(run_dir + ": --resume found no checkpoints/step-*.pt; " + what);
 }
+
+/// The key of a parameter's state in Optimizer::state(): the TensorImpl's address, written out as
+/// text by LibTorch 1.x and kept as a pointer by 2.x.
+template <typename Key>
+Key optimizer_state_key(const torch::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
+}
 }  // namespace
+
+std::string optimizer_state_mismatch(torch::optim::Optimizer& opt) {
+  using Key = typename std::decay_t<decltype(opt.state())>::key_type;
+  int64_t index = 0;
+  for (auto& group : opt.param_groups())
+    for (auto& p : group.params()) {
+      ++index;
+      const auto it = opt.state().find(optimizer_state_key<Key>(p));
+      if (it == opt.state().end()) continue;
+      std::vector<torch::Tensor> state;
+      if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(it->second.get()))
+        state = {s->exp_avg(), s->exp_avg_sq(), s->max_exp_avg_sq()};
+      else if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get()))
+        state = {s->exp_avg(), s->exp_avg_sq(), s->max_exp_avg_sq()};
+      else if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get()))
+        state = {s->momentum_buffer()};
+      for (const auto& t : state)
+        if (t.defined() && t.sizes() != p.sizes()) {
+          std::ostringstream os;
+          os << "the state of parameter " << index << " has shape " << t.sizes() << ", not its " << p.sizes();
+          return os.str();
+        }
+    }
+  return "";
+}
 
 int64_t Trainer::restore() {
   const auto dir = (fs::path(opt_.run_dir) / "checkpoints").string();
@@ -555,6 +593,9 @@ int64_t Trainer::restore() {
       }
       auto& groups = optimizers_[i]->param_groups();  // as many as before: load checks
       for (size_t g = 0; g < groups.size(); ++g) groups[g].set_options(std::move(current[g]));
+      if (const auto what = optimizer_state_mismatch(*optimizers_[i]); !what.empty())
+        throw UsageError(path + ": damaged checkpoint: optimizer " + std::to_string(i) + ": " + what +
+                         "; move it away to resume from the one before");
     }
     if (ema_) ema_->load(archive, path);
     // The rest of the state, which a damaged (or crafted) file may hold wrongly though its CRCs match.

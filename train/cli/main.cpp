@@ -163,6 +163,10 @@ void check_stdout() {
   if (!std::cout) throw std::runtime_error("could not write to standard output (closed, or the disk is full)");
 }
 
+/// Whether a flag (an option without a value) is on: --resume and --resume=true are, --resume=false
+/// is not (cxxopts takes a value after '=' for a flag too).
+bool flag_on(const cxxopts::ParseResult& r, const std::string& name) { return r.count(name) > 0 && r[name].as<bool>(); }
+
 /// `shown` is the command line as the user typed it, for messages, when `argv` is a rewrite of it.
 cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, char** shown = nullptr) {
   options.add_options()("h,help", "show this help");
@@ -186,7 +190,7 @@ cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, cha
     throw zoo::UsageError((opt.empty() ? std::string(what) : opt + " " + value + ": not a valid value") + " (see zoo " +
                           options.program().substr(4) + " --help)");
   }
-  if (result.count("help")) {
+  if (flag_on(result, "help")) {
     std::cout << options.help() << std::endl;
     check_stdout();
     std::exit(kExitOk);
@@ -253,7 +257,7 @@ int cmd_train(int argc, char** argv) {
   auto cfg = zoo::Config::from_file(r["config"].as<std::string>(), sets);
 
   zoo::TrainerOptions opt;
-  opt.resume = r.count("resume") > 0;
+  opt.resume = flag_on(r, "resume");
   if (r.count("run-dir")) {
     opt.run_dir = r["run-dir"].as<std::string>();
   } else if (opt.resume) {
@@ -573,7 +577,7 @@ int cmd_g2p(int argc, char** argv) {
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   auto [task, g2p] = load_as<zoo::G2PTask>(r["checkpoint"].as<std::string>(), sets, "a G2P model (transformer_g2p)");
   torch::NoGradGuard no_grad;
-  const bool no_stress = r.count("no-stress") > 0;
+  const bool no_stress = flag_on(r, "no-stress");
   auto print = [&](const std::vector<std::string>& words) {
     auto prons = g2p->pronounce_nbest(words, no_stress, nbest);
     for (size_t i = 0; i < words.size(); ++i) {
@@ -799,7 +803,7 @@ int cmd_embed(int argc, char** argv) {
   auto r = parse(o, argc, argv);
   if (!r.count("checkpoint"))
     throw zoo::UsageError("zoo embed: --checkpoint is required (a clip, vit, vae or bert run's best.pt)");
-  if (r.count("images") && r.count("texts"))
+  if (flag_on(r, "images") && flag_on(r, "texts"))
     throw zoo::UsageError("zoo embed: give --images or --texts, not both (embed each kind in its own call)");
   const auto checkpoint = r["checkpoint"].as<std::string>();
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
@@ -810,8 +814,8 @@ int cmd_embed(int argc, char** argv) {
     throw zoo::UsageError(checkpoint + ": holds a " + cfg.task() + " run, which zoo embed does not take; it takes "
                           "clip_fashion_mnist, vit_fashion_mnist, vae_fashion_mnist and bert_* checkpoints");
   bool images = embedder->embeds_images() && !embedder->embeds_texts();
-  if (r.count("images") || r.count("texts")) {
-    images = r.count("images") > 0;
+  if (flag_on(r, "images") || flag_on(r, "texts")) {
+    images = flag_on(r, "images");
     if (images ? !embedder->embeds_images() : !embedder->embeds_texts())
       throw zoo::UsageError(checkpoint + ": a " + cfg.task() + " model embeds " + (images ? "texts" : "images") +
                             ", not " + (images ? "images" : "texts") + "; drop " + (images ? "--images" : "--texts"));

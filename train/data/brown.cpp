@@ -58,7 +58,10 @@ std::vector<BrownDocument> load_brown(const std::string& root, const std::string
       if (!s.words.empty()) d.sentences.push_back(std::move(s));
     }
   }
-  if (docs.empty()) throw UsageError("data.root: " + cats + " lists no documents; run scripts/fetch-data brown");
+  if (docs.empty())
+    throw UsageError("data.root: " + cats + " lists no documents" +
+                     (split == "all" ? "" : " of the " + split + " split (a document's id picks its split)") +
+                     "; run scripts/fetch-data brown for the whole corpus");
   if (std::all_of(docs.begin(), docs.end(), [](const auto& d) { return d.sentences.empty(); }))
     throw UsageError("data.root: the " + split + " documents under " + root + " hold no tagged sentences; delete " +
                      root + " and run scripts/fetch-data brown");

@@ -36,7 +36,7 @@ class EpochSampler {
 
   /// Indices of the next batch (int64, CPU); drops the last incomplete batch of an epoch.
   torch::Tensor next() {
-    if (!order_.defined() || cursor_ + batch_ > order_.size(0)) {
+    if (!order_.defined() || cursor_ > order_.size(0) - batch_) {  // not cursor_ + batch_: a damaged cursor can't overflow
       if (order_.defined()) ++epoch_, cursor_ = 0;
       auto gen = at::make_generator<at::CPUGeneratorImpl>(seed_ * 1000003ULL + static_cast<uint64_t>(epoch_));
       order_ = torch::randperm(n_, gen, torch::kLong).slice(0, rank_, n_, world_);

@@ -286,6 +286,12 @@ class BertMLMTask : public MaskedLanguageModelTask, public Embedder {
     return log;
   }
 
+  /// Training validates on "val" and ends with "test": a data.root without either fails now, not
+  /// after its steps.
+  void before_training() override {
+    for (const auto* split : {"val", "test"}) eval_examples(split);
+  }
+
   Scalars evaluate(const std::string& split) override {
     auto& examples = eval_examples(split);
     double mlm_loss = 0, nsp_loss = 0, mlm_correct = 0, mlm_count = 0, nsp_correct = 0, nsp_count = 0;
@@ -469,7 +475,7 @@ class BertMLMTask : public MaskedLanguageModelTask, public Embedder {
                            " are more than the " + std::to_string(order_.size(0)) + " examples the training " +
                            (is_spamassassin_root(root_) ? "messages" : "documents") + " of " + root_ + " give");
       }
-      if (cursor_ + batch_n <= order_.size(0)) break;
+      if (cursor_ <= order_.size(0) - batch_n) break;  // not cursor_ + batch_n: a damaged cursor can't overflow
       ++epoch_, cursor_ = 0, order_ = torch::Tensor();
     }
     std::vector<const PretrainingExample*> batch;
@@ -669,6 +675,12 @@ class BertPOSTask : public BertFineTuneTask {
     return log;
   }
 
+  /// Training validates on "val" and ends with "test": a data.root without either fails now, not
+  /// after its steps.
+  void before_training() override {
+    for (const auto* split : {"val", "test"}) eval_examples(split);
+  }
+
   Scalars evaluate(const std::string& split) override {
     auto& examples = eval_examples(split);
     double loss_sum = 0, loss_n = 0, words = 0, correct = 0, universal_correct = 0;
@@ -845,6 +857,12 @@ class BertSpamTask : public BertFineTuneTask {
     return log;
   }
 
+  /// Training validates on "val" and ends with "test": a data.root without either fails now, not
+  /// after its steps.
+  void before_training() override {
+    for (const auto* split : {"val", "test"}) eval_set(split);
+  }
+
   Scalars evaluate(const std::string& split) override {
     auto& set = eval_set(split);
     return metrics(set, eval_logits(set));
@@ -852,6 +870,10 @@ class BertSpamTask : public BertFineTuneTask {
 
   Scalars evaluate_with_predictions(const std::string& split, std::ostream& out) override {
     auto& set = eval_set(split);
+    for (const auto& name : set.names)  // the output's fields are tab-separated, a line each
+      if (name.find_first_of("\t\n\r") != std::string::npos)
+        throw UsageError(root_ + "/data/" + name + ".txt: the file's name holds a tab or line break, which --predictions' "
+                         "tab-separated lines can't show; rename it, or evaluate without --predictions");
     const auto logits = eval_logits(set);
     const auto probs = torch::softmax(logits, -1).contiguous();
     const auto p = probs.accessor<float, 2>();
