@@ -199,9 +199,10 @@ std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, cons
   const double neg_inf = -std::numeric_limits<double>::infinity();
   auto lp = [&](int64_t length) { return length_penalty(length, o.length_penalty()); };
 
-  // Row r * k + j holds live hypothesis j of source r. A hypothesis that emits EOS leaves the
-  // beam for its source's finished list, scored log p / lp(|Y|) (Wu et al. 2016), and the beam
-  // is refilled from the next best candidates; so k hypotheses stay live until the source is done.
+  // Row r * k + j holds live hypothesis j of source r. A hypothesis that emits EOS among the k
+  // best candidates leaves the beam for its source's finished list, scored log p / lp(|Y|) (Wu
+  // et al. 2016), and the beam is refilled from the next best candidates; so k hypotheses stay
+  // live until the source is done.
   auto src_k = src.repeat_interleave(k, /*dim=*/0);
   auto memory = model.encode(src).repeat_interleave(k, /*dim=*/0);  // (B*K, S, D)
   auto tokens = torch::full({b * k, 1}, o.bos_id(), torch::TensorOptions().dtype(torch::kLong).device(dev));

@@ -157,7 +157,8 @@ struct Hypothesis {
 double length_penalty(int64_t length, double alpha);
 
 /// The best hypothesis for each source row of src (B, S) by beam search (greedy for beam 1).
-/// Live hypotheses that emit EOS move to a finished list scored by log p / lp(|Y|); a source is
+/// Live hypotheses that emit EOS, when that ending ranks among the beam_size best candidates of
+/// the step (fairseq's rule), move to a finished list scored by log p / lp(|Y|); a source is
 /// done when beam_size hypotheses have finished or no live one can beat the best finished one
 /// (the nbest-th best, with DecodeOptions::nbest).
 /// Padding, BOS and DecodeOptions::banned_ids are never generated. Runs under NoGradGuard with
@@ -166,7 +167,7 @@ std::vector<Hypothesis> generate(TransformerImpl& model, const torch::Tensor& sr
 
 /// generate's finished list for each source row: every hypothesis that finished, best score
 /// first (its front is what generate returns). It may hold more than beam_size: several can
-/// finish at one step, and at max_len every candidate of the last step does. For rescoring, or
+/// finish at one step, and at max_len the beam_size best candidates of the last step do. For rescoring, or
 /// for summing the probability of hypotheses that a coarser output space merges.
 std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, const torch::Tensor& src,
                                                     const DecodeOptions& options);

@@ -198,6 +198,12 @@ TEST_CASE("EMA follows theta_ema <- d theta_ema + (1 - d) theta and swaps in and
   CHECK(torch::allclose(lin->weight, w0 + 1.0));
   ema.swap();
   CHECK(torch::allclose(lin->weight, w0 + 2.0));
+  // At decay 1 the average, which evaluation and best.pt use, never leaves the initial weights:
+  // refused for a run with EMA; without EMA the key means nothing (and old checkpoints still load).
+  auto dir = zoo::test::scratch("ema-decay");
+  CHECK_THROWS_WITH(zoo::Trainer(tiny(4, {"train.ema=true", "train.ema_decay=1"}), {dir}),
+                    Contains("train.ema_decay: must be below 1 while train.ema is on"));
+  CHECK_NOTHROW(zoo::Trainer(tiny(4, {"train.ema=false", "train.ema_decay=1"}), {dir}));
 }
 
 namespace {

@@ -223,12 +223,7 @@ void add_common_keys(Schema& s) {
       .add_string("train.precision", "auto", "fp32, bf16 (autocast; CUDA or CPU) or fp16 (autocast, CUDA only); auto = bf16 on CUDA, fp32 on CPU",
                   {"auto", "fp32", "bf16", "fp16"})
       .add_bool("train.ema", false, "keep an exponential moving average of the weights, used for eval and sampling")
-      .add_float("train.ema_decay", 0.999, "EMA decay per step", 0.0, 1.0)
-      .check("train.ema_decay",
-             [](const Value& v) -> std::string {
-               return number(v) < 1.0 ? "" : "must be below 1: at 1 the average (what evaluation, samples and best.pt use) "
-                                             "never moves from the initial weights; e.g. 0.999, or train.ema=false";
-             })
+      .add_float("train.ema_decay", 0.999, "EMA decay per step (below 1 when train.ema is on)", 0.0, 1.0)
       .add_int("train.log_every", 50, "steps between progress lines and metrics.jsonl rows", 1)
       .add_int("train.eval_every", 1000, "steps between evaluations on the validation split (0 = only at the end)", 0)
       .add_int("train.sample_every", 0, "steps between writes of samples/ outputs (0 = at each evaluation)", 0)

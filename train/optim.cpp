@@ -162,4 +162,29 @@ void clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
 #endif
 }
 
+std::string optimizer_state_mismatch(torch::optim::Optimizer& opt) {
+  auto& states = opt.state();
+  int64_t index = 0;
+  for (auto& group : opt.param_groups())
+    for (auto& p : group.params()) {
+      ++index;
+      const auto it = states.find(state_key(states, p));
+      if (it == states.end()) continue;
+      std::vector<torch::Tensor> state;
+      if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(it->second.get()))
+        state = {s->exp_avg(), s->exp_avg_sq(), s->max_exp_avg_sq()};
+      else if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get()))
+        state = {s->exp_avg(), s->exp_avg_sq(), s->max_exp_avg_sq()};
+      else if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get()))
+        state = {s->momentum_buffer()};
+      for (const auto& t : state)
+        if (t.defined() && t.sizes() != p.sizes()) {
+          std::ostringstream os;
+          os << "the state of parameter " << index << " has shape " << t.sizes() << ", not its " << p.sizes();
+          return os.str();
+        }
+    }
+  return "";
+}
+
 }  // namespace zoo

@@ -35,6 +35,11 @@ class MultiTensorAdam : public torch::optim::Adam {
 /// The optimizer the config's optim.* keys name, over `params`.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Config& cfg, std::vector<torch::Tensor> params);
 
+/// "" when each tensor of the optimizer's state (Adam's and AdamW's moments, SGD's momentum) has
+/// its parameter's shape, else which differs. Optimizer::load takes any shapes (a damaged file's,
+/// its CRCs intact), and the first step would fail; --resume refuses such a file, naming it.
+std::string optimizer_state_mismatch(torch::optim::Optimizer& opt);
+
 /// Scales the gradients of `params` so that their global L2 norm is at most `max_norm`, as
 /// torch::nn::utils::clip_grad_norm_ does, but without reading the norm back to the host (which
 /// makes the CPU wait for the GPU every step) and, on CUDA, with multi-tensor kernels.

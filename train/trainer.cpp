@@ -431,6 +431,9 @@ class Trainer::Context : public StepContext {
 Trainer::Trainer(Config cfg, TrainerOptions options) : cfg_(std::move(cfg)), opt_(std::move(options)) {
   device_ = resolve_device(cfg_.get_string("train.device"));
   check_schedule(cfg_);
+  if (cfg_.get_bool("train.ema") && cfg_.get_float("train.ema_decay") >= 1.0)
+    throw UsageError("train.ema_decay: must be below 1 while train.ema is on: at 1 the average, which evaluation, "
+                     "samples and best.pt use, never leaves the initial weights; e.g. 0.999, or train.ema=false");
   bool amp = false;
   auto dtype = precision_dtype(cfg_, device_, &amp);
   if (amp && !device_.is_cuda() && opt_.rank == 0) warn_if_bf16_emulated();
@@ -507,45 +510,7 @@ UsageError no_step_checkpoints(const std::string& run_dir) {
            (named.parent_path().empty() ? std::string(".") : named.parent_path().string());
   return UsageError(run_dir + ": --resume found no checkpoints/step-*.pt; " + what);
 }
-
-/// The key of a parameter's state in Optimizer::state(): the TensorImpl's address, written out as
-/// text by LibTorch 1.x and kept as a pointer by 2.x.
-template <typename Key>
-Key optimizer_state_key(const torch::Tensor& p) {
-  if constexpr (std::is_same_v<Key, std::string>) {
-    std::ostringstream s;
-    s << p.unsafeGetTensorImpl();
-    return s.str();
-  } else {
-    return p.unsafeGetTensorImpl();
-  }
-}
 }  // namespace
-
-std::string optimizer_state_mismatch(torch::optim::Optimizer& opt) {
-  using Key = typename std::decay_t<decltype(opt.state())>::key_type;
-  int64_t index = 0;
-  for (auto& group : opt.param_groups())
-    for (auto& p : group.params()) {
-      ++index;
-      const auto it = opt.state().find(optimizer_state_key<Key>(p));
-      if (it == opt.state().end()) continue;
-      std::vector<torch::Tensor> state;
-      if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(it->second.get()))
-        state = {s->exp_avg(), s->exp_avg_sq(), s->max_exp_avg_sq()};
-      else if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get()))
-        state = {s->exp_avg(), s->exp_avg_sq(), s->max_exp_avg_sq()};
-      else if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get()))
-        state = {s->momentum_buffer()};
-      for (const auto& t : state)
-        if (t.defined() && t.sizes() != p.sizes()) {
-          std::ostringstream os;
-          os << "the state of parameter " << index << " has shape " << t.sizes() << ", not its " << p.sizes();
-          return os.str();
-        }
-    }
-  return "";
-}
 
 int64_t Trainer::restore() {
   const auto dir = (fs::path(opt_.run_dir) / "checkpoints").string();

@@ -15,10 +15,6 @@ namespace zoo {
 
 /// "auto" -> cuda when available, else cpu; "cuda:N" checked against the devices present.
 torch::Device resolve_device(const std::string& spec);
-/// "" when each tensor of the optimizer's state (Adam's and AdamW's moments, SGD's momentum) has
-/// its parameter's shape, else which differs. Optimizer::load takes any shapes (a damaged file's,
-/// its CRCs intact), and the first step would fail; --resume refuses such a file, naming it.
-std::string optimizer_state_mismatch(torch::optim::Optimizer& opt);
 /// Applies train.threads, train.seed and train.deterministic to this process, and
 /// keep_freed_memory().
 void apply_runtime(const Config& cfg);

@@ -17,7 +17,9 @@ namespace zoo {
 /// past the end of an epoch is not one: after a resume with another batch size or data limit the
 /// epoch ends there, and the next begins.)
 inline void check_sampler_position(const c10::IValue& epoch, const c10::IValue& cursor) {
-  if (epoch.isInt() && cursor.isInt() && epoch.toInt() >= 0 && cursor.toInt() >= -1) return;
+  // No run sees 2^40 epochs; a larger count is damage (and its next epoch would overflow).
+  if (epoch.isInt() && cursor.isInt() && epoch.toInt() >= 0 && epoch.toInt() < (int64_t{1} << 40) && cursor.toInt() >= -1)
+    return;
   std::ostringstream os;
   os << "the checkpoint's data position (epoch " << epoch << ", cursor " << cursor
      << ") is not one a sampler writes; the checkpoint is damaged: move it away to resume from the one before";

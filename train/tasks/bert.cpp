@@ -366,6 +366,9 @@ class BertMLMTask : public MaskedLanguageModelTask, public Embedder {
     a.read("epoch", e);
     a.read("cursor", c);
     check_sampler_position(e, c);
+    if (c.toInt() < 0)  // this task always saves a position in its epoch's order
+      throw UsageError("the checkpoint's data position (cursor " + std::to_string(c.toInt()) +
+                       ") is not one bert_mlm writes; the checkpoint is damaged: move it away to resume from the one before");
     epoch_ = e.toInt();
     cursor_ = c.toInt();
     c10::IValue p;
