@@ -12,6 +12,7 @@
 #include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
 
 #include "helpers.h"
 #include "train/checkpoint.h"
@@ -36,14 +37,17 @@ std::string tiny_config(const std::string& dir, int steps) {
 }
 
 
-/// Starts `zoo train` in the background, waits for its first step checkpoint, sends `signal`,
-/// and returns "code=<exit code>" followed by the run's log.
-zoo::test::Run train_then_signal(const std::string& cfg, const std::string& run_dir, const std::string& signal) {
+/// Starts `zoo train` in the background, waits for its first step checkpoint (or, `on_log`, its
+/// first logged training step), sends `signal`, and returns "code=<exit code>" followed by the
+/// run's log.
+zoo::test::Run train_then_signal(const std::string& cfg, const std::string& run_dir, const std::string& signal,
+                                 bool on_log = false) {
   const auto log = run_dir + ".log";
+  const auto ready = on_log ? "grep -q '\"step\"' " + q(run_dir + "/metrics.jsonl")
+                            : "ls " + q(run_dir) + "/checkpoints/step-*.pt";
   return run("(" + zoo_bin() + " train --config " + q(cfg) + " --run-dir " + q(run_dir) + " > " + q(log) +
-             " 2>&1 & pid=$!; for i in $(seq 1200); do ls " + q(run_dir) +
-             "/checkpoints/step-*.pt >/dev/null 2>&1 && break; sleep 0.05; done; sleep 0.2; kill -" + signal +
-             " $pid; wait $pid; echo code=$?; cat " + q(log) + ")");
+             " 2>&1 & pid=$!; for i in $(seq 1200); do " + ready + " >/dev/null 2>&1 && break; sleep 0.05; done; "
+             "sleep 0.2; kill -" + signal + " $pid; wait $pid; echo code=$?; cat " + q(log) + ")");
 }
 
 }  // namespace
@@ -493,6 +497,7 @@ TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finish
   auto killed = train_then_signal(cfg, run_dir, "KILL");  // mid-run, after its first checkpoint
   CHECK_THAT(killed.output, Contains("code=137"));
   REQUIRE_FALSE(zoo::list_step_checkpoints(run_dir + "/checkpoints").empty());
+  const auto newest = zoo::list_step_checkpoints(run_dir + "/checkpoints").back();
   // Every checkpoint left behind loads.
   for (const auto& c : zoo::list_step_checkpoints(run_dir + "/checkpoints")) CHECK_NOTHROW(zoo::read_checkpoint(c));
   // A kill in the middle of a write leaves atomic_write's temporary file (no process has this pid):
@@ -503,7 +508,7 @@ TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finish
   auto resumed = run(zoo_bin() + " train --config " + q(cfg) + " --run-dir " + q(run_dir) + " --resume");
   INFO(resumed.output);
   REQUIRE(resumed.code == 0);
-  CHECK_THAT(resumed.output, Contains("resumed from") && !Contains("changed from its stored config"));
+  CHECK_THAT(resumed.output, Contains("resumed from " + newest) && !Contains("changed from its stored config"));
   CHECK_FALSE(fs::exists(leftover));
   auto final_metrics = nlohmann::json::parse(last_line(resumed.output));
   CHECK(final_metrics["step"] == 400);
@@ -518,15 +523,25 @@ TEST_CASE("a run killed with SIGKILL resumes from its last checkpoint and finish
 
 TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume]") {
   auto dir = zoo::test::scratch("cli-int");
-  auto cfg = tiny_config(dir, 100000);
+  const auto cfg = dir + "/tiny.yaml";
+  {  // no periodic checkpoint: the one there is afterwards is the interrupt's
+    auto yaml = zoo::test::tiny_vit_yaml(100000);
+    const std::string every = "checkpoint_every: 4";
+    const auto at = yaml.find(every);
+    REQUIRE(at != std::string::npos);
+    std::ofstream(cfg) << yaml.replace(at, every.size(), "checkpoint_every: 1000000");
+  }
   auto run_dir = dir + "/run";
-  auto r = train_then_signal(cfg, run_dir, "INT");
+  auto r = train_then_signal(cfg, run_dir, "INT", /*on_log=*/true);
   INFO(r.output);
   CHECK_THAT(r.output, Contains("code=130"));
   CHECK_THAT(r.output, Contains("interrupted at step") && Contains("--resume"));
+  std::smatch at;
+  REQUIRE(std::regex_search(r.output, at, std::regex("interrupted at step ([0-9]+)")));
   auto ckpts = zoo::list_step_checkpoints(run_dir + "/checkpoints");
-  REQUIRE_FALSE(ckpts.empty());
+  REQUIRE(ckpts.size() == 1);
   auto archive = zoo::read_checkpoint(ckpts.back());
+  CHECK(zoo::checkpoint_step(archive) == std::stoll(at[1].str()));
   CHECK(zoo::checkpoint_step(archive) > 0);
 
   // In the final evaluation (here a wider model's, over the 10,000 test images) Ctrl-C ends the

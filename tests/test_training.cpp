@@ -701,6 +701,7 @@ TEST_CASE("a short run on real Fashion-MNIST clearly learns", "[trainer][learn]"
   zoo::Trainer t(cfg, {dir});
   auto test = t.run();
   auto losses = train_losses(dir);
+  REQUIRE(losses.size() == 8);  // every 25 steps
   INFO("test accuracy " << test.at("accuracy") << ", first loss " << losses.front().second << ", last "
                         << losses.back().second);
   CHECK(test.at("accuracy") > 0.65);  // chance is 0.10

@@ -140,6 +140,8 @@ TEST_CASE("cached incremental decoding equals full decoding", "[transformer]") {
       auto in_train = zoo::generate(*m, src, opts);
       CHECK(m->is_training());
       m->eval();
+      REQUIRE(in_eval.size() == 3);
+      REQUIRE(in_train.size() == 3);
       for (size_t i = 0; i < in_eval.size(); ++i) {
         CHECK(in_train[i].tokens == in_eval[i].tokens);
         CHECK(in_train[i].log_prob == in_eval[i].log_prob);  // dropout would change every probability
@@ -225,6 +227,7 @@ TEST_CASE("the n-best list: generate's answer first, each scored log p / lp(|Y|)
   // nbest = beam_size: the search of a source goes on until beam_size hypotheses have finished
   // (the best one unchanged); nbest = 1 (the default) may stop as soon as the best can't be beaten.
   auto full = zoo::generate_nbest(*m, src, zoo::DecodeOptions(opts).nbest(3));
+  REQUIRE(full.size() == 3);
   for (size_t r = 0; r < full.size(); ++r) {
     INFO("row " << r);
     CHECK(full[r].size() >= 3);
@@ -237,6 +240,8 @@ TEST_CASE("the n-best list: generate's answer first, each scored log p / lp(|Y|)
     REQUIRE(eager->output_bias.defined());
     eager->output_bias[2] += 6.0;  // EOS
     auto first = zoo::generate_nbest(*eager, src, opts), more = zoo::generate_nbest(*eager, src, zoo::DecodeOptions(opts).nbest(3));
+    REQUIRE(first.size() == 3);
+    REQUIRE(more.size() == 3);
     for (size_t r = 0; r < first.size(); ++r) {
       INFO("row " << r);
       CHECK(first[r].size() < 3);
