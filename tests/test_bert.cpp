@@ -32,6 +32,23 @@ std::string data_dir(const std::string& name) {
   return (env ? std::string(env) : zoo::test::source_dir() + "/data") + "/" + name;
 }
 
+/// Checks that a fine-tuning run starts from a pretrained checkpoint: each of its encoder's
+/// weights (bert.*) equals the checkpoint's. Returns how many it compared.
+int64_t check_encoder_from(zoo::Trainer& run, const std::string& pretrained) {
+  zoo::Config cfg;
+  auto from = zoo::load_task(pretrained, {"train.device=cpu"}, &cfg, /*runtime=*/false);
+  auto before = from->model().named_parameters();
+  int64_t compared = 0;
+  for (const auto& p : run.task().model().named_parameters()) {
+    if (p.key().rfind("bert.", 0) != 0) continue;  // the new head
+    INFO(p.key());
+    REQUIRE(before.contains(p.key()));
+    CHECK(torch::equal(p.value(), before[p.key()]));
+    ++compared;
+  }
+  return compared;
+}
+
 /// A small vocab.txt in the layout of Google's BERT vocabularies (specials not first).
 zoo::WordPiece small_vocab() {
   auto dir = zoo::test::scratch("vocab");
@@ -608,6 +625,7 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
                                       "optim: {lr: 0.002, warmup_steps: 10}\n";
   auto pos_cfg = zoo::Config::from_file(dir + "/pos.yaml", {"train.steps=60"});
   zoo::Trainer pos(pos_cfg, {dir + "/pos"});
+  CHECK(check_encoder_from(pos, ckpt) > 20);  // it starts from the pretrained encoder
   auto p = pos.run();
   INFO("POS accuracy " << p["accuracy"]);
   CHECK(p["accuracy"] > 0.6);  // 12 tags; the most frequent, NOUN, is about a quarter
@@ -855,7 +873,9 @@ TEST_CASE("task-adaptive pretraining on the SpamAssassin training messages, and 
          "train: {device: cpu, threads: 2, seed: 1, steps: 5, batch_size: 8, eval_every: 0}\n"
          "model: {pretrained: " + tapt + "}\n"
          "data: {root: " + spam + ", max_length: 64, train_limit: 100, eval_limit: 50}\n";
-  auto s = zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml"), {dir + "/spam"}).run();
+  zoo::Trainer spam_run(zoo::Config::from_file(dir + "/spam.yaml"), {dir + "/spam"});
+  CHECK(check_encoder_from(spam_run, tapt) > 20);
+  auto s = spam_run.run();
   CHECK(s["messages"] == 50);
   {  // head + tail: the same model (the same seed) reads the end of the long messages too, so its loss moves
     auto head = zoo::Trainer(zoo::Config::from_file(dir + "/spam.yaml"), {dir + "/head"}).task().evaluate("test");
