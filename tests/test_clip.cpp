@@ -176,6 +176,11 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
     CHECK(m.count(k) == 1);
   }
   CHECK(m.at("image_to_text_r5") >= m.at("image_to_text_r1"));
+  // Above chance (0.10 for 10 classes, as for a class-level hit among captions of 10 classes):
+  // 30 steps of this tiny model measured 0.23 zero-shot and 0.25 and 0.29 at rank 1 (2026-12-06).
+  CHECK(m.at("zero_shot_accuracy") > 0.15);
+  CHECK(m.at("image_to_text_r1") > 0.15);
+  CHECK(m.at("text_to_image_r1") > 0.15);
   const auto ckpt = dir + "/run/checkpoints/best.pt";
   const auto image = dir + "/run/samples/test_images/7-sneaker.png";
   REQUIRE(std::filesystem::exists(image));
