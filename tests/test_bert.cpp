@@ -482,7 +482,7 @@ TEST_CASE("SpamAssassin: subject and body, MIME decoded, split by body", "[bert]
          "data: {root: " + dir + ", vocab_corpus: " + dir + ", vocab_size: 500, train_limit: 40, eval_limit: 20}\n";
   auto cfg = zoo::Config::from_file(dir + "/spam.yaml");
   CHECK_THROWS_WITH([&] { zoo::Trainer(cfg, {dir + "/run"}).run(); }(),
-                    Contains("the train messages under " + dir) && Contains("0 of them spam: both classes are needed"));
+                    Contains("the val messages under " + dir) && Contains("0 of them spam: both classes are needed"));
 }
 
 TEST_CASE("a Brown data.root without val or test documents is refused before the first step", "[bert][data]") {
