@@ -287,4 +287,16 @@ TEST_CASE("layer and group norm take bf16 activations with float weights, in flo
   std::ostringstream printed;
   printed << *gn;
   CHECK(printed.str().rfind("zoo::GroupNorm(", 0) == 0);
+  // The clone's copy constructor names Module where it is a virtual base (LibTorch up to 2.1)
+  // and only there, where a non-virtual base would not compile (2.2 on): the trait that tells.
+  struct Base {};
+  struct Virtual : virtual Base {};
+  struct Below : Virtual {};
+  struct Plain : Base {};
+  STATIC_REQUIRE(zoo::is_virtual_base_v<Base, Virtual>);
+  STATIC_REQUIRE(zoo::is_virtual_base_v<Base, Below>);
+  STATIC_REQUIRE_FALSE(zoo::is_virtual_base_v<Base, Plain>);
+  STATIC_REQUIRE_FALSE(zoo::is_virtual_base_v<Base, int>);
+  CHECK(zoo::is_virtual_base_v<torch::nn::Module, torch::nn::GroupNormImpl> ==
+        (TORCH_VERSION_MAJOR < 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR < 2)));
 }

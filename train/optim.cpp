@@ -110,18 +110,24 @@ torch::Tensor MultiTensorAdam::step(LossClosure closure) {
 namespace {
 
 // `Opt` over `decayed` with `options`, and over `plain` (when there are any) with the same
-// options but no weight decay: a second parameter group.
+// options but no weight decay: a second parameter group. Its options are set once the optimizer
+// is built, since newer LibTorch (pytorch#165182, October 2025) merges a group's options into the
+// optimizer's in add_param_group, keeping only the fields that differ from a default-constructed
+// options object: Adam's and SGD's weight decay of 0, their default, became the optimizer's.
 template <class Opt, class Options>
 std::unique_ptr<torch::optim::Optimizer> with_groups(std::vector<torch::Tensor> decayed, std::vector<torch::Tensor> plain,
                                                      const Options& options) {
+  const bool two = !plain.empty();
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(std::move(decayed), std::make_unique<Options>(options));
-  if (!plain.empty()) {
+  if (two) groups.emplace_back(std::move(plain), std::make_unique<Options>(options));
+  auto opt = std::make_unique<Opt>(std::move(groups), options);
+  if (two) {
     auto no_decay = std::make_unique<Options>(options);
     no_decay->weight_decay(0);
-    groups.emplace_back(std::move(plain), std::move(no_decay));
+    opt->param_groups()[1].set_options(std::move(no_decay));
   }
-  return std::make_unique<Opt>(std::move(groups), options);
+  return opt;
 }
 
 }  // namespace
