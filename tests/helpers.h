@@ -81,6 +81,18 @@ inline std::string q(const std::string& s) {
   return out + "'";
 }
 
+/// s as a YAML double-quoted scalar, for a path in a test's config: in a flow mapping
+/// ({root: PATH, ...}) a plain scalar ends at ", " and may not hold [ ] { }, and anywhere at
+/// ": " or " #", all of which a clone's or TMPDIR's path may hold.
+inline std::string yaml_str(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
 /// The zoo binary, quoted as one word of a sh command line.
 inline std::string zoo_bin() { return q(ZOO_BINARY); }
 
@@ -128,7 +140,7 @@ inline std::vector<std::pair<int64_t, double>> train_losses(const std::string& r
 inline std::string tiny_vit_yaml(int steps) {
   return "task: vit_fashion_mnist\n"
          "model: {patch_size: 7, dim: 32, depth: 2, heads: 2, mlp_dim: 64, dropout: 0.1}\n"
-         "data: {root: " + data_root() + ", train_limit: 2000, eval_limit: 500}\n"
+         "data: {root: " + yaml_str(data_root()) + ", train_limit: 2000, eval_limit: 500}\n"
          "train: {device: cpu, threads: 1, seed: 3, batch_size: 32, steps: " + std::to_string(steps) +
          ", log_every: 2, eval_every: 0, checkpoint_every: 4, keep_last: 2, ema: true, ema_decay: 0.9}\n"
          "optim: {lr: 0.003, warmup_steps: 2, schedule: cosine}\n";

@@ -479,7 +479,7 @@ TEST_CASE("SpamAssassin: subject and body, MIME decoded, split by body", "[bert]
       << "task: bert_spam\n"
          "train: {device: cpu, threads: 2, steps: 1, batch_size: 4, eval_every: 0}\n"
          "model: {pretrained: '', size: tiny}\n"
-         "data: {root: " + dir + ", vocab_corpus: " + dir + ", vocab_size: 500, train_limit: 40, eval_limit: 20}\n";
+         "data: {root: " + zoo::test::yaml_str(dir) + ", vocab_corpus: " + zoo::test::yaml_str(dir) + ", vocab_size: 500, train_limit: 40, eval_limit: 20}\n";
   auto cfg = zoo::Config::from_file(dir + "/spam.yaml");
   CHECK_THROWS_WITH([&] { zoo::Trainer(cfg, {dir + "/run"}).run(); }(),
                     Contains("the val messages under " + dir) && Contains("0 of them spam: both classes are needed"));
@@ -525,7 +525,7 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
       "train: {device: cpu, threads: 2, seed: 1, batch_size: 32, log_every: 10, eval_every: 0, checkpoint_every: 1000}\n";
   std::ofstream(dir + "/mlm.yaml") << "task: bert_mlm\n" << common
                                    << "model: {size: tiny, dropout: 0.0, attention_dropout: 0.0}\n"
-                                   << "data: {root: " + brown + ", vocab_corpus: " + brown +
+                                   << "data: {root: " + zoo::test::yaml_str(brown) + ", vocab_corpus: " + zoo::test::yaml_str(brown) +
                                           ", vocab_size: 2000, eval_limit: 200}\n"
                                       "optim: {lr: 0.002, warmup_steps: 10}\n";
   auto cfg = zoo::Config::from_file(dir + "/mlm.yaml", {"train.steps=60"});
@@ -620,8 +620,8 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
   CHECK_THAT(images.output, Contains("a bert_mlm model embeds texts, not images; drop --images"));
 
   std::ofstream(dir + "/pos.yaml") << "task: bert_pos\n" << common
-                                   << "model: {pretrained: " + ckpt + ", dropout: 0.0, attention_dropout: 0.0}\n"
-                                      "data: {root: " + brown + ", train_limit: 40, eval_limit: 300}\n"
+                                   << "model: {pretrained: " + zoo::test::yaml_str(ckpt) + ", dropout: 0.0, attention_dropout: 0.0}\n"
+                                      "data: {root: " + zoo::test::yaml_str(brown) + ", train_limit: 40, eval_limit: 300}\n"
                                       "optim: {lr: 0.002, warmup_steps: 10}\n";
   auto pos_cfg = zoo::Config::from_file(dir + "/pos.yaml", {"train.steps=60"});
   zoo::Trainer pos(pos_cfg, {dir + "/pos"});
@@ -661,7 +661,7 @@ TEST_CASE("pretraining with a short phase: the switch to data.max_length survive
                            "train: {device: cpu, threads: 2, seed: 3, batch_size: 4, steps: 6, log_every: 1, eval_every: 0,"
                            " checkpoint_every: 1000}\n"
                            "model: {size: tiny, dropout: 0.0, attention_dropout: 0.0}\n"
-                           "data: {root: " + brown + ", vocab_corpus: " + brown + ", vocab_size: 500, max_length: 64,"
+                           "data: {root: " + zoo::test::yaml_str(brown) + ", vocab_corpus: " + zoo::test::yaml_str(brown) + ", vocab_size: 500, max_length: 64,"
                            " short_length: 16, short_steps: 3, eval_limit: 20}\n";
     return zoo::Config::from_file(yaml);
   };
@@ -709,7 +709,7 @@ TEST_CASE("continued pretraining (model.pretrained) starts from the checkpoint a
                                       "train: {device: cpu, threads: 2, seed: 3, batch_size: 4, steps: 4, log_every: 1,"
                                       " eval_every: 0, checkpoint_every: 1000}\n"
                                       "model: {size: tiny, dropout: 0.0, attention_dropout: 0.0}\n"
-                                      "data: {root: " + brown + ", vocab_corpus: " + brown + ", vocab_size: 500, max_length: 32,"
+                                      "data: {root: " + zoo::test::yaml_str(brown) + ", vocab_corpus: " + zoo::test::yaml_str(brown) + ", vocab_size: 500, max_length: 32,"
                                       " eval_limit: 20}\n";
   zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml"), {dir + "/first"}).run();
   const auto first = dir + "/first/checkpoints/best.pt";
@@ -751,8 +751,8 @@ TEST_CASE("continued pretraining (model.pretrained) starts from the checkpoint a
                     Contains("data.max_length: 1024 is longer than the model's 512 positions"));
   std::ofstream(dir + "/pos.yaml") << "task: bert_pos\n"
                                       "train: {device: cpu, threads: 2, steps: 1, batch_size: 4, eval_every: 0}\n"
-                                      "model: {pretrained: " + first + "}\n"
-                                      "data: {root: " + brown + ", train_limit: 5, eval_limit: 10}\n";
+                                      "model: {pretrained: " + zoo::test::yaml_str(first) + "}\n"
+                                      "data: {root: " + zoo::test::yaml_str(brown) + ", train_limit: 5, eval_limit: 10}\n";
   zoo::Trainer(zoo::Config::from_file(dir + "/pos.yaml"), {dir + "/pos"}).run();
   {  // POS tags words, not whole examples: zoo eval --predictions says so and writes nothing
     auto r = zoo::test::run(zoo::test::zoo_bin() + " eval --checkpoint " + q(dir + "/pos/checkpoints/best.pt") +
@@ -773,7 +773,7 @@ TEST_CASE("spam detection from scratch with a vocabulary built from the training
       << "task: bert_spam\n"
          "train: {device: cpu, threads: 2, seed: 1, batch_size: 16, log_every: 10, eval_every: 0, checkpoint_every: 1000}\n"
          "model: {pretrained: '', size: tiny, dropout: 0.0, attention_dropout: 0.0}\n"
-         "data: {root: " + spam + ", vocab_corpus: " + spam + ", vocab_size: 1000, max_length: 128, train_limit: 400, eval_limit: 200}\n"
+         "data: {root: " + zoo::test::yaml_str(spam) + ", vocab_corpus: " + zoo::test::yaml_str(spam) + ", vocab_size: 1000, max_length: 128, train_limit: 400, eval_limit: 200}\n"
          "optim: {lr: 0.001, warmup_steps: 10}\n";
   auto cfg = zoo::Config::from_file(dir + "/spam.yaml", {"train.steps=100"});
   zoo::Trainer t(cfg, {dir + "/run"});
@@ -849,7 +849,7 @@ TEST_CASE("task-adaptive pretraining on the SpamAssassin training messages, and 
       << "task: bert_mlm\n"
          "train: {device: cpu, threads: 2, seed: 1, batch_size: 16, log_every: 10, eval_every: 0, checkpoint_every: 1000}\n"
          "model: {size: tiny, dropout: 0.0, attention_dropout: 0.0}\n"
-         "data: {root: " + spam + ", vocab_corpus: " + spam + ", vocab_size: 1000, max_length: 32, max_predictions: 5,"
+         "data: {root: " + zoo::test::yaml_str(spam) + ", vocab_corpus: " + zoo::test::yaml_str(spam) + ", vocab_size: 1000, max_length: 32, max_predictions: 5,"
          " message_tokens: 64}\n"
          "optim: {lr: 0.002, warmup_steps: 10}\n";
   auto m = zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", {"train.steps=40"}), {dir + "/mlm"}).run();
@@ -871,8 +871,8 @@ TEST_CASE("task-adaptive pretraining on the SpamAssassin training messages, and 
   std::ofstream(dir + "/spam.yaml")
       << "task: bert_spam\n"
          "train: {device: cpu, threads: 2, seed: 1, steps: 5, batch_size: 8, eval_every: 0}\n"
-         "model: {pretrained: " + tapt + "}\n"
-         "data: {root: " + spam + ", max_length: 64, train_limit: 100, eval_limit: 50}\n";
+         "model: {pretrained: " + zoo::test::yaml_str(tapt) + "}\n"
+         "data: {root: " + zoo::test::yaml_str(spam) + ", max_length: 64, train_limit: 100, eval_limit: 50}\n";
   zoo::Trainer spam_run(zoo::Config::from_file(dir + "/spam.yaml"), {dir + "/spam"});
   CHECK(check_encoder_from(spam_run, tapt) > 20);
   auto s = spam_run.run();

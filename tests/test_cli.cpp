@@ -549,7 +549,7 @@ TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume
   auto wide = dir + "/wide.yaml";
   std::ofstream(wide) << "task: vit_fashion_mnist\n"
                          "model: {patch_size: 4, dim: 128, depth: 4, heads: 4, mlp_dim: 256}\n"
-                         "data: {root: " + zoo::test::data_root() + ", train_limit: 500}\n"
+                         "data: {root: " + zoo::test::yaml_str(zoo::test::data_root()) + ", train_limit: 500}\n"
                          "train: {device: cpu, threads: 1, batch_size: 8, steps: 2, log_every: 1, eval_every: 0, "
                          "checkpoint_every: 2}\n";
   const auto log = dir + "/wide.log", rd = dir + "/wide";

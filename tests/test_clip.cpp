@@ -163,7 +163,7 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
       << "task: clip_fashion_mnist\n"
          "model: {patch_size: 7, vision_dim: 32, vision_depth: 1, vision_heads: 2, vision_mlp_dim: 64, text_dim: 32, "
          "text_depth: 1, text_heads: 2, text_mlp_dim: 64, embed_dim: 32}\n"
-         "data: {root: " + zoo::test::data_root() + ", train_limit: 1000, eval_limit: 300}\n"
+         "data: {root: " + zoo::test::yaml_str(zoo::test::data_root()) + ", train_limit: 1000, eval_limit: 300}\n"
          "eval: {linear_probe: true, probe_train_limit: 500, retrieval_size: 100}\n"
          "train: {device: cpu, threads: 2, seed: 0, batch_size: 32, steps: 30, log_every: 10, eval_every: 0, "
          "checkpoint_every: 100}\n"

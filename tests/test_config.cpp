@@ -111,6 +111,14 @@ TEST_CASE("set overrides (--set) any key and is checked like the file", "[config
   CHECK_THROWS_WITH(Config::from_file(path, {"train.stepz=3"}), Contains("unknown key 'train.stepz'"));
   CHECK_THROWS_WITH(Config::from_file(path, {"train.steps=-3"}), Contains("train.steps: must be at least 1"));
   CHECK_THROWS_WITH(Config::from_file(path, {"task=other"}), Contains("can't be overridden"));
+  // A value is taken as written (less surrounding blanks), not as YAML, whose comments, anchors
+  // and tags would cut it silently; quoted, YAML reads it.
+  for (const std::string root : {"/data/set #2", "&a /data", "!t /data", "/data/a, b: c"})
+    CHECK(Config::from_file(path, {"data.root=" + root}).get_string("data.root") == root);
+  CHECK(Config::from_file(path, {"data.root= /data/x\t"}).get_string("data.root") == "/data/x");
+  CHECK(Config::from_file(path, {"data.root=\"/data/a #1\""}).get_string("data.root") == "/data/a #1");
+  CHECK(Config::from_file(path, {"data.root='/data/it''s'"}).get_string("data.root") == "/data/it's");
+  CHECK(Config::from_file(path, {"train.steps= 12 "}).get_int("train.steps") == 12);
 }
 
 TEST_CASE("the resolved config round-trips through YAML", "[config]") {

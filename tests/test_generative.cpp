@@ -385,7 +385,7 @@ TEST_CASE("zoo sample: trains a tiny DDPM, samples with DDPM and DDIM, bad check
                         "model: {base_channels: 8, channel_mults: \"1,2\", res_blocks: 1, attention_resolutions: \"14\", heads: 2}\n"
                         "diffusion: {timesteps: 40}\n"
                         "sample: {grid: 4, steps: 4}\n"
-                        "data: {root: " + test::data_root() + ", train_limit: 256, eval_limit: 64}\n"
+                        "data: {root: " + test::yaml_str(test::data_root()) + ", train_limit: 256, eval_limit: 64}\n"
                         "train: {device: cpu, threads: 1, batch_size: 16, steps: 3, log_every: 1, eval_every: 0, ema: true}\n";
   test::check_refused("train --config " + q(cfg) + " --set diffusion.beta_start=0 --run-dir " + q(dir + "/beta0"),
                       "diffusion.beta_start: must be above 0, got 0");
@@ -619,12 +619,12 @@ TEST_CASE("zoo embed: ViT and VAE vectors of PNG files are what the models compu
   std::ofstream(dir + "/vit.yaml") << test::tiny_vit_yaml(2);
   std::ofstream(dir + "/gan.yaml") << "task: gan_fashion_mnist\n"
                                       "model: {latent_dim: 6, generator_features: 16, discriminator_features: 8}\n"
-                                      "data: {root: " + test::data_root() + ", train_limit: 256, eval_limit: 64}\n"
+                                      "data: {root: " + test::yaml_str(test::data_root()) + ", train_limit: 256, eval_limit: 64}\n"
                                       "train: {device: cpu, threads: 1, batch_size: 16, steps: 20, log_every: 5, "
                                       "eval_every: 0}\n";
   std::ofstream(dir + "/vae.yaml") << "task: vae_fashion_mnist\n"
                                       "model: {hidden_dim: 32, latent_dim: 5}\n"
-                                      "data: {root: " + test::data_root() + ", train_limit: 256, eval_limit: 64}\n"
+                                      "data: {root: " + test::yaml_str(test::data_root()) + ", train_limit: 256, eval_limit: 64}\n"
                                       "eval: {iw_samples: 10, iw_images: 8}\n"
                                       "train: {device: cpu, threads: 1, batch_size: 16, steps: 3, log_every: 1, "
                                       "eval_every: 0, ema: true, ema_decay: 0.5}\n";

@@ -47,7 +47,7 @@ std::string cmudict_root() {
 std::string tiny_g2p_yaml(int steps) {
   return "task: transformer_g2p\n"
          "model: {d_model: 64, heads: 4, ff_dim: 128, encoder_layers: 2, decoder_layers: 2, dropout: 0.0}\n"
-         "data: {root: " + cmudict_root() + ", train_limit: 3000, eval_limit: 200}\n"
+         "data: {root: " + zoo::test::yaml_str(cmudict_root()) + ", train_limit: 3000, eval_limit: 200}\n"
          "decode: {beam_size: 2, batch_size: 100}\n"
          "train: {device: cpu, threads: 2, seed: 1, batch_size: 64, steps: " + std::to_string(steps) +
          ", log_every: 25, eval_every: 0, checkpoint_every: 1000}\n"

@@ -343,11 +343,17 @@ void Config::set(const std::string& key, const std::string& text, const std::str
   const auto* spec = schema_.find(key);
   if (key == "task") throw UsageError(source + ": the task comes from the config file and can't be overridden");
   if (!spec) throw UsageError(source + ": unknown key '" + key + "'" + suggestion(schema_, key, task_));
-  std::string scalar = text;
-  try {  // accept YAML quoting: --set data.root='"a b"'
-    auto node = YAML::Load(text);
-    if (node.IsScalar()) scalar = node.Scalar();
-  } catch (const YAML::Exception&) {
+  // The text as written, less surrounding blanks; YAML reads it only when quoted (--set
+  // data.root='"a b"'), since YAML would drop a " #..." as a comment and "&a " or "!t " as an
+  // anchor or tag, so that --set data.root='/data/set #2' became /data/set.
+  const auto first = text.find_first_not_of(" \t"), last = text.find_last_not_of(" \t");
+  std::string scalar = first == std::string::npos ? "" : text.substr(first, last - first + 1);
+  if (!scalar.empty() && (scalar.front() == '"' || scalar.front() == '\'')) {
+    try {
+      auto node = YAML::Load(scalar);
+      if (node.IsScalar()) scalar = node.Scalar();
+    } catch (const YAML::Exception&) {
+    }
   }
   std::string why;
   auto v = parse_scalar(*spec, scalar, why);
