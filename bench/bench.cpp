@@ -283,7 +283,13 @@ int main(int argc, char** argv) {
     if (dev.is_cuda()) torch::cuda::synchronize();
   };
   Bench b;
-  const bool kept = zoo::keep_freed_memory();  // as zoo train does (zoo::apply_runtime)
+  bool kept = false;
+  try {
+    kept = zoo::keep_freed_memory();  // as zoo train does (zoo::apply_runtime)
+  } catch (const zoo::UsageError& e) {
+    std::fprintf(stderr, "zoo_bench: %s\n", e.what());
+    return 2;
+  }
   torch::set_num_threads(threads);
   at::init_num_threads();  // as a training step's first parallel op does: it slows torch::bmm's products (README, Speed)
   torch::manual_seed(0);

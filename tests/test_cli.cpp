@@ -79,6 +79,26 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
   auto badn = run(zoo_bin() + " sample vae --n abc");  // named as typed, though cxxopts parses it as -n
   CHECK(badn.code == 2);
   CHECK_THAT(badn.output, Contains("--n abc: not a valid value"));
+  // Numbers are read from the text as typed, as the configs' are: cxxopts alone wrapped some past
+  // int64 round (this seed to 2049638230412172404), took "0.5abc" as 0.5, and 010 or 0x10 as it liked.
+  check_refused("sample vae --seed 20496382304121724020", "--seed 20496382304121724020: '20496382304121724020' is out of range");
+  check_refused("sample vae --n 010", "--n 010: '010' has a leading zero");
+  check_refused("sample ddim --eta 0.5abc", "--eta 0.5abc: sample.eta: expected a number, got '0.5abc'");
+  check_refused("sample ddim --eta 0,5", "--eta 0,5: sample.eta: expected a number, got '0,5'");
+  check_refused("sample ddim --steps 010", "--steps 010: sample.steps: '010' has a leading zero");
+  check_refused("fill-mask --checkpoint x.pt --top 0x10 'a [MASK]'", "--top 0x10: expected a whole number, in decimal");
+  check_refused("zero-shot --checkpoint x.pt --image x.png --labels 'bag,,coat'", "--labels: label 2 is empty");
+  check_refused("zero-shot --checkpoint x.pt --image x.png --labels 'bag,coat,'", "--labels: label 3 is empty");
+  check_refused("sample ddim --interpolate 3 --between a.png,b.png,", "--between: expected two image files, A.png,B.png; got 3");
+  check_refused("train --config " + q(zoo::test::source_dir() + "/configs/ddpm_fashion_mnist.yaml") +
+                    " --set model.channel_mults=1,2,",
+                "model.channel_mults: expected comma-separated positive integers, got '1,2,'");
+  // ZOO_KEEP_FREED_MEMORY is 0 or 1: "off" left it on, unsaid.
+  auto env = run("ZOO_KEEP_FREED_MEMORY=off " + zoo_bin() + " train --config " +
+                 q(zoo::test::source_dir() + "/configs/vit_fashion_mnist.yaml") + " --run-dir " +
+                 q(zoo::test::scratch("cli-env") + "/r"));
+  CHECK(env.code == 2);
+  CHECK_THAT(last_line(env.output), Contains("zoo: error: ZOO_KEEP_FREED_MEMORY=off: expected 0 (off) or 1 (on, as when unset)"));
   auto list = run("cd " + q(zoo::test::source_dir()) + " && " + zoo_bin() + " list");
   CHECK(list.code == 0);
   CHECK_THAT(list.output, Contains("vit_fashion_mnist") && Contains("configs/vit_fashion_mnist.yaml"));

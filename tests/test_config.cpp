@@ -87,6 +87,31 @@ TEST_CASE("wrong types and out-of-range values are rejected with the line", "[co
   for (const std::string index : {"128", "99999999999999999999"})
     CHECK_THROWS_WITH(Config::from_file(p6, {"train.device=cuda:" + index}),
                       Contains("train.device: must be auto, cpu, cuda or cuda:N (N from 0 to 127), got 'cuda:" + index + "'"));
+  // Numbers read as written or not at all: no octal or hex, nothing float would hold as 0.
+  const std::vector<std::pair<std::string, std::string>> refused = {
+      {"train:\n  log_every: 010\n", ":3: train.log_every: '010' has a leading zero (octal to YAML 1.1 and to bash)"},
+      {"train:\n  seed: 99999999999999999999\n", ":3: train.seed: '99999999999999999999' is out of range"},
+      {"optim:\n  lr: 0x10\n", ":3: optim.lr: expected a number, got '0x10'"},
+      {"optim:\n  lr: 1e-400\n", ":3: optim.lr: '1e-400' is too small for float"},
+      {"optim:\n  eps: 1e-50\n", ":3: optim.eps: '1e-50' is too small for float"},
+      {"optim:\n  lr: 1e39\n", ":3: optim.lr: '1e39' is out of range (at most 3.4e38 in magnitude)"}};
+  for (const auto& [yaml, message] : refused) {
+    auto p = write_config("number.yaml", "task: vit_fashion_mnist\n" + yaml);
+    CHECK_THROWS_WITH(Config::from_file(p), Contains(p + message));
+  }
+  auto p10 = write_config("numbers.yaml", "task: vit_fashion_mnist\ntrain:\n  seed: 0\n  log_every: +10\noptim:\n  lr: .5\n  eps: 1.0e-9\n  weight_decay: 0\n");
+  auto numbers = Config::from_file(p10);
+  CHECK(numbers.get_int("train.log_every") == 10);
+  CHECK(numbers.get_float("optim.lr") == 0.5);
+  CHECK(numbers.get_float("optim.eps") == 1e-9);
+  std::string why;
+  CHECK(zoo::parse_whole("-12", why) == int64_t{-12});
+  CHECK(zoo::parse_whole("9223372036854775807", why) == INT64_MAX);
+  CHECK_FALSE(zoo::parse_whole("1.5", why));
+  CHECK_FALSE(zoo::parse_whole(" 5", why));
+  CHECK(why.empty());  // not a whole number: the caller says what it expected
+  CHECK(zoo::parse_real("1.2e-38", why) == 1.2e-38);
+  for (const std::string text : {"inf", "nan", "1e", "0x1p-3", "", "1 "}) CHECK_FALSE(zoo::parse_real(text, why));
 }
 
 TEST_CASE("missing file, unknown task, unknown section, bad YAML", "[config]") {
@@ -119,6 +144,12 @@ TEST_CASE("set overrides (--set) any key and is checked like the file", "[config
   CHECK(Config::from_file(path, {"data.root=\"/data/a #1\""}).get_string("data.root") == "/data/a #1");
   CHECK(Config::from_file(path, {"data.root='/data/it''s'"}).get_string("data.root") == "/data/it's");
   CHECK(Config::from_file(path, {"train.steps= 12 "}).get_int("train.steps") == 12);
+  // Quoted, it is one quoted string or refused: YAML kept what came before anything after it.
+  CHECK(Config::from_file(path, {"data.root=\"/data/\\\"q\\\"\""}).get_string("data.root") == "/data/\"q\"");
+  for (const std::string text : {"\"5\" 7", "'5' 7", "\"5\" # 7", "\"/x", "'/x' '/y'", "\""})
+    CHECK_THROWS_WITH(Config::from_file(path, {"train.steps=" + text}),
+                      Contains("--set train.steps=" + text + ": train.steps: the value opens a quote") &&
+                          Contains("but is not one quoted string; quote all of it, or none"));
 }
 
 TEST_CASE("the resolved config round-trips through YAML", "[config]") {

@@ -3,6 +3,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -51,6 +53,47 @@ std::string suggestion(const Schema& schema, const std::string& key, const std::
   return best.empty() ? " (`zoo list " + task + "` lists the task's keys)" : " (did you mean " + best + "?)";
 }
 
+}  // namespace
+
+std::optional<int64_t> parse_whole(const std::string& text, std::string& why) {
+  const size_t sign = !text.empty() && (text[0] == '-' || text[0] == '+') ? 1 : 0;
+  const auto digits = text.substr(sign);
+  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); }))
+    return std::nullopt;
+  if (digits.size() > 1 && digits[0] == '0') {
+    why = "'" + text + "' has a leading zero (octal to YAML 1.1 and to bash); write it without";
+    return std::nullopt;
+  }
+  errno = 0;
+  const long long v = std::strtoll(text.c_str(), nullptr, 10);
+  if (errno == ERANGE) {
+    why = "'" + text + "' is out of range (at most 9223372036854775807 in magnitude)";
+    return std::nullopt;
+  }
+  return static_cast<int64_t>(v);
+}
+
+std::optional<double> parse_real(const std::string& text, std::string& why) {
+  // strtod's decimal forms only: a sign, digits with one point, an exponent (no hex, inf, nan, blanks)
+  if (text.empty() || text.find_first_not_of("0123456789+-.eE") != std::string::npos) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(text.c_str(), &end);
+  if (*end != '\0') return std::nullopt;
+  const double magnitude = std::fabs(v);
+  if ((errno == ERANGE && magnitude > 1) || magnitude > std::numeric_limits<float>::max()) {
+    why = "'" + text + "' is out of range (at most 3.4e38 in magnitude)";
+    return std::nullopt;
+  }
+  if (errno == ERANGE || (v != 0 && magnitude < std::numeric_limits<float>::min())) {
+    why = "'" + text + "' is too small for float, whose smallest normal is 1.2e-38; give 0 or a larger value";
+    return std::nullopt;
+  }
+  return v;
+}
+
+namespace {
+
 /// Parses a YAML scalar's text into the key's kind; empty optional + message on failure.
 std::optional<Value> parse_scalar(const KeySpec& spec, const std::string& text, std::string& why) {
   switch (spec.kind) {
@@ -61,23 +104,14 @@ std::optional<Value> parse_scalar(const KeySpec& spec, const std::string& text, 
       if (t == "false" || t == "no" || t == "off") return Value(false);
       break;
     }
-    case Kind::kInt: {
-      char* end = nullptr;
-      errno = 0;
-      long long v = std::strtoll(text.c_str(), &end, 10);
-      if (!text.empty() && *end == '\0' && errno == 0) return Value(static_cast<int64_t>(v));
+    case Kind::kInt:
+      if (auto v = parse_whole(text, why)) return Value(*v);
+      if (!why.empty()) return std::nullopt;
       break;
-    }
-    case Kind::kFloat: {
-      char* end = nullptr;
-      double v = std::strtod(text.c_str(), &end);
-      if (!text.empty() && *end == '\0' && std::isfinite(v)) {
-        if (std::fabs(v) <= std::numeric_limits<float>::max()) return Value(v);  // the networks compute in float
-        why = "'" + text + "' is out of range (at most 3.4e38 in magnitude)";
-        return std::nullopt;
-      }
+    case Kind::kFloat:
+      if (auto v = parse_real(text, why)) return Value(*v);
+      if (!why.empty()) return std::nullopt;
       break;
-    }
     case Kind::kString:
       return Value(text);
   }
@@ -344,16 +378,33 @@ void Config::set(const std::string& key, const std::string& text, const std::str
   if (key == "task") throw UsageError(source + ": the task comes from the config file and can't be overridden");
   if (!spec) throw UsageError(source + ": unknown key '" + key + "'" + suggestion(schema_, key, task_));
   // The text as written, less surrounding blanks; YAML reads it only when quoted (--set
-  // data.root='"a b"'), since YAML would drop a " #..." as a comment and "&a " or "!t " as an
-  // anchor or tag, so that --set data.root='/data/set #2' became /data/set.
+  // data.root='"a b"'), and then only a whole quoted scalar, since YAML would drop a " #..." as a
+  // comment, "&a " or "!t " as an anchor or tag, and what follows a closing quote, so that --set
+  // data.root='/data/set #2' became /data/set.
   const auto first = text.find_first_not_of(" \t"), last = text.find_last_not_of(" \t");
   std::string scalar = first == std::string::npos ? "" : text.substr(first, last - first + 1);
   if (!scalar.empty() && (scalar.front() == '"' || scalar.front() == '\'')) {
-    try {
-      auto node = YAML::Load(scalar);
-      if (node.IsScalar()) scalar = node.Scalar();
-    } catch (const YAML::Exception&) {
+    const char quote = scalar.front();
+    size_t close = 1;  // where the quote closes
+    while (close < scalar.size()) {
+      if (quote == '"' && scalar[close] == '\\') close += 2;                // an escape: \" \\ \n ...
+      else if (quote == '\'' && scalar.compare(close, 2, "''") == 0) close += 2;  // '' is one '
+      else if (scalar[close] == quote) break;
+      else ++close;
     }
+    bool read = close == scalar.size() - 1;  // nothing after it
+    if (read) {
+      try {
+        auto node = YAML::Load(scalar);
+        read = node.IsScalar();
+        if (read) scalar = node.Scalar();
+      } catch (const YAML::Exception&) {
+        read = false;
+      }
+    }
+    if (!read)
+      throw UsageError(source + ": " + key + ": the value opens a quote (" + std::string(1, quote) +
+                       ") but is not one quoted string; quote all of it, or none");
   }
   std::string why;
   auto v = parse_scalar(*spec, scalar, why);

@@ -117,6 +117,17 @@ class Config {
   std::map<std::string, Value> values_;
 };
 
+/// `text` as a whole number in decimal ("12", "-3", "+5"); nullopt otherwise, with `why` set when
+/// it reads as one but may not be taken: a leading zero ("010", octal 8 to YAML 1.1 and to bash)
+/// or a value outside int64. The configs' and the command line's whole numbers.
+std::optional<int64_t> parse_whole(const std::string& text, std::string& why);
+
+/// `text` as a real number that float holds (the networks compute in float): decimal, with an
+/// exponent or not ("0.001", ".5", "1e-3"); nullopt otherwise, with `why` set when it reads as one
+/// but may not be taken: beyond float's range, or not 0 and below its smallest normal (1.2e-38),
+/// where it would be 0 or lose its digits. Hexadecimal, inf and nan are refused.
+std::optional<double> parse_real(const std::string& text, std::string& why);
+
 /// A value as a person would write it after --set: true, 64, 0.001, universal.
 std::string show_value(const Value& v);
 

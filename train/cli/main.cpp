@@ -167,6 +167,29 @@ void check_stdout() {
 /// is not (cxxopts takes a value after '=' for a flag too).
 bool flag_on(const cxxopts::ParseResult& r, const std::string& name) { return r.count(name) > 0 && r[name].as<bool>(); }
 
+/// A whole-number option's value, read from the text given as the configs' whole numbers are
+/// (zoo::parse_whole): cxxopts lets some numbers past int64's range wrap around, and reads a
+/// leading zero or 0x as it likes; its default when not given.
+int64_t whole_option(const cxxopts::ParseResult& r, const std::string& name) {
+  const cxxopts::KeyValue* given = nullptr;
+  for (const auto& kv : r.arguments())
+    if (kv.key() == name) given = &kv;
+  if (!given) return r[name].as<int64_t>();
+  std::string why;
+  auto v = zoo::parse_whole(given->value(), why);
+  if (!v) throw zoo::UsageError("--" + name + " " + given->value() + ": " + (why.empty() ? "expected a whole number, in decimal" : why));
+  return *v;
+}
+
+/// The text a numeric option was given as (cxxopts reads "0.5abc" as 0.5 and "0,5" as 0), for a
+/// config key's own, strict reading (Config::set); "" when it is not given.
+std::string given_text(const cxxopts::ParseResult& r, const std::string& name) {
+  std::string text;
+  for (const auto& kv : r.arguments())
+    if (kv.key() == name) text = kv.value();
+  return text;
+}
+
 /// `shown` is the command line as the user typed it, for messages, when `argv` is a rewrite of it.
 cxxopts::ParseResult parse(cxxopts::Options& options, int argc, char** argv, char** shown = nullptr) {
   options.add_options()("h,help", "show this help");
@@ -350,10 +373,11 @@ int cmd_sample(int argc, char** argv) {
   else if (model == "gan") family = "gan_";
   else if (model == "ddpm" || model == "ddim") family = "ddpm_";
   else throw zoo::UsageError("zoo sample: unknown model '" + model + "' (vae, gan, ddpm or ddim)");
-  const auto n = r["n"].as<int64_t>();
+  const auto n = whole_option(r, "n");
   if (n < 1 || n > 4096) throw zoo::UsageError("--n " + std::to_string(n) + ": expected 1 to 4096 samples");
-  if (r["seed"].as<int64_t>() < 0)  // as train.seed
-    throw zoo::UsageError("--seed " + std::to_string(r["seed"].as<int64_t>()) + ": expected a seed of at least 0");
+  const auto seed = whole_option(r, "seed");
+  if (seed < 0)  // as train.seed
+    throw zoo::UsageError("--seed " + std::to_string(seed) + ": expected a seed of at least 0");
   {
     auto name = fs::path(r["out"].as<std::string>()).filename().string();
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -387,16 +411,16 @@ int cmd_sample(int argc, char** argv) {
     ddpm.set("sample." + name, value, "--" + name + " " + value);
     sets.push_back("sample." + name + "=" + value);
   };
-  if (r.count("steps")) flag("steps", std::to_string(r["steps"].as<int64_t>()));
-  if (r.count("eta")) flag("eta", zoo::show_value(r["eta"].as<double>()));  // the digits that read back as it
+  if (r.count("steps")) flag("steps", given_text(r, "steps"));
+  if (r.count("eta")) flag("eta", given_text(r, "eta"));
   if (r.count("spacing")) flag("spacing", r["spacing"].as<std::string>());
   if (r.count("variance")) flag("variance", r["variance"].as<std::string>());
-  auto columns = r["columns"].as<int64_t>();
+  auto columns = whole_option(r, "columns");
   if (columns < 1)
     throw zoo::UsageError("--columns " + std::to_string(columns) + ": expected at least 1 image per row");
   int64_t per_row = 0;  // --interpolate's images per row
   if (r.count("interpolate")) {
-    per_row = r["interpolate"].as<int64_t>();
+    per_row = whole_option(r, "interpolate");
     if (per_row < 2 || per_row > 64)
       throw zoo::UsageError("--interpolate " + std::to_string(per_row) + ": expected 2 to 64 images per row");
     if (r.count("columns"))
@@ -412,6 +436,7 @@ int cmd_sample(int argc, char** argv) {
     for (const auto& v : r["between"].as<std::vector<std::string>>()) {
       std::stringstream list(v);
       for (std::string f; std::getline(list, f, ',');) files.push_back(f);
+      if (!v.empty() && v.back() == ',') files.emplace_back();  // a trailing comma: getline ends without it
     }
     if (!per_row) throw zoo::UsageError("--between: goes with --interpolate K (the images of the row)");
     if (files.size() != 2)
@@ -463,10 +488,10 @@ int cmd_sample(int argc, char** argv) {
     const std::string what = e.what();
     // Checked against the model rather than the schema: more steps than the diffusion has.
     if (r.count("steps") && what.rfind(checkpoint + ": sample.steps: ", 0) == 0)
-      throw zoo::UsageError("--steps " + std::to_string(r["steps"].as<int64_t>()) + what.substr(checkpoint.size()));
+      throw zoo::UsageError("--steps " + given_text(r, "steps") + what.substr(checkpoint.size()));
     throw;
   }
-  torch::manual_seed(static_cast<uint64_t>(r["seed"].as<int64_t>()));
+  torch::manual_seed(static_cast<uint64_t>(seed));
   const int64_t rows = ends.empty() ? n : 1;
   auto images = !ends.empty() ? task->interpolate_between(ends[0], ends[1], per_row)
                 : per_row     ? task->interpolate(n, per_row)
@@ -572,7 +597,7 @@ int cmd_g2p(int argc, char** argv) {
   o.parse_positional({"words"});
   auto r = parse(o, argc, argv);
   if (!r.count("checkpoint")) throw zoo::UsageError("zoo g2p: --checkpoint is required (a transformer_g2p run's best.pt)");
-  const auto nbest = r["nbest"].as<int64_t>();
+  const auto nbest = whole_option(r, "nbest");
   if (nbest < 1) throw zoo::UsageError("--nbest " + std::to_string(nbest) + ": expected at least 1 pronunciation a word");
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   auto [task, g2p] = load_as<zoo::G2PTask>(r["checkpoint"].as<std::string>(), sets, "a G2P model (transformer_g2p)");
@@ -625,7 +650,7 @@ int cmd_fill_mask(int argc, char** argv) {
   o.parse_positional({"text"});
   auto r = parse(o, argc, argv);
   if (!r.count("checkpoint")) throw zoo::UsageError("zoo fill-mask: --checkpoint is required (a bert_mlm run's best.pt)");
-  const auto k = r["top"].as<int64_t>();
+  const auto k = whole_option(r, "top");
   if (k < 1) throw zoo::UsageError("--top " + std::to_string(k) + ": expected at least 1");
   auto sets = r.count("set") ? r["set"].as<std::vector<std::string>>() : std::vector<std::string>{};
   auto [task, mlm] = load_as<zoo::MaskedLanguageModelTask>(r["checkpoint"].as<std::string>(), sets,
@@ -726,13 +751,18 @@ int cmd_zero_shot(int argc, char** argv) {
   if (r.count("image") && r.count("images"))
     throw zoo::UsageError("zoo zero-shot: give one image with --image, or image files as arguments, not both");
   std::vector<std::string> labels;
-  std::stringstream ss(r["labels"].as<std::string>());
+  const auto label_list = r["labels"].as<std::string>();
+  std::stringstream ss(label_list);
   for (std::string l; std::getline(ss, l, ',');) {
     const auto b = l.find_first_not_of(" \t"), e = l.find_last_not_of(" \t");
-    if (b != std::string::npos) labels.push_back(l.substr(b, e - b + 1));
+    labels.push_back(b == std::string::npos ? "" : l.substr(b, e - b + 1));
   }
+  if (!label_list.empty() && label_list.back() == ',') labels.emplace_back();  // getline ends without it
   if (labels.size() < 2) throw zoo::UsageError("--labels: give at least two comma-separated labels");
   for (size_t i = 0; i < labels.size(); ++i) {  // one printed line per label, each label once
+    if (labels[i].empty())
+      throw zoo::UsageError("--labels: label " + std::to_string(i + 1) + " is empty (two commas in a row, or one at an "
+                            "end); separate the labels with single commas");
     if (std::any_of(labels[i].begin(), labels[i].end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
       throw zoo::UsageError("--labels: label " + std::to_string(i + 1) + " holds a control character (such as a tab "
                             "or line break); separate the labels with commas");
@@ -885,7 +915,7 @@ int cmd_average(int argc, char** argv) {
     const auto dir = r["run-dir"].as<std::string>();
     if (!fs::is_directory(dir)) throw zoo::UsageError("--run-dir " + dir + ": no such run directory");
     auto all = zoo::list_step_checkpoints((fs::path(dir) / "checkpoints").string());
-    const auto last = r.count("last") ? r["last"].as<int64_t>() : std::clamp<int64_t>(static_cast<int64_t>(all.size()), 2, 5);
+    const auto last = r.count("last") ? whole_option(r, "last") : std::clamp<int64_t>(static_cast<int64_t>(all.size()), 2, 5);
     if (last < 2) throw zoo::UsageError("--last " + std::to_string(last) + ": average at least 2 checkpoints");
     if (all.size() < 2)
       throw zoo::UsageError("--run-dir " + dir + ": holds " + std::to_string(all.size()) + " step checkpoint" +

@@ -35,6 +35,8 @@ std::vector<int64_t> parse_int_list(const std::string& key, const std::string& t
     if (item.empty() || *end != '\0' || v < 1) throw UsageError(key + ": expected comma-separated positive integers, got '" + text + "'");
     out.push_back(v);
   }
+  if (!text.empty() && text.back() == ',')  // getline ends without an item after it
+    throw UsageError(key + ": expected comma-separated positive integers, got '" + text + "'");
   if (out.empty()) throw UsageError(key + ": expected at least one integer");
   return out;
 }
