@@ -328,7 +328,10 @@ class GANTask : public ImageGenerationTask {
     return log;
   }
 
-  /// The discriminator's view of held-out real images and of fresh samples.
+  /// The discriminator's view of held-out real images and of fresh samples. D stays in training
+  /// mode (only model(), G, is switched to eval): it normalizes with the statistics of the batch
+  /// it sees, all real or all generated, as in its training step; its running statistics are never
+  /// used.
   Scalars evaluate(const std::string& split) override {
     const auto& set = eval_set(split);
     const auto n = std::min<int64_t>(set.size(), 1000);
