@@ -81,11 +81,11 @@ std::optional<double> parse_real(const std::string& text, std::string& why) {
   const double v = std::strtod(text.c_str(), &end);
   if (*end != '\0') return std::nullopt;
   const double magnitude = std::fabs(v);
-  if ((errno == ERANGE && magnitude > 1) || magnitude > std::numeric_limits<float>::max()) {
+  if (magnitude > std::numeric_limits<float>::max()) {  // strtod's overflow too: HUGE_VAL
     why = "'" + text + "' is out of range (at most 3.4e38 in magnitude)";
     return std::nullopt;
   }
-  if (errno == ERANGE || (v != 0 && magnitude < std::numeric_limits<float>::min())) {
+  if (errno == ERANGE || (v != 0 && magnitude < std::numeric_limits<float>::min())) {  // ERANGE: underflow
     why = "'" + text + "' is too small for float, whose smallest normal is 1.2e-38; give 0 or a larger value";
     return std::nullopt;
   }

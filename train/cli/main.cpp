@@ -167,27 +167,25 @@ void check_stdout() {
 /// is not (cxxopts takes a value after '=' for a flag too).
 bool flag_on(const cxxopts::ParseResult& r, const std::string& name) { return r.count(name) > 0 && r[name].as<bool>(); }
 
-/// A whole-number option's value, read from the text given as the configs' whole numbers are
-/// (zoo::parse_whole): cxxopts lets some numbers past int64's range wrap around, and reads a
-/// leading zero or 0x as it likes; its default when not given.
-int64_t whole_option(const cxxopts::ParseResult& r, const std::string& name) {
-  const cxxopts::KeyValue* given = nullptr;
-  for (const auto& kv : r.arguments())
-    if (kv.key() == name) given = &kv;
-  if (!given) return r[name].as<int64_t>();
-  std::string why;
-  auto v = zoo::parse_whole(given->value(), why);
-  if (!v) throw zoo::UsageError("--" + name + " " + given->value() + ": " + (why.empty() ? "expected a whole number, in decimal" : why));
-  return *v;
-}
-
-/// The text a numeric option was given as (cxxopts reads "0.5abc" as 0.5 and "0,5" as 0), for a
-/// config key's own, strict reading (Config::set); "" when it is not given.
+/// The text an option was given as, the last time it was given; "" when it was not. cxxopts reads
+/// numbers leniently ("0.5abc" as 0.5, "0,5" as 0, some whole numbers past int64's range wrapped
+/// round), so numeric options are read again from it, strictly (whole_option, Config::set).
 std::string given_text(const cxxopts::ParseResult& r, const std::string& name) {
   std::string text;
   for (const auto& kv : r.arguments())
     if (kv.key() == name) text = kv.value();
   return text;
+}
+
+/// A whole-number option's value, read from its text as the configs' whole numbers are
+/// (zoo::parse_whole); its default when not given.
+int64_t whole_option(const cxxopts::ParseResult& r, const std::string& name) {
+  if (!r.count(name)) return r[name].as<int64_t>();
+  const auto text = given_text(r, name);
+  std::string why;
+  auto v = zoo::parse_whole(text, why);
+  if (!v) throw zoo::UsageError("--" + name + " " + text + ": " + (why.empty() ? "expected a whole number, in decimal" : why));
+  return *v;
 }
 
 /// `shown` is the command line as the user typed it, for messages, when `argv` is a rewrite of it.
