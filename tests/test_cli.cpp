@@ -224,6 +224,17 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
                 "eval.fid_samples: must be 0 (no FID) or at least 2");
   check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set sample.grid=5000",
                 "sample.grid: must be at most 4096");
+  // Values a numerics review found to give NaN: an alpha-bar_T that float holds as 0, FID's
+  // covariance of one image, a linear probe standardised over one image.
+  check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
+                    " --set diffusion.timesteps=20000 --run-dir " + q(dir + "/long"),
+                "diffusion.timesteps: alpha-bar at t = T is 1.32e-88 over 20000 steps of this schedule, below what "
+                "float holds (1.2e-38)");
+  check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
+                    " --set data.val_size=1 --set eval.fid_classifier=" + q(dir + "/none.pt") + " --run-dir " + q(dir + "/one"),
+                "data.val_size: 1 image is too few for FID on the val split");
+  check_refused("train --config " + q(configs + "clip_fashion_mnist.yaml") + " --set eval.probe_train_limit=1",
+                "eval.probe_train_limit: must be 0 (all) or at least 2");
   // A file an eval key names is checked before the first step, not at the first evaluation.
   check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
                     " --set eval.fid_classifier=" + q(dir + "/none.pt") + " --run-dir " + q(dir + "/fid"),

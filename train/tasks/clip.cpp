@@ -313,6 +313,11 @@ void add_keys(Schema& s) {
       .fixed("data.vocab_size")
       .add_bool("eval.linear_probe", true, "fit a logistic-regression probe on frozen image features at each evaluation")
       .add_int("eval.probe_train_limit", 0, "training images the probe is fitted on (0 = all)", 0)
+      .check("eval.probe_train_limit", [](const Value& v) {
+        return std::get<int64_t>(v) == 1 ? "must be 0 (all) or at least 2: the probe standardises each feature by its "
+                                           "spread over the images (one has none: NaN weights)"
+                                         : "";
+      })
       .add_int("eval.retrieval_size", 1000, "images (and captions) in the retrieval evaluation", 0);
 }
 

@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <limits>
+
 #include "models/ddim.h"
 #include "models/ddpm.h"
 #include "models/gan.h"
@@ -63,7 +65,11 @@ class ImageGenerationTask : public FashionMnistTask {
       : FashionMnistTask(cfg, ctx),
         fid_classifier_(cfg.get_string("eval.fid_classifier")),
         fid_samples_(cfg.get_int("eval.fid_samples")),
-        fid_floor_(cfg.get_bool("eval.fid_floor")) {}
+        fid_floor_(cfg.get_bool("eval.fid_floor")) {
+    if (!fid_classifier_.empty() && fid_samples_ > 0 && val_size_ == 1)  // FID takes min(fid_samples, images)
+      throw UsageError("data.val_size: 1 image is too few for FID on the val split, which fits a covariance to at "
+                       "least 2 (eval.fid_classifier is set); give 2 or more");
+  }
 
   /// Images from latents drawn from the prior N(0, I), one draw for the batch.
   torch::Tensor sample(int64_t n) override {
@@ -431,6 +437,17 @@ class DDPMTask : public ImageGenerationTask {
                                       .kind(cfg.get_string("diffusion.schedule"))
                                       .beta_start(cfg.get_float("diffusion.beta_start"))
                                       .beta_end(cfg.get_float("diffusion.beta_end")));
+    // The samplers take x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab) in float: an alpha-bar_T below
+    // float's smallest normal (a linear schedule's at about T = 12,000 and more) makes it inf,
+    // and the images NaN. Nichol and Dhariwal (2021) scale the linear betas by 1000/T instead.
+    const double ab_T = model_->schedule->alphas_cumprod[T - 1].item<double>();
+    if (ab_T < std::numeric_limits<float>::min()) {
+      const auto what = "diffusion.timesteps: alpha-bar at t = T is " + fmt::format("{:.3g}", ab_T) +
+                        " over " + std::to_string(T) + " steps of this schedule, below what float holds (1.2e-38): "
+                        "x0 = x_t / sqrt(alpha-bar) would be inf";
+      if (!ctx.state) throw UsageError(what + "; use fewer steps or a smaller diffusion.beta_end");
+      spdlog::warn("{}; sampling from this checkpoint may give NaN images", what);
+    }
     model_->to(device_);
   }
   torch::nn::Module& model() override { return *model_; }
