@@ -228,8 +228,8 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   // covariance of one image, a linear probe standardised over one image.
   check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
                     " --set diffusion.timesteps=20000 --run-dir " + q(dir + "/long"),
-                "diffusion.timesteps: alpha-bar at t = T is 1.32e-88 over 20000 steps of this schedule, below what "
-                "float holds (1.2e-38)");
+                "diffusion.timesteps: alpha-bar at t = T is 1.32e-88 over 20000 steps of this schedule, below float's "
+                "smallest normal (1.2e-38)");
   check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
                     " --set data.val_size=1 --set eval.fid_classifier=" + q(dir + "/none.pt") + " --run-dir " + q(dir + "/one"),
                 "data.val_size: 1 image is too few for FID on the val split");

@@ -438,13 +438,14 @@ class DDPMTask : public ImageGenerationTask {
                                       .beta_start(cfg.get_float("diffusion.beta_start"))
                                       .beta_end(cfg.get_float("diffusion.beta_end")));
     // The samplers take x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab) in float: an alpha-bar_T below
-    // float's smallest normal (a linear schedule's at about T = 12,000 and more) makes it inf,
-    // and the images NaN. Nichol and Dhariwal (2021) scale the linear betas by 1000/T instead.
+    // float's smallest normal (the linear 1e-4..0.02 schedule's from T = 8,633 on) loses its digits
+    // there, and under about 1.4e-45 is 0, x0 inf and the images NaN (from T = 12,000 or so).
+    // Nichol and Dhariwal (2021) scale the linear betas by 1000/T instead.
     const double ab_T = model_->schedule->alphas_cumprod[T - 1].item<double>();
     if (ab_T < std::numeric_limits<float>::min()) {
-      const auto what = "diffusion.timesteps: alpha-bar at t = T is " + fmt::format("{:.3g}", ab_T) +
-                        " over " + std::to_string(T) + " steps of this schedule, below what float holds (1.2e-38): "
-                        "x0 = x_t / sqrt(alpha-bar) would be inf";
+      const auto what = "diffusion.timesteps: alpha-bar at t = T is " + fmt::format("{:.3g}", ab_T) + " over " +
+                        std::to_string(T) + " steps of this schedule, below float's smallest normal (1.2e-38): "
+                        "x0 = x_t / sqrt(alpha-bar) loses its digits or is inf";
       if (!ctx.state) throw UsageError(what + "; use fewer steps or a smaller diffusion.beta_end");
       spdlog::warn("{}; sampling from this checkpoint may give NaN images", what);
     }
