@@ -439,7 +439,7 @@ class DDPMTask : public ImageGenerationTask {
                                       .beta_end(cfg.get_float("diffusion.beta_end")));
     // The samplers take x0 = (x_t - sqrt(1 - ab) eps) / sqrt(ab) in float: an alpha-bar_T below
     // float's smallest normal (the linear 1e-4..0.02 schedule's from T = 8,633 on) loses its digits
-    // there, and under about 1.4e-45 is 0, x0 inf and the images NaN (from T = 12,000 or so).
+    // there, and under about 1.4e-45 is 0, x0 inf and the images NaN (from T = 10,277).
     // Nichol and Dhariwal (2021) scale the linear betas by 1000/T instead.
     const double ab_T = model_->schedule->alphas_cumprod[T - 1].item<double>();
     if (ab_T < std::numeric_limits<float>::min()) {
