@@ -95,8 +95,8 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
                 "model.channel_mults: expected comma-separated positive integers, got '1,2,'");
   // ZOO_KEEP_FREED_MEMORY is 0 or 1: "off" left it on, unsaid.
   auto env = run("ZOO_KEEP_FREED_MEMORY=off " + zoo_bin() + " train --config " +
-                 q(zoo::test::source_dir() + "/configs/vit_fashion_mnist.yaml") + " --run-dir " +
-                 q(zoo::test::scratch("cli-env") + "/r"));
+                 q(zoo::test::source_dir() + "/configs/vit_fashion_mnist.yaml") +
+                 " --set train.steps=1 --set data.root=/nonexistent --run-dir " + q(zoo::test::scratch("cli-env") + "/r"));
   CHECK(env.code == 2);
   CHECK_THAT(last_line(env.output), Contains("zoo: error: ZOO_KEEP_FREED_MEMORY=off: expected 0 (off) or 1 (on, as when unset)"));
   auto list = run("cd " + q(zoo::test::source_dir()) + " && " + zoo_bin() + " list");
@@ -233,8 +233,13 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
                     " --set data.val_size=1 --set eval.fid_classifier=" + q(dir + "/none.pt") + " --run-dir " + q(dir + "/one"),
                 "data.val_size: 1 image is too few for FID on the val split");
-  check_refused("train --config " + q(configs + "clip_fashion_mnist.yaml") + " --set eval.probe_train_limit=1",
-                "eval.probe_train_limit: must be 0 (all) or at least 2");
+  check_refused("train --config " + q(configs + "clip_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
+                    " --set eval.probe_train_limit=1 --run-dir " + q(dir + "/probe"),
+                "eval.probe_train_limit: the linear probe would be fitted on 1 training image (with data.val_size 5000); "
+                "it needs 2 or more, or eval.linear_probe=false");
+  check_refused("train --config " + q(configs + "clip_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
+                    " --set data.val_size=59999 --run-dir " + q(dir + "/probe"),
+                "the linear probe would be fitted on 1 training image (with data.val_size 59999)");
   // A file an eval key names is checked before the first step, not at the first evaluation.
   check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
                     " --set eval.fid_classifier=" + q(dir + "/none.pt") + " --run-dir " + q(dir + "/fid"),

@@ -89,11 +89,15 @@ TEST_CASE("wrong types and out-of-range values are rejected with the line", "[co
                       Contains("train.device: must be auto, cpu, cuda or cuda:N (N from 0 to 127), got 'cuda:" + index + "'"));
   // Numbers read as written or not at all: no octal or hex, nothing float would hold as 0.
   const std::vector<std::pair<std::string, std::string>> refused = {
-      {"train:\n  log_every: 010\n", ":3: train.log_every: '010' has a leading zero (octal to YAML 1.1 and to bash)"},
+      {"train:\n  log_every: 010\n", ":3: train.log_every: '010' has a leading zero, which YAML 1.1 and bash read as octal (010 is 8)"},
       {"train:\n  seed: 99999999999999999999\n", ":3: train.seed: '99999999999999999999' is out of range"},
       {"optim:\n  lr: 0x10\n", ":3: optim.lr: expected a number, got '0x10'"},
-      {"optim:\n  lr: 1e-400\n", ":3: optim.lr: '1e-400' is too small for float"},
-      {"optim:\n  eps: 1e-50\n", ":3: optim.eps: '1e-50' is too small for float"},
+      {"optim:\n  lr: 1e-400\n", ":3: optim.lr: '1e-400' is too small to be told from 0"},
+      {"optim:\n  lr: 00.5\n", ":3: optim.lr: '00.5' has a leading zero"},
+      {"optim:\n  eps: 1e-50\n", ":3: optim.eps: must be above 0, and at least float's smallest normal 1.2e-38"},
+      {"train:\n  threads: 010\n", ":3: train.threads: must be 'auto' or a thread count from 1 to 1024, got '010': "
+                                    "'010' has a leading zero"},
+      {"train:\n  device: cuda:00\n", ":3: train.device: must be auto, cpu, cuda or cuda:N"},
       {"optim:\n  lr: 1e39\n", ":3: optim.lr: '1e39' is out of range (at most 3.4e38 in magnitude)"}};
   for (const auto& [yaml, message] : refused) {
     auto p = write_config("number.yaml", "task: vit_fashion_mnist\n" + yaml);
@@ -110,8 +114,14 @@ TEST_CASE("wrong types and out-of-range values are rejected with the line", "[co
   CHECK_FALSE(zoo::parse_whole("1.5", why));
   CHECK_FALSE(zoo::parse_whole(" 5", why));
   CHECK(why.empty());  // not a whole number: the caller says what it expected
-  CHECK(zoo::parse_real("1.2e-38", why) == 1.2e-38);
-  for (const std::string text : {"inf", "nan", "1e", "0x1p-3", "", "1 "}) CHECK_FALSE(zoo::parse_real(text, why));
+  for (const std::string text : {"1.2e-38", "1e-40", "1.0000000000000001e-09", "-0", "1e+20", "0.5", "-0.25"}) {
+    INFO(text);  // as show_value writes them into a checkpoint's config
+    CHECK(zoo::parse_real(text, why) == std::strtod(text.c_str(), nullptr));
+  }
+  for (const std::string text : {"inf", "nan", "1e", "0x1p-3", "", "1 ", "010", "-01.5"}) {
+    INFO(text);
+    CHECK_FALSE(zoo::parse_real(text, why));
+  }
 }
 
 TEST_CASE("missing file, unknown task, unknown section, bad YAML", "[config]") {
@@ -146,6 +156,10 @@ TEST_CASE("set overrides (--set) any key and is checked like the file", "[config
   CHECK(Config::from_file(path, {"train.steps= 12 "}).get_int("train.steps") == 12);
   // Quoted, it is one quoted string or refused: YAML kept what came before anything after it.
   CHECK(Config::from_file(path, {"data.root=\"/data/\\\"q\\\"\""}).get_string("data.root") == "/data/\"q\"");
+  CHECK(Config::from_file(path, {"train.steps=12\r"}).get_int("train.steps") == 12);  // a CRLF script's line
+  CHECK_THROWS_WITH(Config::from_file(path, {"data.root=\"C:\\q\""}),
+                    Contains("--set data.root=\"C:\\q\": data.root: not a valid YAML quoted string (") &&
+                        Contains("inside double quotes write \\\\ for \\, or use single quotes"));
   for (const std::string text : {"\"5\" 7", "'5' 7", "\"5\" # 7", "\"/x", "'/x' '/y'", "\""})
     CHECK_THROWS_WITH(Config::from_file(path, {"train.steps=" + text}),
                       Contains("--set train.steps=" + text + ": train.steps: the value opens a quote") &&

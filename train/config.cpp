@@ -61,7 +61,7 @@ std::optional<int64_t> parse_whole(const std::string& text, std::string& why) {
   if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); }))
     return std::nullopt;
   if (digits.size() > 1 && digits[0] == '0') {
-    why = "'" + text + "' has a leading zero (octal to YAML 1.1 and to bash); write it without";
+    why = "'" + text + "' has a leading zero, which YAML 1.1 and bash read as octal (010 is 8); write it without";
     return std::nullopt;
   }
   errno = 0;
@@ -80,13 +80,17 @@ std::optional<double> parse_real(const std::string& text, std::string& why) {
   errno = 0;
   const double v = std::strtod(text.c_str(), &end);
   if (*end != '\0') return std::nullopt;
-  const double magnitude = std::fabs(v);
-  if (magnitude > std::numeric_limits<float>::max()) {  // strtod's overflow too: HUGE_VAL
+  const size_t sign = text[0] == '-' || text[0] == '+' ? 1 : 0;
+  if (text.size() > sign + 1 && text[sign] == '0' && std::isdigit(static_cast<unsigned char>(text[sign + 1]))) {
+    why = "'" + text + "' has a leading zero, which YAML 1.1 and bash read as octal (010 is 8); write it without";
+    return std::nullopt;
+  }
+  if (std::fabs(v) > std::numeric_limits<float>::max()) {  // strtod's overflow too: HUGE_VAL
     why = "'" + text + "' is out of range (at most 3.4e38 in magnitude)";
     return std::nullopt;
   }
-  if (errno == ERANGE || (v != 0 && magnitude < std::numeric_limits<float>::min())) {  // ERANGE: underflow
-    why = "'" + text + "' is too small for float, whose smallest normal is 1.2e-38; give 0 or a larger value";
+  if (errno == ERANGE && v == 0) {  // strtod's underflow
+    why = "'" + text + "' is too small to be told from 0; give 0 or a larger value";
     return std::nullopt;
   }
   return v;
@@ -161,19 +165,19 @@ struct Located {
 std::string threads_check(const Value& v) {
   const auto& s = std::get<std::string>(v);
   if (s == "auto") return "";
-  char* end = nullptr;
-  long n = std::strtol(s.c_str(), &end, 10);
-  if (!s.empty() && *end == '\0' && n >= 1 && n <= 1024) return "";
-  return "must be 'auto' or a thread count from 1 to 1024, got '" + s + "'";
+  std::string why;
+  const auto n = parse_whole(s, why);
+  if (n && *n >= 1 && *n <= 1024) return "";
+  return "must be 'auto' or a thread count from 1 to 1024, got '" + s + "'" + (why.empty() ? "" : ": " + why);
 }
 
 std::string device_check(const Value& v) {
   const auto& s = std::get<std::string>(v);
   if (s == "auto" || s == "cpu" || s == "cuda") return "";
   // N fits c10::DeviceIndex, an 8-bit integer.
-  if (s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.size() <= 8 && s.find_first_not_of("0123456789", 5) == std::string::npos &&
-      std::stoi(s.substr(5)) <= 127)
-    return "";
+  std::string why;
+  if (s.rfind("cuda:", 0) == 0 && s.size() <= 8 && s.find_first_not_of("0123456789", 5) == std::string::npos)
+    if (auto n = parse_whole(s.substr(5), why); n && *n <= 127) return "";
   return "must be auto, cpu, cuda or cuda:N (N from 0 to 127), got '" + s + "'";
 }
 
@@ -188,7 +192,11 @@ std::string below_one(const Value& v) {
 
 /// Adam's epsilon: it divides by sqrt(v) + eps, and v is 0 where a gradient is.
 std::string above_zero_eps(const Value& v) {
-  return number(v) > 0 ? "" : "must be above 0 (Adam divides by sqrt(v) + eps, and v is 0 where a gradient is), e.g. 1e-8";
+  // Below float's smallest normal eps is 0, or nearly, in the float tensors it is added to.
+  return number(v) >= std::numeric_limits<float>::min()
+             ? ""
+             : "must be above 0, and at least float's smallest normal 1.2e-38 (Adam divides by sqrt(v) + eps in "
+               "float, and v is 0 where a gradient is), e.g. 1e-8";
 }
 
 /// KeySpec::fixed's default: model.* and diffusion.* keys, but not dropout rates (off in evaluation).
@@ -381,7 +389,7 @@ void Config::set(const std::string& key, const std::string& text, const std::str
   // data.root='"a b"'), and then only a whole quoted scalar, since YAML would drop a " #..." as a
   // comment, "&a " or "!t " as an anchor or tag, and what follows a closing quote, so that --set
   // data.root='/data/set #2' became /data/set.
-  const auto first = text.find_first_not_of(" \t"), last = text.find_last_not_of(" \t");
+  const auto first = text.find_first_not_of(" \t\r\n"), last = text.find_last_not_of(" \t\r\n");
   std::string scalar = first == std::string::npos ? "" : text.substr(first, last - first + 1);
   if (!scalar.empty() && (scalar.front() == '"' || scalar.front() == '\'')) {
     const char quote = scalar.front();
@@ -392,19 +400,15 @@ void Config::set(const std::string& key, const std::string& text, const std::str
       else if (scalar[close] == quote) break;
       else ++close;
     }
-    bool read = close == scalar.size() - 1;  // nothing after it
-    if (read) {
-      try {
-        auto node = YAML::Load(scalar);
-        read = node.IsScalar();
-        if (read) scalar = node.Scalar();
-      } catch (const YAML::Exception&) {
-        read = false;
-      }
-    }
-    if (!read)
+    if (close != scalar.size() - 1)  // unclosed, or something after it
       throw UsageError(source + ": " + key + ": the value opens a quote (" + std::string(1, quote) +
                        ") but is not one quoted string; quote all of it, or none");
+    try {
+      scalar = YAML::Load(scalar).Scalar();
+    } catch (const YAML::Exception& e) {  // a bad escape: "C:\q"
+      throw UsageError(source + ": " + key + ": not a valid YAML quoted string (" + e.msg +
+                       "); inside double quotes write \\\\ for \\, or use single quotes");
+    }
   }
   std::string why;
   auto v = parse_scalar(*spec, scalar, why);

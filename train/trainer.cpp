@@ -199,7 +199,7 @@ bool cpuinfo_has_bf16(const std::string& cpuinfo) {
 bool malloc_left_to_user() {
   const char* tunables = std::getenv("GLIBC_TUNABLES");
   const char* own = std::getenv("ZOO_KEEP_FREED_MEMORY");
-  if (own && std::string(own) != "0" && std::string(own) != "1")  // "false" or "off" would leave it on, unsaid
+  if (own && !std::string(own).empty() && std::string(own) != "0" && std::string(own) != "1")  // "off" left it on
     throw UsageError("ZOO_KEEP_FREED_MEMORY=" + std::string(own) + ": expected 0 (off) or 1 (on, as when unset)");
   return (tunables && std::strstr(tunables, "glibc.malloc.")) || std::getenv("MALLOC_MMAP_THRESHOLD_") ||
          std::getenv("MALLOC_TRIM_THRESHOLD_") || (own && std::string(own) == "0");

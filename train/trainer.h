@@ -29,7 +29,7 @@ void apply_runtime(const Config& cfg);
 bool keep_freed_memory();
 /// What keeps keep_freed_memory from applying: a glibc.malloc key in GLIBC_TUNABLES,
 /// MALLOC_MMAP_THRESHOLD_ or MALLOC_TRIM_THRESHOLD_ set, or ZOO_KEEP_FREED_MEMORY=0. Throws
-/// UsageError where ZOO_KEEP_FREED_MEMORY is set to anything but 0 or 1.
+/// UsageError where ZOO_KEEP_FREED_MEMORY is set to anything but 0, 1 or nothing (as unset).
 bool malloc_left_to_user();
 /// Whether a /proc/cpuinfo text names a CPU feature for native bfloat16 arithmetic: x86's
 /// avx512_bf16 or amx_bf16 flags, or Arm's bf16. Without one LibTorch emulates bfloat16 matrix

@@ -32,10 +32,11 @@ std::vector<int64_t> parse_int_list(const std::string& key, const std::string& t
   std::stringstream ss(text);
   std::string item;
   while (std::getline(ss, item, ',')) {
-    char* end = nullptr;
-    long long v = std::strtoll(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || v < 1) throw UsageError(key + ": expected comma-separated positive integers, got '" + text + "'");
-    out.push_back(v);
+    std::string why;
+    const auto v = parse_whole(item, why);
+    if (!v || *v < 1)
+      throw UsageError(key + ": expected comma-separated positive integers, got '" + text + "'" + (why.empty() ? "" : ": " + why));
+    out.push_back(*v);
   }
   if (!text.empty() && text.back() == ',')  // getline ends without an item after it
     throw UsageError(key + ": expected comma-separated positive integers, got '" + text + "'");
@@ -66,7 +67,7 @@ class ImageGenerationTask : public FashionMnistTask {
         fid_classifier_(cfg.get_string("eval.fid_classifier")),
         fid_samples_(cfg.get_int("eval.fid_samples")),
         fid_floor_(cfg.get_bool("eval.fid_floor")) {
-    if (!fid_classifier_.empty() && fid_samples_ > 0 && val_size_ == 1)  // FID takes min(fid_samples, images)
+    if (!fid_classifier_.empty() && fid_samples_ > 0 && val_size_ == 1 && !ctx.state)  // min(fid_samples, images)
       throw UsageError("data.val_size: 1 image is too few for FID on the val split, which fits a covariance to at "
                        "least 2 (eval.fid_classifier is set); give 2 or more");
   }
@@ -445,7 +446,7 @@ class DDPMTask : public ImageGenerationTask {
     if (ab_T < std::numeric_limits<float>::min()) {
       const auto what = "diffusion.timesteps: alpha-bar at t = T is " + fmt::format("{:.3g}", ab_T) + " over " +
                         std::to_string(T) + " steps of this schedule, below float's smallest normal (1.2e-38): "
-                        "x0 = x_t / sqrt(alpha-bar) loses its digits or is inf";
+                        "x_t / sqrt(alpha-bar) (x0 under epsilon prediction; DDIM inversion) loses its digits or is inf";
       if (!ctx.state) throw UsageError(what + "; use fewer steps or a smaller diffusion.beta_end");
       spdlog::warn("{}; sampling from this checkpoint may give NaN images", what);
     }
