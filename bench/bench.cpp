@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <string>
@@ -251,17 +252,30 @@ int main(int argc, char** argv) {
   int threads = 2, steps = 20, warmup = 3;
   int64_t batch = 0, tokens = 50, head_dim = 32;
   std::string model, device = "cpu", impl = "zoo", precision = "fp32";
+  // A whole number from 0 to 2^31 - 1, read as zoo's options are (zoo::parse_whole); -1 otherwise.
+  auto whole = [](const char* text) -> int64_t {
+    std::string why;
+    const auto v = zoo::parse_whole(text, why);
+    return v && *v >= 0 && *v <= INT32_MAX ? *v : -1;
+  };
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i];
-    if (k == "--model") model = argv[i + 1];
-    else if (k == "--device") device = argv[i + 1];
-    else if (k == "--threads") threads = std::atoi(argv[i + 1]);
-    else if (k == "--steps") steps = std::atoi(argv[i + 1]);
-    else if (k == "--warmup") warmup = std::atoi(argv[i + 1]);
-    else if (k == "--batch") batch = std::atoll(argv[i + 1]);
-    else if (k == "--tokens") tokens = std::atoll(argv[i + 1]);
-    else if (k == "--head-dim") head_dim = std::atoll(argv[i + 1]);
-    else if (k == "--impl") impl = argv[i + 1];
+    const std::string value = argv[i + 1];
+    const bool number = k == "--threads" || k == "--steps" || k == "--warmup" || k == "--batch" || k == "--tokens" ||
+                        k == "--head-dim";
+    if (number && whole(argv[i + 1]) < 0) {
+      std::fprintf(stderr, "zoo_bench: %s %s: expected a whole number (decimal, 0 to 2147483647)\n", k.c_str(), value.c_str());
+      return 2;
+    }
+    if (k == "--model") model = value;
+    else if (k == "--device") device = value;
+    else if (k == "--threads") threads = static_cast<int>(whole(argv[i + 1]));
+    else if (k == "--steps") steps = static_cast<int>(whole(argv[i + 1]));
+    else if (k == "--warmup") warmup = static_cast<int>(whole(argv[i + 1]));
+    else if (k == "--batch") batch = whole(argv[i + 1]);
+    else if (k == "--tokens") tokens = whole(argv[i + 1]);
+    else if (k == "--head-dim") head_dim = whole(argv[i + 1]);
+    else if (k == "--impl") impl = value;
     else if (k == "--precision") precision = argv[i + 1];
     else model.clear(), i = argc;
   }
