@@ -65,6 +65,7 @@ BertSelfAttentionImpl::BertSelfAttentionImpl(const BertOptions& o) : options(o) 
 
 void BertSelfAttentionImpl::reset() {
   const auto& o = options;
+  TORCH_CHECK(o.num_heads() > 0, "BERT: num_heads must be positive, got ", o.num_heads());
   TORCH_CHECK(o.hidden_size() % o.num_heads() == 0, "BERT: num_heads ", o.num_heads(), " does not divide hidden_size ",
               o.hidden_size());
   query = register_module("query", torch::nn::Linear(o.hidden_size(), o.hidden_size()));

@@ -42,7 +42,9 @@ torch::Tensor ddim_sample(const NoiseScheduleImpl& schedule, const Denoiser& den
                           const DDIMSamplerOptions& options, const Progress& progress = nullptr);
 
 /// The deterministic (eta = 0) process run backwards: x_0 -> x_T through the same S steps
-/// (Sec. 4.3, the ODE view), so that ddim_sample with eta = 0 returns close to x_0.
+/// (Sec. 4.3, the ODE view), so that ddim_sample with eta = 0 and clip_x0 false returns close
+/// to x_0 (clipping pulls the way back off the way out). x0 in the training range, [-1, 1];
+/// options.eta and options.clip_x0 are not used (the inversion is eta = 0, unclipped).
 torch::Tensor ddim_invert(const NoiseScheduleImpl& schedule, const Denoiser& denoiser, torch::Tensor x0,
                           const DDIMSamplerOptions& options, const Progress& progress = nullptr);
 

@@ -15,7 +15,10 @@ namespace zoo {
 enum class Prediction { kEpsilon, kV, kX0 };
 Prediction parse_prediction(const std::string& name);  // "epsilon", "v", "x0"
 
-/// The network as the samplers see it: (x_t (B, ...), t (B) int64) -> prediction.
+/// The network as the samplers see it: (x_t (B, ...), t (B) int64) -> prediction. The samplers
+/// can't reach the module behind it: put it in eval mode first (zoo::UNet's dropout defaults to
+/// 0.1, and a module starts in training mode), or eta = 0 is not deterministic. The samplers'
+/// noise (x_T is the caller's) comes from LibTorch's global generator (torch::manual_seed).
 using Denoiser = std::function<torch::Tensor(const torch::Tensor& x_t, const torch::Tensor& t)>;
 /// Called after each sampling step with (steps done, steps in all).
 using Progress = std::function<void(int64_t, int64_t)>;
@@ -31,6 +34,9 @@ struct NoiseScheduleOptions {
 
 /// Schedule tensors, all (T) float64 buffers: betas, alphas_cumprod (alpha-bar_t),
 /// alphas_cumprod_prev (alpha-bar_{t-1}, 1 at t = 0), posterior_variance (beta-tilde_t).
+/// Not checked here: an alpha-bar_T below float's smallest normal (1.2e-38; the default linear
+/// betas from T = 8,633 on), where x0 = x_t / sqrt(alpha-bar) in float loses its digits and then
+/// is inf. zoo train refuses such a schedule; check alphas_cumprod[-1] where you build one.
 class NoiseScheduleImpl : public torch::nn::Cloneable<NoiseScheduleImpl> {
  public:
   explicit NoiseScheduleImpl(const NoiseScheduleOptions& options = {});

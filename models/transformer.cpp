@@ -99,6 +99,7 @@ torch::Tensor TransformerDecoderLayerImpl::forward(torch::Tensor x, const torch:
 TransformerImpl::TransformerImpl(const TransformerOptions& options_) : options(options_) { reset(); }
 
 void TransformerImpl::reset() {
+  TORCH_CHECK(options.heads() > 0, "Transformer: heads must be positive, got ", options.heads());
   TORCH_CHECK(options.d_model() % options.heads() == 0, "Transformer: heads ", options.heads(),
               " does not divide d_model ", options.d_model());
   TORCH_CHECK(options.d_model() % 2 == 0, "Transformer: d_model must be even for sinusoidal positions");

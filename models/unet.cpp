@@ -71,6 +71,12 @@ void UNetImpl::reset() {
   const auto levels = static_cast<int64_t>(mults.size());
   TORCH_CHECK(levels >= 1 && options.image_size() % (1 << (levels - 1)) == 0, "UNet: image_size ",
               options.image_size(), " is not divisible by 2^", levels - 1);
+  for (auto r : options.attention_resolutions()) {  // a side no level works at would be dropped without a word
+    bool reached = false;
+    for (int64_t level = 0; level < levels; ++level) reached |= (options.image_size() >> level) == r;
+    TORCH_CHECK(reached, "UNet: attention resolution ", r, " is not the side of a level (", options.image_size(),
+                " halved up to ", levels - 1, " times)");
+  }
   auto attends = [&](int64_t side) {
     const auto& r = options.attention_resolutions();
     return std::find(r.begin(), r.end(), side) != r.end();

@@ -29,6 +29,8 @@ int64_t ViTImpl::num_patches() const {
 }
 
 void ViTImpl::reset() {
+  TORCH_CHECK(options.patch_size() > 0 && options.heads() > 0, "ViT: patch_size and heads must be positive, got ",
+              options.patch_size(), " and ", options.heads());
   TORCH_CHECK(options.image_size() % options.patch_size() == 0, "ViT: patch_size ", options.patch_size(),
               " does not divide image_size ", options.image_size());
   const auto d = options.dim();

@@ -119,6 +119,7 @@ MultiheadAttentionImpl::MultiheadAttentionImpl(const MultiheadAttentionOptions& 
 }
 
 void MultiheadAttentionImpl::reset() {
+  TORCH_CHECK(options.heads() > 0, "attention: heads must be positive, got ", options.heads());
   TORCH_CHECK(options.dim() % options.heads() == 0, "attention dim ", options.dim(),
               " is not divisible by heads ", options.heads());
   qkv = register_module(
