@@ -9,6 +9,9 @@
 #include "models/common/attention.h"
 #include "models/common/dropout.h"
 #include "models/common/norm.h"
+#include "models/bert.h"
+#include "models/transformer.h"
+#include "models/unet.h"
 #include "models/vit.h"
 
 namespace {
@@ -299,4 +302,16 @@ TEST_CASE("layer and group norm take bf16 activations with float weights, in flo
   STATIC_REQUIRE_FALSE(zoo::is_virtual_base_v<Base, int>);
   CHECK(zoo::is_virtual_base_v<torch::nn::Module, torch::nn::GroupNormImpl> ==
         (TORCH_VERSION_MAJOR < 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR < 2)));
+}
+
+TEST_CASE("options that would divide by zero, or drop a setting unsaid, throw c10::Error", "[models]") {
+  // Where a zero divisor used to end the process (SIGFPE) and a U-Net built without the attention asked for.
+  CHECK_THROWS_AS(zoo::ViT(zoo::ViTOptions().patch_size(0)), c10::Error);
+  CHECK_THROWS_AS(zoo::ViT(zoo::ViTOptions().heads(0)), c10::Error);
+  CHECK_THROWS_AS(zoo::MultiheadAttention(zoo::MultiheadAttentionOptions(32, 0)), c10::Error);
+  CHECK_THROWS_AS(zoo::Transformer(zoo::TransformerOptions(10, 10).heads(0)), c10::Error);
+  CHECK_THROWS_AS(zoo::BertModel(zoo::BertOptions(50).hidden_size(32).num_heads(0)), c10::Error);
+  CHECK_THROWS_WITH(zoo::UNet(zoo::UNetOptions().base_channels(8).channel_mults({1, 2}).attention_resolutions({8})),
+                    Catch::Matchers::Contains("UNet: attention resolution 8 is not the side of a level (28 halved up to 1 times)"));
+  CHECK_NOTHROW(zoo::UNet(zoo::UNetOptions().base_channels(8).channel_mults({1, 2}).attention_resolutions({14})));
 }
