@@ -263,18 +263,19 @@ int main(int argc, char** argv) {
     const std::string value = argv[i + 1];
     const bool number = k == "--threads" || k == "--steps" || k == "--warmup" || k == "--batch" || k == "--tokens" ||
                         k == "--head-dim";
-    if (number && whole(argv[i + 1]) < 0) {
+    const int64_t n = number ? whole(argv[i + 1]) : 0;
+    if (n < 0) {
       std::fprintf(stderr, "zoo_bench: %s %s: expected a whole number (decimal, 0 to 2147483647)\n", k.c_str(), value.c_str());
       return 2;
     }
     if (k == "--model") model = value;
     else if (k == "--device") device = value;
-    else if (k == "--threads") threads = static_cast<int>(whole(argv[i + 1]));
-    else if (k == "--steps") steps = static_cast<int>(whole(argv[i + 1]));
-    else if (k == "--warmup") warmup = static_cast<int>(whole(argv[i + 1]));
-    else if (k == "--batch") batch = whole(argv[i + 1]);
-    else if (k == "--tokens") tokens = whole(argv[i + 1]);
-    else if (k == "--head-dim") head_dim = whole(argv[i + 1]);
+    else if (k == "--threads") threads = static_cast<int>(n);
+    else if (k == "--steps") steps = static_cast<int>(n);
+    else if (k == "--warmup") warmup = static_cast<int>(n);
+    else if (k == "--batch") batch = n;
+    else if (k == "--tokens") tokens = n;
+    else if (k == "--head-dim") head_dim = n;
     else if (k == "--impl") impl = value;
     else if (k == "--precision") precision = argv[i + 1];
     else model.clear(), i = argc;

@@ -5,11 +5,10 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
-
-#include <limits>
 
 #include "models/ddim.h"
 #include "models/ddpm.h"
