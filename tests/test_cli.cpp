@@ -224,29 +224,28 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
                 "eval.fid_samples: must be 0 (no FID) or at least 2");
   check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set sample.grid=5000",
                 "sample.grid: must be at most 4096");
-  // Values a numerics review found to give NaN: an alpha-bar_T that float holds as 0, FID's
+  // `zoo train` of a shipped config on the test data with `sets`, into run folder `name`.
+  auto on_data = [&](const std::string& config, const std::string& sets, const std::string& name) {
+    return "train --config " + q(configs + config) + " --set data.root=" + q(zoo::test::data_root()) + " " + sets +
+           " --run-dir " + q(dir + "/" + name);
+  };
+  // Values a numerics review found to give NaN: an alpha-bar_T below float's smallest normal, FID's
   // covariance of one image, a linear probe standardised over one image.
-  check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
-                    " --set diffusion.timesteps=20000 --run-dir " + q(dir + "/long"),
+  check_refused(on_data("ddpm_fashion_mnist.yaml", "--set diffusion.timesteps=20000", "long"),
                 "diffusion.timesteps: alpha-bar at t = T is 1.32e-88 over 20000 steps of this schedule, below float's "
                 "smallest normal (1.2e-38)");
-  check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
-                    " --set data.val_size=1 --set eval.fid_classifier=" + q(dir + "/none.pt") + " --run-dir " + q(dir + "/one"),
+  check_refused(on_data("ddpm_fashion_mnist.yaml", "--set data.val_size=1 --set eval.fid_classifier=" + q(dir + "/none.pt"), "one"),
                 "data.val_size: 1 image is too few for FID on the val split");
-  check_refused("train --config " + q(configs + "clip_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
-                    " --set eval.probe_train_limit=1 --run-dir " + q(dir + "/probe"),
+  check_refused(on_data("clip_fashion_mnist.yaml", "--set eval.probe_train_limit=1", "probe"),
                 "eval.probe_train_limit: the linear probe would be fitted on 1 training image (with data.val_size 5000); "
                 "it needs 2 or more, or eval.linear_probe=false");
-  check_refused("train --config " + q(configs + "clip_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
-                    " --set data.val_size=59999 --run-dir " + q(dir + "/probe"),
+  check_refused(on_data("clip_fashion_mnist.yaml", "--set data.val_size=59999", "probe"),
                 "the linear probe would be fitted on 1 training image (with data.val_size 59999)");
   // A file an eval key names is checked before the first step, not at the first evaluation.
-  check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set data.root=" + q(zoo::test::data_root()) +
-                    " --set eval.fid_classifier=" + q(dir + "/none.pt") + " --run-dir " + q(dir + "/fid"),
+  check_refused(on_data("ddpm_fashion_mnist.yaml", "--set eval.fid_classifier=" + q(dir + "/none.pt"), "fid"),
                 "eval.fid_classifier: " + dir + "/none.pt: no such checkpoint file");
   CHECK(!fs::exists(dir + "/fid"));
-  check_refused("train --config " + q(configs + "ddpm_fashion_mnist.yaml") + " --set model.base_channels=12 --set data.root=" +
-                    q(zoo::test::data_root()) + " --run-dir " + q(dir + "/r"),
+  check_refused(on_data("ddpm_fashion_mnist.yaml", "--set model.base_channels=12", "r"),
                 "model.base_channels: 12 is not a multiple of 8 (GroupNorm's 8 groups)");
   check_refused(train + "--set train.seed=9223372036854775807 --set train.restarts=2",
                 "train.seed: 9223372036854775807 + train.restarts - 1 overflows");
