@@ -108,6 +108,8 @@ TEST_CASE("wrong types and out-of-range values are rejected with the line", "[co
   CHECK(numbers.get_int("train.log_every") == 10);
   CHECK(numbers.get_float("optim.lr") == 0.5);
   CHECK(numbers.get_float("optim.eps") == 1e-9);
+  CHECK(zoo::split_commas("a,,b,") == std::vector<std::string>{"a", "", "b", ""});
+  CHECK(zoo::split_commas("") == std::vector<std::string>{""});
   std::string why;
   CHECK(zoo::parse_whole("-12", why) == int64_t{-12});
   CHECK(zoo::parse_whole("9223372036854775807", why) == INT64_MAX);

@@ -4,6 +4,8 @@
 // driven by it must reproduce the data's mean and variance.
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -100,6 +102,13 @@ TEST_CASE("noise schedules: alpha-bar decreases from ~1 to ~0 and buffers are re
   CHECK_THROWS(NoiseSchedule(NoiseScheduleOptions().beta_start(0)));
   CHECK_THROWS(NoiseSchedule(NoiseScheduleOptions().beta_end(1)));
   CHECK_NOTHROW(NoiseSchedule(NoiseScheduleOptions().beta_start(0.03)));
+  // The figures the README and zoo train's refusal give: the paper's linear schedule's alpha-bar_T
+  // falls below float's smallest normal from T = 8,633, and is 0 in float from T = 10,277.
+  auto last = [](int64_t T) { return NoiseSchedule(NoiseScheduleOptions().timesteps(T))->alphas_cumprod[T - 1].item<double>(); };
+  CHECK(last(8632) >= std::numeric_limits<float>::min());
+  CHECK(last(8633) < std::numeric_limits<float>::min());
+  CHECK(static_cast<float>(last(10276)) > 0);
+  CHECK(static_cast<float>(last(10277)) == 0);
 }
 
 TEST_CASE("q(x_t | x0) has mean sqrt(ab) x0 and variance 1 - ab", "[diffusion]") {

@@ -53,17 +53,22 @@ std::string suggestion(const Schema& schema, const std::string& key, const std::
   return best.empty() ? " (`zoo list " + task + "` lists the task's keys)" : " (did you mean " + best + "?)";
 }
 
+/// Whether `text`'s digits start with a 0 followed by another digit ("010", "-00.5"), with `why`.
+bool leading_zero(const std::string& text, std::string& why) {
+  const size_t at = !text.empty() && (text[0] == '-' || text[0] == '+') ? 1 : 0;
+  if (text.size() <= at + 1 || text[at] != '0' || !std::isdigit(static_cast<unsigned char>(text[at + 1]))) return false;
+  why = "'" + text + "' has a leading zero, which YAML 1.1 and bash read as octal (010 is 8); write it without";
+  return true;
+}
+
 }  // namespace
 
 std::optional<int64_t> parse_whole(const std::string& text, std::string& why) {
   const size_t sign = !text.empty() && (text[0] == '-' || text[0] == '+') ? 1 : 0;
-  const auto digits = text.substr(sign);
-  if (digits.empty() || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); }))
+  if (text.size() == sign || !std::all_of(text.begin() + static_cast<std::ptrdiff_t>(sign), text.end(),
+                                          [](unsigned char c) { return std::isdigit(c); }))
     return std::nullopt;
-  if (digits.size() > 1 && digits[0] == '0') {
-    why = "'" + text + "' has a leading zero, which YAML 1.1 and bash read as octal (010 is 8); write it without";
-    return std::nullopt;
-  }
+  if (leading_zero(text, why)) return std::nullopt;
   errno = 0;
   const long long v = std::strtoll(text.c_str(), nullptr, 10);
   if (errno == ERANGE) {
@@ -79,12 +84,7 @@ std::optional<double> parse_real(const std::string& text, std::string& why) {
   char* end = nullptr;
   errno = 0;
   const double v = std::strtod(text.c_str(), &end);
-  if (*end != '\0') return std::nullopt;
-  const size_t sign = text[0] == '-' || text[0] == '+' ? 1 : 0;
-  if (text.size() > sign + 1 && text[sign] == '0' && std::isdigit(static_cast<unsigned char>(text[sign + 1]))) {
-    why = "'" + text + "' has a leading zero, which YAML 1.1 and bash read as octal (010 is 8); write it without";
-    return std::nullopt;
-  }
+  if (*end != '\0' || leading_zero(text, why)) return std::nullopt;
   if (std::fabs(v) > std::numeric_limits<float>::max()) {  // strtod's overflow too: HUGE_VAL
     why = "'" + text + "' is out of range (at most 3.4e38 in magnitude)";
     return std::nullopt;
@@ -94,6 +94,15 @@ std::optional<double> parse_real(const std::string& text, std::string& why) {
     return std::nullopt;
   }
   return v;
+}
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> items{""};
+  for (char c : text) {
+    if (c == ',') items.emplace_back();
+    else items.back() += c;
+  }
+  return items;
 }
 
 namespace {

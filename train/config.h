@@ -128,6 +128,10 @@ std::optional<int64_t> parse_whole(const std::string& text, std::string& why);
 /// where it would be 0 or lose its digits. Hexadecimal, inf and nan are refused.
 std::optional<double> parse_real(const std::string& text, std::string& why);
 
+/// The comma-separated items of `text`, empty ones kept ("a,,b," gives a, "", b, ""), for the
+/// lists given as one value (model.channel_mults, --labels, --between) to refuse them.
+std::vector<std::string> split_commas(const std::string& text);
+
 /// A value as a person would write it after --set: true, 64, 0.001, universal.
 std::string show_value(const Value& v);
 

@@ -431,11 +431,8 @@ int cmd_sample(int argc, char** argv) {
   std::vector<torch::Tensor> ends;  // --between's two images
   if (r.count("between")) {
     std::vector<std::string> files;  // A.png,B.png (or --between given twice)
-    for (const auto& v : r["between"].as<std::vector<std::string>>()) {
-      std::stringstream list(v);
-      for (std::string f; std::getline(list, f, ',');) files.push_back(f);
-      if (!v.empty() && v.back() == ',') files.emplace_back();  // a trailing comma: getline ends without it
-    }
+    for (const auto& v : r["between"].as<std::vector<std::string>>())
+      for (auto& f : zoo::split_commas(v)) files.push_back(std::move(f));
     if (!per_row) throw zoo::UsageError("--between: goes with --interpolate K (the images of the row)");
     if (files.size() != 2)
       throw zoo::UsageError("--between: expected two image files, A.png,B.png; got " + std::to_string(files.size()));
@@ -749,13 +746,10 @@ int cmd_zero_shot(int argc, char** argv) {
   if (r.count("image") && r.count("images"))
     throw zoo::UsageError("zoo zero-shot: give one image with --image, or image files as arguments, not both");
   std::vector<std::string> labels;
-  const auto label_list = r["labels"].as<std::string>();
-  std::stringstream ss(label_list);
-  for (std::string l; std::getline(ss, l, ',');) {
+  for (const auto& l : zoo::split_commas(r["labels"].as<std::string>())) {
     const auto b = l.find_first_not_of(" \t"), e = l.find_last_not_of(" \t");
     labels.push_back(b == std::string::npos ? "" : l.substr(b, e - b + 1));
   }
-  if (!label_list.empty() && label_list.back() == ',') labels.emplace_back();  // getline ends without it
   if (labels.size() < 2) throw zoo::UsageError("--labels: give at least two comma-separated labels");
   for (size_t i = 0; i < labels.size(); ++i) {  // one printed line per label, each label once
     if (labels[i].empty())

@@ -27,19 +27,15 @@ namespace zoo {
 namespace {
 
 std::vector<int64_t> parse_int_list(const std::string& key, const std::string& text) {
+  if (text.empty()) throw UsageError(key + ": expected at least one integer");
   std::vector<int64_t> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
+  for (const auto& item : split_commas(text)) {
     std::string why;
     const auto v = parse_whole(item, why);
     if (!v || *v < 1)
       throw UsageError(key + ": expected comma-separated positive integers, got '" + text + "'" + (why.empty() ? "" : ": " + why));
     out.push_back(*v);
   }
-  if (!text.empty() && text.back() == ',')  // getline ends without an item after it
-    throw UsageError(key + ": expected comma-separated positive integers, got '" + text + "'");
-  if (out.empty()) throw UsageError(key + ": expected at least one integer");
   return out;
 }
 
