@@ -41,6 +41,16 @@ if configure want-train "-DCOMPONENTS=models;train" --no-warn-unused-cli -DCMAKE
   echo "find_package(zoo COMPONENTS train) without spdlog did not fail as expected:"; cat "$work/want-train.log"
   exit 1
 fi
+# ... and a LibTorch of another release than zoo's fails, naming both (a stand-in TorchConfig of 9.9.0).
+mkdir -p "$work/torch-9.9"
+echo 'set(Torch_FOUND TRUE)' > "$work/torch-9.9/TorchConfig.cmake"
+printf 'set(PACKAGE_VERSION "9.9.0")\nset(PACKAGE_VERSION_COMPATIBLE TRUE)\n' > "$work/torch-9.9/TorchConfigVersion.cmake"
+if configure other-torch -DTorch_DIR="$work/torch-9.9" ||
+   ! tr -s ' \n' '  ' < "$work/other-torch.log" |   # CMake wraps the message
+     grep "zoo was built against LibTorch [0-9.]*, but this project found LibTorch 9.9.0" > /dev/null; then
+  echo "find_package(zoo) with LibTorch 9.9.0 did not fail as expected:"; cat "$work/other-torch.log"
+  exit 1
+fi
 
 cat > "$work/vit.yaml" <<YAML
 task: vit_fashion_mnist
