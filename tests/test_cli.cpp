@@ -38,15 +38,16 @@ std::string tiny_config(const std::string& dir, int steps) {
 
 
 /// Starts `zoo train` in the background, waits for its first step checkpoint (or, `on_log`, its
-/// first logged training step), sends `signal`, and returns "code=<exit code>" followed by the
-/// run's log.
+/// first logged training step; up to 5 minutes on a loaded machine, and no longer than the process
+/// lives), sends `signal`, and returns "code=<exit code>" followed by the run's log.
 zoo::test::Run train_then_signal(const std::string& cfg, const std::string& run_dir, const std::string& signal,
                                  bool on_log = false) {
   const auto log = run_dir + ".log";
   const auto ready = on_log ? "grep -q '\"step\"' " + q(run_dir + "/metrics.jsonl")
                             : "ls " + q(run_dir) + "/checkpoints/step-*.pt";
   return run("(" + zoo_bin() + " train --config " + q(cfg) + " --run-dir " + q(run_dir) + " > " + q(log) +
-             " 2>&1 & pid=$!; for i in $(seq 1200); do " + ready + " >/dev/null 2>&1 && break; sleep 0.05; done; "
+             " 2>&1 & pid=$!; for i in $(seq 6000); do " + ready + " >/dev/null 2>&1 && break; kill -0 $pid || break; "
+             "sleep 0.05; done; "
              "sleep 0.2; kill -" + signal + " $pid; wait $pid; echo code=$?; cat " + q(log) + ")");
 }
 
@@ -91,7 +92,7 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
   check_refused("zero-shot --checkpoint x.pt --image x.png --labels 'bag,coat,'", "--labels: label 3 is empty");
   check_refused("sample ddim --interpolate 3 --between a.png,b.png,", "--between: expected two image files, A.png,B.png; got 3");
   check_refused("train --config " + q(zoo::test::source_dir() + "/configs/ddpm_fashion_mnist.yaml") +
-                    " --set model.channel_mults=1,2,",
+                    " --set model.channel_mults=1,2, --run-dir " + q(zoo::test::scratch("cli-mults") + "/r"),
                 "model.channel_mults: expected comma-separated positive integers, got '1,2,'");
   // ZOO_KEEP_FREED_MEMORY is 0 or 1: "off" left it on, unsaid.
   auto env = run("ZOO_KEEP_FREED_MEMORY=off " + zoo_bin() + " train --config " +
@@ -452,6 +453,10 @@ TEST_CASE("zoo average: one checkpoint of the mean weights of a run's last check
   check_refused("average --run-dir " + q(rd) + " --last 4 --out " + q(dir + "/a.pt"),
                 "--run-dir " + rd + ": holds 3 step checkpoints, fewer than --last 4; pass a smaller --last");
   check_refused("average " + q(steps[0]) + " --out " + q(dir + "/a.pt"), "1 checkpoint given; average at least two");
+  fs::create_directories(dir + "/restarted/restarts/seed-0/checkpoints");  // the layout of train.restarts > 1
+  check_refused("average --run-dir " + q(dir + "/restarted") + " --out " + q(dir + "/a.pt"),
+                "--run-dir " + dir + "/restarted: a run of restarts keeps its step checkpoints in each restart's folder; "
+                "pass --run-dir " + dir + "/restarted/restarts/seed-S");
   check_refused("average " + q(steps[0]) + " " + q(steps[0]) + " --out " + q(dir + "/a.pt"),
                 steps[0] + " is given twice; give each checkpoint once");
   check_refused("average " + q(steps[0]) + " " + q(steps[1]) + " --out " + q(out),
@@ -589,8 +594,8 @@ TEST_CASE("Ctrl-C (SIGINT) saves a checkpoint and exits with 130", "[cli][resume
                          "checkpoint_every: 2}\n";
   const auto log = dir + "/wide.log", rd = dir + "/wide";
   auto in_eval = run("(" + zoo_bin() + " train --config " + q(wide) + " --run-dir " + q(rd) + " > " + q(log) +
-                     " 2>&1 & pid=$!; for i in $(seq 2400); do grep -q 'eval val @ step 2' " + q(log) +
-                     " && break; sleep 0.05; done; kill -INT $pid; wait $pid; echo code=$?; cat " + q(log) + ")");
+                     " 2>&1 & pid=$!; for i in $(seq 6000); do grep -q 'eval val @ step 2' " + q(log) +
+                     " && break; kill -0 $pid || break; sleep 0.05; done; kill -INT $pid; wait $pid; echo code=$?; cat " + q(log) + ")");
   INFO(in_eval.output);
   CHECK_THAT(in_eval.output, Contains("code=130"));
   CHECK_THAT(in_eval.output, Contains("zoo: interrupted in the final evaluation; the checkpoints of step 2 are saved: "
