@@ -45,6 +45,8 @@ class VAEImpl : public torch::nn::Cloneable<VAEImpl> {
   /// -ELBO terms of x under `out` (x flattened to (B, D), values in [0, 1]).
   static ELBOTerms elbo(const torch::Tensor& x, const VAEOutput& out);
   /// Importance-weighted estimate of log p(x) with k samples from q (Burda et al. 2015), (B).
+  /// Differentiable (it is the IWAE bound), so it keeps the graph of all k samples unless called
+  /// under torch::NoGradGuard, as evaluation should be.
   torch::Tensor log_likelihood(const torch::Tensor& x, int64_t k, int64_t chunk = 250);
 
   VAEOptions options;

@@ -342,7 +342,7 @@ int cmd_sample(int argc, char** argv) {
                                    "  zoo sample vae|ddim --interpolate 8 --between a.png,b.png   one row from image a to image b");
   o.add_options()("model", "vae, gan, ddpm or ddim", cxxopts::value<std::string>())(
       "checkpoint", "checkpoint file", cxxopts::value<std::string>())(
-      "n", "number of samples", cxxopts::value<int64_t>()->default_value("64"))(
+      "n", "number of samples (-n or --n)", cxxopts::value<int64_t>()->default_value("64"))(
       "seed", "random seed", cxxopts::value<int64_t>()->default_value("0"))(
       "out", "output PNG (its name ends in .png)", cxxopts::value<std::string>()->default_value("grid.png"))(
       "columns", "images per row of the grid", cxxopts::value<int64_t>()->default_value("8"))(
@@ -909,13 +909,13 @@ int cmd_average(int argc, char** argv) {
     auto all = zoo::list_step_checkpoints((fs::path(dir) / "checkpoints").string());
     const auto last = r.count("last") ? whole_option(r, "last") : std::clamp<int64_t>(static_cast<int64_t>(all.size()), 2, 5);
     if (last < 2) throw zoo::UsageError("--last " + std::to_string(last) + ": average at least 2 checkpoints");
+    if (all.empty() && fs::is_directory(fs::path(dir) / "restarts"))
+      throw zoo::UsageError("--run-dir " + dir + ": a run of restarts keeps its step checkpoints in each restart's "
+                            "folder; pass --run-dir " + (fs::path(dir) / "restarts" / "seed-S").string());
     if (all.size() < 2)
       throw zoo::UsageError("--run-dir " + dir + ": holds " + std::to_string(all.size()) + " step checkpoint" +
                             (all.size() == 1 ? "" : "s") + "; averaging needs at least 2 (train.keep_last sets how "
                             "many a run keeps)");
-    if (all.empty() && fs::is_directory(fs::path(dir) / "restarts"))
-      throw zoo::UsageError("--run-dir " + dir + ": a run of restarts keeps its step checkpoints in each restart's "
-                            "folder; pass --run-dir " + (fs::path(dir) / "restarts" / "seed-S").string());
     if (static_cast<int64_t>(all.size()) < last)
       throw zoo::UsageError("--run-dir " + dir + ": holds " + std::to_string(all.size()) + " step checkpoints, fewer than --last " +
                             std::to_string(last) + "; pass a smaller --last (train.keep_last sets how many a run keeps)");
