@@ -52,7 +52,7 @@ void TransformerEncoderLayerImpl::reset() {
 }
 
 torch::Tensor TransformerEncoderLayerImpl::forward(torch::Tensor x, const torch::Tensor& mask) {
-  auto ff = [&](const torch::Tensor& h) { return ff_2(dropout(torch::relu(ff_1(h)))); };  // Eq. 2
+  auto ff = [&](const torch::Tensor& h) { return ff_2(dropout(torch::relu(ff_1(h)))); };  // Eq. 2 (+ dropout: options.dropout)
   if (options.pre_norm()) {
     x = x + dropout(self_attention(norm_1(x), mask));
     return x + dropout(ff(norm_2(x)));
@@ -196,6 +196,10 @@ std::vector<std::vector<Hypothesis>> generate_nbest(TransformerImpl& model, cons
   TORCH_CHECK(o.max_len() < model.options.max_len(), "generate: max_len ", o.max_len(),
               " must be below the model's max_len ", model.options.max_len());
   TORCH_CHECK(o.nbest() >= 1 && o.nbest() <= k, "generate: nbest must be 1 to beam_size (", k, "), got ", o.nbest());
+  // At or above 0 (and finite): the search stops on a bound, the best live score over the penalty at
+  // max_len, that no longer bounds a live hypothesis' final score below 0.
+  TORCH_CHECK(o.length_penalty() >= 0 && std::isfinite(o.length_penalty()),
+              "generate: length_penalty must be 0 or above, got ", o.length_penalty());
   const auto dev = src.device();
   const double neg_inf = -std::numeric_limits<double>::infinity();
   auto lp = [&](int64_t length) { return length_penalty(length, o.length_penalty()); };

@@ -252,6 +252,8 @@ TEST_CASE("the n-best list: generate's answer first, each scored log p / lp(|Y|)
   }
   CHECK_THROWS_WITH(zoo::generate_nbest(*m, src, zoo::DecodeOptions(opts).nbest(4)),
                     Contains("nbest must be 1 to beam_size (3), got 4"));
+  CHECK_THROWS_WITH(zoo::generate_nbest(*m, src, zoo::DecodeOptions(opts).length_penalty(-0.5)),
+                    Contains("length_penalty must be 0 or above, got -0.5"));
   {  // A banned token is never generated, however likely.
     auto keen = tiny_transformer(false);
     keen->output_bias[3] += 8.0;  // the unknown token
