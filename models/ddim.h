@@ -12,6 +12,8 @@ namespace zoo {
 
 /// How S timesteps are picked from T (as in diffusers' DDIMScheduler):
 /// linspace: round(linspace(0, T - 1, S)); leading: 0, T/S, 2T/S, ...; trailing: T - 1, T - 1 - T/S, ...
+/// The paper's linear tau_i = floor(c i) is leading; its quadratic tau_i = floor(c i^2) (Appendix D.2,
+/// its CIFAR-10 choice) is not offered.
 enum class Spacing { kLinspace, kLeading, kTrailing };
 Spacing parse_spacing(const std::string& name);
 

@@ -1,6 +1,8 @@
 // DCGAN: Radford et al. 2015, adapted to 28 x 28 grey images. Transposed-convolution
 // generator and strided-convolution discriminator with batch norm (no pooling, no
-// fully connected hidden layers, ReLU / Tanh in G, LeakyReLU(0.2) in D; Sec. 3).
+// fully connected hidden layers, ReLU / Tanh in G, LeakyReLU(0.2) in D; Sec. 3). The three
+// convolutions no batch norm follows (G's last, D's first and last) keep a bias, at LibTorch's
+// default initialisation; the weights are N(0, 0.02) as in the paper.
 #pragma once
 
 #include <torch/torch.h>

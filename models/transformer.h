@@ -33,7 +33,9 @@ struct TransformerOptions {
   TORCH_ARG(int64_t, encoder_layers) = 6;
   /// Decoder layers N.
   TORCH_ARG(int64_t, decoder_layers) = 6;
-  /// Residual dropout P_drop: on each sub-layer's output and on embeddings + positions.
+  /// Residual dropout P_drop: on each sub-layer's output and on embeddings + positions (Sec. 5.4),
+  /// and on the feed-forward layers' hidden activations, which the paper does not name
+  /// (torch.nn.Transformer does the same; tensor2tensor calls it relu_dropout).
   TORCH_ARG(double, dropout) = 0.1;
   /// Dropout on the attention probabilities (not in the paper; 0 by default).
   TORCH_ARG(double, attention_dropout) = 0.0;
@@ -130,7 +132,7 @@ struct DecodeOptions {
   /// Hypotheses kept per source; 1 is greedy decoding.
   TORCH_ARG(int64_t, beam_size) = 4;
   /// alpha of the length penalty ((5 + |Y|) / 6)^alpha that divides a finished hypothesis'
-  /// log-probability (Wu et al. 2016); 0 compares raw log-probabilities.
+  /// log-probability (Wu et al. 2016); 0 compares raw log-probabilities. At least 0.
   TORCH_ARG(double, length_penalty) = 0.6;
   /// Most tokens to generate, the end-of-sequence token included; below the model's max_len.
   TORCH_ARG(int64_t, max_len) = 64;

@@ -51,7 +51,8 @@ class WordPiece {
   void save(const std::string& path) const;
 
   /// Clean, lower-case, strip accents, split on white space and punctuation. The special
-  /// tokens ([MASK], [SEP], ...) are kept whole.
+  /// tokens ([MASK], [SEP], ...) are kept whole, and so act as those tokens (Google's BERT
+  /// splits them like any text; Hugging Face's tokenizers keep them by default).
   std::vector<std::string> basic_tokenize(const std::string& text) const;
   /// WordPiece tokens of one basic token: "unaffable" -> "un", "##aff", "##able"; [UNK] when it
   /// can't be covered or is longer than 100 characters.

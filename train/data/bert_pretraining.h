@@ -10,7 +10,7 @@
 //    are near 1/2 only where chunks hold several sentences: at 16 tokens (the short phase of
 //    configs/bert_mlm.yaml) most are NotNext (docs/bert.md);
 //  - [CLS] A [SEP] B [SEP], the longer segment trimmed at a random end to fit max_length;
-//  - masked LM: mask_prob of the non-special tokens are picked (at least one, at most
+//  - masked LM: mask_prob of the non-special tokens and [UNK] are picked (at least one, at most
 //    max_predictions); a picked token becomes [MASK] 80% of the time, a random non-special
 //    token 10%, and stays as it is 10%. Unpicked positions get the ignore label.
 // Every random choice comes from a seeded generator, so a (seed, documents) pair always
