@@ -700,6 +700,32 @@ TEST_CASE("pretraining with a short phase: the switch to data.max_length survive
   CHECK_THROWS_WITH(
       zoo::Trainer(zoo::Config::from_file(dir + "/mlm.yaml", {"data.short_steps=9", "train.steps=12"}), more).run(),
       Contains("data.short_steps"));
+
+  // The BERT shape a checkpoint stores is checked before a model is built from it: a damaged
+  // record would build one that fails inside LibTorch, or one with fewer layers than are stored.
+  auto archive = zoo::read_checkpoint(zoo::list_step_checkpoints(full + "/checkpoints").back());
+  torch::serialize::InputArchive stored;
+  REQUIRE(archive.try_read("task", stored));
+  torch::Tensor shape;
+  REQUIRE(stored.try_read("bert_shape", shape));
+  const auto vocab = zoo::read_string(stored, "vocab");
+  auto make_with = [&](int64_t at, int64_t value) {  // the stored shape with shape[at] = value
+    auto edited = shape.clone();
+    edited[at] = value;
+    torch::serialize::OutputArchive out;
+    out.write("vocab", c10::IValue(vocab));
+    out.write("bert_shape", edited);
+    std::stringstream bytes;
+    out.save_to(bytes);
+    torch::serialize::InputArchive in;
+    in.load_from(bytes);
+    return zoo::make_task(cfg(), zoo::TaskContext{torch::kCPU, 0, 1, &in});
+  };
+  CHECK_NOTHROW(make_with(2, shape[2].item<int64_t>()));
+  CHECK_THROWS_WITH(make_with(2, 0), Contains("the checkpoint's BERT shape is damaged (num_layers 0, outside 1..1024)"));
+  CHECK_THROWS_WITH(make_with(1, -128), Contains("(hidden_size -128, outside 1..16384)"));
+  CHECK_THROWS_WITH(make_with(3, 3), Contains("(num_heads 3 does not divide hidden_size 128)"));
+  CHECK_THROWS_WITH(make_with(0, shape[0].item<int64_t>() + 202), Contains(", but its vocabulary holds "));
 }
 
 TEST_CASE("continued pretraining (model.pretrained) starts from the checkpoint and keeps its shape on resume",

@@ -480,6 +480,15 @@ TEST_CASE("zoo average: one checkpoint of the mean weights of a run's last check
   REQUIRE(run(zoo_bin() + " train --config " + q(cfg) + " --set train.keep_last=1 --set train.steps=16 --run-dir " + q(rd) +
               " --resume").code == 0);
   CHECK(zoo::list_step_checkpoints(rd + "/checkpoints") == std::vector<std::string>{rd + "/checkpoints/step-00000016.pt"});
+  // ... but a folder where the run may write one (a step it reaches; best.pt) is refused before it
+  // trains, not when the checkpoint fails.
+  check_refused("train --config " + q(cfg) + " --set train.steps=100 --run-dir " + q(rd) + " --resume",
+                rd + "/checkpoints/step-00000099.pt: is a folder where this run may write a checkpoint; move it away");
+  CHECK(zoo::list_step_checkpoints(rd + "/checkpoints") == std::vector<std::string>{rd + "/checkpoints/step-00000016.pt"});
+  fs::create_directories(dir + "/fresh/checkpoints/step-00000004.pt");
+  check_refused("train --config " + q(cfg) + " --run-dir " + q(dir + "/fresh"),
+                dir + "/fresh/checkpoints/step-00000004.pt: is a folder where this run may write a checkpoint");
+  CHECK_FALSE(fs::exists(dir + "/fresh/metrics.jsonl"));
 }
 
 TEST_CASE("zoo export: the weights a checkpoint is evaluated with, in a smaller file that evaluates the same",

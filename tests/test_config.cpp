@@ -35,7 +35,16 @@ TEST_CASE("every shipped config is valid and names a known task", "[config]") {
 
 TEST_CASE("a UsageError's message is one line: control bytes escaped, a long one cut", "[config]") {
   CHECK(std::string(zoo::UsageError(std::string("a\0b\nc\x7f", 6)).what()) == "a\\x00b\\x0ac\\x7f");
-  CHECK(std::string(zoo::UsageError(std::string(5000, 'x')).what()) == std::string(2000, 'x') + "...");
+  // A long one keeps its start and its end, which says what to do (a 20 MB token in a data file).
+  CHECK(std::string(zoo::UsageError(std::string(5000, 'x') + "; run scripts/fetch-data").what()) ==
+        std::string(1200, 'x') + " ... " + std::string(700 - 24, 'x') + "; run scripts/fetch-data");
+  // ... cut between characters, not inside one's UTF-8 bytes.
+  std::string accents;
+  for (int i = 0; i < 3000; ++i) accents += "\xc3\xa9";
+  std::string head = "a", tail;
+  for (int i = 0; i < 599; ++i) head += "\xc3\xa9";  // byte 1,200 is inside the 600th: it is left out
+  for (int i = 0; i < 350; ++i) tail += "\xc3\xa9";
+  CHECK(std::string(zoo::UsageError("a" + accents).what()) == head + " ... " + tail);
   CHECK(std::string(zoo::UsageError("caf\xc3\xa9").what()) == "caf\xc3\xa9");  // UTF-8 stays
   // A byte that is not UTF-8 (a damaged file's, a stray Latin-1 one, a sequence cut short) is escaped.
   CHECK(std::string(zoo::UsageError("IDA\xff chunk").what()) == "IDA\\xff chunk");

@@ -18,22 +18,40 @@ namespace zoo {
 
 /// Bad usage or input (config, CLI argument, data file, checkpoint): exit code 2. The message is
 /// one line: control characters (a NUL, a line break) and bytes that are not UTF-8, from a damaged
-/// file, show as \xNN, and a message over 2,000 characters is cut there.
+/// file, show as \xNN, and a message over 2,000 characters keeps its first 1,200 and its last 700
+/// (where a message says what to do) around " ... ".
 struct UsageError : std::runtime_error {
   explicit UsageError(const std::string& what) : std::runtime_error(one_line(what)) {}
 
   static std::string one_line(const std::string& s) {
+    constexpr size_t kMost = 2000, kHead = 1200, kTail = 700;
+    // Each input byte escapes to at most 4 characters: a long input's middle is left out before
+    // escaping, and the escaped result cut again if still too long.
+    std::string out = s.size() <= 4 * kMost ? escape(s, 0, s.size())
+                                             : escape(s, 0, boundary(s, kHead)) + " ... " +
+                                                   escape(s, boundary(s, s.size() - kTail), s.size());
+    if (out.size() <= kMost) return out;
+    return out.substr(0, boundary(out, kHead)) + " ... " + out.substr(boundary(out, out.size() - kTail));
+  }
+
+ private:
+  /// `at`, moved back to the start of the UTF-8 sequence it falls in.
+  static size_t boundary(const std::string& s, size_t at) {
+    while (at > 0 && at < s.size() && (static_cast<unsigned char>(s[at]) & 0xC0) == 0x80) --at;
+    return at;
+  }
+
+  static std::string escape(const std::string& s, size_t from, size_t to) {
     static const char* hex = "0123456789abcdef";
     std::string out;
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-    for (size_t i = 0, n = s.size(); i < n;) {
-      if (out.size() >= 2000) return out + "...";
+    for (size_t i = from; i < to;) {
       // A well-formed UTF-8 sequence is kept (zoo::utf8::sequence), but for the C0 and C1
       // controls, DEL and the line and paragraph separators; a stray byte (a damaged file's) is
       // escaped.
       const unsigned char c = p[i];
       char32_t cp = 0;
-      size_t len = utf8::sequence(p + i, n - i, cp);
+      size_t len = utf8::sequence(p + i, to - i, cp);
       if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0) || cp == 0x2028 || cp == 0x2029) len = 0;
       if (len) {
         out.append(s, i, len);

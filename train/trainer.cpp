@@ -636,12 +636,25 @@ Scalars Trainer::run() {
         throw UsageError(f.string() + ": is not a file (a folder?) and the run writes its " + f.filename().string() +
                          " there; move it away, or use another --run-dir");
   const int64_t total = cfg_.get_int("train.steps");
+  // A folder where this run will write a checkpoint (best.pt, or a step it will reach) is found
+  // now, not when the first checkpoint fails after checkpoint_every steps of training.
+  const auto refuse_folders_in_the_way = [&](int64_t from) {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fs::path(opt_.run_dir) / "checkpoints", ec)) {
+      const auto name = e.path().filename().string();
+      const auto at = step_of_checkpoint_name(name);
+      if ((name == "best.pt" || (at > from && at <= total)) && e.is_directory(ec))
+        throw UsageError(e.path().string() + ": is a folder where this run may write a checkpoint; move it away, or use "
+                         "another --run-dir");
+    }
+  };
   if (opt_.resume) {
     start = restore();  // before config.yaml is written: a refused --resume leaves the run as it was
     if (start > total)
       throw UsageError("--resume: the run is at step " + std::to_string(start) + ", past train.steps=" +
                        std::to_string(total) + "; give a train.steps of at least " +
                        std::to_string(start) + " (its config.yaml has the run's own)");
+    if (main) refuse_folders_in_the_way(start);
     // Drop rows the interrupted run logged after its last checkpoint: they are logged again. So
     // are the final evaluation's (val and test at train.steps, logged after its checkpoint; the
     // periodic evaluation skips that step), when the run resumes there to evaluate again.
@@ -660,6 +673,7 @@ Scalars Trainer::run() {
       atomic_write(metrics_path.string(), kept);
     }
   } else if (main) {
+    refuse_folders_in_the_way(0);
     if (!std::ofstream(metrics_path, std::ios::trunc))
       throw UsageError(metrics_path.string() + ": cannot be written (permissions?); use another --run-dir");
   }
@@ -1285,7 +1299,8 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
     for (size_t k = 0; k < seen.size(); ++k)
       if (seen[k] == f)
         throw UsageError("zoo average: " + inputs[i] + " holds the same weights as " + seen_path[k] +
-                         " (best.pt is a copy of a step checkpoint); give each once");
+                         " (best.pt is a copy of a step checkpoint, and steps at learning rate 0 change no weight); "
+                         "average checkpoints whose weights differ (with --run-dir, a smaller --last)");
     seen.push_back(f);
     seen_path.push_back(inputs[i]);
     for (size_t j = 0; j < w.size(); ++j) sum[j] += w[j].detach().to(torch::kFloat64);

@@ -45,10 +45,28 @@ torch::Tensor shape_of(const BertOptions& o) {
                        torch::kLong);
 }
 
-BertOptions options_from_shape(const torch::Tensor& t) {
-  if (t.numel() != 7) throw UsageError("the checkpoint's BERT shape is damaged");
+/// The shape stored with a checkpoint, checked as a config's values would be (a damaged record
+/// would otherwise build a model that fails inside LibTorch, or one with fewer layers than the
+/// checkpoint holds): each within a range any zoo run could have, heads dividing the width, and
+/// the vocabulary the size of the stored vocabulary.
+BertOptions options_from_shape(const torch::Tensor& t, int64_t vocab_tokens) {
+  const auto damaged = [](const std::string& what) {
+    return UsageError("the checkpoint's BERT shape is damaged (" + what + "); use another checkpoint");
+  };
+  if (t.numel() != 7 || t.is_floating_point() || t.is_complex()) throw damaged("expected 7 whole numbers");
   auto v = t.to(torch::kCPU, torch::kLong).contiguous();  // a checkpoint read onto a GPU holds it there
-  auto* p = v.data_ptr<int64_t>();
+  const auto* p = v.data_ptr<int64_t>();
+  const char* names[] = {"vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                         "max_position", "type_vocab_size"};
+  const int64_t most[] = {1000000, 16384, 1024, 1024, 65536, 1 << 20, 1024};
+  for (int i = 0; i < 7; ++i)
+    if (p[i] < 1 || p[i] > most[i])
+      throw damaged(std::string(names[i]) + " " + std::to_string(p[i]) + ", outside 1.." + std::to_string(most[i]));
+  if (p[1] % p[3] != 0)
+    throw damaged("num_heads " + std::to_string(p[3]) + " does not divide hidden_size " + std::to_string(p[1]));
+  if (p[0] != vocab_tokens)
+    throw damaged("vocab_size " + std::to_string(p[0]) + ", but its vocabulary holds " + std::to_string(vocab_tokens) +
+                  " tokens");
   return BertOptions(p[0]).hidden_size(p[1]).num_layers(p[2]).num_heads(p[3]).intermediate_size(p[4]).max_position(p[5]).type_vocab_size(p[6]);
 }
 
@@ -198,7 +216,7 @@ BertStart bert_start(const Config& cfg, const TaskContext& ctx) {
   torch::Tensor shape;
   if (ctx.state) {
     b.vocab = read_vocab(*ctx.state);
-    b.options = ctx.state->try_read("bert_shape", shape) ? options_from_shape(shape) : anew();  // bert_mlm before model.pretrained
+    b.options = ctx.state->try_read("bert_shape", shape) ? options_from_shape(shape, b.vocab.size()) : anew();  // bert_mlm before model.pretrained
   } else if (!pretrained.empty()) {
     b.pretrained = load_pretrained(pretrained);
     auto& mlm = dynamic_cast<MaskedLanguageModelTask&>(*b.pretrained);
