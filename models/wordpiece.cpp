@@ -73,8 +73,9 @@ bool is_dropped(char32_t c) {
 /// ASCII: Latin-1 punctuation and symbols, General Punctuation and CJK punctuation. BERT's own
 /// rule is Unicode's P* categories, so beyond ASCII the two differ: these ranges split on Latin-1
 /// symbols and letters such as £ ° × ½ ² µ and on U+00AD and U+202A-U+202E (which BERT drops),
-/// and not on punctuation of other blocks (Greek, Arabic, full-width ： ； ？). With a vocab.txt
-/// of Google's, text gives their tokenizer's pieces where it has none of these characters.
+/// and not on punctuation of other blocks (Greek, Arabic, full-width ： ； ？); a few more differ
+/// inside these ranges (々 〇 ⁄ ＄ ＋). With a vocab.txt of Google's, ASCII text without a special
+/// token's string ([SEP], ...) gives their tokenizer's pieces.
 bool is_punctuation(char32_t c) {
   if ((c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) || (c >= 123 && c <= 126)) return true;
   if ((c >= 0xA1 && c <= 0xBF) || c == 0xD7 || c == 0xF7) return true;

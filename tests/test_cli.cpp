@@ -489,6 +489,9 @@ TEST_CASE("zoo average: one checkpoint of the mean weights of a run's last check
   check_refused("train --config " + q(cfg) + " --run-dir " + q(dir + "/fresh"),
                 dir + "/fresh/checkpoints/step-00000004.pt: is a folder where this run may write a checkpoint");
   CHECK_FALSE(fs::exists(dir + "/fresh/metrics.jsonl"));
+  fs::create_directories(dir + "/fresh2/checkpoints/best.pt");  // not "already holds a run's checkpoints"
+  check_refused("train --config " + q(cfg) + " --run-dir " + q(dir + "/fresh2"),
+                dir + "/fresh2/checkpoints/best.pt: is a folder where this run may write a file; move it away");
 }
 
 TEST_CASE("zoo export: the weights a checkpoint is evaluated with, in a smaller file that evaluates the same",

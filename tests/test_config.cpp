@@ -45,6 +45,15 @@ TEST_CASE("a UsageError's message is one line: control bytes escaped, a long one
   for (int i = 0; i < 599; ++i) head += "\xc3\xa9";  // byte 1,200 is inside the 600th: it is left out
   for (int i = 0; i < 350; ++i) tail += "\xc3\xa9";
   CHECK(std::string(zoo::UsageError("a" + accents).what()) == head + " ... " + tail);
+  // ... and a message of megabytes (its middle left out before escaping): a token of 20,000
+  // stray bytes shows as whole \xNN escapes, one " ... " between them.
+  std::string escapes_head, escapes_tail;
+  for (int i = 0; i < 299; ++i) escapes_head += "\\x80";  // 3 + 4 x 299 = 1,199 characters
+  for (int i = 0; i < 173; ++i) escapes_tail += "\\x80";  // 4 x 173 + 6 = 698
+  CHECK(std::string(zoo::UsageError("x: " + std::string(20000, '\x80') + "; do Y").what()) ==
+        "x: " + escapes_head + " ... " + escapes_tail + "; do Y");
+  CHECK(std::string(zoo::UsageError(std::string(20000, 'x') + "; run scripts/fetch-data").what()) ==
+        std::string(1200, 'x') + " ... " + std::string(700 - 24, 'x') + "; run scripts/fetch-data");
   CHECK(std::string(zoo::UsageError("caf\xc3\xa9").what()) == "caf\xc3\xa9");  // UTF-8 stays
   // A byte that is not UTF-8 (a damaged file's, a stray Latin-1 one, a sequence cut short) is escaped.
   CHECK(std::string(zoo::UsageError("IDA\xff chunk").what()) == "IDA\\xff chunk");

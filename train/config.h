@@ -25,41 +25,47 @@ struct UsageError : std::runtime_error {
 
   static std::string one_line(const std::string& s) {
     constexpr size_t kMost = 2000, kHead = 1200, kTail = 700;
-    // Each input byte escapes to at most 4 characters: a long input's middle is left out before
-    // escaping, and the escaped result cut again if still too long.
-    std::string out = s.size() <= 4 * kMost ? escape(s, 0, s.size())
-                                             : escape(s, 0, boundary(s, kHead)) + " ... " +
-                                                   escape(s, boundary(s, s.size() - kTail), s.size());
-    if (out.size() <= kMost) return out;
-    return out.substr(0, boundary(out, kHead)) + " ... " + out.substr(boundary(out, out.size() - kTail));
+    // The message as pieces, one per character or escaped byte, so that a cut never splits one.
+    // Each byte escapes to at most 4 characters: a long message's middle is left out first.
+    const bool long_input = s.size() > 4 * kMost;
+    const auto head = pieces(s, 0, long_input ? back_to_start(s, kHead) : s.size());
+    const auto tail = long_input ? pieces(s, back_to_start(s, s.size() - kTail), s.size()) : head;
+    std::string out;
+    if (!long_input) {
+      for (const auto& p : head) out += p;
+      if (out.size() <= kMost) return out;
+      out.clear();
+    }
+    for (size_t i = 0; i < head.size() && out.size() + head[i].size() <= kHead; ++i) out += head[i];
+    std::string end;
+    for (size_t i = tail.size(); i > 0 && end.size() + tail[i - 1].size() <= kTail; --i) end.insert(0, tail[i - 1]);
+    return out + " ... " + end;
   }
 
  private:
-  /// `at`, moved back to the start of the UTF-8 sequence it falls in.
-  static size_t boundary(const std::string& s, size_t at) {
-    while (at > 0 && at < s.size() && (static_cast<unsigned char>(s[at]) & 0xC0) == 0x80) --at;
+  /// `at`, moved back to the first byte of the UTF-8 sequence it falls in (at most 3 bytes back).
+  static size_t back_to_start(const std::string& s, size_t at) {
+    for (int k = 0; k < 3 && at > 0 && at < s.size() && (static_cast<unsigned char>(s[at]) & 0xC0) == 0x80; ++k) --at;
     return at;
   }
 
-  static std::string escape(const std::string& s, size_t from, size_t to) {
+  /// s[from, to) as printable pieces: a well-formed UTF-8 sequence is kept (zoo::utf8::sequence),
+  /// but for the C0 and C1 controls, DEL and the line and paragraph separators; a stray byte (a
+  /// damaged file's) becomes \xNN.
+  static std::vector<std::string> pieces(const std::string& s, size_t from, size_t to) {
     static const char* hex = "0123456789abcdef";
-    std::string out;
+    std::vector<std::string> out;
     const auto* p = reinterpret_cast<const unsigned char*>(s.data());
     for (size_t i = from; i < to;) {
-      // A well-formed UTF-8 sequence is kept (zoo::utf8::sequence), but for the C0 and C1
-      // controls, DEL and the line and paragraph separators; a stray byte (a damaged file's) is
-      // escaped.
       const unsigned char c = p[i];
       char32_t cp = 0;
       size_t len = utf8::sequence(p + i, to - i, cp);
       if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0) || cp == 0x2028 || cp == 0x2029) len = 0;
       if (len) {
-        out.append(s, i, len);
+        out.emplace_back(s, i, len);
         i += len;
       } else {
-        out += "\\x";
-        out += hex[c >> 4];
-        out += hex[c & 15];
+        out.push_back({'\\', 'x', hex[c >> 4], hex[c & 15]});
         ++i;
       }
     }

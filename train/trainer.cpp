@@ -630,11 +630,12 @@ Scalars Trainer::run() {
 
   int64_t start = 0;
   const auto metrics_path = fs::path(opt_.run_dir) / "metrics.jsonl";
-  if (main)  // what the run writes there must be files, or not be there yet
-    for (const auto& f : {metrics_path, fs::path(opt_.run_dir) / "config.yaml"})
-      if (fs::exists(f) && !fs::is_regular_file(f))
-        throw UsageError(f.string() + ": is not a file (a folder?) and the run writes its " + f.filename().string() +
-                         " there; move it away, or use another --run-dir");
+  // What the run writes there must be files, or not be there yet (checked on every rank, so that
+  // all stop, not rank 0 alone).
+  for (const auto& f : {metrics_path, fs::path(opt_.run_dir) / "config.yaml"})
+    if (fs::exists(f) && !fs::is_regular_file(f))
+      throw UsageError(f.string() + ": is not a file (a folder?) and the run writes its " + f.filename().string() +
+                       " there; move it away, or use another --run-dir");
   const int64_t total = cfg_.get_int("train.steps");
   // A folder where this run will write a checkpoint (best.pt, or a step it will reach) is found
   // now, not when the first checkpoint fails after checkpoint_every steps of training.
@@ -654,7 +655,7 @@ Scalars Trainer::run() {
       throw UsageError("--resume: the run is at step " + std::to_string(start) + ", past train.steps=" +
                        std::to_string(total) + "; give a train.steps of at least " +
                        std::to_string(start) + " (its config.yaml has the run's own)");
-    if (main) refuse_folders_in_the_way(start);
+    refuse_folders_in_the_way(start);
     // Drop rows the interrupted run logged after its last checkpoint: they are logged again. So
     // are the final evaluation's (val and test at train.steps, logged after its checkpoint; the
     // periodic evaluation skips that step), when the run resumes there to evaluate again.
@@ -672,9 +673,9 @@ Scalars Trainer::run() {
       }
       atomic_write(metrics_path.string(), kept);
     }
-  } else if (main) {
+  } else {
     refuse_folders_in_the_way(0);
-    if (!std::ofstream(metrics_path, std::ios::trunc))
+    if (main && !std::ofstream(metrics_path, std::ios::trunc))
       throw UsageError(metrics_path.string() + ": cannot be written (permissions?); use another --run-dir");
   }
   if (main) atomic_write((fs::path(opt_.run_dir) / "config.yaml").string(), cfg_.to_yaml());
@@ -1094,6 +1095,10 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   // first's (train.keep_last). The lock goes with the process, however it ends.
   std::unique_ptr<RunLock> lock;
   if (options.rank == 0) lock = std::make_unique<RunLock>(dir);
+  // Where every run, or a run of restarts, writes a file: no folder there (found now, not after training).
+  for (const auto& f : {fs::path(dir) / "checkpoints" / "best.pt", fs::path(dir) / "restarts.jsonl"})
+    if (fs::is_directory(fs::symlink_status(f)))
+      throw UsageError(f.string() + ": is a folder where this run may write a file; move it away, or use another --run-dir");
   if (!options.resume) {  // a new run never replaces the checkpoints of an earlier one
     const auto ckpt = fs::path(dir) / "checkpoints";
     if (!list_step_checkpoints(ckpt.string()).empty() || fs::exists(ckpt / "best.pt") ||
@@ -1300,7 +1305,7 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
       if (seen[k] == f)
         throw UsageError("zoo average: " + inputs[i] + " holds the same weights as " + seen_path[k] +
                          " (best.pt is a copy of a step checkpoint, and steps at learning rate 0 change no weight); "
-                         "average checkpoints whose weights differ (with --run-dir, a smaller --last)");
+                         "list the checkpoints to average, each with weights of its own");
     seen.push_back(f);
     seen_path.push_back(inputs[i]);
     for (size_t j = 0; j < w.size(); ++j) sum[j] += w[j].detach().to(torch::kFloat64);

@@ -46,9 +46,9 @@ torch::Tensor shape_of(const BertOptions& o) {
 }
 
 /// The shape stored with a checkpoint, checked as a config's values would be (a damaged record
-/// would otherwise build a model that fails inside LibTorch, or one with fewer layers than the
-/// checkpoint holds): each within a range any zoo run could have, heads dividing the width, and
-/// the vocabulary the size of the stored vocabulary.
+/// would otherwise build a model that fails inside LibTorch): each within a range a little wider
+/// than zoo's presets and keys give (base: 768 wide, 12 layers; 4,096 positions), heads dividing
+/// the width, and the vocabulary the size of the stored vocabulary.
 BertOptions options_from_shape(const torch::Tensor& t, int64_t vocab_tokens) {
   const auto damaged = [](const std::string& what) {
     return UsageError("the checkpoint's BERT shape is damaged (" + what + "); use another checkpoint");
@@ -58,7 +58,7 @@ BertOptions options_from_shape(const torch::Tensor& t, int64_t vocab_tokens) {
   const auto* p = v.data_ptr<int64_t>();
   const char* names[] = {"vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
                          "max_position", "type_vocab_size"};
-  const int64_t most[] = {1000000, 16384, 1024, 1024, 65536, 1 << 20, 1024};
+  const int64_t most[] = {int64_t{1} << 24, 4096, 64, 64, 16384, 4096, 16};  // a vocab.txt of 64 MiB at most
   for (int i = 0; i < 7; ++i)
     if (p[i] < 1 || p[i] > most[i])
       throw damaged(std::string(names[i]) + " " + std::to_string(p[i]) + ", outside 1.." + std::to_string(most[i]));
