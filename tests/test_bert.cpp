@@ -555,6 +555,16 @@ TEST_CASE("pretrain BERT on Brown, fill-mask from it, fine-tune POS tagging from
   auto none = zoo::test::run(zoo::test::zoo_bin() + " fill-mask --checkpoint " + q(ckpt) + " 'no mask here'");
   CHECK(none.code == 2);
   CHECK_THAT(none.output, Contains("no [MASK]"));
+  // Longer than the run's data.max_length (128 here): positions it never trained, so refused, or
+  // read where data.max_length is set higher.
+  std::string words;
+  for (int i = 0; i < 200; ++i) words += "the ";
+  auto too_long = zoo::test::run(zoo::test::zoo_bin() + " fill-mask --checkpoint " + q(ckpt) + " '" + words + "[MASK].'");
+  CHECK(too_long.code == 2);
+  CHECK_THAT(too_long.output, Contains("fill-mask: the text is 204 tokens long with [CLS] and [SEP], over "
+                                       "data.max_length 128 (the run's, unless --set)"));
+  CHECK(zoo::test::run(zoo::test::zoo_bin() + " fill-mask --checkpoint " + q(ckpt) + " --set data.max_length=256 '" +
+                       words + "[MASK].'").code == 0);
   {  // Texts on standard input: a line each, "text<TAB>token p token p token p" (a field per [MASK]),
      // the same tokens and probabilities as the text given alone.
     auto piped = zoo::test::run("printf 'He went to [MASK] store.\\nThe [MASK] was [MASK].\\n' | " +

@@ -521,6 +521,13 @@ TEST_CASE("G2P on real CMUdict: a short run clearly learns, and zoo g2p reads it
   auto bad = zoo::test::run(zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt) + " 'ZO3'");
   CHECK(bad.code == 2);
   CHECK_THAT(bad.output, Contains("'ZO3' has '3'"));
+  // The words before a refused one are answered first, in one batch from standard input too.
+  auto before_bad = zoo::test::run("printf 'cat\\ncat\\nd0g\\ncat\\n' | " + zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt));
+  CHECK(before_bad.code == 2);
+  size_t cats = 0;
+  for (auto at = before_bad.output.find("CAT  "); at != std::string::npos; at = before_bad.output.find("CAT  ", at + 1)) ++cats;
+  CHECK(cats == 2);  // the two before d0g, not the one after
+  CHECK_THAT(before_bad.output, Contains("'d0g' has '0'"));
   auto utf8 = zoo::test::run("printf 'Z\\303\\226\\n' | " + zoo::test::zoo_bin() + " g2p --checkpoint " + q(ckpt));
   CHECK(utf8.code == 2);
   CHECK_THAT(utf8.output, Contains("non-ASCII"));

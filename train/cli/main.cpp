@@ -598,17 +598,27 @@ int cmd_g2p(int argc, char** argv) {
   auto [task, g2p] = load_as<zoo::G2PTask>(r["checkpoint"].as<std::string>(), sets, "a G2P model (transformer_g2p)");
   torch::NoGradGuard no_grad;
   const bool no_stress = flag_on(r, "no-stress");
-  auto print = [&](const std::vector<std::string>& words) {
-    auto prons = g2p->pronounce_nbest(words, no_stress, nbest);
-    for (size_t i = 0; i < words.size(); ++i) {
-      std::string upper = words[i];
-      for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-      for (size_t k = 0; k < prons[i].size(); ++k) {  // CMUdict's alternates: WORD, WORD(1), WORD(2), ...
-        std::cout << upper << (k ? "(" + std::to_string(k) + ")" : std::string()) << " ";
-        for (const auto& p : prons[i][k]) std::cout << " " << p;
-        std::cout << "\n";
-      }
+  auto emit = [&](const std::string& word, const std::vector<std::vector<std::string>>& prons) {
+    std::string upper = word;
+    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    for (size_t k = 0; k < prons.size(); ++k) {  // CMUdict's alternates: WORD, WORD(1), WORD(2), ...
+      std::cout << upper << (k ? "(" + std::to_string(k) + ")" : std::string()) << " ";
+      for (const auto& p : prons[k]) std::cout << " " << p;
+      std::cout << "\n";
     }
+  };
+  auto print = [&](const std::vector<std::string>& words) {
+    std::vector<std::vector<std::vector<std::string>>> prons;
+    try {
+      prons = g2p->pronounce_nbest(words, no_stress, nbest);
+    } catch (const zoo::UsageError&) {
+      // A word the model refuses: the words before it are answered first, as fill-mask, zero-shot
+      // and embed answer the inputs before a bad one, and then its error ends the command.
+      if (words.size() == 1) throw;
+      for (const auto& w : words) emit(w, g2p->pronounce_nbest({w}, no_stress, nbest).front());
+      return;
+    }
+    for (size_t i = 0; i < words.size(); ++i) emit(words[i], prons[i]);
   };
   if (r.count("words")) {
     print(r["words"].as<std::vector<std::string>>());
@@ -753,8 +763,8 @@ int cmd_zero_shot(int argc, char** argv) {
   if (labels.size() < 2) throw zoo::UsageError("--labels: give at least two comma-separated labels");
   for (size_t i = 0; i < labels.size(); ++i) {  // one printed line per label, each label once
     if (labels[i].empty())
-      throw zoo::UsageError("--labels: label " + std::to_string(i + 1) + " is empty (two commas in a row, or one at an "
-                            "end); separate the labels with single commas");
+      throw zoo::UsageError("--labels: label " + std::to_string(i + 1) + " is empty or blank (two commas in a row, or "
+                            "one at an end?); separate the labels with single commas");
     if (std::any_of(labels[i].begin(), labels[i].end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
       throw zoo::UsageError("--labels: label " + std::to_string(i + 1) + " holds a control character (such as a tab "
                             "or line break); separate the labels with commas");

@@ -346,9 +346,13 @@ class BertMLMTask : public MaskedLanguageModelTask, public Embedder {
     for (size_t i = 0; i < ids.size(); ++i)
       if (ids[i] == vocab_.mask_id()) where.push_back(static_cast<int64_t>(i));
     if (where.empty()) throw UsageError("fill-mask: the text has no [MASK] token (e.g. \"The [MASK] is barking.\")");
-    if (static_cast<int64_t>(ids.size()) > model_->bert->options.max_position())
-      throw UsageError("fill-mask: the text is " + std::to_string(ids.size()) + " tokens long; the model reads at most " +
-                       std::to_string(model_->bert->options.max_position()));
+    // data.max_length (at most the model's positions, checked when the task is made): positions
+    // past the run's own were never trained, so a longer text is refused, not read by them.
+    if (static_cast<int64_t>(ids.size()) > data_.max_length)
+      throw UsageError("fill-mask: the text is " + std::to_string(ids.size()) + " tokens long with [CLS] and [SEP], "
+                       "over data.max_length " + std::to_string(data_.max_length) + " (the run's, unless --set): shorten "
+                       "it, or set data.max_length up to the model's " +
+                       std::to_string(model_->bert->options.max_position()) + " positions");
     auto input = torch::tensor(ids, torch::kLong).view({1, -1}).to(device_);
     auto positions = torch::stack({torch::zeros({static_cast<int64_t>(where.size())}, torch::kLong),
                                    torch::tensor(where, torch::kLong)},

@@ -293,7 +293,7 @@ class TransformerG2P : public G2PTask {
   }
 
   std::vector<int64_t> encode_word(const std::string& word) const {
-    if (word.empty()) throw UsageError("g2p: an empty word has no pronunciation");
+    if (word.empty()) throw UsageError("g2p: an empty word has no pronunciation; give words of letters A-Z");
     if (static_cast<int64_t>(word.size()) > kMaxWordLength)
       throw UsageError("g2p: '" + word.substr(0, 24) + "...' has " + std::to_string(word.size()) +
                        " characters, more than the model's " + std::to_string(kMaxWordLength) +
