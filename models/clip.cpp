@@ -92,7 +92,9 @@ torch::Tensor CLIPImpl::encode_text(const torch::Tensor& tokens) {
                                           torch::nn::functional::NormalizeFuncOptions().dim(-1));
 }
 
-torch::Tensor CLIPImpl::scale() { return logit_scale.exp().clamp_max(options.max_logit_scale()); }
+// Only the parameter is clamped (clamp_logit_scale_), as in CLIP's code: a clamp here too would
+// stop the gradient for good at the cap, float32's log(100) being a hair over (exp: 100.0000076).
+torch::Tensor CLIPImpl::scale() { return logit_scale.exp(); }
 
 void CLIPImpl::clamp_logit_scale_() {
   torch::NoGradGuard no_grad;

@@ -83,7 +83,7 @@ class CLIPImpl : public torch::nn::Cloneable<CLIPImpl> {
   torch::Tensor encode_text(const torch::Tensor& tokens);
   /// The image encoder's [CLS] feature before the projection (what a linear probe reads).
   torch::Tensor image_features(const torch::Tensor& images);
-  /// exp(logit_scale), clamped to max_logit_scale.
+  /// exp(logit_scale): at most max_logit_scale, as clamp_logit_scale_ keeps the parameter.
   torch::Tensor scale();
   /// Clamps the logit-scale parameter itself into [0, log(max_logit_scale)] (after an optimizer step).
   void clamp_logit_scale_();
