@@ -492,6 +492,53 @@ TEST_CASE("a checkpoint whose weights are not finite is refused, naming the tens
                                                            Contains("holds NaN or infinite values"));
 }
 
+TEST_CASE("a checkpoint whose weights don't fit the model is refused, naming the weight: missing, reshaped or extra",
+          "[checkpoint]") {
+  auto dir = zoo::test::scratch("unfitckpt");
+  auto cfg = tiny(4, {"train.ema=false"});
+  zoo::Trainer trainer(cfg, {dir});
+  trainer.run();
+  auto& model = trainer.task().model();
+  const auto deep = model.named_parameters().keys().back();  // a weight some modules down
+  const auto deep_module = deep.substr(0, deep.rfind('.') + 1);
+  // The tree Module::save writes, with one weight dropped, one reshaped, or a stray tensor added
+  // to one module's archive ("" is the model's own).
+  std::string drop, reshape, stray_in;
+  std::function<void(torch::nn::Module&, torch::serialize::OutputArchive&, const std::string&)> save_tree =
+      [&](torch::nn::Module& m, torch::serialize::OutputArchive& out, const std::string& prefix) {
+        for (const auto& p : m.named_parameters(/*recurse=*/false)) {
+          if (prefix + p.key() == drop) continue;
+          auto sizes = p.value().sizes().vec();
+          if (prefix + p.key() == reshape) sizes[0] += 1;
+          out.write(p.key(), prefix + p.key() == reshape ? torch::zeros(sizes) : p.value());
+        }
+        for (const auto& b : m.named_buffers(/*recurse=*/false)) out.write(b.key(), b.value(), /*is_buffer=*/true);
+        for (const auto& c : m.named_children()) {
+          torch::serialize::OutputArchive sub;
+          save_tree(*c.value(), sub, prefix + c.key() + ".");
+          out.write(c.key(), sub);
+        }
+        if (prefix == stray_in) out.write("stray", torch::ones({3}));
+      };
+  const auto path = dir + "/unfit.pt";
+  auto load = [&](std::string d, std::string r, std::string s) {
+    drop = std::move(d), reshape = std::move(r), stray_in = std::move(s);
+    torch::serialize::OutputArchive a, m;
+    a.write("config", c10::IValue(cfg.to_yaml()));
+    a.write("step", c10::IValue(int64_t{4}));
+    save_tree(model, m, "");
+    a.write("model", m);
+    zoo::write_checkpoint(a, {path});
+    zoo::load_task(path, {});
+  };
+  CHECK_NOTHROW(load("", "", "none"));  // the tree as the trainer writes it loads
+  CHECK_THROWS_WITH(load(deep, "", "none"), Contains(path + ": model/" + deep + " is missing"));
+  CHECK_THROWS_WITH(load("", deep, "none"), Contains(path + ": model/" + deep + " has shape"));
+  CHECK_THROWS_WITH(load("", "", deep_module),
+                    Contains(path + ": model/" + deep_module + "stray is in the checkpoint but not in this model"));
+  CHECK_THROWS_WITH(load("", "", ""), Contains(path + ": model/stray is in the checkpoint but not in this model"));
+}
+
 TEST_CASE("truncated, foreign and missing checkpoints are UsageErrors naming the path", "[checkpoint]") {
   auto dir = zoo::test::scratch("badckpt");
   zoo::Trainer trainer(tiny(4), {dir});
@@ -521,6 +568,45 @@ TEST_CASE("truncated, foreign and missing checkpoints are UsageErrors naming the
   // A width the weights were not trained with: refused by name before any tensor is read.
   CHECK_THROWS_WITH(zoo::load_task(dir + "/checkpoints/" + zoo::step_checkpoint_name(4), {"model.dim=64"}),
                     Contains("--set model.dim=64: ") && Contains("was trained with model.dim=32"));
+}
+
+TEST_CASE("crafted tensor records: each storage against its own record, each tensor within its storage",
+          "[checkpoint]") {
+  auto dir = zoo::test::scratch("craftedckpt");
+  torch::serialize::OutputArchive a;
+  a.write("probe_a", torch::ones({7, 11}));  // a 308-byte record
+  a.write("probe_b", torch::ones({13}));     // a 52-byte one
+  const auto good = dir + "/good.pt", swapped = dir + "/swapped.pt", grown = dir + "/grown.pt";
+  zoo::write_checkpoint(a, {good});
+  CHECK_NOTHROW(zoo::read_checkpoint(good));
+  // Two files a hand could make, every CRC intact: one moves 16 bytes from the 308-byte record to
+  // the 52-byte one (the total as before); the other gives the 7 x 11 tensor 8 rows in the pickle.
+  std::ofstream(dir + "/craft.py") << R"py(import sys, zipfile
+src = zipfile.ZipFile(sys.argv[1])
+data = {n: src.read(n) for n in src.namelist()}
+def repack(dst, edit):
+    out = zipfile.ZipFile(dst, 'w')
+    for n in src.namelist():
+        out.writestr(n, edit(n, data[n]))
+    out.close()
+size = {len(d): n for n, d in data.items() if '/data/' in n}
+a, b = size[308], size[52]
+repack(sys.argv[2], lambda n, d: d[:-16] if n == a else d + bytes(16) if n == b else d)
+old = b'(KKt(KKt'
+def grow(n, d):
+    if not n.endswith('/data.pkl'):
+        return d
+    assert d.count(old) == 1, 'the 7 x 11 shape is not in the pickle'
+    return d.replace(old, b'(KKt(KKt')
+repack(sys.argv[3], grow)
+)py";
+  auto py = zoo::test::run("python3 " + q(dir + "/craft.py") + " " + q(good) + " " + q(swapped) + " " + q(grown));
+  INFO(py.output);
+  REQUIRE(py.code == 0);
+  CHECK_THROWS_WITH(zoo::read_checkpoint(swapped), Contains(swapped + ": damaged checkpoint: a tensor record holds 292 "
+                                                                     "bytes but its storage needs 308"));
+  CHECK_THROWS_WITH(zoo::read_checkpoint(grown), Contains(grown + ": damaged checkpoint: a tensor of shape [8, 11] "
+                                                                 "reaches past the 308 bytes of its storage"));
 }
 
 TEST_CASE("atomic_write: a kill at any instant leaves the old or the new file, whole", "[checkpoint]") {
@@ -724,6 +810,13 @@ TEST_CASE("train.restarts: one run per seed, validation picks one, --resume fini
   }
   // A row of seed 3's log before its checkpoint: a resumed restart keeps it, one started over would not.
   std::ofstream(dir + "/restarts/seed-3/metrics.jsonl", std::ios::app) << "{\"step\":3,\"note\":\"before the resume\"}\n";
+  {  // another train.seed would start new restarts beside seed 3's: refused before anything is written
+    zoo::TrainerOptions other{dir};
+    other.resume = true;
+    CHECK_THROWS_WITH(zoo::run_training(tiny(8, {"train.restarts=3", "train.seed=7"}), other, &interrupted),
+                      Contains("holds the restart of train.seed 3, outside train.seed 7 to 9"));
+    CHECK_FALSE(fs::exists(dir + "/restarts/seed-7"));
+  }
   zoo::TrainerOptions o{dir};
   o.resume = true;
   auto test = zoo::run_training(cfg, o, &interrupted);

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <unordered_map>
 #include <vector>
@@ -134,19 +135,43 @@ std::string corrupt_record(std::istream& in, uint64_t size, int64_t* data_bytes)
   return "";
 }
 
-/// The bytes the storages of every tensor in `v` claim, each storage once.
-void storage_bytes(const c10::IValue& v, std::unordered_map<const void*, uint64_t>& seen) {
+/// Every storage of the tensors in `v` (each once, with the bytes it claims); throws UsageError
+/// naming `path` for a tensor that reaches past its storage's end. torch's reader takes each
+/// tensor's sizes, strides and offset from the pickle and checks none of them against the storage.
+void collect_storages(const c10::IValue& v, std::unordered_map<const void*, std::pair<const void*, uint64_t>>& seen,
+                      const std::string& path) {
   if (v.isTensor()) {
     const auto& t = v.toTensor();
-    if (t.defined() && t.has_storage()) seen[t.storage().unsafeGetStorageImpl()] = t.storage().nbytes();
+    if (!t.defined() || !t.has_storage()) return;
+    const auto nbytes = static_cast<uint64_t>(t.storage().nbytes());
+    seen[t.storage().unsafeGetStorageImpl()] = {t.storage().data(), nbytes};
+    if (t.numel() == 0) return;
+    // The last element's offset, in elements: storage_offset + sum (size_i - 1) stride_i.
+    bool ok = t.storage_offset() >= 0;
+    uint64_t last = static_cast<uint64_t>(std::max<int64_t>(0, t.storage_offset()));
+    for (int64_t d = 0; ok && d < t.dim(); ++d) {
+      uint64_t reach = 0;
+      ok = t.stride(d) >= 0 &&
+           !__builtin_mul_overflow(static_cast<uint64_t>(t.size(d) - 1), static_cast<uint64_t>(t.stride(d)), &reach) &&
+           !__builtin_add_overflow(last, reach, &last);
+    }
+    uint64_t end = 0;
+    ok = ok && !__builtin_add_overflow(last, uint64_t{1}, &end) &&
+         !__builtin_mul_overflow(end, static_cast<uint64_t>(t.element_size()), &end) && end <= nbytes;
+    if (!ok) {
+      std::ostringstream os;
+      os << path << ": damaged checkpoint: a tensor of shape " << t.sizes() << " reaches past the " << nbytes
+         << " bytes of its storage; use another file from the run's checkpoints/";
+      throw UsageError(os.str());
+    }
   } else if (v.isObject()) {
-    for (const auto& slot : v.toObjectRef().slots()) storage_bytes(slot, seen);
+    for (const auto& slot : v.toObjectRef().slots()) collect_storages(slot, seen, path);
   } else if (v.isList()) {
-    for (const auto& x : v.toListRef()) storage_bytes(x, seen);
+    for (const auto& x : v.toListRef()) collect_storages(x, seen, path);
   } else if (v.isTuple()) {
-    for (const auto& x : v.toTupleRef().elements()) storage_bytes(x, seen);
+    for (const auto& x : v.toTupleRef().elements()) collect_storages(x, seen, path);
   } else if (v.isGenericDict()) {
-    for (const auto& kv : v.toGenericDict()) storage_bytes(kv.value(), seen);
+    for (const auto& kv : v.toGenericDict()) collect_storages(kv.value(), seen, path);
   }
 }
 
@@ -226,14 +251,39 @@ void write_checkpoint(torch::serialize::OutputArchive& archive, const std::vecto
 
 namespace {
 
-/// Loads the archive in `file` (named `path` in messages) from its start, its tensors on the CPU;
-/// UsageError on a file torch can't read.
-void load_archive(torch::serialize::InputArchive& archive, std::istream& file, const std::string& path) {
-  try {
+/// Loads the archive in `file` (`size` bytes; named `path` in messages), its tensors on the CPU;
+/// UsageError on a file torch can't read. `reads` gets each buffer torch's reader filled and the
+/// bytes it read into it: a stored record is read into the buffer that becomes its storage, so a
+/// storage's data pointer leads to the size of its record. (A read that goes on where the last
+/// one into a buffer ended counts with it, should a reader take a record in pieces.)
+void load_archive(torch::serialize::InputArchive& archive, std::istream& file, uint64_t size, const std::string& path,
+                  std::unordered_map<const void*, uint64_t>& reads) {
+  // Where a read ended in memory -> the buffer it began, and where it ended in the file.
+  std::unordered_map<const char*, std::pair<const char*, uint64_t>> ends;
+  auto read = [&](uint64_t pos, void* buf, size_t n) -> size_t {
     file.clear();
-    file.seekg(0);
-    archive.load_from(file, torch::Device(torch::kCPU));
+    file.seekg(static_cast<std::streamoff>(pos));
+    file.read(static_cast<char*>(buf), static_cast<std::streamsize>(n));
+    const auto got = static_cast<size_t>(std::max<std::streamsize>(0, file.gcount()));
+    const auto* at = static_cast<const char*>(buf);
+    const char* start = at;
+    if (const auto it = ends.find(at); it != ends.end() && it->second.second == pos) {
+      start = it->second.first;
+      ends.erase(it);
+      reads[start] += got;
+    } else {
+      reads[start] = got;
+    }
+    ends[at + got] = {start, pos + got};
+    return got;
+  };
+  try {
+    archive.load_from(read, [size] { return static_cast<size_t>(size); }, torch::Device(torch::kCPU));
+  } catch (const std::bad_alloc&) {
+    throw;  // this machine's memory, not the file (whose records the zip check bounded by its size)
   } catch (const c10::Error& e) {
+    // The same: a resume must not pass over the newest checkpoint as damaged for want of memory.
+    if (std::string(e.what_without_backtrace()).find("can't allocate memory") != std::string::npos) throw;
     throw UsageError(path + ": not a readable checkpoint (truncated or not a torch archive: " +
                      first_line(e.what_without_backtrace()) + "); use another file from the run's checkpoints/");
   } catch (const std::exception& e) {  // e.g. std::stoull on a damaged archive/version record
@@ -269,7 +319,8 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path, const to
   // First on the CPU, whatever device wrote it: the checks below run before any tensor is
   // copied to a GPU.
   torch::serialize::InputArchive archive;
-  load_archive(archive, file, path);
+  std::unordered_map<const void*, uint64_t> reads;
+  load_archive(archive, file, size, path, reads);
   c10::IValue format, version;
   if (!archive.try_read("zoo/format", format) || !format.isString() || format.toStringRef() != kCheckpointFormat)
     throw UsageError(path + ": a torch archive but not a zoo checkpoint (no zoo/format header); pass a file "
@@ -277,21 +328,31 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path, const to
   if (!archive.try_read("zoo/version", version) || !version.isInt() || version.toInt() > kCheckpointVersion)
     throw UsageError(path + ": checkpoint format version " + (version.isInt() ? std::to_string(version.toInt()) : "?") +
                      " is newer than this zoo reads (" + std::to_string(kCheckpointVersion) + "); update zoo");
-  // Records shorter than the tensors they hold (their CRCs intact: a crafted or mis-packed file) would be
-  // read past their end by torch's reader, which takes each storage's size from the pickle.
-  if (data_bytes >= 0) {
-    std::unordered_map<const void*, uint64_t> seen;
-    for (const auto& key : archive.keys()) {
-      c10::IValue v;
-      if (archive.try_read(key, v)) storage_bytes(v, seen);
-    }
-    uint64_t claimed = 0;
-    for (const auto& kv : seen) claimed += kv.second;
-    if (claimed > static_cast<uint64_t>(data_bytes))
-      throw UsageError(path + ": damaged checkpoint: its tensor records hold " + std::to_string(data_bytes) +
-                       " bytes but its tensors need " + std::to_string(claimed) +
-                       "; use another file from the run's checkpoints/");
+  // Records shorter than the storages made of them, or tensors reaching past their storages (a
+  // crafted or mis-packed file, its CRCs intact): torch's reader takes every size from the pickle,
+  // and the first read of such a tensor would run past the end of its buffer.
+  std::unordered_map<const void*, std::pair<const void*, uint64_t>> storages;
+  for (const auto& key : archive.keys()) {
+    c10::IValue v;
+    if (archive.try_read(key, v)) collect_storages(v, storages, path);
   }
+  uint64_t unmatched = 0;  // storages whose record was not read straight into them (a compressed record)
+  for (const auto& [impl, storage] : storages) {
+    const auto [data, nbytes] = storage;
+    if (nbytes == 0) continue;
+    const auto it = reads.find(data);
+    if (it == reads.end()) {
+      unmatched += nbytes;
+    } else if (nbytes > it->second) {
+      throw UsageError(path + ": damaged checkpoint: a tensor record holds " + std::to_string(it->second) +
+                       " bytes but its storage needs " + std::to_string(nbytes) +
+                       "; use another file from the run's checkpoints/");
+    }
+  }
+  if (data_bytes >= 0 && unmatched > static_cast<uint64_t>(data_bytes))
+    throw UsageError(path + ": damaged checkpoint: its tensor records hold " + std::to_string(data_bytes) +
+                     " bytes but its tensors need " + std::to_string(unmatched) +
+                     "; use another file from the run's checkpoints/");
   if (device.is_cpu()) return archive;
   // The file read on the CPU already: an error now is the device's (out of its memory), not the
   // file's, and goes out as it is rather than as a damaged checkpoint (which a resume passes over).
@@ -379,14 +440,28 @@ void load_tree(torch::nn::Module& module, torch::serialize::InputArchive& archiv
     check_finite_weight(t, path + ": " + prefix + name);
     target.copy_(t);
   };
-  for (auto& p : module.named_parameters(/*recurse=*/false)) load_tensor(p.key(), p.value(), false);
-  for (auto& b : module.named_buffers(/*recurse=*/false)) load_tensor(b.key(), b.value(), true);
+  std::set<std::string> known{"training"};  // every archive's module has it
+  for (auto& p : module.named_parameters(/*recurse=*/false)) {
+    load_tensor(p.key(), p.value(), false);
+    known.insert(p.key());
+  }
+  for (auto& b : module.named_buffers(/*recurse=*/false)) {
+    load_tensor(b.key(), b.value(), true);
+    known.insert(b.key());
+  }
   for (auto& c : module.named_children()) {
     torch::serialize::InputArchive sub;
     if (!archive.try_read(c.key(), sub))
       throw UsageError(path + ": " + prefix + c.key() + " is missing (the checkpoint was made for another model)");
     load_tree(*c.value(), sub, prefix + c.key() + ".", path);
+    known.insert(c.key());
   }
+  // Strict, as load_state_dict(strict=True): a weight the model has no place for (another
+  // model's extra layer, a renamed parameter) is not dropped in silence.
+  for (const auto& key : archive.keys())
+    if (!known.count(key))
+      throw UsageError(path + ": " + prefix + key + " is in the checkpoint but not in this model (the checkpoint was "
+                       "made for another model)");
 }
 
 }  // namespace

@@ -268,7 +268,7 @@ void add_common_keys(Schema& s) {
                   {"best", "soup"})
       .add_bool("train.deterministic", false, "use deterministic algorithms only (slower on CUDA)")
       .add_int("train.steps", 1000, "optimizer steps in the run", 1)
-      .add_int("train.batch_size", 128, "examples per micro-batch on each process", 1)
+      .add_int("train.batch_size", 128, "examples per micro-batch on each process", 1, int64_t{1} << 24)
       .add_int("train.accumulate", 1, "micro-batches accumulated into one optimizer step", 1, 1024)
       .add_float("train.grad_clip", 1.0, "clip the global gradient norm to this (0 = off)", 0.0)
       .add_string("train.precision", "auto", "fp32, bf16 (autocast; CUDA or CPU) or fp16 (autocast, CUDA only); auto = bf16 on CUDA, fp32 on CPU",

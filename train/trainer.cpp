@@ -37,6 +37,10 @@ using json = nlohmann::json;
 
 namespace zoo {
 
+/// j as one line of JSON; bytes that are not UTF-8 (in a path: a run directory's name) become
+/// U+FFFD, where nlohmann's dump() would throw after the training it records.
+static std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 /// A run whose loss or weights stopped being finite (a learning rate far too high); thrown
 /// before anything is saved. A restarts run leaves that seed out.
 struct DivergedError : std::runtime_error {
@@ -357,8 +361,14 @@ void EMA::load(torch::serialize::InputArchive& archive, const std::string& path)
     torch::Tensor t;
     if (!sub.try_read("t" + std::to_string(i), t, true) || t.sizes() != shadow_[i].sizes())
       throw UsageError(path + ": EMA weight " + names_[i] + " is missing or has the wrong shape");
-    check_finite_weight(t, path + ": EMA weight " + names_[i]);
-    shadow_[i].copy_(t);
+    try {  // e.g. a record of another kind of tensor (quantized) that can't be copied into a float one
+      check_finite_weight(t, path + ": EMA weight " + names_[i]);
+      shadow_[i].copy_(t);
+    } catch (const c10::Error& e) {
+      const std::string what = e.what_without_backtrace();
+      throw UsageError(path + ": EMA weight " + names_[i] + " cannot be loaded (" + what.substr(0, what.find('\n')) +
+                       "); use another checkpoint");
+    }
   }
 }
 
@@ -451,8 +461,14 @@ Trainer::~Trainer() = default;
 
 void Trainer::log_row(const std::string& line) {
   if (opt_.rank != 0) return;
-  std::ofstream out(fs::path(opt_.run_dir) / "metrics.jsonl", std::ios::app);
+  const auto path = fs::path(opt_.run_dir) / "metrics.jsonl";
+  std::ofstream out(path, std::ios::app);
   out << line << "\n";
+  out.flush();
+  if (!out && !log_error_) {  // as samples that can't be written: training goes on, and ends on it once saved
+    log_error_ = path.string() + ": cannot append a row (a full disk, or a folder in the way)";
+    spdlog::error("{}", *log_error_);
+  }
 }
 
 void Trainer::save(int64_t step, bool best) {
@@ -495,8 +511,11 @@ void Trainer::save(int64_t step, bool best) {
   for (auto& p : list_step_checkpoints(dir.string()))
     if (step_of_checkpoint_name(p) <= step) upto.push_back(p);
   const auto keep = static_cast<size_t>(cfg_.get_int("train.keep_last"));
-  for (size_t i = 0; i + keep < upto.size(); ++i)
-    if (upto[i] != step_path) fs::remove(upto[i]);
+  for (size_t i = 0; i + keep < upto.size(); ++i) {
+    std::error_code ec;  // one that can't be removed (its permissions) is left, and training goes on
+    if (upto[i] != step_path && !fs::remove(upto[i], ec) && ec)
+      spdlog::warn("{}: could not remove an old checkpoint ({}); remove it by hand", upto[i], ec.message());
+  }
 }
 
 namespace {
@@ -735,7 +754,7 @@ Scalars Trainer::run() {
       line += fmt::format("  {} {:.4f}", k, v);
     }
     if (main) spdlog::info("eval {} @ step {}:{}", split, step, line);
-    log_row(row.dump());
+    log_row(dump(row));
     return m;
   };
 
@@ -802,7 +821,7 @@ Scalars Trainer::run() {
     check_finite(step);
     check_weights(step);
     saved = step;
-    window_json_ = window.dump();
+    window_json_ = dump(window);
     save(step, best);
   };
   auto t_window = std::chrono::steady_clock::now();
@@ -850,7 +869,7 @@ Scalars Trainer::run() {
       row["it_per_s"] = its;
       row["examples_per_s"] = its * task_->examples_per_step() * opt_.world_size;
       row["elapsed_s"] = std::chrono::duration<double>(now - t_start).count();
-      log_row(row.dump());
+      log_row(dump(row));
       if (main)
         spdlog::info("step {}/{}{}  lr {:.2e}  {:.2f} it/s  {:.0f} ex/s  ETA {}", step, total, line, lr, its,
                      its * task_->examples_per_step() * opt_.world_size, format_duration((total - step) / its));
@@ -909,6 +928,9 @@ Scalars Trainer::run() {
   if (outputs_error)
     throw UsageError("samples not written: " + *outputs_error + "; the checkpoints are saved: free the path (or disk "
                      "space), and zoo eval or zoo sample reads them");
+  if (log_error_)
+    throw UsageError("metrics not all logged: " + *log_error_ + "; the checkpoints are saved: free the path (or disk "
+                     "space); zoo eval reads them");
   return test;
 }
 
@@ -952,7 +974,7 @@ std::unique_ptr<Task> greedy_soup(const fs::path& top, const std::string& key, b
   for (auto& t : live) sum.push_back(t.detach().to(torch::kFloat64));
   double current = validate(*soup);
   *kept = {results.front().first};
-  *rows += json{{"soup", results.front().first}, {"split", "val"}, {key, current}, {"kept", true}}.dump() + "\n";
+  *rows += dump(json{{"soup", results.front().first}, {"split", "val"}, {key, current}, {"kept", true}}) + "\n";
   if (main) spdlog::info("greedy soup: seed {} alone, validation {} {:.4f}", results.front().first, key, current);
   for (size_t i = 1; i < results.size(); ++i) {
     const int64_t seed = results[i].first;
@@ -967,7 +989,7 @@ std::unique_ptr<Task> greedy_soup(const fs::path& top, const std::string& key, b
     }
     const double v = validate(*soup);
     const bool keep = !improves(current, v, higher);  // no worse than the soup without it
-    *rows += json{{"soup", seed}, {"split", "val"}, {key, v}, {"kept", keep}}.dump() + "\n";
+    *rows += dump(json{{"soup", seed}, {"split", "val"}, {key, v}, {"kept", keep}}) + "\n";
     if (main)
       spdlog::info("greedy soup: with seed {} validation {} {:.4f} against {:.4f}: {}", seed, key, v, current,
                    keep ? "kept" : "left out");
@@ -989,7 +1011,7 @@ std::unique_ptr<Task> greedy_soup(const fs::path& top, const std::string& key, b
     torch::serialize::OutputArchive archive;
     archive.write("config", c10::IValue(cfg.to_yaml()));
     archive.write("step", c10::IValue(checkpoint_step(archive_in)));
-    archive.write("soup", c10::IValue(json(*kept).dump()));
+    archive.write("soup", c10::IValue(dump(json(*kept))));
     write_networks(*soup, archive);
     {
       torch::serialize::OutputArchive t;
@@ -1118,6 +1140,21 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     if (restarts == 1 && several && !single)
       throw UsageError("--resume: " + dir + " holds restarts (restarts/seed-S); resume them with the train.restarts they "
                        "were started with (its config.yaml says), or start one run with another --run-dir");
+    if (restarts > 1 && several) {  // the same seeds: another train.seed would start new restarts beside the old
+      const int64_t first = cfg.get_int("train.seed");
+      std::error_code ec;
+      for (const auto& e : fs::directory_iterator(fs::path(dir) / "restarts", ec)) {
+        const auto name = e.path().filename().string();
+        const auto digits = name.rfind("seed-", 0) == 0 ? name.substr(5) : std::string();
+        if (digits.empty() || digits.size() > 18 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+        const auto seed = std::stoll(digits);
+        if (seed < first || seed - first >= restarts)
+          throw UsageError("--resume: " + dir + " holds the restart of train.seed " + digits + ", outside train.seed " +
+                           std::to_string(first) + " to " + std::to_string(first + restarts - 1) +
+                           "; resume with the train.seed and train.restarts the run was started with (its config.yaml "
+                           "says), or start new restarts with another --run-dir");
+      }
+    }
   }
   if (restarts == 1) {
     Trainer trainer(cfg, options);
@@ -1160,7 +1197,7 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
       finished = !trainer.run().empty();
     } catch (const DivergedError& e) {  // an unstable seed is left out, as a worse one would be
       if (options.rank == 0) spdlog::warn("restart seed {} left out: {}", seed, e.what());
-      rows += json{{"seed", seed}, {"run_dir", o.run_dir}, {"split", "val"}, {"diverged", true}}.dump() + "\n";
+      rows += dump(json{{"seed", seed}, {"run_dir", o.run_dir}, {"split", "val"}, {"diverged", true}}) + "\n";
       continue;
     }
     // On --resume, written once the first restart has restored (a refused --resume leaves the run as it was).
@@ -1176,7 +1213,7 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
     if (!value)
       throw std::runtime_error(o.run_dir + ": validation gave no " + key + " to choose a restart by");
     results.emplace_back(seed, *value);
-    rows += json{{"seed", seed}, {"run_dir", o.run_dir}, {"split", "val"}, {key, *value}}.dump() + "\n";
+    rows += dump(json{{"seed", seed}, {"run_dir", o.run_dir}, {"split", "val"}, {key, *value}}) + "\n";
     if (options.rank == 0) spdlog::info("restart seed {}: best validation {} {:.4f}", seed, key, *value);
   }
   if (results.empty())
@@ -1211,11 +1248,11 @@ Scalars run_training(const Config& cfg, const TrainerOptions& options, bool* int
   json row{{"seed", kept.front()}, {"split", "test"}, {"chosen", true}, {"checkpoint", best}};
   if (soup) row["soup"] = kept;
   for (auto& [k, v] : test) row[k] = v;
-  rows += row.dump() + "\n";
+  rows += dump(row) + "\n";
   if (options.rank == 0) {
     atomic_write((top / "restarts.jsonl").string(), rows);
     if (soup)
-      spdlog::info("greedy soup of {} of {} restarts (seeds {}) -> {}", kept.size(), restarts, json(kept).dump(), best);
+      spdlog::info("greedy soup of {} of {} restarts (seeds {}) -> {}", kept.size(), restarts, dump(json(kept)), best);
     else
       spdlog::info("validation chose seed {} ({} {:.4f}) of {} restarts -> {}", chosen, key, chosen_value, restarts,
                    best);
@@ -1314,7 +1351,7 @@ AverageResult average_checkpoints(const std::vector<std::string>& inputs, const 
     torch::NoGradGuard no_grad;
     for (size_t j = 0; j < live.size(); ++j) live[j].copy_(sum[j] / static_cast<double>(inputs.size()));
   }
-  result.step = write_weights(*base, cfg, source, {"average", json(inputs).dump()}, out, "zoo average");
+  result.step = write_weights(*base, cfg, source, {"average", dump(json(inputs))}, out, "zoo average");
   result.task = std::move(base);
   return result;
 }

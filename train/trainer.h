@@ -121,6 +121,7 @@ class Trainer {
   std::string window_json_ = "{}";  // running sums of the logging window, checkpointed
   std::optional<double> best_;  // the best validation value of task_->best_metric()
   bool interrupted_ = false;
+  std::optional<std::string> log_error_;  // the first row metrics.jsonl could not take; the run ends on it once saved
 };
 
 /// What `zoo train` runs. train.restarts = 1: one Trainer. N > 1: N runs of the config, with

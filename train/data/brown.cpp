@@ -38,8 +38,10 @@ std::vector<BrownDocument> load_brown(const std::string& root, const std::string
   std::sort(docs.begin(), docs.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   for (auto& d : docs) {
     const auto path = (fs::path(root) / d.id).string();
-    std::ifstream f(path);
-    if (!f || !fs::is_regular_file(path))
+    std::error_code ec;  // the type first: opening a pipe of that name would wait for a writer
+    std::ifstream f;
+    if (fs::is_regular_file(path, ec)) f.open(path);
+    if (!f.is_open() || !f)
       throw UsageError("data.root: " + path + " is missing or not a file; delete " + root +
                        " and run scripts/fetch-data brown");
     int64_t line_no = 0;

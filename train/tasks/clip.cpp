@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <iomanip>
 
 #include <spdlog/spdlog.h>
@@ -223,7 +224,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
     for (const auto& n : k.train_names) names.push_back(n.front());
     const auto classes = label_embeddings(names);
     fs::create_directories(fs::path(dir) / "test_images");
-    std::ofstream txt(fs::path(dir) / "zero_shot.txt");
+    std::ostringstream txt;  // written whole at the end: a full disk is an error, not a short file
     txt << "# the first test image of each class: file, true class, zero-shot prediction (probability)\n";
     for (int c = 0; c < 10; ++c) {
       int64_t i = 0;
@@ -240,6 +241,7 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
       txt << file << "\t" << names[static_cast<size_t>(c)] << "\t" << names[static_cast<size_t>(best)] << " (" << std::fixed
           << std::setprecision(3) << p[best].item<double>() << ")\n";
     }
+    atomic_write((fs::path(dir) / "zero_shot.txt").string(), txt.str());
   }
 
   void save_state(torch::serialize::OutputArchive& a) override {

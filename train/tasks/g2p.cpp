@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <numeric>
 
 #include "models/transformer.h"
+#include "train/checkpoint.h"
 #include "train/data/cmudict.h"
 #include "train/data/sampler.h"
 #include "train/data/sequences.h"
@@ -200,7 +202,7 @@ class TransformerG2P : public G2PTask {
     std::vector<std::string> words;
     for (const auto& e : entries) words.push_back(e.word);
     auto hyps = pronounce(words, /*no_stress=*/false);
-    std::ofstream out(fs::path(dir) / "pronunciations.txt");
+    std::ostringstream out;  // written whole at the end: a full disk is an error, not a short file
     out << "# first " << entries.size() << " test words: word, model, reference(s); * = wrong\n";
     auto join = [](const std::vector<std::string>& p) {
       std::string s;
@@ -217,6 +219,7 @@ class TransformerG2P : public G2PTask {
       }
       out << (right ? "  " : "* ") << entries[i].word << "\t" << join(hyps[i]) << "\t" << refs << "\n";
     }
+    atomic_write((fs::path(dir) / "pronunciations.txt").string(), out.str());
   }
 
   void save_state(torch::serialize::OutputArchive& a) override { sampler().save(a); }

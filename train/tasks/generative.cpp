@@ -136,6 +136,9 @@ class ImageGenerationTask : public FashionMnistTask {
     fid_rng_.apply(device_);
     auto real = load_fashion_mnist(root_, split, val_size_, fid_samples_).images;
     const auto n = real.size(0);
+    if (n < 2)  // e.g. zoo eval --split val --set data.val_size=1, which the check when training does not see
+      throw UsageError("data.val_size: " + std::to_string(n) + " image in the " + split + " split is too few for FID, "
+                       "which fits a covariance to at least 2 (eval.fid_classifier is set); give 2 or more");
     std::vector<torch::Tensor> fake;
     for (int64_t done = 0; done < n; done += 500) fake.push_back(sample(std::min<int64_t>(500, n - done)).cpu());
     auto real_f = fid_->features(real);

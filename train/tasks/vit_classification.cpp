@@ -1,8 +1,10 @@
 // Task: ViT image classification on Fashion-MNIST (cross-entropy; crop, flip and random erasing).
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "models/vit.h"
+#include "train/checkpoint.h"
 #include "train/image.h"
 #include "train/tasks/embed.h"
 #include "train/tasks/fashion_mnist_task.h"
@@ -88,11 +90,12 @@ class ViTClassification : public FashionMnistTask, public Embedder {
                      .clone();
     frame.narrow(2, 2, 28).narrow(3, 2, 28).copy_(x.expand({n, 3, 28, 28}));
     write_png((fs::path(dir) / "predictions.png").string(), make_grid(frame, 8, 2, 3));
-    std::ofstream txt(fs::path(dir) / "predictions.txt");
+    std::ostringstream txt;  // written whole at the end: a full disk is an error, not a short file
     txt << "# first " << n << " Fashion-MNIST test images, row by row: predicted (true)\n";
     for (int64_t i = 0; i < n; ++i)
       txt << i << "\t" << kFashionMnistClasses[pred[i].item<int64_t>()] << " (" << kFashionMnistClasses[y[i].item<int64_t>()]
           << ")" << (pred[i].item<int64_t>() == y[i].item<int64_t>() ? "" : "  WRONG") << "\n";
+    atomic_write((fs::path(dir) / "predictions.txt").string(), txt.str());
   }
 
   /// zoo embed: the [CLS] token after the final layer norm, the input of the head (timm's
