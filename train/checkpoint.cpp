@@ -15,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "models/wordpiece.h"
@@ -77,8 +78,9 @@ uint32_t crc32(uint32_t crc, const unsigned char* p, size_t n) {
 /// The first record of the zip archive `in` (of `size` bytes) whose bytes do not match the CRC-32 its central
 /// directory gives; "" when every record matches. torch's reader does not check these, so a
 /// flipped bit in a tensor would load as a wrong weight. A file this cannot parse as a plain zip
-/// of stored records (zip64, compression) is left to torch's reader: "".
-std::string corrupt_record(std::istream& in, uint64_t size, int64_t* data_bytes) {
+/// of stored records (zip64, compression) is left to torch's reader: "". A compressed tensor
+/// record is refused (UsageError naming `path`).
+std::string corrupt_record(std::istream& in, uint64_t size, int64_t* data_bytes, const std::string& path) {
   *data_bytes = -1;  // unknown until every record has been read from the directory
   auto read = [&](uint64_t at, size_t n) {
     std::string b(n, '\0');
@@ -109,6 +111,11 @@ std::string corrupt_record(std::istream& in, uint64_t size, int64_t* data_bytes)
     const auto name = dir.substr(i + 46, name_len);
     i += 46 + name_len + extra_len + comment_len;
     const bool tensor_data = name.find("/data/") != std::string::npos;
+    // torch writes every record stored; a compressed tensor record is a hand's (and what it
+    // inflates to is not checked against its tensors below).
+    if (method != 0 && tensor_data)
+      throw UsageError(path + ": damaged checkpoint: its tensor record " + name + " is compressed, which torch never "
+                       "writes; use another file from the run's checkpoints/");
     // Not checked: compressed or zip64 records, and a CRC of 0 (a writer that computed none).
     if (method != 0 || stored == 0xFFFFFFFF || local_at == 0xFFFFFFFF) {
       known = known && !tensor_data;
@@ -139,7 +146,13 @@ std::string corrupt_record(std::istream& in, uint64_t size, int64_t* data_bytes)
 /// naming `path` for a tensor that reaches past its storage's end. torch's reader takes each
 /// tensor's sizes, strides and offset from the pickle and checks none of them against the storage.
 void collect_storages(const c10::IValue& v, std::unordered_map<const void*, std::pair<const void*, uint64_t>>& seen,
-                      const std::string& path) {
+                      const std::string& path, std::unordered_set<const void*>& walked, int depth = 0) {
+  // A pickle can share a container (or hold one in itself): each is walked once, and not deep.
+  if ((v.isObject() || v.isList() || v.isTuple() || v.isGenericDict()) && !walked.insert(v.internalToPointer()).second)
+    return;
+  if (depth > 256)
+    throw UsageError(path + ": damaged checkpoint: its values nest over 256 deep; use another file from the run's "
+                     "checkpoints/");
   if (v.isTensor()) {
     const auto& t = v.toTensor();
     if (!t.defined() || !t.has_storage()) return;
@@ -165,13 +178,13 @@ void collect_storages(const c10::IValue& v, std::unordered_map<const void*, std:
       throw UsageError(os.str());
     }
   } else if (v.isObject()) {
-    for (const auto& slot : v.toObjectRef().slots()) collect_storages(slot, seen, path);
+    for (const auto& slot : v.toObjectRef().slots()) collect_storages(slot, seen, path, walked, depth + 1);
   } else if (v.isList()) {
-    for (const auto& x : v.toListRef()) collect_storages(x, seen, path);
+    for (const auto& x : v.toListRef()) collect_storages(x, seen, path, walked, depth + 1);
   } else if (v.isTuple()) {
-    for (const auto& x : v.toTupleRef().elements()) collect_storages(x, seen, path);
+    for (const auto& x : v.toTupleRef().elements()) collect_storages(x, seen, path, walked, depth + 1);
   } else if (v.isGenericDict()) {
-    for (const auto& kv : v.toGenericDict()) collect_storages(kv.value(), seen, path);
+    for (const auto& kv : v.toGenericDict()) collect_storages(kv.value(), seen, path, walked, depth + 1);
   }
 }
 
@@ -312,7 +325,7 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path, const to
   file.seekg(0, std::ios::end);
   const auto size = static_cast<uint64_t>(std::max<std::streamoff>(0, file.tellg()));
   int64_t data_bytes = -1;
-  if (const auto record = corrupt_record(file, size, &data_bytes); !record.empty())
+  if (const auto record = corrupt_record(file, size, &data_bytes, path); !record.empty())
     throw UsageError(path + ": corrupt checkpoint: its record " + record +
                      " fails the zip CRC-32 check (the file changed after it was written); use another file from "
                      "the run's checkpoints/");
@@ -332,15 +345,19 @@ torch::serialize::InputArchive read_checkpoint(const std::string& path, const to
   // crafted or mis-packed file, its CRCs intact): torch's reader takes every size from the pickle,
   // and the first read of such a tensor would run past the end of its buffer.
   std::unordered_map<const void*, std::pair<const void*, uint64_t>> storages;
+  std::unordered_set<const void*> walked;
   for (const auto& key : archive.keys()) {
     c10::IValue v;
-    if (archive.try_read(key, v)) collect_storages(v, storages, path);
+    if (archive.try_read(key, v)) collect_storages(v, storages, path, walked);
   }
   uint64_t unmatched = 0;  // storages whose record was not read straight into them (a compressed record)
   for (const auto& [impl, storage] : storages) {
     const auto [data, nbytes] = storage;
     if (nbytes == 0) continue;
     const auto it = reads.find(data);
+    if (data == nullptr)  // an empty record (nothing read): no buffer at all behind the bytes claimed
+      throw UsageError(path + ": damaged checkpoint: a tensor record holds 0 bytes but its storage needs " +
+                       std::to_string(nbytes) + "; use another file from the run's checkpoints/");
     if (it == reads.end()) {
       unmatched += nbytes;
     } else if (nbytes > it->second) {
@@ -450,6 +467,7 @@ void load_tree(torch::nn::Module& module, torch::serialize::InputArchive& archiv
     known.insert(b.key());
   }
   for (auto& c : module.named_children()) {
+    if (!c.value()->is_serializable()) continue;  // Module::save leaves it out (a torch::nn::Functional)
     torch::serialize::InputArchive sub;
     if (!archive.try_read(c.key(), sub))
       throw UsageError(path + ": " + prefix + c.key() + " is missing (the checkpoint was made for another model)");
