@@ -63,7 +63,7 @@ TEST_CASE("CLIP's text encoder needs its vocabulary's size and an end-of-text to
                     Contains("eot_id 102 is not a token of a vocabulary of 100"));
 }
 
-TEST_CASE("CLIP temperature: starts at 0.07; the parameter is kept to a logit scale of 100, where it still learns",
+TEST_CASE("CLIP temperature: starts at 0.07, its parameter kept to a logit scale of 100, where it still learns",
           "[clip]") {
   auto m = tiny_clip();
   CHECK(m->scale().item<double>() == Approx(1.0 / 0.07).epsilon(1e-5));
