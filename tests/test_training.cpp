@@ -753,6 +753,32 @@ TEST_CASE("a damaged checkpoint's optimizer state or data position is caught, no
     };
     CHECK(load_into({torch::ones({4}), torch::ones({2, 3})}).empty());
     CHECK(load_into({torch::ones({4}), torch::ones({3, 2})}) == "the state of parameter 2 has shape [2, 3], not its [3, 2]");
+    // Values of the right shape that no run leaves: found too.
+    auto poisoned = [&](const std::string& how) {
+      auto o = make({torch::ones({4}), torch::ones({2, 3})});
+      bytes.seekg(0);
+      torch::serialize::InputArchive in;
+      in.load_from(bytes);
+      o->load(in);
+      torch::NoGradGuard no_grad;
+      auto apply = [&](auto& a) {
+        if (how == "nan") a.exp_avg().view(-1)[0].fill_(std::nan(""));
+        if (how == "negative") a.exp_avg_sq().view(-1)[0].fill_(-1.0);
+        if (how == "step") a.step(-3);
+      };
+      for (auto& kv : o->state()) {
+        if (auto* a = dynamic_cast<torch::optim::AdamParamState*>(kv.second.get())) apply(*a);
+        if (auto* w = dynamic_cast<torch::optim::AdamWParamState*>(kv.second.get())) apply(*w);
+        if (auto* g = dynamic_cast<torch::optim::SGDParamState*>(kv.second.get()); g && how == "nan")
+          g->momentum_buffer().view(-1)[0].fill_(std::nan(""));
+      }
+      return zoo::optimizer_state_mismatch(*o);
+    };
+    CHECK_THAT(poisoned("nan"), Contains("holds NaN or infinite values"));
+    if (name != "sgd") {
+      CHECK_THAT(poisoned("negative"), Contains("has negative second moments"));
+      CHECK_THAT(poisoned("step"), Contains("has a negative step count (-3)"));
+    }
   }
   // A cursor past the epoch's end (the largest integer, say) starts the next epoch, as one at its
   // end does, rather than overflowing.

@@ -176,19 +176,34 @@ std::string optimizer_state_mismatch(torch::optim::Optimizer& opt) {
       ++index;
       const auto it = states.find(state_key(states, p));
       if (it == states.end()) continue;
-      std::vector<torch::Tensor> state;
-      if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(it->second.get()))
+      std::vector<torch::Tensor> state, squares;  // squares: Adam's second moments, never negative
+      int64_t step = 0;
+      if (auto* s = dynamic_cast<torch::optim::AdamParamState*>(it->second.get())) {
         state = {s->exp_avg(), s->exp_avg_sq(), s->max_exp_avg_sq()};
-      else if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get()))
+        squares = {s->exp_avg_sq(), s->max_exp_avg_sq()};
+        step = s->step();
+      } else if (auto* s = dynamic_cast<torch::optim::AdamWParamState*>(it->second.get())) {
         state = {s->exp_avg(), s->exp_avg_sq(), s->max_exp_avg_sq()};
-      else if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get()))
+        squares = {s->exp_avg_sq(), s->max_exp_avg_sq()};
+        step = s->step();
+      } else if (auto* s = dynamic_cast<torch::optim::SGDParamState*>(it->second.get())) {
         state = {s->momentum_buffer()};
+      }
+      const auto which = "the state of parameter " + std::to_string(index);
       for (const auto& t : state)
         if (t.defined() && t.sizes() != p.sizes()) {
           std::ostringstream os;
-          os << "the state of parameter " << index << " has shape " << t.sizes() << ", not its " << p.sizes();
+          os << which << " has shape " << t.sizes() << ", not its " << p.sizes();
           return os.str();
         }
+      // Values no run leaves, which the first step would follow: to NaN weights (and "training
+      // diverged"), or a division by zero in Adam's bias correction.
+      if (step < 0) return which + " has a negative step count (" + std::to_string(step) + ")";
+      for (const auto& t : state)
+        if (t.defined() && t.is_floating_point() && !torch::isfinite(t).all().item<bool>())
+          return which + " holds NaN or infinite values";
+      for (const auto& t : squares)
+        if (t.defined() && t.numel() > 0 && t.min().item<double>() < 0) return which + " has negative second moments";
     }
   return "";
 }

@@ -597,7 +597,8 @@ int64_t Trainer::restore() {
       if (device_.is_cuda()) archive.try_read("rng/cuda", rng.cuda, true);
       rng.apply(device_);
       if (archive.try_read("amp/scale", v)) {
-        if (!v.isDouble()) throw damaged("its loss scale (amp/scale) is not a number");
+        if (!v.isDouble() || !std::isfinite(v.toDouble()) || v.toDouble() <= 0)
+          throw damaged("its loss scale (amp/scale) is not a finite positive number");
         ctx_->scale_ = v.toDouble();
       }
       if (archive.try_read("amp/good_steps", v)) {  // absent from checkpoints before it was saved
@@ -611,7 +612,8 @@ int64_t Trainer::restore() {
         window_json_ = v.toStringRef();
       }
       if (archive.try_read("best", v)) {
-        if (!v.isDouble()) throw damaged("its best validation value is not a number");
+        if (!v.isDouble() || std::isinf(v.toDouble()))  // NaN: none yet
+          throw damaged("its best validation value is not a finite number");
         if (!std::isnan(v.toDouble())) best_ = v.toDouble();
       }
       torch::serialize::InputArchive t;
