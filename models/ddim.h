@@ -34,6 +34,7 @@ struct DDIMSamplerOptions {
 /// One step x_t -> x_{t_prev} (t_prev = -1: the last step, to alpha-bar = 1). Eq. 12:
 /// x_prev = sqrt(ab_prev) x0 + sqrt(1 - ab_prev - sigma^2) eps + sigma z,
 /// sigma = eta sqrt((1 - ab_prev) / (1 - ab_t)) sqrt(1 - ab_t / ab_prev)  (Eq. 16).
+/// Reads alpha-bar with .item() (a wait for the device on CUDA); the samplers read it once per call.
 StepOutput ddim_step(const NoiseScheduleImpl& schedule, const torch::Tensor& model_out, int64_t t, int64_t t_prev,
                      const torch::Tensor& x_t, const torch::Tensor& noise, double eta, Prediction prediction,
                      bool clip_x0);

@@ -95,30 +95,47 @@ torch::Tensor NoiseScheduleImpl::predict_eps(const torch::Tensor& x_t, const tor
   return out;
 }
 
-StepOutput ddpm_step(const NoiseScheduleImpl& schedule, const torch::Tensor& model_out, int64_t t,
-                     const torch::Tensor& x_t, const torch::Tensor& noise, const DDPMSamplerOptions& options) {
+namespace {
+
+// The step with its schedule values already on the host: a sampling loop reads them once per
+// call, not with a device-to-host copy (a synchronization on CUDA) at every step.
+StepOutput ddpm_step_with(const NoiseScheduleImpl& schedule, const torch::Tensor& model_out, int64_t t,
+                          const torch::Tensor& x_t, const torch::Tensor& noise, const DDPMSamplerOptions& options,
+                          double beta, double ab, double ab_prev, double var_tilde) {
   auto tt = torch::full({x_t.size(0)}, t, torch::TensorOptions().dtype(torch::kLong).device(x_t.device()));
   auto x0 = schedule.predict_x0(x_t, tt, model_out, options.prediction());
   if (options.clip_x0()) x0 = x0.clamp(-1, 1);
-  const double beta = schedule.betas[t].item<double>();
-  const double ab = schedule.alphas_cumprod[t].item<double>();
-  const double ab_prev = schedule.alphas_cumprod_prev[t].item<double>();
   // Posterior mean (Eq. 7): beta_t sqrt(ab_{t-1}) / (1 - ab_t) x0 + (1 - ab_{t-1}) sqrt(alpha_t) / (1 - ab_t) x_t
   auto mean = (beta * std::sqrt(ab_prev) / (1 - ab)) * x0 + ((1 - ab_prev) * std::sqrt(1 - beta) / (1 - ab)) * x_t;
   if (t == 0) return {mean, x0};
-  const double var = options.variance_beta() ? beta : schedule.posterior_variance[t].item<double>();
+  const double var = options.variance_beta() ? beta : var_tilde;
   return {mean + std::sqrt(var) * noise, x0};
+}
+
+}  // namespace
+
+StepOutput ddpm_step(const NoiseScheduleImpl& schedule, const torch::Tensor& model_out, int64_t t,
+                     const torch::Tensor& x_t, const torch::Tensor& noise, const DDPMSamplerOptions& options) {
+  return ddpm_step_with(schedule, model_out, t, x_t, noise, options, schedule.betas[t].item<double>(),
+                        schedule.alphas_cumprod[t].item<double>(), schedule.alphas_cumprod_prev[t].item<double>(),
+                        schedule.posterior_variance[t].item<double>());
 }
 
 torch::Tensor ddpm_sample(const NoiseScheduleImpl& schedule, const Denoiser& denoiser, torch::Tensor x,
                           const DDPMSamplerOptions& options, const Progress& progress) {
   torch::NoGradGuard no_grad;  // inference: no graph over the steps
   const auto T = schedule.timesteps();
+  // The schedule on the host, once: (4, T) rows betas, alpha-bar, alpha-bar_prev, beta-tilde.
+  const auto host = torch::stack({schedule.betas, schedule.alphas_cumprod, schedule.alphas_cumprod_prev,
+                                  schedule.posterior_variance})
+                        .to(torch::kCPU, torch::kFloat64)
+                        .contiguous();
+  const auto v = host.accessor<double, 2>();
   for (int64_t t = T - 1; t >= 0; --t) {
     auto tt = torch::full({x.size(0)}, t, torch::TensorOptions().dtype(torch::kLong).device(x.device()));
     auto out = denoiser(x, tt);
     auto noise = t > 0 ? torch::randn_like(x) : torch::Tensor();
-    x = ddpm_step(schedule, out, t, x, noise, options).prev_sample;
+    x = ddpm_step_with(schedule, out, t, x, noise, options, v[0][t], v[1][t], v[2][t], v[3][t]).prev_sample;
     if (progress) progress(T - t, T);
   }
   return x;

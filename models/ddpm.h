@@ -83,7 +83,8 @@ struct DDPMSamplerOptions {
 };
 
 /// One ancestral step x_t -> x_{t-1} from the posterior q(x_{t-1} | x_t, x0_pred) (Eq. 6-7).
-/// `noise` ~ N(0, I) of x_t's shape; unused at t = 0.
+/// `noise` ~ N(0, I) of x_t's shape; unused at t = 0. It reads its schedule values with .item(),
+/// which on CUDA waits for the device; ddpm_sample reads the whole schedule once per call instead.
 StepOutput ddpm_step(const NoiseScheduleImpl& schedule, const torch::Tensor& model_out, int64_t t,
                      const torch::Tensor& x_t, const torch::Tensor& noise, const DDPMSamplerOptions& options);
 

@@ -211,6 +211,46 @@ TEST_CASE("DDIM with eta = 0 is bit-identical for the same seed", "[diffusion][s
   CHECK(torch::equal(a, b));
 }
 
+TEST_CASE("the sampling loops equal a loop of the public step functions, bit for bit", "[diffusion][sampler]") {
+  // ddpm_sample and ddim_sample read the schedule onto the host once; ddpm_step and ddim_step read it
+  // at each call. Both must give the same values.
+  NoiseSchedule s;
+  torch::NoGradGuard g;
+  auto net = ideal(*s, Prediction::kEpsilon);
+  torch::manual_seed(7);
+  const auto x_T = torch::randn({32, 3});
+  for (bool variance_beta : {false, true}) {
+    const auto opts = DDPMSamplerOptions().variance_beta(variance_beta);
+    torch::manual_seed(8);
+    auto a = ddpm_sample(*s, net, x_T, opts);
+    torch::manual_seed(8);
+    auto b = x_T;
+    for (int64_t t = s->timesteps() - 1; t >= 0; --t) {
+      auto out = net(b, torch::full({b.size(0)}, t, torch::kLong));
+      auto noise = t > 0 ? torch::randn_like(b) : torch::Tensor();
+      b = ddpm_step(*s, out, t, b, noise, opts).prev_sample;
+    }
+    INFO("DDPM, variance " << (variance_beta ? "beta" : "beta-tilde"));
+    CHECK(torch::equal(a, b));
+  }
+  for (double eta : {0.0, 0.6}) {
+    const auto opts = DDIMSamplerOptions().steps(20).eta(eta).spacing(Spacing::kTrailing);
+    torch::manual_seed(9);
+    auto a = ddim_sample(*s, net, x_T, opts);
+    torch::manual_seed(9);
+    auto b = x_T;
+    const auto ts = ddim_timesteps(s->timesteps(), 20, Spacing::kTrailing);
+    for (size_t i = 0; i < ts.size(); ++i) {
+      auto out = net(b, torch::full({b.size(0)}, ts[i], torch::kLong));
+      auto noise = eta > 0 ? torch::randn_like(b) : torch::Tensor();
+      b = ddim_step(*s, out, ts[i], i + 1 < ts.size() ? ts[i + 1] : -1, b, noise, eta, Prediction::kEpsilon, true)
+              .prev_sample;
+    }
+    INFO("DDIM, eta " << eta);
+    CHECK(torch::equal(a, b));
+  }
+}
+
 TEST_CASE("DDIM inversion then sampling returns to the start", "[diffusion][sampler]") {
   NoiseSchedule s;
   torch::NoGradGuard g;
