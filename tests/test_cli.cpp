@@ -27,6 +27,7 @@ using zoo::test::last_line;
 using zoo::test::zoo_bin;
 using zoo::test::q;
 using Catch::Matchers::Contains;
+using Catch::Matchers::StartsWith;
 
 namespace {
 
@@ -127,9 +128,7 @@ TEST_CASE("zoo usage: help, unknown command, missing and unknown options", "[cli
 
 TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   auto dir = zoo::test::scratch("cli-config");
-  auto missing = run(zoo_bin() + " train --config " + q(dir + "/missing.yaml"));
-  CHECK(missing.code == 2);
-  CHECK_THAT(missing.output, Contains(dir + "/missing.yaml: cannot read"));
+  check_refused("train --config " + q(dir + "/missing.yaml"), dir + "/missing.yaml: cannot read");
   check_refused("train --config " + q(zoo::test::source_dir() + "/configs/bert_mlm.yaml") +
                     " --set data.max_length=136 --run-dir " + q(dir + "/bert"),
                 "data.short_length: 16 must divide data.max_length (136) when data.short_steps is above 0");
@@ -138,16 +137,12 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
   std::ofstream(bad) << "task: vit_fashion_mnist\ntrain:\n  steps: 3\n  batch_sise: 4\n";
   auto r = run(zoo_bin() + " train --config " + q(bad));
   CHECK(r.code == 2);
-  CHECK_THAT(r.output, Contains(bad + ":4: train.batch_sise: unknown key"));
+  CHECK_THAT(r.output, StartsWith("zoo: error: " + bad + ":4: train.batch_sise: unknown key"));
   CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
 
   auto cfg = tiny_config(dir, 3);
-  auto set = run(zoo_bin() + " train --config " + q(cfg) + " --set train.steps=abc");
-  CHECK(set.code == 2);
-  CHECK_THAT(set.output, Contains("--set train.steps=abc: train.steps: expected an integer"));
-  auto set2 = run(zoo_bin() + " train --config " + q(cfg) + " --set nodot");
-  CHECK(set2.code == 2);
-  CHECK_THAT(set2.output, Contains("--set nodot: expected section.key=value"));
+  check_refused("train --config " + q(cfg) + " --set train.steps=abc", "--set train.steps=abc: train.steps: expected an integer");
+  check_refused("train --config " + q(cfg) + " --set nodot", "--set nodot: expected section.key=value");
   const auto train = "train --config " + q(cfg) + " --run-dir " + q(dir + "/r") + " ";
   check_refused(train + "--set data.root=/none,x",  // a value with a comma stays whole
                 "data.root: /none,x/train-images-idx3-ubyte is missing");
@@ -183,38 +178,29 @@ TEST_CASE("zoo train: bad configs exit 2 with a one-line message", "[cli]") {
               .code == 0);
   check_refused(train + "--set data.root=" + q(dir + "/short"),
                 dir + "/short/train-images-idx3-ubyte is 100000 bytes but its header says 47040016");
-  auto data = run(zoo_bin() + " train --config " + q(cfg) + " --set data.root=/nonexistent --run-dir " + q(dir + "/r"));
-  CHECK(data.code == 2);
-  CHECK_THAT(data.output, Contains("data.root: /nonexistent/train-images-idx3-ubyte is missing; run scripts/fetch-data"));
-  auto cuda = run(zoo_bin() + " train --config " + q(cfg) + " --set train.device=cuda:7 --run-dir " + q(dir + "/r"));
-  CHECK(cuda.code == 2);
-  CHECK_THAT(cuda.output, Contains("train.device: cuda:7"));
-  auto resume = run(zoo_bin() + " train --config " + q(cfg) + " --resume --run-dir " + q(dir + "/none"));
-  CHECK(resume.code == 2);
-  CHECK_THAT(resume.output, Contains("--run-dir " + dir + "/none: no such run directory to resume"));
-  auto restarts = run(zoo_bin() + " train --config " + q(cfg) + " --set train.restarts=0 --run-dir " + q(dir + "/r"));
-  CHECK(restarts.code == 2);
-  CHECK_THAT(restarts.output, Contains("train.restarts"));
+  check_refused(train + "--set data.root=/nonexistent",
+                "data.root: /nonexistent/train-images-idx3-ubyte is missing; run scripts/fetch-data");
+  check_refused(train + "--set train.device=cuda:7", "train.device: cuda:7 requested but this LibTorch sees");
+  check_refused("train --config " + q(cfg) + " --resume --run-dir " + q(dir + "/none"),
+                "--run-dir " + dir + "/none: no such run directory to resume");
+  check_refused(train + "--set train.restarts=0", "--set train.restarts=0: train.restarts: must be at least 1, got 0");
   // Data and pretrained checkpoints the text tasks need, missing.
   const auto configs = zoo::test::source_dir() + "/configs/";
-  auto gan = run(zoo_bin() + " train --config " + q(configs + "gan_fashion_mnist.yaml") +
-                 " --set train.restarts=2 --set data.root=" + q(zoo::test::data_root()) + " --run-dir " + q(dir + "/r"));
-  CHECK(gan.code == 2);
-  CHECK_THAT(gan.output, Contains("train.restarts: task gan_fashion_mnist has no validation metric"));
+  check_refused("train --config " + q(configs + "gan_fashion_mnist.yaml") + " --set train.restarts=2 --set data.root=" +
+                    q(zoo::test::data_root()) + " --run-dir " + q(dir + "/r"),
+                "train.restarts: task gan_fashion_mnist has no validation metric");
   auto pre = run(zoo_bin() + " train --config " + q(configs + "bert_pos.yaml") + " --set model.pretrained=" +
                  q(dir + "/none.pt") + " --run-dir " + q(dir + "/r"));
   CHECK(pre.code == 2);
   CHECK_THAT(last_line(pre.output), Contains("zoo: error: model.pretrained: " + dir + "/none.pt: no such checkpoint") &&
                                         Contains("pretrain one with `zoo train --config configs/bert_mlm.yaml`"));
   CHECK(!fs::exists(dir + "/r"));
-  auto cmu = run(zoo_bin() + " train --config " + q(configs + "transformer_g2p.yaml") + " --set data.root=" + q(dir) +
-                 " --run-dir " + q(dir + "/r"));
-  CHECK(cmu.code == 2);
-  CHECK_THAT(cmu.output, Contains("data/dict.txt is missing; run scripts/fetch-data cmudict"));
-  auto vocab = run(zoo_bin() + " train --config " + q(configs + "bert_mlm.yaml") + " --set data.vocab=" +
-                   q(dir + "/vocab.txt") + " --run-dir " + q(dir + "/r"));
-  CHECK(vocab.code == 2);
-  CHECK_THAT(vocab.output, Contains("data.vocab: " + dir + "/vocab.txt: cannot read"));
+  check_refused("train --config " + q(configs + "transformer_g2p.yaml") + " --set data.root=" + q(dir) + " --run-dir " +
+                    q(dir + "/r"),
+                "data/dict.txt is missing; run scripts/fetch-data cmudict");
+  check_refused("train --config " + q(configs + "bert_mlm.yaml") + " --set data.vocab=" + q(dir + "/vocab.txt") +
+                    " --run-dir " + q(dir + "/r"),
+                "data.vocab: " + dir + "/vocab.txt: cannot read");
   // Files that are not files: read to the end they would never end, or hang.
   check_refused("train --config /dev/zero", "/dev/zero: is not a regular file (a device or a pipe)");
   check_refused("train --config " + q(configs + "bert_mlm.yaml") + " --set data.vocab=/dev/zero --run-dir " + q(dir + "/r"),

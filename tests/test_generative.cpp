@@ -30,10 +30,11 @@ using zoo::test::q;
 
 namespace {
 
-/// The (width, height) of the PNG `zoo sample` writes for n 28x28 images in `columns` columns.
+/// The (width, height) of the PNG `zoo sample` writes for n 28x28 images in `columns` full columns:
+/// each image drawn at twice its size (56 pixels) with 2 pixels of padding around and between.
 std::pair<int64_t, int64_t> sample_png_size(int64_t n, int64_t columns) {
-  auto grid = make_grid(torch::zeros({n, 1, 28, 28}), columns, /*padding=*/2, /*scale=*/2);  // as main.cpp
-  return {grid.size(2), grid.size(1)};
+  const int64_t rows = (n + columns - 1) / columns;
+  return {columns * (56 + 2) + 2, rows * (56 + 2) + 2};
 }
 
 const auto kMu = torch::tensor({0.5, -0.3, 0.0}, torch::kFloat);
