@@ -51,7 +51,10 @@ StepOutput ddim_step_with(const NoiseScheduleImpl& schedule, const torch::Tensor
 // alpha-bar on the host, once per sampling call; index -1 (before the first step) gives 1.
 struct HostAlphaBar {
   explicit HostAlphaBar(const NoiseScheduleImpl& schedule)
-      : values(schedule.alphas_cumprod.to(torch::kCPU, torch::kFloat64).contiguous()), v(values.accessor<double, 1>()) {}
+      : values(schedule.alphas_cumprod.to(torch::kCPU, torch::kFloat64).contiguous()), v(values.accessor<double, 1>()) {
+    TORCH_CHECK(values.size(0) == schedule.timesteps(), "noise schedule: ", values.size(0), " steps in alphas_cumprod, ",
+                schedule.timesteps(), " in its options");
+  }
   double operator()(int64_t t) const { return t >= 0 ? v[t] : 1.0; }
   torch::Tensor values;
   torch::TensorAccessor<double, 1> v;

@@ -116,9 +116,10 @@ StepOutput ddpm_step_with(const NoiseScheduleImpl& schedule, const torch::Tensor
 
 StepOutput ddpm_step(const NoiseScheduleImpl& schedule, const torch::Tensor& model_out, int64_t t,
                      const torch::Tensor& x_t, const torch::Tensor& noise, const DDPMSamplerOptions& options) {
+  const double var_tilde = t > 0 && !options.variance_beta() ? schedule.posterior_variance[t].item<double>() : 0.0;
   return ddpm_step_with(schedule, model_out, t, x_t, noise, options, schedule.betas[t].item<double>(),
                         schedule.alphas_cumprod[t].item<double>(), schedule.alphas_cumprod_prev[t].item<double>(),
-                        schedule.posterior_variance[t].item<double>());
+                        var_tilde);
 }
 
 torch::Tensor ddpm_sample(const NoiseScheduleImpl& schedule, const Denoiser& denoiser, torch::Tensor x,
@@ -130,6 +131,7 @@ torch::Tensor ddpm_sample(const NoiseScheduleImpl& schedule, const Denoiser& den
                                   schedule.posterior_variance})
                         .to(torch::kCPU, torch::kFloat64)
                         .contiguous();
+  TORCH_CHECK(host.size(1) == T, "noise schedule: ", host.size(1), " steps in its buffers, ", T, " in its options");
   const auto v = host.accessor<double, 2>();
   for (int64_t t = T - 1; t >= 0; --t) {
     auto tt = torch::full({x.size(0)}, t, torch::TensorOptions().dtype(torch::kLong).device(x.device()));

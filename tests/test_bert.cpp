@@ -142,9 +142,7 @@ TEST_CASE("WordPiece: a vocabulary built from a corpus covers it and is determin
   auto a = zoo::WordPiece::train(texts, o), b = zoo::WordPiece::train(texts, o);
   CHECK(a.to_text() == b.to_text());
   // Not on the order of the texts or of hash tables: ties are broken by the pieces themselves.
-  std::vector<std::string> reordered(texts.rbegin(), texts.rend());
-  reordered.insert(reordered.begin() + 20, reordered.front());  // "zebra" twice, first and in the middle
-  reordered.erase(reordered.begin());
+  const std::vector<std::string> reordered(texts.rbegin(), texts.rend());  // "zebra" first: other words and characters
   CHECK(zoo::WordPiece::train(reordered, o).to_text() == a.to_text());
   CHECK(a.size() <= 100);
   CHECK(a.token(0) == "[PAD]");

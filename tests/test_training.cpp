@@ -298,6 +298,7 @@ TEST_CASE("optim.decay_1d=false: weight decay acts on matrices and kernels, not 
                           std::string("optim.decay_1d=") + (decay_1d ? "true" : "false")});
       auto opt = zoo::make_optimizer(cfg, params);
       CHECK(opt->param_groups().size() == (decay_1d ? 1u : 2u));
+      for (auto& group : opt->param_groups()) CHECK(group.options().get_lr() == Approx(0.1));
       std::vector<torch::Tensor> before;
       for (auto& p : params) {
         before.push_back(p.detach().clone());
