@@ -274,6 +274,10 @@ TEST_CASE("zoo zero-shot on a real CLIP checkpoint: PNG in, label probabilities 
                            "--labels: label 1 holds a control character (such as a tab or line break)");
   zoo::test::check_refused("zero-shot --checkpoint " + q(ckpt) + " --image " + q(image) + " --labels 'bag,coat, bag'",
                            "--labels: 'bag' is given twice; give each label once");
+  // Different strings, one text once the vocabulary has lower-cased them: each would get half.
+  zoo::test::check_refused("zero-shot --checkpoint " + q(ckpt) + " --image " + q(image) + " --labels 'Sneaker,bag,SNEAKER'",
+                           "labels 'Sneaker' and 'SNEAKER' are the same text to this model (lower-cased, accents "
+                           "stripped, cut at");
   auto full = zoo::test::run("{ " + zoo::test::zoo_bin() + " zero-shot --checkpoint " + q(ckpt) + " --image " + q(image) +
                              " --labels bag,coat > /dev/full; }");
   CHECK(full.code == 1);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <iomanip>
+#include <map>
 
 #include <spdlog/spdlog.h>
 
@@ -183,9 +184,21 @@ class CLIPTask : public FashionMnistTask, public ZeroShotClassifier, public Embe
     // averaged over the templates and normalised.
     const auto& k = fashion_captions();
     std::vector<std::string> prompts;
-    for (const auto& label : labels)
+    std::map<std::vector<int64_t>, size_t> seen;  // each label's prompts as tokens: labels that read the same
+    for (size_t i = 0; i < labels.size(); ++i) {
+      std::vector<int64_t> ids;
       for (const auto* templates : {&k.train_templates, &k.heldout_templates})
-        for (const auto& t : *templates) prompts.push_back(fill_template(t, label));
+        for (const auto& t : *templates) {
+          prompts.push_back(fill_template(t, labels[i]));
+          const auto one = tokens_of(prompts.back());
+          ids.insert(ids.end(), one.begin(), one.end());
+        }
+      if (const auto [at, fresh] = seen.emplace(std::move(ids), i); !fresh)
+        throw UsageError("labels '" + labels[at->second] + "' and '" + labels[i] + "' are the same text to this model (" +
+                         (vocab_.lower_case() ? "lower-cased, accents stripped, " : "") + "cut at " +
+                         std::to_string(model_->text->options.context_length()) +
+                         " tokens), so they would share its probability; give each label once");
+    }
     return in_eval_mode(*model_, [&] {
       auto texts = encode_texts(prompts);
       const auto n = static_cast<int64_t>(labels.size());
