@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include <catch2/catch.hpp>
+#include "tests/catch.h"
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <torch/torch.h>

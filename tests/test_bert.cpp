@@ -1,7 +1,7 @@
 // BERT (Devlin et al. 2018): the WordPiece tokenizer, the pretraining data pipeline (exact
 // and statistical checks on real Brown documents), the encoder's contracts, and the
 // pretrain -> fine-tune path end to end.
-#include <catch2/catch.hpp>
+#include "tests/catch.h"
 
 #include <algorithm>
 #include <cmath>

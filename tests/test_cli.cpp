@@ -1,6 +1,6 @@
 // The zoo command run as a process: exit codes and one-line messages on bad input,
 // and a training run killed with SIGKILL that resumes and finishes.
-#include <catch2/catch.hpp>
+#include "tests/catch.h"
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
 // CLIP (Radford et al. 2021): the symmetric loss, the temperature clamp, end-of-text pooling,
 // a toy case that must learn to match, and zoo zero-shot on real PNG files.
-#include <catch2/catch.hpp>
+#include "tests/catch.h"
 
 #include <cmath>
 #include <fstream>

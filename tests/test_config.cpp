@@ -1,5 +1,5 @@
 // Config: every key checked; errors name the key, the file and the line.
-#include <catch2/catch.hpp>
+#include "tests/catch.h"
 
 #include <filesystem>
 #include <fstream>

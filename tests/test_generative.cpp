@@ -2,7 +2,7 @@
 // for Gaussian data x0 ~ N(mu, diag(s^2)) the ideal noise predictor is known in closed form,
 // E[eps | x_t] = sqrt(1 - ab) (x_t - sqrt(ab) mu) / (ab s^2 + 1 - ab), so DDPM and DDIM
 // driven by it must reproduce the data's mean and variance.
-#include <catch2/catch.hpp>
+#include "tests/catch.h"
 
 #include <limits>
 

@@ -1,6 +1,6 @@
 // Model contracts: shapes, who attends to whom, masks, and agreement with LibTorch's
 // own multi-head attention (an independent implementation) on the same weights.
-#include <catch2/catch.hpp>
+#include "tests/catch.h"
 
 #include <limits>
 #include <sstream>

@@ -1,6 +1,6 @@
 // Trainer and checkpoints on real Fashion-MNIST: round trip, atomicity, resume
 // equivalence, bad files, and a short run that must clearly learn.
-#include <catch2/catch.hpp>
+#include "tests/catch.h"
 
 #include <ATen/autocast_mode.h>
 

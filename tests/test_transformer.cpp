@@ -1,6 +1,6 @@
 // Transformer (Vaswani et al. 2017) contracts: who attends to whom, padding, cached
 // decoding, beam search, the label-smoothed loss; and the CMUdict G2P task end to end.
-#include <catch2/catch.hpp>
+#include "tests/catch.h"
 
 #include <cmath>
 #include <functional>
